@@ -1,0 +1,95 @@
+"""Import the upstream StyleTTS2 code (a checkout outside this repository) for parity checks.
+
+Used only to (re)generate the parity fixtures under tests/fixtures/ and by the optional live parity
+tests; the regular test suite never needs upstream. Point STYLETTS2_UPSTREAM at the checkout.
+Upstream imports torchaudio, which cannot load beside our torch; the few functions its model code
+touches at import/construction time are provided by a small stand-in module.
+"""
+import math
+import os
+import sys
+import types
+
+import torch
+
+UPSTREAM_ENV = "STYLETTS2_UPSTREAM"
+
+
+def upstream_path() -> str | None:
+    path = os.environ.get(UPSTREAM_ENV)
+    if path and os.path.isfile(os.path.join(path, "models.py")):
+        return path
+    return None
+
+
+def _create_dct(n_mfcc: int, n_mels: int, norm: str | None) -> torch.Tensor:
+    # DCT-II basis as an (n_mels, n_mfcc) matrix, the layout torchaudio returns.
+    n = torch.arange(float(n_mels))
+    k = torch.arange(float(n_mfcc)).unsqueeze(1)
+    dct = torch.cos(math.pi / float(n_mels) * (n + 0.5) * k)
+    if norm is None:
+        dct *= 2.0
+    else:
+        dct[0] *= 1.0 / math.sqrt(2.0)
+        dct *= math.sqrt(2.0 / float(n_mels))
+    return dct.t()
+
+
+def _install_torchaudio_standin() -> None:
+    if "torchaudio" in sys.modules:
+        return
+    ta = types.ModuleType("torchaudio")
+    functional = types.ModuleType("torchaudio.functional")
+    functional.create_dct = _create_dct
+    transforms = types.ModuleType("torchaudio.transforms")
+
+    class _Unavailable:
+        def __init__(self, *a, **k):
+            raise RuntimeError("torchaudio transforms are not available in the parity harness")
+
+    transforms.MelSpectrogram = _Unavailable
+    transforms.Resample = _Unavailable
+    ta.functional = functional
+    ta.transforms = transforms
+    sys.modules.update({"torchaudio": ta, "torchaudio.functional": functional,
+                        "torchaudio.transforms": transforms})
+
+
+def import_upstream(path: str | None = None):
+    """Put the upstream checkout on sys.path and return its `models` module."""
+    path = path or upstream_path()
+    if path is None:
+        raise RuntimeError(f"set {UPSTREAM_ENV} to a checkout of the upstream StyleTTS2 repository")
+    import transformers  # noqa: F401  (before the stand-in: transformers probes for torchaudio)
+    from transformers import AlbertModel  # noqa: F401
+
+    _install_torchaudio_standin()
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    import models  # noqa: E402  (upstream's module)
+    return models
+
+
+def build_upstream_model(config_name: str = "config.yml", path: str | None = None, seed: int = 0):
+    """Upstream's `build_model` for one of its configs, with randomly initialised helpers
+    (ASR aligner, JDC pitch extractor, PL-BERT) of their released shapes."""
+    import yaml
+    from munch import Munch
+
+    path = path or upstream_path()
+    models = import_upstream(path)
+    from transformers import AlbertConfig, AlbertModel
+
+    torch.manual_seed(seed)
+    with open(os.path.join(path, "Configs", config_name)) as f:
+        config = yaml.safe_load(f)
+    with open(os.path.join(path, "Utils", "ASR", "config.yml")) as f:
+        asr_config = yaml.safe_load(f)["model_params"]
+    with open(os.path.join(path, "Utils", "PLBERT", "config.yml")) as f:
+        bert_config = yaml.safe_load(f)["model_params"]
+    aligner = models.ASRCNN(**asr_config)
+    pitch = models.JDCNet(num_class=1, seq_len=192)
+    bert = AlbertModel(AlbertConfig(**bert_config))
+    args = Munch.fromDict(config["model_params"])
+    return models.build_model(args, aligner, pitch, bert), config
+
