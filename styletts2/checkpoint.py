@@ -188,17 +188,3 @@ def load_aligner_weights(aligner: nn.Module, path: str | os.PathLike) -> None:
 def load_pitch_weights(pitch: nn.Module, path: str | os.PathLike) -> None:
     """The JDC pitch extractor release (`bst.t7`) keeps its weights under ['net']."""
     load_module_state("pitch_extractor", pitch, _unwrap(torch_load(path), "net", path))
-
-
-def load_plbert_weights(bert: nn.Module, path: str | os.PathLike) -> None:
-    """PL-BERT `step_*.t7`: weights under ['net'], keys prefixed `module.encoder.` (the MLM head's
-    other entries are not part of the encoder and are left out)."""
-    net = _unwrap(torch_load(path), "net", path)
-    state = {}
-    for key, value in net.items():
-        key = key[len("module."):] if key.startswith("module.") else key
-        if key.startswith("encoder."):
-            state[key[len("encoder."):]] = value
-    if not state:
-        raise CheckpointError(f"{path}: no `encoder.` weights found under ['net']")
-    load_module_state("bert", bert, state)

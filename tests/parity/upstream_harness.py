@@ -35,6 +35,27 @@ def _create_dct(n_mfcc: int, n_mels: int, norm: str | None) -> torch.Tensor:
     return dct.t()
 
 
+class _MelSpectrogramStandin(torch.nn.Module):
+    """Stand-in for torchaudio.transforms.MelSpectrogram, added for the losses parity: it is OUR
+    implementation (styletts2.losses.spectral.LossMelSpectrogram, torch.stft + our HTK filterbank),
+    not torchaudio's, so a parity run through it checks upstream's loss code around the mel, not the
+    mel itself (that is checked against librosa in tests/test_losses.py). Only the torchaudio
+    defaults upstream relies on are accepted: Hann window, f_min 0, f_max sr/2, power 2, no norm."""
+
+    def __init__(self, sample_rate=16000, n_fft=400, win_length=None, hop_length=None, n_mels=128,
+                 window_fn=torch.hann_window, **unsupported):
+        super().__init__()
+        if unsupported or window_fn is not torch.hann_window:
+            raise RuntimeError(f"MelSpectrogram stand-in: unsupported options {sorted(unsupported)}")
+        from styletts2.losses.spectral import LossMelSpectrogram
+
+        win_length = win_length or n_fft
+        self.mel = LossMelSpectrogram(n_fft, hop_length or win_length // 2, win_length, sample_rate, n_mels)
+
+    def forward(self, wave):
+        return self.mel(wave)
+
+
 def _install_torchaudio_standin() -> None:
     if "torchaudio" in sys.modules:
         return
@@ -47,7 +68,7 @@ def _install_torchaudio_standin() -> None:
         def __init__(self, *a, **k):
             raise RuntimeError("torchaudio transforms are not available in the parity harness")
 
-    transforms.MelSpectrogram = _Unavailable
+    transforms.MelSpectrogram = _MelSpectrogramStandin
     transforms.Resample = _Unavailable
     ta.functional = functional
     ta.transforms = transforms

@@ -1,0 +1,71 @@
+"""Reading and writing wav files (soundfile) and resampling (soxr 'HQ' through librosa).
+
+`load_wav` returns float32 mono: channels are averaged, as `librosa.load` (used by upstream's
+inference demos) does; upstream's training loader kept the first channel only, which differs for
+the rare stereo clip. Resampling is `librosa.resample(res_type="soxr_hq")`, the resampler that
+upstream's `librosa.resample` calls by default in librosa >= 0.10. This module does not import torch.
+"""
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+
+class AudioReadError(ValueError):
+    """An audio file exists but cannot be decoded, or holds no samples."""
+
+
+def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """`wave` (float, [..., samples]) resampled from `orig_sr` to `target_sr` with soxr HQ."""
+    if orig_sr <= 0 or target_sr <= 0:
+        raise ValueError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
+    if orig_sr == target_sr:
+        return wave
+    import librosa  # imported here: slow to import and only needed when rates differ
+
+    return librosa.resample(wave, orig_sr=orig_sr, target_sr=target_sr, res_type="soxr_hq")
+
+
+def load_wav(path: str | os.PathLike, target_sr: int | None = None) -> tuple[np.ndarray, int]:
+    """Read an audio file as float32 mono in [-1, 1]; resample to `target_sr` if given.
+
+    Returns (wave [samples], sample_rate). Raises FileNotFoundError for a missing file and
+    AudioReadError (naming the file) for one that cannot be decoded or is empty.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"audio file not found: {path}")
+    try:
+        wave, sr = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioReadError(f"cannot read audio file {path}: {err}") from err
+    if wave.shape[0] == 0:
+        raise AudioReadError(f"audio file {path} holds no samples")
+    wave = wave.mean(axis=1, dtype=np.float32)
+    if target_sr is not None and target_sr != sr:
+        wave = resample(wave, sr, target_sr).astype(np.float32, copy=False)
+        sr = target_sr
+    return wave, sr
+
+
+def save_wav(path: str | os.PathLike, wave: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
+    """Write mono `wave` ([samples], float in [-1, 1]) as a wav file, creating parent folders.
+
+    Integer subtypes cannot hold values beyond [-1, 1]: such samples are clipped, with a warning
+    saying how many.
+    """
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim != 1:
+        raise ValueError(f"expected a mono waveform [samples], got shape {wave.shape}")
+    if not np.all(np.isfinite(wave)):
+        raise ValueError(f"waveform for {path} holds NaN or infinite samples")
+    if subtype.startswith("PCM"):
+        n_clipped = int(np.count_nonzero(np.abs(wave) > 1.0))
+        if n_clipped:
+            warnings.warn(f"{n_clipped} samples beyond [-1, 1] clipped while writing {path}", stacklevel=2)
+            wave = np.clip(wave, -1.0, 1.0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, wave, sample_rate, subtype=subtype)

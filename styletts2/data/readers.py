@@ -1,0 +1,209 @@
+"""Corpus readers: LJSpeech `metadata.csv` and upstream's list files, plus the phoneme cache.
+
+Both formats become a list of `Record`s that remember where they came from (file and line), so
+every later complaint about a clip can name it. A malformed line either raises
+`CorpusFormatError` (no `issues` list given) or is skipped and appended to `issues`.
+
+- LJSpeech: `metadata.csv` lines `id|text|normalized text`, audio in `wavs/<id>.wav` beside it.
+  The normalized text is used when present (numbers and abbreviations spelled out).
+- upstream lists (`Data/train_list.txt`): `wav path|phonemes|speaker id`, the speaker optional
+  (0), paths relative to a root directory (upstream's `root_path`).
+
+Text records are phonemized once with `phonemize_records`; the results are kept in a JSON cache
+beside the data whose file name carries the language and espeak-ng version, so re-reading a corpus
+costs no phonemization and a different espeak-ng never reuses stale phonemes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Record:
+    """One utterance. `text` is set for LJSpeech records, `phonemes` for list records (and for
+    LJSpeech records once phonemized); `line` is 1-based."""
+
+    wav: Path
+    speaker: int
+    text: str | None
+    phonemes: str | None
+    source: Path
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A problem with one line or clip of a corpus."""
+
+    reason: str
+    source: Path
+    line: int
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}: {self.reason}: {self.detail}"
+
+
+class CorpusFormatError(ValueError):
+    """A corpus file has a malformed line."""
+
+
+def _report(issue: Issue, issues: list[Issue] | None) -> None:
+    if issues is None:
+        raise CorpusFormatError(str(issue))
+    issues.append(issue)
+
+
+def _lines(path: Path):
+    """(line number, stripped line) for every non-blank line."""
+    with open(path, encoding="utf-8") as f:
+        for number, raw in enumerate(f, start=1):
+            line = raw.rstrip("\r\n")
+            if line.strip():
+                yield number, line
+
+
+def read_ljspeech(
+    metadata: str | Path,
+    wav_dir: str | Path | None = None,
+    speaker: int = 0,
+    issues: list[Issue] | None = None,
+) -> list[Record]:
+    """Records of an LJSpeech `metadata.csv` (`id|text|normalized text`; the third field optional).
+
+    wav_dir: where `<id>.wav` live (default: `wavs/` beside the metadata file).
+    """
+    metadata = Path(metadata)
+    wav_dir = Path(wav_dir) if wav_dir is not None else metadata.parent / "wavs"
+    records = []
+    for number, line in _lines(metadata):
+        fields = line.split("|")
+        if len(fields) not in (2, 3) or not fields[0].strip():
+            _report(Issue("malformed", metadata, number, f"expected 'id|text|normalized text', got {line!r}"), issues)
+            continue
+        clip_id, text = fields[0].strip(), fields[1]
+        if len(fields) == 3 and fields[2].strip():
+            text = fields[2]
+        records.append(Record(wav_dir / f"{clip_id}.wav", speaker, text.strip(), None, metadata, number))
+    return records
+
+
+def read_list(path: str | Path, root: str | Path | None = None, issues: list[Issue] | None = None) -> list[Record]:
+    """Records of an upstream list file (`wav|phonemes|speaker`; the speaker optional, default 0).
+
+    root: the directory wav paths are relative to (upstream's `root_path`; default: the list's folder).
+    """
+    path = Path(path)
+    root = Path(root) if root is not None else path.parent
+    records = []
+    for number, line in _lines(path):
+        fields = line.split("|")
+        if len(fields) not in (2, 3) or not fields[0].strip():
+            _report(Issue("malformed", path, number, f"expected 'wav|phonemes|speaker', got {line!r}"), issues)
+            continue
+        speaker_field = fields[2].strip() if len(fields) == 3 else "0"
+        try:
+            speaker = int(speaker_field)
+        except ValueError:
+            _report(Issue("malformed", path, number, f"speaker id {speaker_field!r} is not an integer"), issues)
+            continue
+        records.append(Record(root / fields[0].strip(), speaker, None, fields[1].strip(), path, number))
+    return records
+
+
+def read_corpus(path: str | Path, root: str | Path | None = None, issues: list[Issue] | None = None) -> list[Record]:
+    """Read either format: a directory or a `metadata.csv` is LJSpeech, any other file a list file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metadata.csv"
+    if path.name == "metadata.csv":
+        return read_ljspeech(path, wav_dir=root, issues=issues)
+    return read_list(path, root=root, issues=issues)
+
+
+def read_ood_texts(path: str | Path) -> list[str]:
+    """Phoneme strings of upstream's `OOD_texts.txt`: one per line, either bare or as the second
+    field of a `wav|phonemes|...` line (upstream accepts both)."""
+    texts = []
+    for _, line in _lines(Path(path)):
+        fields = line.split("|")
+        texts.append((fields[1] if ".wav" in fields[0] and len(fields) > 1 else fields[0]).strip())
+    return [t for t in texts if t]
+
+
+# --- phonemization cache -------------------------------------------------------------------
+
+
+def cache_path(directory: str | Path, language: str, espeak_version: str) -> Path:
+    return Path(directory) / f".phonemes.{language}.espeak-ng-{espeak_version}.json"
+
+
+def _load_cache(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)["phonemes"]
+
+
+def _save_cache(path: Path, language: str, version: str, table: dict[str, str]) -> None:
+    # Atomic replace: an interrupted run never leaves a truncated cache behind.
+    payload = {"language": language, "espeak_ng_version": version, "phonemes": dict(sorted(table.items()))}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(payload, f, ensure_ascii=False, indent=0)
+    os.replace(tmp, path)
+
+
+def phonemize_records(
+    records: Sequence[Record],
+    phonemizer: Callable[[str], str] | None = None,
+    cache_dir: str | Path | None = None,
+    issues: list[Issue] | None = None,
+) -> list[Record]:
+    """Fill `phonemes` of text records, phonemizing each distinct text once ever.
+
+    phonemizer: text -> phoneme string with `language` and `version` attributes (default:
+        `styletts2.text.phonemizer.EspeakPhonemizer()`).
+    cache_dir: where the cache file lives (default: the folder of the first record's source file).
+    A text espeak-ng cannot phonemize is reported as a `phonemize_failed` issue (or raises, without
+    `issues`) and its record is dropped; empty text gets empty phonemes (validation reports it). Records that already have phonemes pass through unchanged.
+    """
+    pending = [r for r in records if r.phonemes is None]
+    if not pending:
+        return list(records)
+    if phonemizer is None:
+        from styletts2.text.phonemizer import EspeakPhonemizer
+
+        phonemizer = EspeakPhonemizer()
+    path = cache_path(cache_dir or pending[0].source.parent, phonemizer.language, phonemizer.version)
+    table = _load_cache(path)
+    missing = sorted({r.text for r in pending if r.text.strip()} - table.keys())
+    failed: dict[str, str] = {}
+    for text in missing:
+        try:
+            table[text] = phonemizer(text)
+        except ValueError as err:
+            failed[text] = str(err)
+    if missing:
+        _save_cache(path, phonemizer.language, phonemizer.version, table)
+
+    out = []
+    for record in records:
+        if record.phonemes is not None:
+            out.append(record)
+        elif not record.text.strip():
+            out.append(replace(record, phonemes=""))  # left for validation to report as empty text
+        elif record.text in failed:
+            _report(Issue("phonemize_failed", record.source, record.line, failed[record.text]), issues)
+        else:
+            out.append(replace(record, phonemes=table[record.text]))
+    return out

@@ -1,0 +1,141 @@
+"""Start-up scan of a corpus: find the clips training cannot use, report them, keep the rest.
+
+Each record is checked for
+- `empty_text`       no text / phonemes;
+- `unknown_symbols`  phoneme characters outside the 178-symbol table;
+- `missing`          the audio file does not exist;
+- `unreadable`       soundfile cannot decode it, or it holds no samples;
+- `too_short`        fewer than `min_mel_frames` mel frames at 24 kHz (the style encoders need 80),
+                     counted on the clip itself, before the dataset's edge padding;
+- `silent`           peak amplitude below `silence_peak`.
+The report counts every reason and keeps a few examples with file and line number. Nothing here
+raises because of one bad clip.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gin
+import numpy as np
+import soundfile as sf
+
+from styletts2.audio.io import load_wav
+from styletts2.audio.mel import HOP_LENGTH, n_mel_frames
+from styletts2.data.readers import Issue, Record, phonemize_records, read_corpus
+from styletts2.text.tokenizer import Tokenizer, describe_char
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 24000
+
+
+@dataclass
+class ValidationReport:
+    """Outcome of a scan: the usable records and one `Issue` per rejected line or clip."""
+
+    good: list[Record]
+    issues: list[Issue] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(issue.reason for issue in self.issues))
+
+    def summary(self, examples: int = 3) -> str:
+        total = len(self.good) + len(self.issues)
+        lines = [f"{len(self.good)} of {total} clips usable"]
+        by_reason: dict[str, list[Issue]] = defaultdict(list)
+        for issue in self.issues:
+            by_reason[issue.reason].append(issue)
+        for reason, found in sorted(by_reason.items()):
+            lines.append(f"  {reason}: {len(found)}")
+            lines += [f"    {issue}" for issue in found[:examples]]
+        return "\n".join(lines)
+
+
+def _text_issue(record: Record, tokenizer: Tokenizer) -> Issue | None:
+    phonemes = record.phonemes
+    if phonemes is None:
+        raise ValueError(f"{record.where}: record was not phonemized (run phonemize_records first)")
+    if not phonemes.strip():
+        return Issue("empty_text", record.source, record.line, f"no text for {record.wav.name}")
+    unknown = tokenizer.unknown_symbols(phonemes)
+    if unknown:
+        listing = ", ".join(describe_char(c) for c in sorted(unknown))
+        return Issue("unknown_symbols", record.source, record.line, listing)
+    return None
+
+
+def _audio_issue(record: Record, min_mel_frames: int, silence_peak: float | None) -> Issue | None:
+    def issue(reason: str, detail: str) -> Issue:
+        return Issue(reason, record.source, record.line, f"{record.wav}: {detail}")
+
+    if not record.wav.is_file():
+        return issue("missing", "no such file")
+    try:
+        info = sf.info(str(record.wav))
+        if info.frames == 0:
+            return issue("unreadable", "no samples")
+        # centred STFT frames the clip gets at 24 kHz
+        frames = n_mel_frames(int(info.frames * SAMPLE_RATE / info.samplerate), HOP_LENGTH)
+        if frames < min_mel_frames:
+            return issue("too_short", f"{info.duration:.2f} s = {frames} mel frames < {min_mel_frames}")
+        if silence_peak is not None:
+            wave, _ = load_wav(record.wav)
+            peak = float(np.abs(wave).max())
+            if not np.isfinite(peak):
+                return issue("unreadable", "non-finite samples")
+            if peak < silence_peak:
+                return issue("silent", f"peak {peak:.2e} < {silence_peak:.0e}")
+    except Exception as err:  # any decoder failure is this clip's problem, never the run's
+        return issue("unreadable", str(err).strip() or type(err).__name__)
+    return None
+
+
+def validate_records(
+    records: Sequence[Record],
+    min_mel_frames: int = 80,
+    silence_peak: float | None = 1e-3,
+    workers: int = 4,
+    issues: Sequence[Issue] = (),
+) -> ValidationReport:
+    """Check every record (see the module docstring); `issues` from the readers are carried into
+    the report. silence_peak=None skips decoding the audio (headers only: faster)."""
+    tokenizer = Tokenizer()
+    found: list[Issue] = list(issues)
+    text_ok = []
+    for record in records:
+        problem = _text_issue(record, tokenizer)
+        if problem:
+            found.append(problem)
+        else:
+            text_ok.append(record)
+    # libsndfile releases the GIL, so a few threads overlap the file reads
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        audio = list(pool.map(lambda r: _audio_issue(r, min_mel_frames, silence_peak), text_ok))
+    good = [record for record, problem in zip(text_ok, audio) if problem is None]
+    found += [problem for problem in audio if problem is not None]
+    return ValidationReport(good, found)
+
+
+@gin.configurable
+def scan_corpus(
+    path: str | Path,
+    root: str | Path | None = None,
+    phonemizer: Callable[[str], str] | None = None,
+    min_mel_frames: int = 80,
+    silence_peak: float | None = 1e-3,
+    workers: int = 4,
+) -> ValidationReport:
+    """Read a corpus (LJSpeech folder / metadata.csv, or an upstream list file), phonemize its text
+    through the cache, validate it and log the summary. `report.good` is what training should use."""
+    issues: list[Issue] = []
+    records = read_corpus(path, root=root, issues=issues)
+    records = phonemize_records(records, phonemizer, issues=issues)
+    report = validate_records(records, min_mel_frames, silence_peak, workers, issues)
+    log = logger.warning if report.issues else logger.info
+    log("corpus %s: %s", path, report.summary())
+    return report

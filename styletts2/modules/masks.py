@@ -1,0 +1,30 @@
+"""Padding masks and length-aware recurrence for padded token batches.
+
+Convention (upstream's): a mask is True at PADDING positions, so `x.masked_fill(mask, 0)` zeroes
+the padding.
+"""
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+def length_to_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
+    """[B] lengths -> [B, max_len] bool mask, True where position >= length.
+
+    `max_len` defaults to the longest length; pass the padded width when the batch is wider.
+    """
+    width = int(lengths.max()) if max_len is None else max_len
+    positions = torch.arange(width, device=lengths.device)
+    return positions.unsqueeze(0) >= lengths.unsqueeze(1)
+
+
+def packed_lstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Run a batch-first LSTM over each sequence's true length only.
+
+    x: [B, T, C_in] -> [B, T, C_out], zero at positions >= length. Packing keeps the backward
+    direction of a bidirectional LSTM from reading the padding.
+    """
+    packed = pack_padded_sequence(x, lengths.detach().cpu(), batch_first=True, enforce_sorted=False)
+    out, _ = lstm(packed)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+    return out

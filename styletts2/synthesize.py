@@ -1,0 +1,50 @@
+"""Command line: text -> wav with a trained model.
+
+    python -m styletts2.synthesize --checkpoint CKPT [--config GIN] "Text to say." -o out.wav
+"""
+import argparse
+import sys
+import time
+
+from .audio.io import save_wav
+from .inference import SynthesisOptions, Synthesizer
+from .model import load_model
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m styletts2.synthesize", description=__doc__.split("\n")[1])
+    p.add_argument("text", help="text to synthesize (long text is split into sentences)")
+    p.add_argument("-o", "--out", required=True, help="output wav path")
+    p.add_argument("--checkpoint", required=True, help="our checkpoint, or upstream's with --config")
+    p.add_argument("--config", action="append", default=[],
+                   help="model gin file (needed for upstream checkpoints; repeatable)")
+    p.add_argument("--gin_param", action="append", default=[], help="gin binding (repeatable)")
+    p.add_argument("--reference", help="reference wav for the voice (multispeaker models)")
+    p.add_argument("--steps", type=int, help="diffusion steps (default 5)")
+    p.add_argument("--embedding-scale", type=float, help="classifier-free guidance scale (default 1)")
+    p.add_argument("--alpha", type=float, help="acoustic style weight vs the reference (default 0.3)")
+    p.add_argument("--beta", type=float, help="prosodic style weight vs the reference (default 0.7)")
+    p.add_argument("--speed", type=float, help="speaking rate factor (default 1)")
+    p.add_argument("--seed", type=int, help="seed: the same text and seed give the same samples")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    args = p.parse_args(argv)
+
+    model, meta = load_model(args.checkpoint, args.config, args.gin_param)
+    synthesizer = Synthesizer(model, options=SynthesisOptions(), device=args.device)
+    start = time.perf_counter()
+    wave = synthesizer.synthesize(args.text, reference=args.reference, seed=args.seed,
+                                  diffusion_steps=args.steps, embedding_scale=args.embedding_scale,
+                                  alpha=args.alpha, beta=args.beta, speed=args.speed)
+    elapsed = time.perf_counter() - start
+    save_wav(args.out, wave, model.sample_rate)
+    seconds = len(wave) / model.sample_rate
+    print(f"wrote {args.out}: {seconds:.2f} s of audio in {elapsed:.2f} s (RTF {elapsed / seconds:.3f})")
+    if meta.get("espeak_version") and meta["espeak_version"] != synthesizer.phonemizer.version:
+        print(f"warning: the model was trained with espeak-ng {meta['espeak_version']}, "
+              f"this is {synthesizer.phonemizer.version}: some words may be phonemized differently",
+              file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

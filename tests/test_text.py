@@ -1,0 +1,185 @@
+"""Text front-end: symbol table, tokenizer, nltk-compatible word splitting, espeak-ng phonemizer,
+sentence and token-window splitting."""
+import re
+import warnings
+
+import pytest
+
+from styletts2.text.espeak import espeak_version
+from styletts2.text.phonemizer import EspeakPhonemizer, phonemize, split_words
+from styletts2.text.sentences import split_sentences, split_token_windows
+from styletts2.text.symbols import N_SYMBOLS, PAD_ID, SPACE_ID, SYMBOL_TO_ID, SYMBOLS
+from styletts2.text.tokenizer import Tokenizer, UnknownSymbolError, UnknownSymbolWarning
+
+
+# ---------------------------------------------------------------- symbol table
+
+def test_symbol_table_layout():
+    assert N_SYMBOLS == len(SYMBOLS) == 178
+    assert SYMBOLS[0] == "$" and PAD_ID == 0
+    assert "".join(SYMBOLS[1:17]) == ';:,.!?¡¿—…"«»“” ' and SPACE_ID == 16
+    assert SYMBOLS[17] == "A" and SYMBOLS[42] == "Z" and SYMBOLS[43] == "a" and SYMBOLS[68] == "z"
+    assert SYMBOLS[69] == "ɑ" and SYMBOLS[177] == "ᵻ"
+    assert SYMBOL_TO_ID["ˈ"] == 156 and SYMBOL_TO_ID["ˌ"] == 157 and SYMBOL_TO_ID["ː"] == 158
+
+
+def test_apostrophe_appears_twice_and_maps_to_the_later_id():
+    assert SYMBOLS[174] == SYMBOLS[176] == "'"
+    assert SYMBOLS[175] == "\u0329"  # combining vertical line below
+    assert SYMBOL_TO_ID["'"] == 176
+    assert len(SYMBOL_TO_ID) == 177
+    assert all(SYMBOL_TO_ID[s] == i for i, s in enumerate(SYMBOLS) if i != 174)
+
+
+# ---------------------------------------------------------------- tokenizer
+
+def test_encode_framings():
+    tok = Tokenizer()
+    ids = [SYMBOL_TO_ID[c] for c in "hɪ ."]
+    assert tok.encode("hɪ .", add_bos=False, add_eos=False) == ids
+    assert tok.encode_for_training("hɪ .") == [0, *ids, 0]
+    assert tok.encode("hɪ .", add_bos=True, add_eos=True) == [0, *ids, 0]
+    assert tok.encode_for_inference("hɪ .") == [0, *ids]
+    assert tok.encode("hɪ .", add_bos=True, add_eos=False) == [0, *ids]
+
+
+def test_framing_must_be_chosen_explicitly():
+    with pytest.raises(TypeError):
+        Tokenizer().encode("hɪ")  # add_bos / add_eos are required keywords
+
+
+def test_decode_round_trip_and_range():
+    tok = Tokenizer()
+    text = "ðə kˈæt , sˈæt ."
+    assert tok.decode(tok.encode_for_training(text)) == text
+    assert tok.decode([0, 16, 0], strip_pad=False) == "$ $"
+    with pytest.raises(ValueError, match="178"):
+        tok.decode([178])
+
+
+def test_unknown_symbols_dropped_with_one_warning_naming_them():
+    tok = Tokenizer()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ids = tok.encode("(hɪ) 5", add_bos=False, add_eos=False)
+    assert ids == [SYMBOL_TO_ID[c] for c in "hɪ "]
+    assert len(caught) == 1 and caught[0].category is UnknownSymbolWarning
+    message = str(caught[0].message)
+    assert "'(' (U+0028 LEFT PARENTHESIS) x1" in message
+    assert "')' (U+0029 RIGHT PARENTHESIS) x1" in message
+    assert "'5' (U+0035 DIGIT FIVE) x1" in message
+    assert tok.unknown_symbols("(a)(") == {"(": 2, ")": 1}
+
+
+def test_strict_mode_raises_on_unknown_symbols():
+    with pytest.raises(UnknownSymbolError, match=re.escape("U+0301 COMBINING ACUTE ACCENT")):
+        Tokenizer(strict=True).encode("he\u0301", add_bos=True, add_eos=True)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t"])
+def test_empty_text_raises(text):
+    with pytest.raises(ValueError, match="empty"):
+        Tokenizer().encode(text, add_bos=True, add_eos=True)
+
+
+def test_text_with_nothing_known_raises():
+    with pytest.warns(UnknownSymbolWarning), pytest.raises(ValueError, match="no known symbol"):
+        Tokenizer().encode("( )", add_bos=True, add_eos=True)
+
+
+# ---------------------------------------------------------------- word splitting
+# Expected outputs follow nltk 3.8's word_tokenize (punkt sentence split, then the destructive
+# Treebank rules), with nltk's `` / '' quote tokens written back as '"'.
+
+@pytest.mark.parametrize("phonemes, expected", [
+    # comma, question mark; mid-text period ends a punkt sentence and is split off
+    ("həlˈoʊ, wˈɜːld. hˈaʊ ɑːɹ juː? ", "həlˈoʊ , wˈɜːld . hˈaʊ ɑːɹ juː ?"),
+    # ellipsis run, ?!, straight quotes, ; and :
+    ('wˈeɪt... wˌʌt?! "kwˈoʊɾᵻd" tˈɛkst; jˈɛs: nˈoʊ. ',
+     'wˈeɪt ... wˌʌt ? ! " kwˈoʊɾᵻd " tˈɛkst ; jˈɛs : nˈoʊ .'),
+    # em dash, ellipsis character, inverted marks are not split by nltk
+    ("dˈæʃ — hˈɪɹ… ænd ¡ˈoʊlæ! ¿kwˈɛ? ", "dˈæʃ — hˈɪɹ… ænd ¡ˈoʊlæ ! ¿kwˈɛ ?"),
+    ("ɐ—b", "ɐ—b"),
+    # curly and angle quotes
+    ("ɪts “fˈaɪn” «ˌoʊkˈeɪ» ", "ɪts “ fˈaɪn ” « ˌoʊkˈeɪ »"),
+    # periods inside words and before other punctuation stay attached
+    ("ðə jˈuː.ˈɛs. ɡˈʌvɚnmənt, ɛtsˈɛtɹə., wɜː", "ðə jˈuː.ˈɛs . ɡˈʌvɚnmənt , ɛtsˈɛtɹə. , wɜː"),
+    # a period before a curly closing quote in mid-text stays; at the end it is split
+    ("hiː sˈɛd “həlˈoʊ.” ðˈɛn hiː lˈɛft. ", "hiː sˈɛd “ həlˈoʊ. ” ðˈɛn hiː lˈɛft ."),
+    ("sˈɛd “nˈɛvɚ.”", "sˈɛd “ nˈɛvɚ . ”"),
+    # ... but before an ASCII closing quote or bracket it ends the sentence
+    ('hiː sˈɛd "həlˈoʊ." ðˈɛn', 'hiː sˈɛd " həlˈoʊ . " ðˈɛn'),
+    ("ðɪs ɪz (ɐ pɚɹənθˈɛɾɪkəl.) nˈɛkst", "ðɪs ɪz ( ɐ pɚɹənθˈɛɾɪkəl . ) nˈɛkst"),
+    # punkt's initials rule: one-letter word + period + lowercase word is not a sentence end
+    ("ɐ. ðə", "ɐ. ðə"),
+    ("ɐ. ˈɛnd", "ɐ . ˈɛnd"),
+    ("ˈeɪ. bˈiː. sˈiː. ", "ˈeɪ . bˈiː . sˈiː ."),
+    # nltk's comma rule consumes the next character: only the first of ',,' is split off
+    ("x,,y", "x , ,y"),
+    ("x:y z,", "x : y z ,"),
+    # runs of spaces collapse
+    ("dˈoʊnt  stˈɑːp   (nˈaʊ) ", "dˈoʊnt stˈɑːp ( nˈaʊ )"),
+])
+def test_split_words_matches_nltk(phonemes, expected):
+    assert " ".join(split_words(phonemes)) == expected
+
+
+# ---------------------------------------------------------------- espeak-ng phonemizer
+
+def test_espeak_version_is_reported():
+    assert re.fullmatch(r"\d+\.\d+(\.\d+)?", espeak_version())
+
+
+def test_phonemize_matches_upstream_training_lists():
+    # Lines of upstream's LJSpeech training list (Data/train_list.txt: LJ048-0203, LJ003-0182).
+    assert phonemize("The three officers confirm that their primary concern was crowd and traffic control,") == (
+        "ðə θɹˈiː ˈɑːfɪsɚz kənfˈɜːm ðæt ðɛɹ pɹˈaɪmɚɹi kənsˈɜːn wʌz kɹˈaʊd ænd tɹˈæfɪk kəntɹˈoʊl ,")
+    assert phonemize("The tried and the untried, young and old, were herded together") == (
+        "ðə tɹˈaɪd ænd ðɪ ʌntɹˈaɪd , jˈʌŋ ænd ˈoʊld , wɜː hˈɜːdᵻd təɡˈɛðɚ")
+
+
+def test_phonemize_output_is_all_in_the_table():
+    phonemes = EspeakPhonemizer()("Hello there! Is this, perhaps, the end? “Yes”; it is.")
+    assert phonemes == "həlˈoʊ ðˈɛɹ ! ɪz ðˈɪs , pɚhˈæps , ðɪ ˈɛnd ? “ jˈɛs ” ; ɪɾ ˈɪz ."
+    Tokenizer(strict=True).encode_for_training(phonemes)
+
+
+@pytest.mark.parametrize("text", ["", "  \n"])
+def test_phonemize_rejects_empty_text(text):
+    with pytest.raises(ValueError, match="empty"):
+        phonemize(text)
+
+
+# ---------------------------------------------------------------- sentences and windows
+
+def test_split_sentences():
+    text = 'Hello there. How are you?  I am fine; thanks: really!He said "hi." Pay 3.50 now'
+    assert split_sentences(text) == [
+        "Hello there.", "How are you?", "I am fine;", "thanks:", 'really!He said "hi."', "Pay 3.50 now"]
+
+
+def test_split_sentences_never_returns_empty_or_unspeakable_pieces():
+    assert split_sentences("... Hello. ! World.") == ["... Hello. !", "World."]
+    assert split_sentences("One.") == ["One."]
+    with pytest.raises(ValueError):
+        split_sentences("  ")
+
+
+def test_split_token_windows_cuts_at_spaces_without_loss():
+    tok = Tokenizer()
+    words = ["ðə", "kwˈɪk", "bɹˈaʊn", "fˈɑːks", "dʒˈʌmps"] * 40
+    ids = tok.encode(" ".join(words), add_bos=False, add_eos=False)
+    windows = split_token_windows(ids, max_len=64, n_special=2)
+    assert all(0 < len(w) <= 62 for w in windows) and len(windows) > 1
+    joined = windows[0]
+    for w in windows[1:]:
+        joined = joined + [SPACE_ID] + w
+    assert joined == ids
+    assert all(w[0] != SPACE_ID and w[-1] != SPACE_ID for w in windows)  # no word is cut
+
+
+def test_split_token_windows_short_and_oversized_words():
+    assert split_token_windows([5, 16, 6], max_len=512) == [[5, 16, 6]]
+    assert split_token_windows([7] * 10, max_len=6, n_special=2) == [[7] * 4, [7] * 4, [7] * 2]
+    with pytest.raises(ValueError):
+        split_token_windows([], max_len=512)
