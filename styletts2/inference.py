@@ -138,7 +138,8 @@ class Synthesizer:
 
         style = model.diffusion.sample(noise, bert, num_steps=options.diffusion_steps,
                                        embedding_scale=options.embedding_scale,
-                                       features=reference, generator=generator).squeeze(1)
+                                       features=reference if model.multispeaker else None,
+                                       generator=generator).squeeze(1)
         if previous_style is not None:
             style = options.blend * previous_style + (1 - options.blend) * style
         acoustic, prosodic = style[:, :self.style_dim], style[:, self.style_dim:]

@@ -34,7 +34,8 @@ def _seeded(module: torch.nn.Module, entry: dict) -> torch.nn.Module:
     """Load the recipe weights the fixture was made with, after checking they regenerate."""
     state = seeded_state_dict(module, entry["seed"])
     checksums = state_checksums(state)
-    drift = [k for k, v in entry["checksums"].items() if abs(checksums[k] - v) > 1e-6 * (1 + abs(v))]
+    drift = [k for k, v in entry["checksums"].items()
+             if abs(checksums[k] - v) > 1e-6 * (1 + abs(v))]
     assert not drift, f"the weight recipe no longer regenerates the fixture's weights: {drift[:5]}"
     module.load_state_dict(state, strict=True)
     return module

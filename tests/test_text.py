@@ -183,3 +183,14 @@ def test_split_token_windows_short_and_oversized_words():
     assert split_token_windows([7] * 10, max_len=6, n_special=2) == [[7] * 4, [7] * 4, [7] * 2]
     with pytest.raises(ValueError):
         split_token_windows([], max_len=512)
+
+
+def test_text_and_wav_io_import_without_torch():
+    # The onnxruntime runtime uses these modules where torch is absent.
+    import subprocess
+    import sys
+
+    code = ("import sys, styletts2.text.tokenizer, styletts2.text.phonemizer, styletts2.text.sentences, "
+            "styletts2.audio.io; assert 'torch' not in sys.modules, 'torch was imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

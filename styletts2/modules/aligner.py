@@ -78,8 +78,8 @@ class XavierLinear(nn.Module):
 
 
 class DilatedConvBlock(nn.Module):
-    """Three residual units with dilations 1, 3, 9:
-    conv(k3, dilated) -> ReLU -> GroupNorm(8) -> Dropout -> conv(k3) -> ReLU -> Dropout, plus skip."""
+    """Three residual units with dilations 1, 3, 9, each
+    conv(k3, dilated) -> ReLU -> GroupNorm(8) -> Dropout -> conv(k3) -> ReLU -> Dropout + skip."""
 
     def __init__(self, hidden_dim: int, n_conv: int = 3, dropout_p: float = 0.2):
         super().__init__()
@@ -90,7 +90,8 @@ class DilatedConvBlock(nn.Module):
     def _unit(hidden_dim: int, dilation: int, dropout_p: float) -> nn.Sequential:
         # Index layout (0 conv, 2 norm, 4 conv) is fixed by the checkpoint keys.
         return nn.Sequential(
-            XavierConv1d(hidden_dim, hidden_dim, kernel_size=3, padding=dilation, dilation=dilation),
+            XavierConv1d(hidden_dim, hidden_dim, kernel_size=3, padding=dilation,
+                         dilation=dilation),
             nn.ReLU(),
             nn.GroupNorm(num_groups=8, num_channels=hidden_dim),
             nn.Dropout(dropout_p),
@@ -158,8 +159,8 @@ class ASRS2S(nn.Module):
     unk_mask_prob = 0.1
     output_dropout = 0.5
 
-    def __init__(self, embedding_dim: int = 256, hidden_dim: int = 512, n_location_filters: int = 32,
-                 location_kernel_size: int = 63, n_token: int = 40):
+    def __init__(self, embedding_dim: int = 256, hidden_dim: int = 512,
+                 n_location_filters: int = 32, location_kernel_size: int = 63, n_token: int = 40):
         super().__init__()
         self.embedding = nn.Embedding(n_token, embedding_dim)
         bound = math.sqrt(6 / hidden_dim)
@@ -199,8 +200,9 @@ class ASRS2S(nn.Module):
         hiddens, logits, alignments = [], [], []
         for step_input in step_inputs:
             h, c = self.decoder_rnn(torch.cat([step_input, context], dim=-1), (h, c))
-            context, weights = self.attention_layer(
-                h, memory, processed_memory, torch.stack([weights, weights_cum], dim=1), memory_mask)
+            weights_cat = torch.stack([weights, weights_cum], dim=1)
+            context, weights = self.attention_layer(h, memory, processed_memory, weights_cat,
+                                                    memory_mask)
             weights_cum = weights_cum + weights
             hidden = self.project_to_hidden(torch.cat([h, context], dim=-1))
             hiddens.append(hidden)

@@ -275,7 +275,7 @@ def full_size_report(classes) -> None:
             {"running stats": ours_running})
 
     gen = torch.Generator().manual_seed(3)
-    wavs = (0.1 * torch.randn(2, 1, 24000, generator=gen), 0.1 * torch.randn(2, 1, 24000, generator=gen))
+    wavs = tuple(0.1 * torch.randn(2, 1, 24000, generator=gen) for _ in range(2))
     torch.manual_seed(0)
     _report("mpd [1 s]", *_disc_pair(MPD(), MultiPeriodDiscriminator(), None, wavs), DISC_GROUPS)
     _report("msd [1 s]", *_disc_pair(_upstream_msd(MSD), MultiResSpecDiscriminator(), None, wavs),
@@ -314,7 +314,7 @@ def make_fixture(classes) -> dict:
         "running_after_train": running}
 
     gen = torch.Generator().manual_seed(6)
-    wavs = (0.1 * torch.randn(2, 1, 2400, generator=gen), 0.1 * torch.randn(2, 1, 2400, generator=gen))
+    wavs = tuple(0.1 * torch.randn(2, 1, 2400, generator=gen) for _ in range(2))
     fixture["waveforms"] = wavs
     for name, upstream, ours in (("mpd", MPD(), MultiPeriodDiscriminator()),
                                  ("msd", _upstream_msd(MSD), MultiResSpecDiscriminator())):

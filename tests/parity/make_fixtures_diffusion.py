@@ -24,12 +24,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from upstream_harness import build_upstream_model, import_upstream  # noqa: E402
 
 from styletts2.modules.diffusion.style_diffusion import build_style_diffusion  # noqa: E402
+from tests.test_parity_diffusion import our_outputs  # noqa: E402  (the test's side of the comparison)
 
 SMALL = dict(style_dim=16, bert_hidden=48, bert_max_positions=24, num_layers=2, num_heads=2,
              head_features=8, multiplier=2)
 SIGMA_DATA = 0.17  # not the 0.2 default, so a wrong sigma_data shows
 MASK_PROBA = 0.5   # so that a batch of 3 gets a mixed dropout mask
 SEED_SAMPLE, SEED_SAMPLE_MASKED, SEED_LOSS = 11, 12, 13
+SAMPLE_CASES = (("sample_s1", 5, 1.0), ("sample_s2", 5, 2.0), ("sample_n10_s1.5", 10, 1.5))
+CONSTANTS = dict(sigma_data=SIGMA_DATA, mask_proba=MASK_PROBA, seed_sample=SEED_SAMPLE,
+                 seed_sample_masked=SEED_SAMPLE_MASKED, seed_loss=SEED_LOSS, sample_cases=SAMPLE_CASES)
 
 
 def upstream_small_diffusion(multispeaker: bool):
@@ -96,8 +100,7 @@ def upstream_outputs(up, inp: dict) -> tuple[dict, dict]:
         for s in (1.0, 2.0):
             out[f"denoise_s{s:g}"] = kd.denoise_fn(inp["x_noisy"], sigmas=inp["sigmas"],
                                                    embedding_scale=s, **cond)
-        for name, steps, scale in (("sample_s1", 5, 1.0), ("sample_s2", 5, 2.0),
-                                   ("sample_n10_s1.5", 10, 1.5)):
+        for name, steps, scale in SAMPLE_CASES:
             torch.manual_seed(SEED_SAMPLE)
             noise = torch.randn(b, 1, c)
             out[name] = sampler(noise, num_steps=steps, embedding_scale=scale, **cond)
@@ -120,36 +123,6 @@ def upstream_outputs(up, inp: dict) -> tuple[dict, dict]:
     return out, drawn
 
 
-def our_outputs(ours, inp: dict, drawn: dict) -> dict:
-    ours.sigma_data = SIGMA_DATA
-    net, kd = ours.unet, ours.diffusion
-    gen = lambda seed: torch.Generator().manual_seed(seed)  # noqa: E731
-    cond = dict(embedding=inp["embedding"], features=inp["features"])
-    out = {}
-    with torch.no_grad():
-        out["net_s1"] = net(inp["x"], inp["time"], **cond)
-        out["net_s2"] = net(inp["x"], inp["time"], embedding_scale=2.0, **cond)
-        out["net_masked"] = net(inp["x"], inp["time"], embedding_mask=drawn["net_mask"], **cond)
-        for s in (1.0, 2.0):
-            out[f"denoise_s{s:g}"] = kd.denoise_fn(inp["x_noisy"], inp["sigmas"],
-                                                   embedding_scale=s, **cond)
-        for name, steps, scale in (("sample_s1", 5, 1.0), ("sample_s2", 5, 2.0),
-                                   ("sample_n10_s1.5", 10, 1.5)):
-            noises = drawn[name]
-            out[name] = ours.sample(noises[0], num_steps=steps, embedding_scale=scale,
-                                    step_noises=noises[1:], **cond)
-            out[name + "_seeded"] = ours.sample(None, num_steps=steps, embedding_scale=scale,
-                                                generator=gen(SEED_SAMPLE), **cond)
-        out["sample_masked"] = ours.sample(None, num_steps=4, embedding_mask_proba=MASK_PROBA,
-                                           generator=gen(SEED_SAMPLE_MASKED), **cond)
-        out["loss_plain"] = kd.loss(inp["x0"], sigmas=drawn["loss_sigmas"],
-                                    noise=drawn["loss_noise"], **cond)
-        out["loss_plain_seeded"] = kd.loss(inp["x0"], generator=gen(SEED_LOSS), **cond)
-        out["loss_masked"] = ours(inp["x0"], embedding_mask_proba=MASK_PROBA,
-                                  generator=gen(SEED_LOSS), **cond)
-    return out
-
-
 def report(tag: str, ref: dict, got: dict) -> None:
     for name, value in got.items():
         err = (value - ref[name.removesuffix("_seeded")]).abs().max().item()
@@ -160,8 +133,9 @@ def compare(tag: str, up, ours, inp: dict) -> tuple[dict, dict]:
     up.eval()
     ours.load_state_dict(up.state_dict(), strict=True)
     ours.eval()
+    ours.sigma_data = SIGMA_DATA
     ref, drawn = upstream_outputs(up, inp)
-    report(tag, ref, our_outputs(ours, inp, drawn))
+    report(tag, ref, our_outputs(ours, inp, drawn, CONSTANTS))
     return ref, drawn
 
 
@@ -169,7 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--full", action="store_true", help="also check the full-size configs")
     args = parser.parse_args()
-    fixture = {"config": SMALL}
+    fixture = {"config": SMALL, "constants": CONSTANTS}
     for multispeaker in (False, True):
         key = "multi" if multispeaker else "single"
         torch.manual_seed(0)

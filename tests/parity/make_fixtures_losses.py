@@ -8,8 +8,8 @@ What is locked (all small, random inputs, fixed seeds):
 - gan: upstream GeneratorLoss / DiscriminatorLoss and their helper functions on stored discriminator
   outputs (stub discriminators return them), values + gradients with respect to the fake outputs.
 - slm: upstream WavLMLoss (built without its __init__, which downloads WavLM and needs torchaudio's
-  Resample: it gets a tiny random transformers WavLMModel, upstream's WavLMDiscriminator at a tiny
-  size, and OUR SincResample), all four entry points, values + gradient.
+  Resample: it gets a tiny random transformers WavLMModel, a tiny
+  stand-in discriminator (two convs) and OUR SincResample), all four entry points, values + gradient.
 - soft_alignment: the differentiable alignment inside upstream's SLMAdversarialLoss.forward, captured
   by running it on mock sub-models (the predictor mock records the alignment it is handed).
 - paths: upstream's utils.maximum_path kernel (resemble-ai monotonic_align `core.maximum_path_c`,
@@ -41,7 +41,11 @@ TINY_WAVLM = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, in
                   conv_dim=(8, 8, 8, 8, 8, 8, 8), conv_stride=(5, 2, 2, 2, 2, 2, 2),
                   conv_kernel=(10, 3, 3, 3, 3, 2, 2), num_conv_pos_embeddings=8,
                   num_conv_pos_embedding_groups=2, num_buckets=16, max_bucket_distance=50)
-TINY_WD = dict(slm_hidden=16, slm_layers=3, initial_channel=4)
+
+
+def tiny_wd() -> nn.Module:
+    """Small stand-in WavLM discriminator on the 3 x 16 stacked hidden states (rebuilt by the test)."""
+    return nn.Sequential(nn.Conv1d(48, 4, 1), nn.LeakyReLU(0.1), nn.Conv1d(4, 1, 3, padding=1), nn.Flatten(1))
 
 
 class StoredDiscriminator(nn.Module):
@@ -162,11 +166,11 @@ def main() -> None:
     # ---- WavLM losses --------------------------------------------------------------------------
     torch.manual_seed(7)
     wavlm = WavLMModel(WavLMConfig(**TINY_WAVLM)).eval()
-    wd = WavLMDiscriminator(**TINY_WD)
+    wd = tiny_wd()
     real = torch.randn(2, 4800, generator=gen) * 0.1
     fake = (real + 0.05 * torch.randn(2, 4800, generator=gen)).requires_grad_(True)
     upl = upstream_wavlm_loss(up, wavlm, wd)
-    slm = dict(config=TINY_WAVLM, wd_config=TINY_WD, wavlm_state=wavlm.state_dict(), wd_state=wd.state_dict(),
+    slm = dict(config=TINY_WAVLM, wavlm_state=wavlm.state_dict(), wd_state=wd.state_dict(),
                real=real, fake=fake.detach())
     value = upl(real, fake.unsqueeze(1))
     value.backward()
@@ -221,6 +225,10 @@ def main() -> None:
 def full_size_report(up, up_slmadv, WavLMDiscriminator, WavLMConfig, WavLMModel) -> None:
     from Modules.discriminators import MultiPeriodDiscriminator, MultiResSpecDiscriminator
 
+    # Upstream's spectrogram discriminator moves its window to `y.get_device()`, which is -1 on CPU
+    # (it only ever ran on GPU); let CPU tensors answer "cpu" for this report.
+    get_device = torch.Tensor.get_device
+    torch.Tensor.get_device = lambda t: "cpu" if t.device.type == "cpu" else get_device(t)
     gen = torch.Generator().manual_seed(99)
     torch.manual_seed(99)
     real = torch.randn(2, 1, 24000, generator=gen) * 0.1

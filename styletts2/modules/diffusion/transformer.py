@@ -64,14 +64,15 @@ class FixedEmbedding(nn.Module):
         self.max_length = max_length
         self.embedding = nn.Embedding(max_length, features)
 
-    def forward(self, like: Tensor) -> Tensor:
-        """The table's first T rows for every batch item of `like` [B, T, E]."""
-        batch, length = like.shape[0], like.shape[1]
+    def check_length(self, length: int) -> None:
         if length > self.max_length:
             raise ValueError(f"text embedding has {length} positions, more than the {self.max_length} "
                              "the diffusion model was built for")
-        table = self.embedding.weight[:length]
-        return table.unsqueeze(0).expand(batch, -1, -1)
+
+    def forward(self, like: Tensor) -> Tensor:
+        """The table's first T rows for every batch item of `like` [B, T, E]."""
+        self.check_length(like.shape[1])
+        return self.embedding.weight[:like.shape[1]].unsqueeze(0).expand(like.shape[0], -1, -1)
 
 
 class MultiHeadAttention(nn.Module):
@@ -253,6 +254,7 @@ class Transformer1d(nn.Module):
                 or embedding.shape[2] != self.context_embedding_features):
             raise ValueError(f"embedding must be [B={b}, T, {self.context_embedding_features}], "
                              f"got {tuple(embedding.shape)}")
+        self.fixed_embedding.check_length(embedding.shape[1])
 
 
 class StyleTransformer1d(Transformer1d):

@@ -1,0 +1,29 @@
+"""Shared test fixtures: paths, gin hygiene and a tiny model."""
+from pathlib import Path
+
+import gin
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO.parent / "shared" / "reference"
+
+
+@pytest.fixture(autouse=True)
+def _clean_gin():
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+def build_tiny(modules=None, seed: int = 0):
+    from styletts2.model import INFERENCE_MODULES, build_model_from_config
+
+    torch.manual_seed(seed)
+    return build_model_from_config([str(REPO / "gin/model/tiny.gin")],
+                                   modules=modules if modules is not None else INFERENCE_MODULES).eval()
+
+
+@pytest.fixture
+def tiny_model():
+    return build_tiny()

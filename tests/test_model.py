@@ -1,0 +1,46 @@
+"""The composed model equals upstream's build_model: manifests row for row, parameter counts."""
+import pytest
+
+from conftest import REFERENCE, REPO
+from styletts2.manifest import format_manifest, read_manifest
+from styletts2.model import StyleTTS2, main, parse_gin
+from styletts2.modules.norms import count_parameters
+
+# From the reference notes (upstream's build_model, random init).
+PARAMS = {"ljspeech": 187_045_995, "libritts": 191_468_193}
+
+
+@pytest.mark.parametrize("config", ["ljspeech", "libritts"])
+def test_manifest_and_parameter_count_equal_upstream(config, capsys):
+    assert main(["--gin", str(REPO / f"gin/model/{config}.gin"), "--manifest"]) == 0
+    printed = capsys.readouterr().out
+    reference_file = REFERENCE / f"upstream_{config}_state_dict.tsv"
+    reference = read_manifest(str(reference_file))
+    lines = printed.splitlines()
+    assert lines[0] == reference_file.read_text().splitlines()[0]
+    rows = [tuple(line.split("\t")) for line in lines[1:]]
+    assert len(rows) == len(reference)
+    assert sorted(rows) == sorted(reference)
+
+
+@pytest.mark.parametrize("config", ["ljspeech", "libritts"])
+def test_parameter_count(config):
+    parse_gin([str(REPO / f"gin/model/{config}.gin")])
+    model = StyleTTS2()
+    assert count_parameters(model) == PARAMS[config]
+    assert format_manifest(model.manifest()).count("\n") == len(model.manifest()) + 1
+
+
+def test_inference_subset_and_bad_names():
+    parse_gin([str(REPO / "gin/model/tiny.gin")])
+    model = StyleTTS2(modules=("bert", "bert_encoder", "text_encoder"))
+    assert list(model.nets) == ["bert", "bert_encoder", "text_encoder"]
+    with pytest.raises(ValueError, match="unknown module"):
+        StyleTTS2(modules=("bert", "vocoder"))
+    with pytest.raises(ValueError, match="include 'bert'"):
+        StyleTTS2(modules=("diffusion",))
+
+
+def test_cli_requires_a_config():
+    with pytest.raises(SystemExit):
+        main([])
