@@ -57,7 +57,8 @@ def maximum_path(neg_cent: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         neg_cent: ``[B, T_text, T_mel]`` scores to maximise along the path (StyleTTS2 passes the
             aligner's attention weights).
         mask: ``[B, T_text, T_mel]`` valid region (``mask_from_lens``). As upstream, only the lengths
-            are read from it: text length = ``mask[:, :, 0].sum()``, mel length = ``mask[:, 0, :].sum()``.
+            are read from it: item b's text length is ``mask[b, :, 0].sum()``, its mel length
+            ``mask[b, 0, :].sum()``.
 
     Returns:
         ``[B, T_text, T_mel]`` 0/1 path in ``neg_cent``'s dtype and device, zero outside the lengths.

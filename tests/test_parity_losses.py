@@ -19,6 +19,15 @@ from styletts2.losses import (DiscriminatorLoss, GeneratorLoss, MultiResolutionS
 FIXTURE = Path(__file__).parent / "fixtures" / "parity_losses.pt"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    # These tensors are tiny: on a shared 2-core machine extra intra-op threads only add contention.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def fixture():
     return torch.load(FIXTURE, weights_only=False)

@@ -5,18 +5,15 @@ from styletts2.losses.adversarial import (DiscriminatorLoss, GeneratorLoss, feat
                                           tprls_discriminator_loss, tprls_generator_loss)
 from styletts2.losses.duration import (DurationLoss, MonotonicAlignmentLoss, S2SCrossEntropyLoss,
                                        ordinal_targets)
-from styletts2.losses.prosody import (F0ReconstructionLoss, NormReconstructionLoss,
-                                      StyleReconstructionLoss, log_norm)
+from styletts2.losses.prosody import F0ReconstructionLoss, NormReconstructionLoss, StyleReconstructionLoss
 from styletts2.losses.resample import SincResample
 from styletts2.losses.slm import WavLMLoss
-from styletts2.losses.spectral import (LossMelSpectrogram, MelSpectralConvergenceLoss,
-                                       MultiResolutionSTFTLoss, mel_filterbank, spectral_convergence)
+from styletts2.losses.spectral import MelSpectralConvergenceLoss, MultiResolutionSTFTLoss, spectral_convergence
 
 __all__ = [
-    "DiscriminatorLoss", "DurationLoss", "F0ReconstructionLoss", "GeneratorLoss", "LossMelSpectrogram",
+    "DiscriminatorLoss", "DurationLoss", "F0ReconstructionLoss", "GeneratorLoss",
     "MelSpectralConvergenceLoss", "MonotonicAlignmentLoss", "MultiResolutionSTFTLoss",
     "NormReconstructionLoss", "S2SCrossEntropyLoss", "SincResample", "StyleReconstructionLoss",
-    "WavLMLoss", "feature_matching_loss", "log_norm", "lsgan_discriminator_loss", "lsgan_generator_loss",
-    "mel_filterbank", "ordinal_targets", "spectral_convergence", "tprls_discriminator_loss",
-    "tprls_generator_loss",
+    "WavLMLoss", "feature_matching_loss", "lsgan_discriminator_loss", "lsgan_generator_loss",
+    "ordinal_targets", "spectral_convergence", "tprls_discriminator_loss", "tprls_generator_loss",
 ]

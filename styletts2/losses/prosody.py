@@ -2,7 +2,7 @@
 L1 between styles sampled by the diffusion model and the encoders' styles.
 
 (The diffusion model's own EDM loss is its forward's output; the trainer takes its ``.mean()`` with
-weight ``lambda_diff`` = 1.)
+weight ``lambda_diff`` = 1. The energy target N comes from ``styletts2.audio.mel.log_norm``.)
 """
 from __future__ import annotations
 
@@ -10,16 +10,6 @@ import gin
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from styletts2.losses.spectral import LOG_MEL_MEAN, LOG_MEL_STD
-
-
-def log_norm(log_mel: torch.Tensor, mean: float = LOG_MEL_MEAN, std: float = LOG_MEL_STD,
-             dim: int = 2) -> torch.Tensor:
-    """Energy target N: undo the log-mel normalisation, take the L2 norm over mel bins (``dim``), log.
-    Upstream calls it on ``[B, 1, n_mels, frames]`` and squeezes, giving ``[B, frames]``."""
-    return torch.log(torch.exp(log_mel * std + mean).norm(dim=dim))
-
 
 @gin.configurable
 class F0ReconstructionLoss(nn.Module):

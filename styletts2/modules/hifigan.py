@@ -11,10 +11,10 @@ Source noise (see nsf.py): `forward(..., noise=...)` takes standard-normal draws
 `decoder.noise_shape(F0_curve)`; `deterministic=True` (constructor or attribute) makes a missing
 noise zero and the initial harmonic phases zero, so the output is a pure function of the inputs.
 """
+import math
 import random
 
 import gin
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -148,7 +148,7 @@ class HiFiGANGenerator(nn.Module):
                  resblock_dilation_sizes, upsample_kernel_sizes, sampling_rate: int = SAMPLING_RATE,
                  precise_phase: bool = False, deterministic: bool = False):
         super().__init__()
-        self.upsample_scale = int(np.prod(upsample_rates))
+        self.upsample_scale = math.prod(upsample_rates)
         self.m_source = SourceModuleHnNSF(sampling_rate, self.upsample_scale, HARMONIC_NUM,
                                           voiced_threshold=VOICED_THRESHOLD, precise_phase=precise_phase,
                                           deterministic=deterministic)
@@ -162,7 +162,7 @@ class HiFiGANGenerator(nn.Module):
                                                            padding=rate // 2 + rate % 2, output_padding=rate % 2)))
             # The source (at the audio rate) is strided down to this stage's rate.
             if i + 1 < len(upsample_rates):
-                stride = int(np.prod(upsample_rates[i + 1:]))
+                stride = math.prod(upsample_rates[i + 1:])
                 self.noise_convs.append(nn.Conv1d(1, channels[i + 1], kernel_size=2 * stride, stride=stride,
                                                   padding=(stride + 1) // 2))
                 self.noise_res.append(AdaINResBlock1(channels[i + 1], 7, (1, 3, 5), style_dim))

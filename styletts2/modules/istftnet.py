@@ -6,11 +6,17 @@ inverse STFT turns into audio. The harmonic source enters as its own STFT (magni
 stacked on channels).
 
 `stft_backend`: "torch" (complex torch.stft/istft, the eager reference) or "conv" (Conv1d DFT
-bases, exportable to ONNX); switchable later with `decoder.stft_backend = ...`.
+bases, exportable to ONNX); switchable later with `decoder.stft_backend = ...`. The transforms
+agree to ~1e-6, but the network reads the source's raw STFT angle, which is discontinuous at +-pi
+and arbitrary where a bin is (numerically) zero or real, e.g. the reflect-padded edge frames and,
+with zero noise, unvoiced stretches (a constant source). There two correct STFTs can hand the
+network phases 2 pi apart, so decoder outputs of the two backends differ locally by far more
+than 1e-6.
 Source noise is controlled as for the HiFi-GAN decoder (`noise=`, `deterministic`).
 """
+import math
+
 import gin
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,7 +36,7 @@ class ISTFTNetGenerator(nn.Module):
                  sampling_rate: int = SAMPLING_RATE, precise_phase: bool = False, deterministic: bool = False,
                  stft_backend: str = "torch"):
         super().__init__()
-        self.upsample_scale = int(np.prod(upsample_rates)) * gen_istft_hop_size
+        self.upsample_scale = math.prod(upsample_rates) * gen_istft_hop_size
         self.m_source = SourceModuleHnNSF(sampling_rate, self.upsample_scale, HARMONIC_NUM,
                                           voiced_threshold=VOICED_THRESHOLD, precise_phase=precise_phase,
                                           deterministic=deterministic)
@@ -44,7 +50,7 @@ class ISTFTNetGenerator(nn.Module):
                                                            padding=(kernel - rate) // 2)))
             # The source spectrogram (at the STFT frame rate) is strided down to this stage's rate.
             if i + 1 < len(upsample_rates):
-                stride = int(np.prod(upsample_rates[i + 1:]))
+                stride = math.prod(upsample_rates[i + 1:])
                 self.noise_convs.append(nn.Conv1d(spec_channels, channels[i + 1], kernel_size=2 * stride,
                                                   stride=stride, padding=(stride + 1) // 2))
                 self.noise_res.append(AdaINResBlock1(channels[i + 1], 7, (1, 3, 5), style_dim))

@@ -7,10 +7,13 @@ Randomness. Upstream draws, per call and in this order, a random initial phase p
 `deterministic=True` (zero offsets, no noise, no draws at all). When they are drawn, the draw order
 and shapes equal upstream's, so the same seed gives the same excitation. Upstream's source module
 draws one more noise tensor that no decoder ever uses; it is not drawn here (it came last, so the
-stream of the draws that matter is unchanged).
+stream of the draws that matter is unchanged). The initial phase only shifts the first sample's
+phase increment, which the averaging down by `upsample_scale` never reads once the scale exceeds 2
+(300 in both decoders): it is drawn to keep the random stream aligned with upstream, and exposed
+as `phase_offsets` only at this level.
 
 Phase precision. The phase is a running sum over the whole utterance; in float32 it loses
-resolution as it grows (about 1e-2 rad after 10 s at high harmonics). `precise_phase=True`
+resolution as it grows (about 2e-2 rad, 2 % of the sine amplitude, at the 9th harmonic after 10 s). `precise_phase=True`
 accumulates and evaluates it in float64; the default keeps upstream's float32 arithmetic.
 """
 import math

@@ -8,7 +8,7 @@ the full ADPM2 sampler (explicit noises; scale 1, 2 and 1.5 with 10 steps), the 
 with dropout drawn from a seed, and the training loss (explicit sigmas/noise, and all drawn from a seed).
 Upstream draws from the global RNG; ours from a torch.Generator with the same seed, which gives the same
 stream. The small models' inputs and upstream outputs are saved; --full also prints the errors at
-the LJSpeech and LibriTTS sizes (upstream's full build_model, about a minute each).
+the LJSpeech and LibriTTS sizes (upstream's full build_model; a few minutes on a busy 2-core CPU).
 """
 import argparse
 import os

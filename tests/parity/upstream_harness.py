@@ -37,23 +37,26 @@ def _create_dct(n_mfcc: int, n_mels: int, norm: str | None) -> torch.Tensor:
 
 class _MelSpectrogramStandin(torch.nn.Module):
     """Stand-in for torchaudio.transforms.MelSpectrogram, added for the losses parity: it is OUR
-    implementation (styletts2.losses.spectral.LossMelSpectrogram, torch.stft + our HTK filterbank),
-    not torchaudio's, so a parity run through it checks upstream's loss code around the mel, not the
-    mel itself (that is checked against librosa in tests/test_losses.py). Only the torchaudio
-    defaults upstream relies on are accepted: Hann window, f_min 0, f_max sr/2, power 2, no norm."""
+    implementation (styletts2.audio.mel.LogMelSpectrogram.power_mel, torch.stft + our HTK
+    filterbank), not torchaudio's, so a parity run through it checks upstream's loss code around the
+    mel, not the mel itself (that is checked against librosa in the audio and losses tests). Only the
+    torchaudio defaults upstream relies on are accepted: Hann window, f_min 0, f_max sr/2, power 2,
+    no norm."""
 
     def __init__(self, sample_rate=16000, n_fft=400, win_length=None, hop_length=None, n_mels=128,
                  window_fn=torch.hann_window, **unsupported):
         super().__init__()
         if unsupported or window_fn is not torch.hann_window:
             raise RuntimeError(f"MelSpectrogram stand-in: unsupported options {sorted(unsupported)}")
-        from styletts2.losses.spectral import LossMelSpectrogram
+        from styletts2.audio.mel import LogMelSpectrogram
 
         win_length = win_length or n_fft
-        self.mel = LossMelSpectrogram(n_fft, hop_length or win_length // 2, win_length, sample_rate, n_mels)
+        self.mel = LogMelSpectrogram(n_mels=n_mels, n_fft=n_fft, win_length=win_length,
+                                     hop_length=hop_length or win_length // 2, filterbank_sample_rate=sample_rate)
 
     def forward(self, wave):
-        return self.mel(wave)
+        mel = self.mel.power_mel(wave.reshape(-1, wave.shape[-1]))
+        return mel.reshape(wave.shape[:-1] + mel.shape[-2:])
 
 
 def _install_torchaudio_standin() -> None:

@@ -1,0 +1,82 @@
+"""The contract between the trainer and a training stage.
+
+The trainer (`trainer.py`) owns everything around the optimisation: data loading and batching,
+epochs, device placement, DDP process groups, mixed-precision contexts, checkpoints and resume,
+NaN/inf bookkeeping, signals, progress bars and TensorBoard. A stage (`stage1.py`, `stage2.py`)
+owns one optimisation step: which modules train at which epoch, the forward passes, the losses and
+their weights, and the optimiser steps, which it makes through `MultiOptimizer.step_on` (optim.py)
+so that non-finite losses, gradient synchronisation across ranks and loss scaling are handled in
+one place.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss was NaN or inf: the step is skipped and no parameter changes."""
+
+    def __init__(self, name: str, value: float):
+        super().__init__(f"non-finite loss {name} = {value}")
+        self.name = name
+        self.value = value
+
+
+@dataclass
+class StepOutput:
+    """What one training step reports: scalar losses for logging (already .item()'d), and
+    whether it was skipped because a loss was not finite."""
+
+    losses: dict[str, float] = field(default_factory=dict)
+    skipped: bool = False
+    reason: str = ""
+
+
+@dataclass
+class TrainingContext:
+    """What the trainer hands a stage at setup."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    # Forward passes run inside this context (autocast for bf16/fp16, nullcontext for fp32).
+    autocast: Callable[[], AbstractContextManager] = None  # type: ignore[assignment]
+    # fp16 needs loss scaling; None otherwise.
+    grad_scaler: Any = None
+    # Called by stages that want to log something other than scalars (audio, images).
+    log_audio: Callable[[str, torch.Tensor, int], None] | None = None
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+class Stage(Protocol):
+    """One training stage (stage 1, stage 2, fine-tuning)."""
+
+    name: str
+
+    def setup(self, model, ctx: TrainingContext) -> None:
+        """Move nothing (the trainer has placed the model); build optimisers/schedulers, load
+        pretrained parts and anything the stage needs (e.g. the SLM)."""
+
+    def train_step(self, batch, epoch: int, step: int) -> StepOutput:
+        """One optimisation step on `batch` (a `styletts2.data.collate.Batch` on the device)."""
+
+    def validation_step(self, batch, epoch: int) -> dict[str, float]:
+        """Validation losses on one batch, under torch.no_grad()."""
+
+    def state_dict(self) -> dict:
+        """Optimiser, scheduler and any stage state (e.g. sigma_data) for exact resume."""
+
+    def load_state_dict(self, state: dict) -> None:
+        ...
