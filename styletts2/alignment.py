@@ -34,13 +34,6 @@ except ImportError:  # pragma: no cover - depends on the environment
 _NEG = np.float32(-1e9)
 
 
-def length_to_mask(lengths: torch.Tensor) -> torch.Tensor:
-    """``[B]`` lengths -> ``[B, max(lengths)]`` bool mask that is True on PADDING positions
-    (upstream's convention: modules take ``~mask`` for the valid part)."""
-    positions = torch.arange(int(lengths.max()), device=lengths.device)
-    return positions.unsqueeze(0) >= lengths.unsqueeze(1)
-
-
 def mask_from_lens(scores: torch.Tensor, text_lengths: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
     """Valid-region mask ``[B, T_text, T_mel]`` (1 inside both lengths, else 0) in ``scores``' dtype,
     as ``monotonic_align.mask_from_lens`` builds it for ``maximum_path``."""

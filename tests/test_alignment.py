@@ -11,7 +11,7 @@ import torch
 
 from styletts2 import alignment
 from styletts2.alignment import (differentiable_alignment, durations_to_alignment, gaussian_alignment,
-                                 length_to_mask, mask_from_lens, maximum_path)
+                                 mask_from_lens, maximum_path)
 
 
 def brute_force_path(scores: np.ndarray, n_text: int, n_mel: int) -> np.ndarray:
@@ -99,8 +99,6 @@ def test_maximum_path_rejects_impossible_lengths():
 
 
 def test_masks():
-    lengths = torch.tensor([3, 1, 2])
-    assert length_to_mask(lengths).tolist() == [[False, False, False], [False, True, True], [False, False, True]]
     scores = torch.zeros(2, 3, 4, dtype=torch.float64)
     mask = mask_from_lens(scores, torch.tensor([2, 3]), torch.tensor([4, 1]))
     assert mask.dtype == torch.float64

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+
 @gin.configurable
 class F0ReconstructionLoss(nn.Module):
     """``smooth_l1(F0_real, F0_fake) / divisor`` on F0 in Hz (the ``/ 10`` is part of upstream's

@@ -83,6 +83,7 @@ class StyleDecoder(nn.Module):
     convs); then four blocks each re-fed [x, asr_res, F0, N], the last upsampling x2 to
     `upsample_initial_channel` channels. Upstream hard-codes the widths 1024 (`hidden_dim`) and
     64 (`asr_res_dim`); they are arguments here only so that tests can build small models.
+    `asr_res` reads `dim_in` channels (upstream hard-codes 512, the same at upstream's sizes).
     """
 
     def __init__(self, dim_in: int, style_dim: int, upsample_initial_channel: int, hidden_dim: int,
