@@ -122,9 +122,11 @@ class Synthesizer:
     @torch.no_grad()
     def synthesize_tokens(self, ids: list[int], options: SynthesisOptions, reference: torch.Tensor | None = None,
                           previous_style: torch.Tensor | None = None, noise: torch.Tensor | None = None,
+                          step_noises: torch.Tensor | None = None,
                           generator: torch.Generator | None = None) -> PieceResult:
-        """One piece: token ids (no pad) -> waveform. `noise` [1, 1, 2 * style_dim] is the sampler's
-        initial noise (drawn from `generator` when None)."""
+        """One piece: token ids (no pad) -> waveform. `noise` [1, 1, 2 * style_dim] and `step_noises`
+        [diffusion_steps - 1, 1, 1, 2 * style_dim] are the sampler's noises (drawn from `generator`
+        when None)."""
         model = self.model
         if self.model.multispeaker and reference is None:
             raise ValueError("this is a multispeaker model: give a reference clip for the voice")
@@ -139,7 +141,7 @@ class Synthesizer:
         style = model.diffusion.sample(noise, bert, num_steps=options.diffusion_steps,
                                        embedding_scale=options.embedding_scale,
                                        features=reference if model.multispeaker else None,
-                                       generator=generator).squeeze(1)
+                                       step_noises=step_noises, generator=generator).squeeze(1)
         if previous_style is not None:
             style = options.blend * previous_style + (1 - options.blend) * style
         acoustic, prosodic = style[:, :self.style_dim], style[:, self.style_dim:]

@@ -1,0 +1,281 @@
+"""Export-friendly forms of StyleTTS2's inference graphs (the contract in the export README/model.json).
+
+Each wrapper computes what `styletts2.inference.Synthesizer.synthesize_tokens` computes for its part,
+written with ops that trace into graphs with dynamic batch and length axes:
+
+- lengths never leave the graph as Python numbers: masks come from `arange < length` comparisons and
+  the duration -> frame expansion from a cumulative sum and a gather;
+- padded bidirectional LSTMs run as two one-way LSTMs, the backward one over each sequence reversed
+  within its own length (a gather), which is what `pack_padded_sequence` computes, exactly, without it;
+- the diffusion sampler's steps are unrolled at trace time and every noise is an input;
+- the decoder's source noise comes from an integer counter hash of `noise_seed` (`source_noise`), the
+  same bits in torch and in onnxruntime.
+
+`prepare_for_export` folds the weight/spectral-norm hooks and switches the decoder to its exportable
+settings; the wrappers share (do not copy) the model's modules.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from styletts2.modules.norms import fold_norms
+
+# Integer hash constants (a 32-bit multiply/shift-add mixer; ONNX has no int64 XOR before opset 18
+# and the TorchScript exporter cannot emit it at all, so the shifts are added, not xor-ed).
+_HASH_MOD = 2 ** 32
+_HASH_MUL = 0x45D9F3B  # < 2**27: products of 32-bit values stay far below 2**63
+_HASH_SHIFT = 2 ** 16
+HIFIGAN_TAIL_TRIM = 50  # the HiFi-GAN models' last samples click (upstream's LibriTTS demo cuts them)
+
+DECODER_NOISE_DOC = {
+    "scheme": "counter-hash-box-muller-v1",
+    "description": (
+        "Standard-normal NSF source noise [B, samples, 9] made in-graph from noise_seed: "
+        "key_b = hash((seed mod 2^32 + b) mod 2^32) for batch item b; for element n = sample * 9 + harmonic, "
+        "u_j = (hash((hash(2n + j) + key_b) mod 2^32) + 0.5) / 2^32 (j = 0, 1); "
+        "noise = sqrt(-2 ln u_0) cos(2 pi u_1) in float64, then float32. "
+        "hash(h): three rounds of h = (h + h // 2^16) mod 2^32, the first two followed by "
+        "h = (h * 0x45d9f3b) mod 2^32. Batch item b with seed s draws what a batch of one draws with seed s + b."),
+}
+
+
+def prepare_for_export(model: nn.Module, precise_phase: bool = True) -> nn.Module:
+    """Put `model` (in place) into the state the graphs are traced from.
+
+    Folds weight/spectral norm hooks (the exporters cannot trace them); iSTFTNet: the Conv1d DFT
+    (complex torch.stft/istft do not export); decoder source: `deterministic` (no in-module draws:
+    the noise is passed in) and `precise_phase` (the harmonic phase summed in float64; float32 drifts by
+    ~1e-2 rad over 10 s, and torch and onnxruntime would drift differently).
+    """
+    fold_norms(model)
+    decoder = model.decoder
+    if hasattr(decoder, "stft_backend"):
+        decoder.stft_backend = "conv"
+    decoder.deterministic = True
+    decoder.generator.m_source.l_sin_gen.precise_phase = precise_phase
+    return model.eval()
+
+
+def padding_mask(lengths: Tensor, width: int | Tensor) -> Tensor:
+    """[B] lengths -> [B, width] bool, True at padding (positions >= length)."""
+    positions = torch.arange(width, device=lengths.device)
+    return positions.unsqueeze(0) >= lengths.unsqueeze(1)
+
+
+def _one_way(lstm: nn.LSTM, suffix: str) -> nn.LSTM:
+    """One direction of a single-layer bidirectional LSTM as its own (unidirectional) LSTM."""
+    one = nn.LSTM(lstm.input_size, lstm.hidden_size, num_layers=1, batch_first=True)
+    with torch.no_grad():
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            getattr(one, name).copy_(getattr(lstm, name + suffix))
+    return one.to(lstm.weight_ih_l0.device).eval()
+
+
+class MaskedBiLSTM(nn.Module):
+    """A batch-first single-layer BiLSTM over each sequence's true length, zero at padding.
+
+    Equal (bit for bit in torch) to `styletts2.modules.masks.packed_lstm`: the forward direction never
+    reads past position t anyway; the backward one runs over the sequence reversed within its length,
+    so it starts at the last real token with a zero state, as the packed sequence does.
+    """
+
+    def __init__(self, lstm: nn.LSTM):
+        super().__init__()
+        if not (lstm.bidirectional and lstm.num_layers == 1 and lstm.batch_first):
+            raise ValueError("MaskedBiLSTM takes a batch-first, single-layer, bidirectional LSTM")
+        self.forward_lstm = _one_way(lstm, "")
+        self.backward_lstm = _one_way(lstm, "_reverse")
+
+    def forward(self, x: Tensor, lengths: Tensor, pad: Tensor) -> Tensor:
+        """x [B, T, C], lengths [B], pad [B, T] (True at padding) -> [B, T, 2H]."""
+        positions = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
+        # Position t of the reversed sequence reads length-1-t; padding stays where it is.
+        source = torch.where(pad, positions, lengths.unsqueeze(1) - 1 - positions)
+        index = source.unsqueeze(-1)
+        forward_out = self.forward_lstm(x)[0]
+        reversed_in = torch.gather(x, 1, index.expand(-1, -1, x.shape[2]))
+        backward_rev = self.backward_lstm(reversed_in)[0]
+        backward_out = torch.gather(backward_rev, 1, index.expand(-1, -1, backward_rev.shape[2]))
+        return torch.cat([forward_out, backward_out], dim=-1).masked_fill(pad.unsqueeze(-1), 0.0)
+
+
+# 1. text_encoder -------------------------------------------------------------------------------------
+
+class TextEncoderGraph(nn.Module):
+    """tokens [B, T] int64, token_lengths [B] int64 -> t_en [B, C, T], bert [B, T, E], d_en [B, C, T]."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.text_encoder = model.text_encoder
+        self.lstm = MaskedBiLSTM(model.text_encoder.lstm)
+        self.bert = model.bert
+        self.bert_encoder = model.bert_encoder
+
+    def forward(self, tokens: Tensor, token_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        mask = padding_mask(token_lengths, tokens.shape[1])
+        pad = mask.unsqueeze(1)
+        # TextEncoder.forward with the packed LSTM replaced by its masked equivalent.
+        x = self.text_encoder.embedding(tokens).transpose(1, 2).masked_fill(pad, 0.0)
+        for block in self.text_encoder.cnn:
+            x = block(x).masked_fill(pad, 0.0)
+        t_en = self.lstm(x.transpose(1, 2), token_lengths, mask).transpose(1, 2)
+        bert = self.bert(tokens, attention_mask=(~mask).int())
+        d_en = self.bert_encoder(bert).transpose(-1, -2)
+        return t_en, bert, d_en
+
+
+# 2. diffusion_sampler --------------------------------------------------------------------------------
+
+class DiffusionSamplerGraph(nn.Module):
+    """bert [B, T, E], noise [B, 1, 2S], step_noises [steps-1, B, 1, 2S], embedding_scale [],
+    (multispeaker) reference_style [B, 2S] -> style [B, 2S], the raw sample (no mixing or blending).
+
+    The scale is a tensor, so both guidance passes always run (the graph cannot branch on it).
+    """
+
+    def __init__(self, model: nn.Module, steps: int):
+        super().__init__()
+        if steps < 2:
+            raise ValueError(f"diffusion steps must be at least 2, got {steps}")
+        self.diffusion = model.diffusion
+        self.steps = steps
+        self.multispeaker = bool(model.multispeaker)
+
+    def forward(self, bert: Tensor, noise: Tensor, step_noises: Tensor, embedding_scale: Tensor,
+                reference_style: Tensor | None = None) -> Tensor:
+        if self.multispeaker and reference_style is None:
+            raise ValueError("the multispeaker sampler needs reference_style [B, 2S]")
+        style = self.diffusion.sample(noise, bert, num_steps=self.steps, embedding_scale=embedding_scale,
+                                      features=reference_style if self.multispeaker else None,
+                                      step_noises=step_noises)
+        return style.squeeze(1)
+
+
+# 3. decoder ------------------------------------------------------------------------------------------
+
+def _hash32(h: Tensor) -> Tensor:
+    """int64 values in [0, 2^32) -> well-mixed int64 values in [0, 2^32)."""
+    for round_ in range(3):
+        h = (h + torch.div(h, _HASH_SHIFT, rounding_mode="floor")) % _HASH_MOD
+        if round_ < 2:
+            h = (h * _HASH_MUL) % _HASH_MOD
+    return h
+
+
+def source_noise(seed: Tensor, batch: int | Tensor, samples: int | Tensor, channels: int) -> Tensor:
+    """Standard-normal noise [batch, samples, channels] (float32), a pure function of the int64 `seed`
+    (see DECODER_NOISE_DOC): integer ops are exact in every backend and the float64 Box-Muller agrees
+    to the last float32 bit in practice."""
+    device = seed.device
+    key = _hash32((seed.reshape(1) % _HASH_MOD + torch.arange(batch, device=device)) % _HASH_MOD)  # [B]
+    counter = torch.arange(samples, device=device).unsqueeze(1) * channels + torch.arange(channels, device=device)
+    pair = counter.unsqueeze(-1) * 2 + torch.arange(2, device=device)  # [L, C, 2]
+    bits = _hash32((_hash32(pair).unsqueeze(0) + key.view(-1, 1, 1, 1)) % _HASH_MOD)  # [B, L, C, 2]
+    uniform = (bits.to(torch.float64) + 0.5) / _HASH_MOD
+    u0, u1 = uniform.unbind(-1)
+    normal = torch.sqrt(-2.0 * torch.log(u0)) * torch.cos((2 * math.pi) * u1)
+    return normal.to(torch.float32)
+
+
+class DurationEncoderGraph(nn.Module):
+    """`DurationEncoder.forward` with masked (not packed) LSTMs."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.lstms = nn.ModuleList(MaskedBiLSTM(lstm) for lstm in encoder.lstms[0::2])
+
+    def forward(self, x: Tensor, style: Tensor, lengths: Tensor, mask: Tensor) -> Tensor:
+        pad = mask.unsqueeze(-1)
+        s = style.unsqueeze(1).expand(-1, x.shape[-1], -1)
+        h = torch.cat([x.transpose(1, 2), s], dim=-1).masked_fill(pad, 0.0)
+        for lstm, norm in zip(self.lstms, self.encoder.lstms[1::2]):
+            h = lstm(h, lengths, mask)  # eval: no dropout
+            h = torch.cat([norm(h, style), s], dim=-1).masked_fill(pad, 0.0)
+        return h
+
+
+def expand_by_durations(x: Tensor, durations: Tensor) -> Tensor:
+    """x [B, C, T], durations [B, T] int64 -> [B, C, max total] (token t repeated durations[t] times).
+
+    Equal to `repeat_interleave` per item (a gather copies values); frames past an item's own total
+    read its last position.
+    """
+    ends = torch.cumsum(durations, dim=1)  # [B, T]
+    frames = torch.arange(ends.max(), device=x.device)  # [F]
+    # Token of frame f: how many tokens end at or before f.
+    token = (ends.unsqueeze(1) <= frames.view(1, -1, 1)).sum(dim=-1)  # [B, F]
+    token = token.clamp(max=x.shape[2] - 1)
+    return torch.gather(x, 2, token.unsqueeze(1).expand(-1, x.shape[1], -1))
+
+
+class DecoderGraph(nn.Module):
+    """t_en [B, C, T], d_en [B, C, T], style [B, 2S] ([acoustic | prosodic], already mixed), speed [],
+    token_lengths [B], noise_seed [] -> waveform [B, samples], durations [B, T] (0 at padding).
+
+    An item's own samples are its first sum(durations) * hop_length (minus the HiFi-GAN tail trim);
+    the rest of a padded batch row is filler.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.predictor = model.predictor
+        self.duration_encoder = DurationEncoderGraph(model.predictor.text_encoder)
+        self.duration_lstm = MaskedBiLSTM(model.predictor.lstm)
+        self.decoder = model.decoder
+        self.style_dim = model.diffusion.unet.channels // 2
+        self.hifigan = "hifigan" in type(model.decoder).__name__.lower()
+
+    def forward(self, t_en: Tensor, d_en: Tensor, style: Tensor, speed: Tensor, token_lengths: Tensor,
+                noise_seed: Tensor) -> tuple[Tensor, Tensor]:
+        mask = padding_mask(token_lengths, t_en.shape[2])
+        acoustic, prosodic = style[:, :self.style_dim], style[:, self.style_dim:]
+
+        d = self.duration_encoder(d_en, prosodic, token_lengths, mask)
+        x = self.duration_lstm(d, token_lengths, mask)
+        expected = torch.sigmoid(self.predictor.duration_proj(x)).sum(dim=-1) / speed
+        durations = torch.round(expected).clamp(min=1).long().masked_fill(mask, 0)
+
+        en = expand_by_durations(d.transpose(-1, -2), durations)
+        asr = expand_by_durations(t_en, durations)
+        if self.hifigan:  # trained on alignments one frame late
+            en = torch.cat([en[..., :1], en[..., :-1]], dim=-1)
+            asr = torch.cat([asr[..., :1], asr[..., :-1]], dim=-1)
+        F0, N = self.predictor.prosody(en, prosodic)
+        batch, samples, channels = self.decoder.noise_shape(F0)
+        noise = source_noise(noise_seed, batch, samples, channels)
+        wave = self.decoder(asr, F0, N, acoustic, noise=noise).squeeze(1)
+        if self.hifigan:
+            wave = wave[:, :-HIFIGAN_TAIL_TRIM]
+        return wave, durations
+
+
+# 4. style_encoder ------------------------------------------------------------------------------------
+
+class StyleEncoderGraph(nn.Module):
+    """mel [B, 80, frames] (>= 65 frames) -> reference_style [B, 2S] = [style_encoder | predictor_encoder]."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.style_encoder = model.style_encoder
+        self.predictor_encoder = model.predictor_encoder
+
+    def forward(self, mel: Tensor) -> Tensor:
+        mel = mel.unsqueeze(1)
+        return torch.cat([self.style_encoder(mel), self.predictor_encoder(mel)], dim=1)
+
+
+def build_graphs(model: nn.Module, steps: int) -> dict[str, nn.Module]:
+    """{graph name: wrapper} for a model already passed through `prepare_for_export`."""
+    graphs = {
+        "text_encoder": TextEncoderGraph(model),
+        "diffusion_sampler": DiffusionSamplerGraph(model, steps),
+        "decoder": DecoderGraph(model),
+    }
+    if hasattr(model, "style_encoder") and hasattr(model, "predictor_encoder"):
+        graphs["style_encoder"] = StyleEncoderGraph(model)
+    return {name: graph.eval() for name, graph in graphs.items()}

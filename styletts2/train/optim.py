@@ -1,0 +1,271 @@
+"""Optimisers: one AdamW per module, stepped through `MultiOptimizer.step_on`.
+
+Upstream (`optimizers.py`, `train_first.py`, `train_second.py`) builds an AdamW per module
+(lr 1e-4, betas (0.0, 0.99), eps 1e-9, weight decay 1e-4) and wraps each in a OneCycleLR that is
+never stepped. Two side effects of that scheduler's constructor define what upstream really trains
+with, and `build_multi_optimizer` reproduces them:
+- the learning rate becomes the scheduler's `max_lr` (= lr, so it stays 1e-4);
+- with `cycle_momentum` on, AdamW's beta1 is overwritten with the schedule's value at step 0, 0.85.
+  Stage 2 then resets beta1 explicitly for bert (0.9) and for decoder/style_encoder (0.0); every
+  other module keeps 0.85. Hence `UPSTREAM_BETAS = (0.85, 0.99)`.
+Because the schedulers never step, rates are constant: `build_scheduler(kind='constant')`.
+
+`MultiOptimizer.step_on` is the one place a stage turns a loss into parameter updates: it refuses
+non-finite losses before touching anything, averages gradients over DDP ranks, unscales fp16
+gradients, clips, and steps the named optimisers and their schedulers.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import gin
+import torch
+from torch import nn
+from torch.optim import AdamW, Optimizer
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
+
+from .distributed import all_ranks_agree, all_reduce_gradients
+from .stage import NonFiniteLoss, TrainingContext
+
+# beta1 upstream's modules end up with (see the module docstring).
+UPSTREAM_BETAS = (0.85, 0.99)
+# Stage-2 overrides (train_second.py): PL-BERT and the fine-tuned acoustic modules.
+BERT_BETAS, BERT_WEIGHT_DECAY = (0.9, 0.99), 0.01
+FT_BETAS, FT_MODULES = (0.0, 0.99), ("decoder", "style_encoder")
+
+
+@gin.configurable
+def build_optimizer(params: Iterable[nn.Parameter], lr: float = 1e-4, betas: tuple[float, float] = (0.0, 0.99),
+                    eps: float = 1e-9, weight_decay: float = 1e-4) -> AdamW:
+    """Upstream's per-module AdamW."""
+    return AdamW(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+
+
+@dataclass(frozen=True)
+class _Warmup:
+    """Learning-rate factor: linear warm-up, then constant (`cosine=False`) or a cosine decay to
+    `min_ratio` at `total_steps`. A plain object (not a lambda) so LambdaLR's state pickles."""
+
+    warmup_steps: int = 0
+    total_steps: int | None = None
+    cosine: bool = False
+    min_ratio: float = 0.0
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if not self.cosine:
+            return 1.0
+        span = max(1, self.total_steps - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@gin.configurable
+def build_scheduler(optimizer: Optimizer, kind: str = "constant", total_steps: int | None = None,
+                    warmup_steps: int = 0, min_lr_ratio: float = 0.0, pct_start: float = 0.3,
+                    div_factor: float = 25.0, final_div_factor: float = 1e4) -> LRScheduler:
+    """A scheduler that advances once per step of its optimiser.
+
+    kind: 'constant' (upstream's effective behaviour; optional linear warm-up),
+          'cosine' (warm-up, then cosine decay to `min_lr_ratio` x lr at `total_steps`),
+          'onecycle' (torch OneCycleLR peaking at the optimiser's lr; betas are left alone).
+    """
+    if kind == "constant":
+        return LambdaLR(optimizer, _Warmup(warmup_steps))
+    if kind in ("cosine", "onecycle") and not total_steps:
+        raise ValueError(f"build_scheduler(kind={kind!r}) needs total_steps")
+    if kind == "cosine":
+        return LambdaLR(optimizer, _Warmup(warmup_steps, total_steps, cosine=True, min_ratio=min_lr_ratio))
+    if kind == "onecycle":
+        return OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total_steps,
+                          pct_start=pct_start, div_factor=div_factor, final_div_factor=final_div_factor,
+                          cycle_momentum=False)
+    raise ValueError(f"unknown scheduler kind {kind!r}; choose 'constant', 'cosine' or 'onecycle'")
+
+
+class MultiOptimizer:
+    """Named optimisers (one per module) with optional schedulers, stepped together by `step_on`.
+
+    optimizers: {module name: optimizer}.
+    schedulers: {module name: scheduler}; a name without one keeps its rate.
+    ctx: the training context (DDP rank/world size, fp16 grad scaler); None = one process, fp32.
+    modules: {module name: module}: the parameters whose gradients `step_on` averages over ranks,
+        checks and clips; default: the parameters each optimiser holds.
+    """
+
+    def __init__(self, optimizers: Mapping[str, Optimizer], schedulers: Mapping[str, LRScheduler] | None = None,
+                 ctx: TrainingContext | None = None, modules: Mapping[str, nn.Module] | None = None):
+        self.optimizers = dict(optimizers)
+        self.schedulers = dict(schedulers or {})
+        self.ctx = ctx
+        self.modules = dict(modules) if modules is not None else None
+        for label, names in (("schedulers", self.schedulers), ("modules", self.modules or {})):
+            unknown = set(names) - set(self.optimizers)
+            if unknown:
+                raise ValueError(f"{label} for unknown optimiser(s) {sorted(unknown)}; have {sorted(self.optimizers)}")
+        if self.modules is not None and set(self.modules) != set(self.optimizers):
+            raise ValueError(f"modules {sorted(self.modules)} differ from optimisers {sorted(self.optimizers)}")
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.optimizers)
+
+    def _check(self, names: Iterable[str]) -> list[str]:
+        names = list(names)
+        unknown = [n for n in names if n not in self.optimizers]
+        if unknown:
+            raise KeyError(f"no optimiser for {unknown}; have {self.names}")
+        return names
+
+    def parameters(self, names: Iterable[str] | None = None) -> list[nn.Parameter]:
+        params: list[nn.Parameter] = []
+        for name in self._check(self.names if names is None else names):
+            if self.modules is not None:
+                params += [p for p in self.modules[name].parameters() if p.requires_grad]
+            else:
+                params += [p for g in self.optimizers[name].param_groups for p in g["params"]]
+        return params
+
+    # --- rates -----------------------------------------------------------------------------
+
+    def lr(self, name: str) -> float:
+        return self.optimizers[self._check([name])[0]].param_groups[0]["lr"]
+
+    def set_lr(self, name: str, lr: float) -> None:
+        """Set the (base) learning rate of one optimiser, e.g. when fine-tuning."""
+        optimizer = self.optimizers[self._check([name])[0]]
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+            if "initial_lr" in group:
+                group["initial_lr"] = lr
+        scheduler = self.schedulers.get(name)
+        if scheduler is not None:
+            scheduler.base_lrs = [lr] * len(optimizer.param_groups)
+
+    # --- stepping --------------------------------------------------------------------------
+
+    def zero_grad(self, names: Iterable[str] | None = None) -> None:
+        for name in self._check(self.names if names is None else names):
+            self.optimizers[name].zero_grad(set_to_none=True)
+
+    def step_on(self, loss: torch.Tensor, names: Sequence[str], losses: Mapping[str, torch.Tensor] | None = None,
+                retain_graph: bool = False, clip: float | None = None) -> float:
+        """Backpropagate `loss` and step the optimisers `names`. Returns the gradient norm of their
+        parameters (after DDP averaging and fp16 unscaling, before clipping).
+
+        1. `loss` and every entry of `losses` must be finite on every rank; otherwise raise
+           `NonFiniteLoss` before any backward pass: no gradient, parameter or optimiser state moves.
+        2. zero the named gradients, backward (through the fp16 grad scaler when there is one);
+        3. under DDP average those gradients over ranks;
+        4. a non-finite gradient norm raises `NonFiniteLoss('grad_norm', ...)` too, again before any
+           update (with fp16 the grad scaler handles overflow itself: it skips the step and lowers
+           the scale); `clip` rescales the gradients to at most that total norm;
+        5. step the optimisers, then their schedulers.
+        """
+        names = self._check(names)
+        scaler = self.ctx.grad_scaler if self.ctx is not None else None
+        device = loss.device
+        entries = {"loss": loss, **(losses or {})}
+        finite = torch.stack([torch.isfinite(torch.as_tensor(v, device=device).detach()).all()
+                              for v in entries.values()]).all()
+        if not all_ranks_agree(bool(finite.item()), device):
+            self.zero_grad(names)
+            raise NonFiniteLoss(*_first_non_finite(entries))
+
+        self.zero_grad(names)
+        (scaler.scale(loss) if scaler is not None else loss).backward(retain_graph=retain_graph)
+        params = self.parameters(names)
+        all_reduce_gradients(params)
+        if scaler is not None:
+            for name in names:
+                scaler.unscale_(self.optimizers[name])
+        grads = [p.grad for p in params if p.grad is not None]
+        norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+        if scaler is None and not math.isfinite(norm):
+            self.zero_grad(names)
+            raise NonFiniteLoss("grad_norm", norm)
+        if clip is not None and grads:
+            torch.nn.utils.clip_grads_with_norm_(params, clip, torch.tensor(norm))
+        for name in names:
+            if scaler is not None:
+                scaler.step(self.optimizers[name])
+            else:
+                self.optimizers[name].step()
+            if name in self.schedulers:
+                self.schedulers[name].step()
+        if scaler is not None:
+            scaler.update()
+        return norm
+
+    # --- state -----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, dict]:
+        return {name: {"optimizer": opt.state_dict(),
+                       "scheduler": self.schedulers[name].state_dict() if name in self.schedulers else None}
+                for name, opt in self.optimizers.items()}
+
+    def upstream_state_dict(self) -> list[tuple[str, dict]]:
+        """Upstream's `MultiOptimizer.state_dict()` layout: a list of (name, optimizer state)."""
+        return [(name, opt.state_dict()) for name, opt in self.optimizers.items()]
+
+    def load_state_dict(self, state: Mapping[str, dict] | Sequence[tuple[str, dict]]) -> None:
+        """Load `state_dict()`'s output, or upstream's list of (name, optimizer state) pairs
+        (schedulers then keep their state). The names must match exactly."""
+        if not isinstance(state, Mapping):
+            state = {name: {"optimizer": opt_state, "scheduler": None} for name, opt_state in state}
+        missing, unexpected = set(self.optimizers) - set(state), set(state) - set(self.optimizers)
+        if missing or unexpected:
+            raise ValueError(f"optimizer state does not match: missing {sorted(missing)}, "
+                             f"unexpected {sorted(unexpected)}")
+        for name, entry in state.items():
+            self.optimizers[name].load_state_dict(entry["optimizer"])
+            if entry.get("scheduler") is not None:
+                if name not in self.schedulers:
+                    raise ValueError(f"state has a scheduler for {name!r}, which has none here")
+                self.schedulers[name].load_state_dict(entry["scheduler"])
+
+
+def _first_non_finite(entries: Mapping[str, torch.Tensor]) -> tuple[str, float]:
+    for name, value in entries.items():
+        value = torch.as_tensor(value).detach()
+        if not torch.isfinite(value).all():
+            bad = value[~torch.isfinite(value)] if value.dim() else value
+            return name, float(bad.reshape(-1)[0])
+    return "(on another rank)", float("nan")
+
+
+@gin.configurable
+def build_multi_optimizer(model, names: Iterable[str] | None = None, lr: float = 1e-4,
+                          bert_lr: float | None = None, ft_lr: float | None = None,
+                          betas: tuple[float, float] = UPSTREAM_BETAS, eps: float = 1e-9,
+                          weight_decay: float = 1e-4, ctx: TrainingContext | None = None,
+                          scheduler: bool = True) -> MultiOptimizer:
+    """Upstream's optimiser set: an AdamW per module of `model` (a StyleTTS2 or {name: module}).
+
+    names: the modules to optimise (default: all).
+    bert_lr: None (stage 1: bert like every module) or stage 2's PL-BERT rate (1e-5), which also
+        gives bert betas (0.9, 0.99) and weight decay 0.01.
+    ft_lr: None (stage 1) or stage 2's rate for decoder and style_encoder (1e-5; 1e-4 when
+        fine-tuning), with betas (0.0, 0.99).
+    scheduler: give every optimiser `build_scheduler(optimizer)` (constant unless bound otherwise).
+    """
+    nets = model.nets if hasattr(model, "nets") else dict(model)
+    names = list(nets) if names is None else list(names)
+    missing = [n for n in names if n not in nets]
+    if missing:
+        raise KeyError(f"model has no module(s) {missing}; it has {sorted(nets)}")
+    optimizers = {}
+    for name in names:
+        params = nets[name].parameters()
+        if name == "bert" and bert_lr is not None:
+            optimizers[name] = build_optimizer(params, lr=bert_lr, betas=BERT_BETAS, eps=eps,
+                                               weight_decay=BERT_WEIGHT_DECAY)
+        elif name in FT_MODULES and ft_lr is not None:
+            optimizers[name] = build_optimizer(params, lr=ft_lr, betas=FT_BETAS, eps=eps, weight_decay=weight_decay)
+        else:
+            optimizers[name] = build_optimizer(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    schedulers = {name: build_scheduler(opt) for name, opt in optimizers.items()} if scheduler else None
+    return MultiOptimizer(optimizers, schedulers, ctx=ctx, modules={n: nets[n] for n in names})

@@ -1,0 +1,127 @@
+"""Save and restore the full training state, for exact resume.
+
+A training checkpoint is an upstream-layout checkpoint (`checkpoint.make_checkpoint`):
+    net          {module: state_dict} (upstream's layout; upstream's loader reads it)
+    optimizer    upstream's list of (module, AdamW state) when the stage keeps a `MultiOptimizer`
+                 as `stage.optimizer`, else None
+    epoch        epochs completed; iters: optimisation steps so far; val_loss: last validation loss
+plus our keys:
+    stage        stage.state_dict(): optimisers with schedulers, stage-specific state
+                 (torch.save stores tensors shared with `optimizer` once)
+    trainer      where the loop stands: epoch index, batches consumed in it, sampler state,
+                 best validation loss, grad-scaler state, world size
+    rng          per-rank python / numpy / torch / cuda generator states
+    gin_config   the operative gin config at save time
+    sigma_data   the diffusion's sigma_data (models with diffusion only)
+    espeak_version  the espeak-ng that phonemized the training text (None if unavailable)
+Resuming restores all of it, the random generators last, so K steps straight and K/2 + resume +
+K/2 give bit-identical parameters on CPU.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import gin
+import numpy as np
+import torch
+
+from styletts2.checkpoint import CheckpointError, atomic_save, load_net_state, make_checkpoint, torch_load
+
+from .optim import MultiOptimizer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopState:
+    """Where the training loop stands; `epoch` is the epoch in progress (0-based) and
+    `batches_done` how many of its batches this rank has consumed."""
+
+    epoch: int = 0
+    batches_done: int = 0
+    iters: int = 0
+    best_val_loss: float = float("inf")
+    last_val_loss: float = float("nan")
+    sampler: dict = field(default_factory=dict)
+    grad_scaler: dict | None = None
+    world_size: int = 1
+
+
+def capture_rng_state() -> dict:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def restore_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@lru_cache(maxsize=1)
+def current_espeak_version() -> str | None:
+    try:
+        from styletts2.text.espeak import espeak_version
+
+        return espeak_version()
+    except Exception as err:  # noqa: BLE001 - a phoneme-list corpus trains without espeak-ng
+        logger.warning("espeak-ng version unavailable (%s); checkpoints record espeak_version=None", err)
+        return None
+
+
+def build_training_checkpoint(model, stage, loop: LoopState, rng_states: list[dict]) -> dict:
+    """The checkpoint dict (see the module docstring). `model` is a StyleTTS2 or anything with `.nets`."""
+    optimizer = getattr(stage, "optimizer", None)
+    extra: dict[str, Any] = {
+        "stage": stage.state_dict(),
+        "trainer": vars(loop).copy(),
+        "rng": rng_states,
+        "gin_config": gin.operative_config_str(),
+        "espeak_version": current_espeak_version(),
+    }
+    diffusion = model.nets.get("diffusion")
+    if diffusion is not None:
+        extra["sigma_data"] = float(diffusion.sigma_data)
+    return make_checkpoint(
+        model.nets,
+        epoch=loop.epoch,  # epochs completed (the one in progress when saved mid-epoch)
+        iters=loop.iters,
+        val_loss=loop.last_val_loss,
+        optimizer=optimizer.upstream_state_dict() if isinstance(optimizer, MultiOptimizer) else None,
+        **extra,
+    )
+
+
+def save_training_checkpoint(path: str | os.PathLike, model, stage, loop: LoopState, rng_states: list[dict]):
+    return atomic_save(build_training_checkpoint(model, stage, loop, rng_states), path)
+
+
+def load_training_checkpoint(path: str | os.PathLike, model, stage, rank: int = 0) -> tuple[LoopState, dict]:
+    """Load weights and stage state from a training checkpoint; return the loop state to continue
+    from and this rank's generator states (restore them with `restore_rng_state` just before
+    training goes on, after everything that draws random numbers while setting up)."""
+    state = torch_load(path)
+    for key in ("net", "stage", "trainer", "rng"):
+        if key not in state:
+            raise CheckpointError(f"{path}: not a training checkpoint of this trainer (no {key!r} entry); "
+                                  "to start from pretrained weights, let the stage load them instead")
+    load_net_state(model.nets, state["net"])
+    if "sigma_data" in state and "diffusion" in model.nets:
+        model.nets["diffusion"].sigma_data = float(state["sigma_data"])
+    stage.load_state_dict(state["stage"])
+    loop = LoopState(**state["trainer"])
+    rngs = state["rng"]
+    if len(rngs) != loop.world_size or rank >= len(rngs):
+        raise CheckpointError(f"{path}: saved by {len(rngs)} rank(s); cannot restore rank {rank}")
+    return loop, rngs[rank]

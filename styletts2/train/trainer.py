@@ -1,0 +1,395 @@
+"""The training loop around a stage (see `stage.py` for the division of labour).
+
+`Trainer(...).fit()`:
+1. joins the DDP process group under torchrun (`distributed.py`), seeds, builds the model from gin
+   (`StyleTTS2()`), scans the corpora (bad clips are reported and skipped), builds datasets,
+   the length-bucketed sampler and the DataLoaders;
+2. sets the stage up, copies rank 0's parameters to every rank, and resumes from
+   `<run_dir>/last.pth` if it exists (or from `resume`);
+3. runs epochs of `stage.train_step`, validating every `validate_every_epochs` epochs;
+4. writes `<run_dir>/last.pth` every `save_every_steps` steps and at every epoch end, and
+   `<run_dir>/best.pth` when the validation loss improves (`train_state.py`).
+
+Failure handling:
+- a non-finite loss (`NonFiniteLoss` from `MultiOptimizer.step_on`, or `StepOutput.skipped`)
+  skips the step, which changed no parameter; `max_nonfinite_in_a_row` skips in a row stop the run
+  with `TrainingDiverged`. Checkpoints are never written while skips are in progress or when a
+  parameter is not finite, so `last.pth` always holds the last good state.
+- SIGINT / SIGTERM: the current step finishes, `last.pth` is written, `fit()` returns with
+  status 'interrupted' (runner.py then exits with code 130). A second signal aborts at once.
+"""
+from __future__ import annotations
+
+import math
+import random
+import signal
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import gin
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from styletts2.data.collate import Collater
+from styletts2.data.dataset import SpeechDataset
+from styletts2.data.readers import read_ood_texts
+from styletts2.data.sampler import LengthBucketBatchSampler
+from styletts2.data.validate import scan_corpus
+from styletts2.model import StyleTTS2
+
+from . import distributed as dist_utils
+from .logger import RunningMeans, TrainLogger
+from .optim import MultiOptimizer
+from .stage import NonFiniteLoss, StepOutput, TrainingContext
+from .train_state import (LoopState, capture_rng_state, load_training_checkpoint, restore_rng_state,
+                          save_training_checkpoint)
+
+# Exit code runner.py uses for a run stopped by SIGINT/SIGTERM after saving (128 + SIGINT).
+INTERRUPTED_EXIT_CODE = 130
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many non-finite steps in a row; the message names the last good checkpoint."""
+
+
+@dataclass
+class TrainResult:
+    status: str  # 'completed' | 'max_steps' | 'interrupted' | 'already_complete'
+    epoch: int  # epochs completed
+    iters: int
+    skipped_steps: int
+    best_val_loss: float
+    checkpoint: Path | None
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _all_finite(module: torch.nn.Module) -> bool:
+    flags = [torch.isfinite(p).all() for p in module.parameters()]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+@gin.configurable
+class Trainer:
+    """Configure in gin; see gin/trainer/default.gin for the defaults of an experiment.
+
+    stage: a Stage class (instantiated with its gin bindings) or instance.
+    run_dir: checkpoints, TensorBoard events and config.gin go here.
+    epochs: epochs to train in total (a resumed run continues up to this number).
+    batch_size: clips per batch on each rank.
+    max_mel_frames: drop clips longer than this many mel frames (None keeps all); the training
+        crop length is the stage's own setting.
+    save_every_steps: also write last.pth every this many steps (None: epoch ends only).
+    validate_every_epochs: validate (and update best.pth) every this many epochs, and after the last.
+    max_nonfinite_in_a_row: stop after this many skipped steps in a row.
+    mixed_precision: None (fp32), 'bf16' (autocast) or 'fp16' (autocast + GradScaler).
+    device: None = cuda (this rank's GPU) when available, else cpu.
+    train_data, val_data: an LJSpeech folder / metadata.csv, or an upstream list file
+        (`wav|phonemes|speaker`); data_root: the folder list-file wav paths are relative to.
+    ood_data: upstream's OOD_texts.txt (stage 2's SLM adversarial texts), or None.
+    resume: a training checkpoint to start from; None = `<run_dir>/last.pth` when it exists.
+    max_steps: stop (after saving) once this many steps were made in total; None = no limit.
+    val_metric: the validation loss that picks best.pth; None = the sum of all validation losses.
+    keep_epoch_checkpoints: also keep `epoch_<stage>_<NNNNN>.pth` at every epoch end (upstream style).
+    """
+
+    def __init__(self, stage=gin.REQUIRED, run_dir: str = "runs/default", epochs: int = 1, batch_size: int = 16,
+                 max_mel_frames: int | None = None, save_every_steps: int | None = None,
+                 validate_every_epochs: int = 1, log_every_steps: int = 10, max_nonfinite_in_a_row: int = 10,
+                 mixed_precision: str | None = None, seed: int = 0, device: str | None = None,
+                 num_workers: int = 0, train_data: str = gin.REQUIRED, val_data: str | None = None,
+                 data_root: str | None = None, ood_data: str | None = None, resume: str | None = None,
+                 max_steps: int | None = None, val_metric: str | None = None,
+                 keep_epoch_checkpoints: bool = False):
+        if mixed_precision not in (None, "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be None, 'bf16' or 'fp16', not {mixed_precision!r}")
+        if epochs < 1 or batch_size < 1 or max_nonfinite_in_a_row < 1 or validate_every_epochs < 1:
+            raise ValueError("epochs, batch_size, max_nonfinite_in_a_row and validate_every_epochs must be >= 1")
+        self.stage = stage() if isinstance(stage, type) else stage
+        self.run_dir = Path(run_dir)
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.max_mel_frames = max_mel_frames
+        self.save_every_steps = save_every_steps
+        self.validate_every_epochs = validate_every_epochs
+        self.log_every_steps = log_every_steps
+        self.max_nonfinite_in_a_row = max_nonfinite_in_a_row
+        self.mixed_precision = mixed_precision
+        self.seed = seed
+        self.device_name = device
+        self.num_workers = num_workers
+        self.train_data = train_data
+        self.val_data = val_data
+        self.data_root = data_root
+        self.ood_data = ood_data
+        self.resume = resume
+        self.max_steps = max_steps
+        self.val_metric = val_metric
+        self.keep_epoch_checkpoints = keep_epoch_checkpoints
+        self._stop_signal: int | None = None
+
+    # --- set-up ----------------------------------------------------------------------------
+
+    def _context(self) -> TrainingContext:
+        device = self.env.device
+        autocast, scaler = nullcontext, None
+        if self.mixed_precision is not None:
+            dtype = torch.bfloat16 if self.mixed_precision == "bf16" else torch.float16
+            autocast = partial(torch.autocast, device_type=device.type, dtype=dtype)
+        if self.mixed_precision == "fp16":
+            scaler = torch.amp.GradScaler(device.type)
+        return TrainingContext(device=device, rank=self.env.rank, world_size=self.env.world_size,
+                               autocast=autocast, grad_scaler=scaler,
+                               log_audio=self.logger.log_audio if self.env.is_main else None)
+
+    def _scan(self, path: str):
+        """Scan a corpus on rank 0 first: it writes the phoneme cache the others then read."""
+        report = None
+        if self.env.is_main:
+            report = scan_corpus(path, root=self.data_root)
+        dist_utils.barrier()
+        if not self.env.is_main:
+            report = scan_corpus(path, root=self.data_root)
+        self.logger.info(f"corpus {path}: {report.summary()}")
+        if not report.good:
+            raise ValueError(f"corpus {path} has no usable clip")
+        return report.good
+
+    def _dataset(self, path: str, ood_texts=None) -> tuple[SpeechDataset, list[int]]:
+        records = self._scan(path)
+        dataset = SpeechDataset(records, ood_texts=ood_texts, seed=self.seed)
+        lengths = dataset.mel_lengths()
+        if self.max_mel_frames is not None:
+            keep = [i for i, n in enumerate(lengths) if n <= self.max_mel_frames]
+            if len(keep) < len(records):
+                self.logger.info(f"corpus {path}: {len(records) - len(keep)} clip(s) longer than "
+                                 f"{self.max_mel_frames} mel frames skipped")
+            if not keep:
+                raise ValueError(f"corpus {path}: every clip is longer than max_mel_frames={self.max_mel_frames}")
+            dataset = SpeechDataset([records[i] for i in keep], ood_texts=ood_texts, seed=self.seed)
+            lengths = [lengths[i] for i in keep]
+        return dataset, lengths
+
+    def _loader(self, dataset: SpeechDataset, batch_sampler) -> DataLoader:
+        # Its own generator: the DataLoader then draws nothing from the global RNG (exact resume).
+        return DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=Collater(),
+                          num_workers=self.num_workers, pin_memory=self.env.device.type == "cuda",
+                          generator=torch.Generator().manual_seed(self.seed))
+
+    def _val_batches(self, lengths: list[int]) -> list[list[int]]:
+        """This rank's share of the validation set in length-sorted batches (no item dropped)."""
+        mine = sorted(range(self.env.rank, len(lengths), self.env.world_size), key=lambda i: lengths[i])
+        return [mine[i:i + self.batch_size] for i in range(0, len(mine), self.batch_size)]
+
+    def setup(self) -> None:
+        """Everything before the first step; `fit()` calls it."""
+        self.env = dist_utils.init_distributed(self.device_name)
+        self.logger = TrainLogger(self.run_dir, enabled=self.env.is_main, log_every_steps=self.log_every_steps)
+        _seed_everything(self.seed)
+        self.model = StyleTTS2().to(self.env.device)
+        self.logger.sample_rate = self.model.sample_rate
+
+        ood = read_ood_texts(self.ood_data) if self.ood_data else None
+        self.train_set, lengths = self._dataset(self.train_data, ood)
+        self.sampler = LengthBucketBatchSampler(lengths, batch_size=self.batch_size, seed=self.seed,
+                                                rank=self.env.rank, world_size=self.env.world_size)
+        self.train_loader = self._loader(self.train_set, self.sampler)
+        self.val_loader = None
+        if self.val_data:
+            val_set, val_lengths = self._dataset(self.val_data, ood)
+            self.val_loader = self._loader(val_set, self._val_batches(val_lengths))
+
+        self.ctx = self._context()
+        self.stage.setup(self.model, self.ctx)
+        dist_utils.broadcast_module(self.model)
+        _seed_everything(self.seed + self.env.rank)  # ranks draw different dropout / crops
+
+        self.loop = LoopState(world_size=self.env.world_size)
+        rng_state = None
+        resume = self.resume or (self.last_path if self.last_path.exists() else None)
+        if resume:
+            self.loop, rng_state = load_training_checkpoint(resume, self.model, self.stage, self.env.rank)
+            self.sampler.load_state_dict(self.loop.sampler)
+            if self.ctx.grad_scaler is not None and self.loop.grad_scaler is not None:
+                self.ctx.grad_scaler.load_state_dict(self.loop.grad_scaler)
+            self.logger.info(f"resumed from {resume}: epoch {self.loop.epoch}, "
+                             f"batch {self.loop.batches_done}, step {self.loop.iters}")
+
+        config = gin.operative_config_str()
+        if self.env.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.gin").write_text(config, encoding="utf-8")
+            self.logger.info("operative gin config:\n" + config)
+        if rng_state is not None:
+            restore_rng_state(rng_state)  # last: nothing after this draws random numbers before training
+
+    # --- checkpoints -----------------------------------------------------------------------
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "last.pth"
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "best.pth"
+
+    def _save(self, names: list[str]) -> Path | None:
+        """Write the current state under `names` (rank 0), unless a parameter is not finite."""
+        if not dist_utils.all_ranks_agree(_all_finite(self.model), self.env.device):
+            self.logger.info("a parameter is not finite: checkpoint NOT written, the previous one is kept")
+            return None
+        self.loop.sampler = self.sampler.state_dict(consumed=self.loop.batches_done)
+        self.loop.grad_scaler = self.ctx.grad_scaler.state_dict() if self.ctx.grad_scaler is not None else None
+        rng_states = dist_utils.gather_objects(capture_rng_state())
+        if self.env.is_main:
+            for name in names:
+                save_training_checkpoint(self.run_dir / name, self.model, self.stage, self.loop, rng_states)
+            (self.run_dir / "config.gin").write_text(gin.operative_config_str(), encoding="utf-8")
+        dist_utils.barrier()
+        return self.run_dir / names[0]
+
+    # --- signals ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _signals(self):
+        """First SIGINT/SIGTERM: stop after this step (and save); a second one: abort now."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._stop_signal is not None:
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+            self.logger.info(f"{signal.Signals(signum).name}: finishing this step, then saving and exiting")
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    # --- loop ------------------------------------------------------------------------------
+
+    def _lrs(self) -> dict[str, float]:
+        optimizer = getattr(self.stage, "optimizer", None)
+        return {n: optimizer.lr(n) for n in optimizer.names} if isinstance(optimizer, MultiOptimizer) else {}
+
+    def validate(self, epoch: int) -> dict[str, float]:
+        """Mean validation losses over the whole validation set (all ranks)."""
+        self.model.eval()
+        means = RunningMeans()
+        with torch.no_grad():
+            for batch in self.val_loader:
+                means.add(self.stage.validation_step(batch.to(self.env.device), epoch))
+        self.model.train()
+        sums, counts = {}, {}
+        for part_sums, part_counts in dist_utils.gather_objects((dict(means.sums), dict(means.counts))):
+            for key in part_sums:
+                sums[key] = sums.get(key, 0.0) + part_sums[key]
+                counts[key] = counts.get(key, 0) + part_counts[key]
+        return {key: sums[key] / counts[key] for key in sums}
+
+    def _val_score(self, losses: dict[str, float]) -> float:
+        if self.val_metric is None:
+            return sum(losses.values())
+        if self.val_metric not in losses:
+            raise KeyError(f"Trainer.val_metric {self.val_metric!r} is not among the validation losses {sorted(losses)}")
+        return losses[self.val_metric]
+
+    def fit(self) -> TrainResult:
+        self.setup()
+        try:
+            with self._signals():
+                return self._run()
+        finally:
+            self.logger.close()
+
+    def _result(self, status: str, checkpoint: Path | None) -> TrainResult:
+        return TrainResult(status, self.loop.epoch, self.loop.iters, self.skipped_total,
+                           self.loop.best_val_loss, checkpoint)
+
+    def _run(self) -> TrainResult:
+        loop, device = self.loop, self.env.device
+        self.skipped_total, in_a_row = 0, 0
+        if loop.epoch >= self.epochs:
+            self.logger.info(f"nothing to do: {loop.epoch} of {self.epochs} epochs already trained")
+            return self._result("already_complete", None)
+        checkpoint = None
+        for epoch in range(loop.epoch, self.epochs):
+            started = time.time()
+            self.sampler.set_epoch(epoch)
+            self.train_set.set_epoch(epoch)
+            self.model.train()
+            epoch_means, epoch_skipped = RunningMeans(), 0
+            batches = self.logger.progress(self.train_loader, total=len(self.sampler), initial=loop.batches_done,
+                                           desc=f"epoch {epoch + 1}/{self.epochs}")
+            for batch in batches:
+                batch = batch.to(device, non_blocking=True)
+                try:
+                    out = self.stage.train_step(batch, epoch, loop.iters)
+                except NonFiniteLoss as err:
+                    out = StepOutput(skipped=True, reason=str(err))
+                loop.batches_done += 1
+                loop.iters += 1
+                skipped, stop = dist_utils.any_rank([out.skipped, self._stop_signal is not None], device)
+                if skipped:
+                    epoch_skipped += 1
+                    self.skipped_total += 1
+                    in_a_row += 1
+                    self.logger.log_skipped(loop.iters, self.skipped_total, out.reason or "skipped on another rank")
+                    if in_a_row >= self.max_nonfinite_in_a_row:
+                        self._diverged(in_a_row, out.reason)
+                else:
+                    in_a_row = 0
+                    epoch_means.add(out.losses)
+                    self.logger.log_step(loop.iters, out.losses, self._lrs())
+                limit = self.max_steps is not None and loop.iters >= self.max_steps
+                periodic = bool(self.save_every_steps) and loop.iters % self.save_every_steps == 0
+                if (stop or limit or periodic) and in_a_row == 0:
+                    checkpoint = self._save(["last.pth"])
+                if stop or limit:
+                    self.logger.close_bar()
+                    return self._result("interrupted" if stop else "max_steps", checkpoint)
+            self.logger.close_bar()
+            checkpoint = self._end_epoch(epoch, epoch_means, epoch_skipped, in_a_row, time.time() - started)
+        return self._result("completed", checkpoint)
+
+    def _end_epoch(self, epoch: int, means: RunningMeans, skipped: int, in_a_row: int, seconds: float) -> Path | None:
+        loop = self.loop
+        val = None
+        if self.val_loader is not None and ((epoch + 1) % self.validate_every_epochs == 0 or epoch + 1 == self.epochs):
+            val = self.validate(epoch)
+            self.logger.log_validation(epoch, val)
+            loop.last_val_loss = self._val_score(val)
+        loop.epoch, loop.batches_done = epoch + 1, 0
+        self.sampler.set_epoch(epoch + 1)
+        names = ["last.pth"]
+        if val is not None and math.isfinite(loop.last_val_loss) and loop.last_val_loss < loop.best_val_loss:
+            loop.best_val_loss = loop.last_val_loss
+            names.append("best.pth")
+        if self.keep_epoch_checkpoints:
+            names.append(f"epoch_{getattr(self.stage, 'name', 'stage')}_{epoch:05d}.pth")
+        checkpoint = self._save(names) if in_a_row == 0 else None
+        self.logger.epoch_summary(epoch, self.epochs, means.means(), val, skipped, seconds)
+        return checkpoint
+
+    def _diverged(self, in_a_row: int, reason: str) -> None:
+        """Stop the run; make sure a finite checkpoint exists (never overwrite one)."""
+        if not self.last_path.exists():
+            # Skipped steps changed nothing, so the current state is the last good one.
+            self._save(["last.pth"])
+        where = f"last good checkpoint: {self.last_path}" if self.last_path.exists() else "no checkpoint written"
+        self.logger.close_bar()
+        raise TrainingDiverged(f"{in_a_row} non-finite steps in a row (last: {reason}); stopping. {where}. "
+                               "Lower the learning rate, check the data, or try mixed_precision=None.")

@@ -1,0 +1,39 @@
+"""The whole torch synthesis path equals upstream's inference notebook (full LJSpeech size).
+
+Fixture: tests/parity/make_fixtures_pipeline.py (upstream's outputs for our seeded random weights).
+"""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "parity"))
+import make_fixtures_pipeline as pipeline  # noqa: E402
+from make_fixtures_aux import state_checksums  # noqa: E402
+
+FIXTURE = torch.load(pipeline.FIXTURE)
+
+
+@pytest.fixture(scope="module")
+def ours():
+    torch.set_grad_enabled(False)
+    model, weights = pipeline.build_ours("ljspeech")
+    torch.set_grad_enabled(True)
+    return model, weights
+
+
+def test_weights_are_the_fixtures(ours):
+    _, weights = ours
+    for name, sums in FIXTURE["checksums"].items():
+        assert state_checksums(weights[name]) == pytest.approx(sums, rel=1e-6), f"initialisation of {name} changed"
+
+
+def test_tokens_to_waveform_equal_upstream(ours):
+    model, _ = ours
+    assert pipeline.TOKENS == FIXTURE["tokens"]
+    wave, durations, style = pipeline.run_ours(model, FIXTURE["noise"], FIXTURE["step_noises"])
+    assert torch.equal(durations, FIXTURE["durations"])
+    assert (style - FIXTURE["style"]).abs().max() <= 1e-5
+    assert wave.shape == FIXTURE["wave"].shape
+    assert (wave - FIXTURE["wave"]).abs().max() <= 1e-4

@@ -1,0 +1,38 @@
+"""Checkpoints cross between upstream's code and ours, both ways (needs the upstream checkout:
+set STYLETTS2_UPSTREAM; skipped otherwise)."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO
+from styletts2.checkpoint import atomic_save, load_net_state, make_checkpoint
+from styletts2.model import build_model_from_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "parity"))
+from upstream_harness import build_upstream_model, upstream_path  # noqa: E402
+
+pytestmark = pytest.mark.skipif(upstream_path() is None, reason="STYLETTS2_UPSTREAM not set")
+
+
+@pytest.mark.parametrize("config,upstream_config", [("ljspeech", "config.yml"), ("libritts", "config_libritts.yml")])
+def test_checkpoints_cross_both_ways(config, upstream_config, tmp_path):
+    nets, _ = build_upstream_model(upstream_config, seed=3)
+    # An upstream stage-2 checkpoint: DataParallel `module.` prefixes on every module.
+    upstream_state = {"net": {name: {f"module.{k}": v for k, v in m.state_dict().items()}
+                              for name, m in nets.items()}, "optimizer": {}, "epoch": 100, "iters": 0}
+    torch.manual_seed(0)
+    ours = build_model_from_config([str(REPO / f"gin/model/{config}.gin")])
+    assert load_net_state(ours.nets, upstream_state["net"]) == list(nets.keys())
+    for name, module in nets.items():
+        theirs = module.state_dict()
+        for key, value in ours.nets[name].state_dict().items():
+            assert torch.equal(value, theirs[key]), f"{name}.{key}"
+
+    # Ours, saved, loads into upstream's modules strictly (upstream itself loads with strict=False).
+    path = atomic_save(make_checkpoint(ours.nets, epoch=1), tmp_path / "ours.pth")
+    saved = torch.load(path, weights_only=False)
+    fresh, _ = build_upstream_model(upstream_config, seed=4)
+    for name, module in fresh.items():
+        module.load_state_dict(saved["net"][name], strict=True)
