@@ -113,19 +113,22 @@ def load_model(checkpoint: str, config_files: Iterable[str] = (), bindings: Iter
     """Rebuild a model from a checkpoint and load its weights strictly.
 
     Our checkpoints carry their operative gin config; upstream's do not, so give theirs a model
-    config (`gin/model/ljspeech.gin` or `gin/model/libritts.gin`). Files given here override the
-    saved config. Returns (model in eval mode, the checkpoint dict without its weights).
+    config: `gin/model/ljspeech.gin` / `gin/model/libritts.gin`, or the upstream `config.yml` it
+    came with. Configs given here override the saved one. Returns (model in eval mode, the
+    checkpoint dict without its weights).
     """
     from .checkpoint import CheckpointError, load_net_state, torch_load
+    from .upstream_config import split_configs
 
     state = torch_load(checkpoint)
     if "net" not in state:
         raise CheckpointError(f"{checkpoint}: no 'net' entry; found keys {sorted(state)}")
     saved_config = state.get("gin_config")
-    config_files = list(config_files)
+    config_files, yaml_bindings = split_configs(config_files)
+    bindings = [*yaml_bindings, *bindings]
     if saved_config is None and not config_files:
         raise CheckpointError(f"{checkpoint} carries no gin config (an upstream checkpoint?): pass a model "
-                              "config such as gin/model/ljspeech.gin or gin/model/libritts.gin")
+                              "config such as gin/model/ljspeech.gin, gin/model/libritts.gin or its upstream config.yml")
     model = build_model_from_config(config_files, bindings, saved_config, modules)
     load_net_state(model.nets, state["net"])
     if "sigma_data" in state and hasattr(model, "diffusion"):

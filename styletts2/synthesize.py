@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--out", required=True, help="output wav path")
     p.add_argument("--checkpoint", required=True, help="our checkpoint, or upstream's with --config")
     p.add_argument("--config", action="append", default=[],
-                   help="model gin file (needed for upstream checkpoints; repeatable)")
+                   help="model gin file or upstream config.yml (needed for upstream checkpoints; repeatable)")
     p.add_argument("--gin_param", action="append", default=[], help="gin binding (repeatable)")
     p.add_argument("--reference", help="reference wav for the voice (multispeaker models)")
     p.add_argument("--steps", type=int, help="diffusion steps (default 5)")

@@ -36,3 +36,15 @@ def test_checkpoints_cross_both_ways(config, upstream_config, tmp_path):
     fresh, _ = build_upstream_model(upstream_config, seed=4)
     for name, module in fresh.items():
         module.load_state_dict(saved["net"][name], strict=True)
+
+
+@pytest.mark.parametrize("upstream_config,reference", [("config.yml", "ljspeech"), ("config_libritts.yml", "libritts"),
+                                                       ("config_ft.yml", "libritts")])
+def test_upstream_yaml_configs_build_the_reference_models(upstream_config, reference):
+    from conftest import REFERENCE
+    from styletts2.manifest import read_manifest
+    from styletts2.upstream_config import split_configs
+
+    files, bindings = split_configs([str(Path(upstream_path()) / "Configs" / upstream_config)])
+    model = build_model_from_config(files, bindings)
+    assert sorted(model.manifest()) == sorted(read_manifest(str(REFERENCE / f"upstream_{reference}_state_dict.tsv")))

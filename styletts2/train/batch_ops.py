@@ -31,6 +31,24 @@ MIN_STYLE_FRAMES = 80  # the style encoders' shortest input (mel frames)
 
 # --- random draws ------------------------------------------------------------------------------
 
+class StageRandom:
+    """A stage's own generators, saved with the stage so a resumed run draws what an uninterrupted
+    one would: `cpu` for crops, coin flips, step counts and noise (drawn on the CPU, then moved),
+    `device` for draws that happen on the accelerator (the diffusion sampler's classifier-free
+    dropout masks). On a CPU run both are one generator."""
+
+    def __init__(self, seed: int, device: torch.device):
+        self.cpu = torch.Generator().manual_seed(seed)
+        self.device = self.cpu if device.type == "cpu" else torch.Generator(device).manual_seed(seed + 1)
+
+    def state_dict(self) -> dict:
+        return {"cpu": self.cpu.get_state(), "device": self.device.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.cpu.set_state(state["cpu"])
+        self.device.set_state(state["device"])
+
+
 def coin(generator: torch.Generator, p: float = 0.5) -> bool:
     """True with probability p."""
     return bool(torch.rand((), generator=generator) < p)
@@ -60,8 +78,9 @@ def aligner_attention(aligner: nn.Module, mels: torch.Tensor, mel_lengths: torch
     alignment-frame lengths [B]).
 
     The aligner's decoder makes one more step than there are tokens (it starts from a begin
-    symbol); the attention of that first step is dropped, so row i belongs to token i. Attention
-    outside each item's text and frame lengths is zeroed.
+    symbol). Step i predicts token i, so the logits keep the first T_text steps; the attention
+    rows are taken from step 1 on, so row i is where token i sits (upstream's pairing of both).
+    Attention outside each item's text and frame lengths is zeroed.
     """
     frames = (mels.shape[-1] + ALIGN_FRAME - 1) // ALIGN_FRAME
     align_lengths = (mel_lengths // ALIGN_FRAME).to(mels.device)
@@ -69,7 +88,7 @@ def aligner_attention(aligner: nn.Module, mels: torch.Tensor, mel_lengths: torch
     _, s2s_logits, attention = aligner(mels, frame_padding, tokens, mask_unk=mask_unk)
     attention = attention[:, 1:, :]
     valid = mask_from_lens(attention, token_lengths, align_lengths).bool()
-    return s2s_logits, attention.masked_fill(~valid, 0.0), align_lengths
+    return s2s_logits[:, :tokens.shape[1]], attention.masked_fill(~valid, 0.0), align_lengths
 
 
 @torch.no_grad()
@@ -151,6 +170,12 @@ def utterance_styles(encoder: nn.Module, mels: torch.Tensor, mel_lengths: torch.
     """Style of each whole utterance [B, style_dim], one item at a time: the encoder's average
     pooling would otherwise include the padding."""
     return torch.cat([encoder(mels[i:i + 1, :, :int(n)].unsqueeze(1)) for i, n in enumerate(mel_lengths)])
+
+
+def full_precision(device: torch.device):
+    """Losses and discriminators run in float32 even when the networks run under autocast (their
+    STFTs and small-valued sums are what reduced precision gets wrong)."""
+    return torch.autocast(device.type, enabled=False)
 
 
 # --- gradients ---------------------------------------------------------------------------------

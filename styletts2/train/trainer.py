@@ -386,10 +386,13 @@ class Trainer:
 
     def _diverged(self, in_a_row: int, reason: str) -> None:
         """Stop the run; make sure a finite checkpoint exists (never overwrite one)."""
-        if not self.last_path.exists():
+        def exists() -> bool:  # rank 0's view, so every rank takes the same branch
+            return dist_utils.gather_objects(self.last_path.exists())[0]
+
+        if not exists():
             # Skipped steps changed nothing, so the current state is the last good one.
             self._save(["last.pth"])
-        where = f"last good checkpoint: {self.last_path}" if self.last_path.exists() else "no checkpoint written"
+        where = f"last good checkpoint: {self.last_path}" if exists() else "no checkpoint written"
         self.logger.close_bar()
         raise TrainingDiverged(f"{in_a_row} non-finite steps in a row (last: {reason}); stopping. {where}. "
                                "Lower the learning rate, check the data, or try mixed_precision=None.")

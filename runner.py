@@ -1,0 +1,80 @@
+"""Run a training experiment described by gin files.
+
+    python runner.py --gin gin/stage1_ljspeech.gin [--gin FILE ...] [--gin_param 'Trainer.batch_size = 8' ...]
+                     [--run_dir DIR] [--resume CKPT]
+    torchrun --nproc_per_node 4 runner.py --gin gin/stage2_ljspeech.gin      # DDP, one process per GPU
+
+Files are parsed in order, then bindings (later ones win). A run resumes from `<run_dir>/last.pth`
+when it exists; `--resume CKPT` starts from another training checkpoint. The operative config is
+printed at start and written to `<run_dir>/config.gin` and into every checkpoint.
+
+Exit codes: 0 finished (all epochs, `Trainer.max_steps` reached, or nothing left to do);
+1 training diverged (too many non-finite steps in a row; the last good checkpoint is kept);
+2 bad command line or gin config; 130 stopped by SIGINT/SIGTERM after saving `last.pth`
+(run the same command again to continue).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+# Modules whose gin configurables experiments refer to (stages register themselves on import).
+CONFIGURABLE_MODULES = ("styletts2.model", "styletts2.train.trainer", "styletts2.train.optim",
+                        "styletts2.train.stage1", "styletts2.train.stage2")
+
+
+def _register_configurables() -> None:
+    for name in CONFIGURABLE_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="runner.py", description="Train StyleTTS2 from gin experiment files.",
+                                     epilog="exit codes: 0 done, 1 diverged, 2 bad config, 130 interrupted (saved)")
+    parser.add_argument("--gin", action="append", default=[], metavar="FILE",
+                        help="gin file (repeatable; e.g. gin/stage1_ljspeech.gin)")
+    parser.add_argument("--gin_param", action="append", default=[], metavar="BINDING",
+                        help="gin binding, e.g. 'Trainer.batch_size = 8' (repeatable; applied after the files)")
+    parser.add_argument("--run_dir", help="output folder (same as --gin_param 'Trainer.run_dir = \"DIR\"')")
+    parser.add_argument("--resume", metavar="CKPT", help="training checkpoint to resume from "
+                        "(default: <run_dir>/last.pth when it exists)")
+    args = parser.parse_args(argv)
+    if not args.gin:
+        parser.error("give at least one --gin experiment file, e.g. --gin gin/stage1_ljspeech.gin")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    _register_configurables()
+    from styletts2.model import parse_gin
+    from styletts2.train.distributed import shutdown_distributed
+    from styletts2.train.trainer import INTERRUPTED_EXIT_CODE, Trainer, TrainingDiverged
+
+    bindings = list(args.gin_param)
+    if args.run_dir:
+        bindings.append(f"Trainer.run_dir = {args.run_dir!r}")
+    if args.resume:
+        bindings.append(f"Trainer.resume = {args.resume!r}")
+    try:
+        parse_gin(args.gin, bindings)
+    except Exception as err:  # noqa: BLE001 - gin reports bad files/bindings with several exception types
+        print(f"runner.py: error: bad gin config: {type(err).__name__}: {err}", file=sys.stderr)
+        return 2
+    try:
+        result = Trainer().fit()
+    except TrainingDiverged as err:
+        print(f"runner.py: training diverged: {err}", file=sys.stderr)
+        return 1
+    finally:
+        shutdown_distributed()
+    print(f"runner.py: {result.status} after {result.epoch} epoch(s), {result.iters} step(s), "
+          f"{result.skipped_steps} skipped; checkpoint: {result.checkpoint}")
+    return INTERRUPTED_EXIT_CODE if result.status == "interrupted" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
