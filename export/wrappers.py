@@ -23,41 +23,86 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from styletts2.modules.norms import fold_norms
+from styletts2.modules.nsf import SineGen
 
-# Integer hash constants (a 32-bit multiply/shift-add mixer; ONNX has no int64 XOR before opset 18
-# and the TorchScript exporter cannot emit it at all, so the shifts are added, not xor-ed).
-_HASH_MOD = 2 ** 32
-_HASH_MUL = 0x45D9F3B  # < 2**27: products of 32-bit values stay far below 2**63
-_HASH_SHIFT = 2 ** 16
+# Source-noise hash: a 4-round Feistel network on 16-bit halves with a squaring round function.
+# Only int64 add/mul/div/mod (ONNX has no int64 XOR before opset 18, and the TorchScript-based
+# exporter cannot emit it); every product stays below 2**50, so nothing overflows anywhere.
+_HALF = 2 ** 16
+_WORD = 2 ** 32
+_FEISTEL_ROUNDS = 4
 HIFIGAN_TAIL_TRIM = 50  # the HiFi-GAN models' last samples click (upstream's LibriTTS demo cuts them)
 
 DECODER_NOISE_DOC = {
-    "scheme": "counter-hash-box-muller-v1",
+    "scheme": "feistel16-box-muller-v1",
     "description": (
-        "Standard-normal NSF source noise [B, samples, 9] made in-graph from noise_seed: "
-        "key_b = hash((seed mod 2^32 + b) mod 2^32) for batch item b; for element n = sample * 9 + harmonic, "
-        "u_j = (hash((hash(2n + j) + key_b) mod 2^32) + 0.5) / 2^32 (j = 0, 1); "
-        "noise = sqrt(-2 ln u_0) cos(2 pi u_1) in float64, then float32. "
-        "hash(h): three rounds of h = (h + h // 2^16) mod 2^32, the first two followed by "
-        "h = (h * 0x45d9f3b) mod 2^32. Batch item b with seed s draws what a batch of one draws with seed s + b."),
+        "The NSF source noise, standard normal [B, samples, 9], is made in-graph from noise_seed. "
+        "Batch item b uses key k = (noise_seed + b) mod 2^32 (so item b of a batch draws what a batch of one "
+        "draws with seed noise_seed + b). Element n = sample * 9 + harmonic takes two 32-bit words "
+        "w_j = H(2n + j, k), j = 0, 1, and u_j = (w_j + 0.5) / 2^32, noise = sqrt(-2 ln u_0) cos(2 pi u_1) "
+        "computed in float64, then cast to float32. H(c, k): split c into 16-bit halves L = c div 2^16, "
+        "R = c mod 2^16 and k into k_hi, k_lo; for r = 0..3: K = (k_lo (2r + 40503) + k_hi (2r + 9973) "
+        "+ r * 40503) mod 2^16, x = R + K, F = ((x^2 * 22609 + x * 32587) div 2^16) mod 2^16, "
+        "(L, R) = (R, (L + F) mod 2^16); H = L * 2^16 + R."),
 }
 
 
-def prepare_for_export(model: nn.Module, precise_phase: bool = True) -> nn.Module:
+def prepare_for_export(model: nn.Module) -> nn.Module:
     """Put `model` (in place) into the state the graphs are traced from.
 
     Folds weight/spectral norm hooks (the exporters cannot trace them); iSTFTNet: the Conv1d DFT
     (complex torch.stft/istft do not export); decoder source: `deterministic` (no in-module draws:
-    the noise is passed in) and `precise_phase` (the harmonic phase summed in float64; float32 drifts by
-    ~1e-2 rad over 10 s, and torch and onnxruntime would drift differently).
+    the noise is passed in) and the harmonic phase in float64 (`ExportableSineGen`; float32 drifts by
+    ~1e-2 rad over 10 s of audio, and differently in torch and onnxruntime).
     """
     fold_norms(model)
     decoder = model.decoder
     if hasattr(decoder, "stft_backend"):
         decoder.stft_backend = "conv"
+    source = decoder.generator.m_source
+    source.l_sin_gen = ExportableSineGen(source.l_sin_gen)
     decoder.deterministic = True
-    decoder.generator.m_source.l_sin_gen.precise_phase = precise_phase
     return model.eval()
+
+
+class ExportableSineGen(SineGen):
+    """SineGen with `precise_phase` and its two linear resamplings written out as gathers and
+    float64 arithmetic (onnxruntime has no float64 Resize, and a float32 Resize would round the
+    sample positions differently from torch). Equal to SineGen(precise_phase=True) to ~1e-15.
+
+    torch's linear interpolation (align_corners=False) by 1/scale reads position scale*j + (scale-1)/2
+    for output j, i.e. averages samples scale*j + scale/2 - 1 and scale*j + scale/2 (scale even);
+    by scale it reads (i + 0.5) / scale - 0.5, clamped at 0.
+    """
+
+    def __init__(self, sine_gen: SineGen):
+        super().__init__(sine_gen.sampling_rate, sine_gen.upsample_scale, sine_gen.harmonic_num, sine_gen.sine_amp,
+                         sine_gen.noise_std, sine_gen.voiced_threshold, precise_phase=True,
+                         deterministic=sine_gen.deterministic)
+        if self.upsample_scale % 2:
+            raise ValueError(f"ExportableSineGen needs an even upsample scale, got {self.upsample_scale}")
+
+    def _sines(self, f0: Tensor, phase_offsets: Tensor) -> Tensor:
+        work = torch.float64
+        scale = self.upsample_scale
+        orders = torch.arange(1, self.dim + 1, device=f0.device, dtype=work)
+        increment = (f0.to(work) * orders / self.sampling_rate) % 1  # [B, L, dim]
+        first = increment[:, :1] + phase_offsets.to(work).unsqueeze(1)
+        increment = torch.cat([first, increment[:, 1:]], dim=1)
+        # Down by `scale`: the mean of the two samples around each frame's centre.
+        frames = increment.shape[1] // scale
+        centre = torch.arange(frames, device=f0.device) * scale + (scale // 2 - 1)
+        per_frame = 0.5 * increment[:, centre] + 0.5 * increment[:, centre + 1]  # [B, frames, dim]
+        phase = torch.cumsum(per_frame, dim=1) * 2 * math.pi * scale
+        # Up by `scale`: linear between frame phases, as F.interpolate computes positions.
+        position = (torch.arange(frames * scale, device=f0.device, dtype=work) + 0.5) * (1.0 / scale) - 0.5
+        position = position.clamp(min=0)
+        lower = position.floor()
+        weight = (position - lower).view(1, -1, 1)
+        lower = lower.long()
+        upper = (lower + 1).clamp(max=frames - 1)
+        sines = torch.sin((1 - weight) * phase[:, lower] + weight * phase[:, upper])
+        return (sines * self.sine_amp).to(f0.dtype)
 
 
 def padding_mask(lengths: Tensor, width: int | Tensor) -> Tensor:
@@ -157,25 +202,27 @@ class DiffusionSamplerGraph(nn.Module):
 
 # 3. decoder ------------------------------------------------------------------------------------------
 
-def _hash32(h: Tensor) -> Tensor:
-    """int64 values in [0, 2^32) -> well-mixed int64 values in [0, 2^32)."""
-    for round_ in range(3):
-        h = (h + torch.div(h, _HASH_SHIFT, rounding_mode="floor")) % _HASH_MOD
-        if round_ < 2:
-            h = (h * _HASH_MUL) % _HASH_MOD
-    return h
+def _feistel_hash(counter: Tensor, key: Tensor) -> Tensor:
+    """Counters in [0, 2^32) (int64) and keys in [0, 2^32) (broadcastable) -> 32-bit words (int64)."""
+    left, right = torch.div(counter, _HALF, rounding_mode="floor"), counter % _HALF
+    key_hi, key_lo = torch.div(key, _HALF, rounding_mode="floor"), key % _HALF
+    for r in range(_FEISTEL_ROUNDS):
+        x = right + (key_lo * (2 * r + 40503) + key_hi * (2 * r + 9973) + r * 40503) % _HALF
+        f = torch.div(x * x * 22609 + x * 32587, _HALF, rounding_mode="floor") % _HALF
+        left, right = right, (left + f) % _HALF
+    return left * _HALF + right
 
 
 def source_noise(seed: Tensor, batch: int | Tensor, samples: int | Tensor, channels: int) -> Tensor:
     """Standard-normal noise [batch, samples, channels] (float32), a pure function of the int64 `seed`
-    (see DECODER_NOISE_DOC): integer ops are exact in every backend and the float64 Box-Muller agrees
-    to the last float32 bit in practice."""
+    (see DECODER_NOISE_DOC): the integer ops are exact in every backend and the float64 Box-Muller
+    agrees to the last float32 bit in practice."""
     device = seed.device
-    key = _hash32((seed.reshape(1) % _HASH_MOD + torch.arange(batch, device=device)) % _HASH_MOD)  # [B]
-    counter = torch.arange(samples, device=device).unsqueeze(1) * channels + torch.arange(channels, device=device)
-    pair = counter.unsqueeze(-1) * 2 + torch.arange(2, device=device)  # [L, C, 2]
-    bits = _hash32((_hash32(pair).unsqueeze(0) + key.view(-1, 1, 1, 1)) % _HASH_MOD)  # [B, L, C, 2]
-    uniform = (bits.to(torch.float64) + 0.5) / _HASH_MOD
+    key = (seed.reshape(1) % _WORD + torch.arange(batch, device=device)) % _WORD  # [B]
+    element = torch.arange(samples, device=device).unsqueeze(1) * channels + torch.arange(channels, device=device)
+    counter = element.unsqueeze(-1) * 2 + torch.arange(2, device=device)  # [L, C, 2]
+    words = _feistel_hash(counter.unsqueeze(0), key.view(-1, 1, 1, 1))  # [B, L, C, 2]
+    uniform = (words.to(torch.float64) + 0.5) / _WORD
     u0, u1 = uniform.unbind(-1)
     normal = torch.sqrt(-2.0 * torch.log(u0)) * torch.cos((2 * math.pi) * u1)
     return normal.to(torch.float32)
@@ -186,31 +233,28 @@ class DurationEncoderGraph(nn.Module):
 
     def __init__(self, encoder: nn.Module):
         super().__init__()
-        self.encoder = encoder
         self.lstms = nn.ModuleList(MaskedBiLSTM(lstm) for lstm in encoder.lstms[0::2])
+        self.norms = nn.ModuleList(encoder.lstms[1::2])
 
     def forward(self, x: Tensor, style: Tensor, lengths: Tensor, mask: Tensor) -> Tensor:
         pad = mask.unsqueeze(-1)
         s = style.unsqueeze(1).expand(-1, x.shape[-1], -1)
         h = torch.cat([x.transpose(1, 2), s], dim=-1).masked_fill(pad, 0.0)
-        for lstm, norm in zip(self.lstms, self.encoder.lstms[1::2]):
+        for lstm, norm in zip(self.lstms, self.norms):
             h = lstm(h, lengths, mask)  # eval: no dropout
             h = torch.cat([norm(h, style), s], dim=-1).masked_fill(pad, 0.0)
         return h
 
 
-def expand_by_durations(x: Tensor, durations: Tensor) -> Tensor:
-    """x [B, C, T], durations [B, T] int64 -> [B, C, max total] (token t repeated durations[t] times).
-
-    Equal to `repeat_interleave` per item (a gather copies values); frames past an item's own total
-    read its last position.
-    """
+def alignment_matrix(durations: Tensor) -> Tensor:
+    """durations [B, T] int64 -> one-hot alignment [B, T, F] float32, F = the longest item's total:
+    frame f belongs to token t when ends[t-1] <= f < ends[t]. Frames past an item's own total
+    belong to no token (all-zero columns)."""
     ends = torch.cumsum(durations, dim=1)  # [B, T]
-    frames = torch.arange(ends.max(), device=x.device)  # [F]
-    # Token of frame f: how many tokens end at or before f.
-    token = (ends.unsqueeze(1) <= frames.view(1, -1, 1)).sum(dim=-1)  # [B, F]
-    token = token.clamp(max=x.shape[2] - 1)
-    return torch.gather(x, 2, token.unsqueeze(1).expand(-1, x.shape[1], -1))
+    starts = ends - durations
+    frames = torch.arange(ends.max(), device=durations.device).view(1, 1, -1)  # [1, 1, F]
+    inside = (frames >= starts.unsqueeze(-1)) & (frames < ends.unsqueeze(-1))
+    return inside.to(torch.float32)
 
 
 class DecoderGraph(nn.Module):
@@ -240,8 +284,11 @@ class DecoderGraph(nn.Module):
         expected = torch.sigmoid(self.predictor.duration_proj(x)).sum(dim=-1) / speed
         durations = torch.round(expected).clamp(min=1).long().masked_fill(mask, 0)
 
-        en = expand_by_durations(d.transpose(-1, -2), durations)
-        asr = expand_by_durations(t_en, durations)
+        # x @ one-hot alignment copies values exactly (x * 1 plus zeros), like repeat_interleave,
+        # and keeps the channel axis static for ONNX shape inference (a gather does not).
+        alignment = alignment_matrix(durations)
+        en = d.transpose(-1, -2) @ alignment
+        asr = t_en @ alignment
         if self.hifigan:  # trained on alignments one frame late
             en = torch.cat([en[..., :1], en[..., :-1]], dim=-1)
             asr = torch.cat([asr[..., :1], asr[..., :-1]], dim=-1)

@@ -149,6 +149,8 @@ class Synthesizer:
             acoustic = options.alpha * acoustic + (1 - options.alpha) * reference[:, :self.style_dim]
             prosodic = options.beta * prosodic + (1 - options.beta) * reference[:, self.style_dim:]
 
+        if not torch.isfinite(style).all():
+            raise FloatingPointError("the sampled style is not finite: are the model's weights trained and loaded?")
         d = model.predictor.encode(d_en, prosodic, lengths, mask)
         durations = model.predictor.durations(d, speed=options.speed)[0]
         en = d.transpose(-1, -2).repeat_interleave(durations, dim=-1)  # == d^T @ one-hot alignment

@@ -325,7 +325,10 @@ class Trainer:
         if loop.epoch >= self.epochs:
             self.logger.info(f"nothing to do: {loop.epoch} of {self.epochs} epochs already trained")
             return self._result("already_complete", None)
-        checkpoint = None
+        if self.max_steps is not None and loop.iters >= self.max_steps:
+            self.logger.info(f"nothing to do: Trainer.max_steps={self.max_steps} reached already")
+            return self._result("max_steps", None)
+        checkpoint, stop, limit = None, False, False
         for epoch in range(loop.epoch, self.epochs):
             started = time.time()
             self.sampler.set_epoch(epoch)
@@ -355,6 +358,8 @@ class Trainer:
                     epoch_means.add(out.losses)
                     self.logger.log_step(loop.iters, out.losses, self._lrs())
                 limit = self.max_steps is not None and loop.iters >= self.max_steps
+                if (stop or limit) and loop.batches_done >= len(self.sampler):
+                    break  # the epoch is complete: end it properly (validation, epoch checkpoint)
                 periodic = bool(self.save_every_steps) and loop.iters % self.save_every_steps == 0
                 if (stop or limit or periodic) and in_a_row == 0:
                     checkpoint = self._save(["last.pth"])
@@ -363,6 +368,8 @@ class Trainer:
                     return self._result("interrupted" if stop else "max_steps", checkpoint)
             self.logger.close_bar()
             checkpoint = self._end_epoch(epoch, epoch_means, epoch_skipped, in_a_row, time.time() - started)
+            if stop or limit:
+                return self._result("interrupted" if stop else "max_steps", checkpoint)
         return self._result("completed", checkpoint)
 
     def _end_epoch(self, epoch: int, means: RunningMeans, skipped: int, in_a_row: int, seconds: float) -> Path | None:

@@ -1,0 +1,168 @@
+"""What both exporters share: the command line, loading the model, the graphs' I/O specification
+and the example inputs the graphs are traced with."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gin
+import torch
+from torch import Tensor, nn
+
+from export.wrappers import build_graphs, prepare_for_export
+
+GRAPH_NAMES = ("text_encoder", "diffusion_sampler", "decoder", "style_encoder")
+
+
+class ExportError(RuntimeError):
+    """The export cannot go on; the message says why and what to do."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="checkpoint to export (ours, or upstream's with --config)")
+    source.add_argument("--random-init", metavar="GIN",
+                        help="export a randomly initialised model built from this gin file (benchmarks, tests)")
+    parser.add_argument("--config", action="append", default=[], metavar="GIN",
+                        help="model gin file(s); required for upstream checkpoints (gin/model/ljspeech.gin or "
+                             "gin/model/libritts.gin), overrides the config saved in ours (repeatable)")
+    parser.add_argument("--gin_param", action="append", default=[], help="gin binding (repeatable)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--steps", type=int, default=5,
+                        help="diffusion schedule length unrolled into the sampler graph (default 5)")
+    parser.add_argument("--seed", type=int, default=0, help="RNG seed of --random-init weights (default 0)")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip running the exported graphs against torch eager after the export")
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    source: str                      # checkpoint basename or "random-init:<gin>"
+    gin_config: str                  # operative config the model was built from
+    meta: dict = field(default_factory=dict)  # the checkpoint's non-weight entries
+
+    @property
+    def gin_config_sha256(self) -> str:
+        return hashlib.sha256(self.gin_config.encode()).hexdigest()
+
+
+def load_for_export(args: argparse.Namespace) -> LoadedModel:
+    """Build/load the model the arguments name and prepare it (in place) for tracing."""
+    from styletts2.checkpoint import CheckpointError
+    from styletts2.model import INFERENCE_MODULES, build_model_from_config, load_model
+
+    if args.steps < 2:
+        raise ExportError(f"--steps must be at least 2 (one sampler step), got {args.steps}")
+    for path in args.config + ([args.random_init] if args.random_init else []):
+        if not Path(path).is_file():
+            raise ExportError(f"gin config not found: {path}")
+    try:
+        if args.checkpoint:
+            print(f"loading {args.checkpoint} ...", flush=True)
+            model, meta = load_model(args.checkpoint, args.config, args.gin_param)
+            source = Path(args.checkpoint).name
+        else:
+            print(f"building a random model from {args.random_init} (seed {args.seed}) ...", flush=True)
+            torch.manual_seed(args.seed)
+            model = build_model_from_config([args.random_init, *args.config], args.gin_param,
+                                            modules=INFERENCE_MODULES).eval()
+            meta, source = {}, f"random-init:{Path(args.random_init).name}"
+    except (CheckpointError, FileNotFoundError) as err:
+        raise ExportError(str(err)) from err
+    config = gin.config_str()
+    missing = [n for n in ("bert", "bert_encoder", "predictor", "decoder", "text_encoder", "diffusion")
+               if not hasattr(model, n)]
+    if missing:
+        raise ExportError(f"the model lacks the inference module(s) {missing}")
+    if model.multispeaker and not (hasattr(model, "style_encoder") and hasattr(model, "predictor_encoder")):
+        raise ExportError("a multispeaker model needs style_encoder and predictor_encoder for its reference style")
+    prepare_for_export(model)
+    return LoadedModel(model, source, config, meta)
+
+
+def graphs_for(model: nn.Module, steps: int) -> dict[str, nn.Module]:
+    graphs = build_graphs(model, steps)
+    if not model.multispeaker:  # the single-speaker sampler takes no reference style
+        graphs.pop("style_encoder", None)
+    return graphs
+
+
+# I/O specification ---------------------------------------------------------------------------------
+
+def io_spec(model: nn.Module, steps: int) -> dict[str, dict[str, list[dict]]]:
+    """{graph: {"inputs": [...], "outputs": [...]}} with names, dtypes and shapes (axis names or sizes)."""
+    S2 = model.diffusion.unet.channels
+    C = model.text_encoder.embedding.embedding_dim
+    E = model.bert.config.hidden_size
+
+    def t(name, dtype, shape):
+        return {"name": name, "dtype": dtype, "shape": list(shape)}
+
+    sampler_inputs = [t("bert", "float32", ["batch", "tokens", E]), t("noise", "float32", ["batch", 1, S2]),
+                      t("step_noises", "float32", [steps - 1, "batch", 1, S2]),
+                      t("embedding_scale", "float32", [])]
+    if model.multispeaker:
+        sampler_inputs.append(t("reference_style", "float32", ["batch", S2]))
+    spec = {
+        "text_encoder": {
+            "inputs": [t("tokens", "int64", ["batch", "tokens"]), t("token_lengths", "int64", ["batch"])],
+            "outputs": [t("t_en", "float32", ["batch", C, "tokens"]), t("bert", "float32", ["batch", "tokens", E]),
+                        t("d_en", "float32", ["batch", C, "tokens"])]},
+        "diffusion_sampler": {"inputs": sampler_inputs, "outputs": [t("style", "float32", ["batch", S2])]},
+        "decoder": {
+            "inputs": [t("t_en", "float32", ["batch", C, "tokens"]), t("d_en", "float32", ["batch", C, "tokens"]),
+                       t("style", "float32", ["batch", S2]), t("speed", "float32", []),
+                       t("token_lengths", "int64", ["batch"]), t("noise_seed", "int64", [])],
+            "outputs": [t("waveform", "float32", ["batch", "samples"]),
+                        t("durations", "int64", ["batch", "tokens"])]},
+    }
+    if model.multispeaker:
+        spec["style_encoder"] = {"inputs": [t("mel", "float32", ["batch", 80, "frames"])],
+                                 "outputs": [t("reference_style", "float32", ["batch", S2])]}
+    return spec
+
+
+def dynamic_axes(spec: dict[str, list[dict]]) -> dict[str, dict[int, str]]:
+    """torch.onnx's dynamic_axes for one graph's spec: every axis given by name."""
+    axes = {}
+    for tensor in spec["inputs"] + spec["outputs"]:
+        named = {i: dim for i, dim in enumerate(tensor["shape"]) if isinstance(dim, str)}
+        if named:
+            axes[tensor["name"]] = named
+    return axes
+
+
+# Example inputs --------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def example_inputs(model: nn.Module, graphs: dict[str, nn.Module], steps: int, lengths=(24, 19),
+                   seed: int = 0, mel_frames: int = 97) -> dict[str, tuple[Tensor, ...]]:
+    """Consistent inputs for every graph: a padded batch (so no axis is traced at size 1 and the
+    masked paths are recorded), each graph fed the previous graphs' eager outputs."""
+    gen = torch.Generator().manual_seed(seed)
+    batch, width = len(lengths), max(lengths)
+    n_symbols = model.text_encoder.embedding.num_embeddings
+    tokens = torch.randint(1, n_symbols, (batch, width), generator=gen)
+    tokens[:, 0] = 0  # inference framing: [0] + ids
+    token_lengths = torch.tensor(lengths, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        tokens[i, n:] = 0
+    S2 = model.diffusion.unet.channels
+    inputs = {"text_encoder": (tokens, token_lengths)}
+    t_en, bert, d_en = graphs["text_encoder"](tokens, token_lengths)
+    noise = torch.randn(batch, 1, S2, generator=gen)
+    step_noises = torch.randn(steps - 1, batch, 1, S2, generator=gen)
+    scale = torch.tensor(1.0)
+    sampler = (bert, noise, step_noises, scale)
+    if model.multispeaker:
+        mel = torch.randn(batch, 80, mel_frames, generator=gen) * 2 - 4
+        inputs["style_encoder"] = (mel,)
+        reference = graphs["style_encoder"](mel)
+        sampler = sampler + (reference,)
+    inputs["diffusion_sampler"] = sampler
+    style = graphs["diffusion_sampler"](*sampler)
+    inputs["decoder"] = (t_en, d_en, style, torch.tensor(1.0), token_lengths, torch.tensor(1234, dtype=torch.long))
+    return inputs

@@ -1,0 +1,136 @@
+"""model.json (what a runtime needs to drive the graphs) and README.md (the model card) of an export."""
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+from pathlib import Path
+
+from torch import nn
+
+from export.common import LoadedModel
+from export.wrappers import DECODER_NOISE_DOC, HIFIGAN_TAIL_TRIM
+from styletts2.audio import mel as mel_frontend
+from styletts2.text.sentences import BERT_MAX_POSITIONS
+from styletts2.text.symbols import PAD_ID, SYMBOL_TO_ID, SYMBOLS
+
+FORMAT_VERSION = 1
+DEFAULTS = {"embedding_scale": 1.0, "alpha": 0.3, "beta": 0.7, "speed": 1.0, "blend": 0.7}
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def espeak_version_for(loaded: LoadedModel) -> str | None:
+    """The espeak-ng version the model was trained with (recorded in our checkpoints), else this
+    machine's (printed, since it is an assumption), else None (printed as a warning)."""
+    recorded = loaded.meta.get("espeak_version")
+    if recorded:
+        return str(recorded)
+    try:
+        from styletts2.text.espeak import espeak_version
+
+        version = espeak_version()
+    except Exception as err:  # noqa: BLE001 - any failure to load espeak ends in the same warning
+        print(f"warning: the checkpoint records no espeak-ng version and espeak-ng cannot be loaded here "
+              f"({err}); model.json gets espeak_version null")
+        return None
+    print(f"note: the checkpoint records no espeak-ng version; recording this machine's ({version})")
+    return version
+
+
+def model_json(loaded: LoadedModel, steps: int, spec: dict, extension: str, opset: int | None) -> dict:
+    model: nn.Module = loaded.model
+    return {
+        "format_version": FORMAT_VERSION,
+        "sample_rate": int(model.sample_rate),
+        "hop_length": int(model.hop_length),
+        "symbols": list(SYMBOLS),
+        "pad_id": PAD_ID,
+        "apostrophe_id": SYMBOL_TO_ID["'"],
+        "phonemizer": {"backend": "espeak-ng", "language": "en-us", "espeak_version": espeak_version_for(loaded),
+                       "preserve_punctuation": True, "with_stress": True},
+        "multispeaker": bool(model.multispeaker),
+        "style_dim": int(model.diffusion.unet.channels // 2),
+        "decoder_type": "hifigan" if "hifigan" in type(model.decoder).__name__.lower() else "istftnet",
+        "sigma_data": float(model.diffusion.sigma_data),
+        "diffusion_steps": int(steps),
+        "bert_max_positions": BERT_MAX_POSITIONS,
+        "defaults": dict(DEFAULTS),
+        "mel": {"n_fft": mel_frontend.N_FFT, "win_length": mel_frontend.WIN_LENGTH,
+                "hop_length": mel_frontend.HOP_LENGTH, "n_mels": mel_frontend.N_MELS,
+                "filterbank_sample_rate": mel_frontend.FILTERBANK_SAMPLE_RATE, "f_min": 0,
+                "f_max": mel_frontend.FILTERBANK_SAMPLE_RATE // 2, "mean": mel_frontend.MEL_MEAN,
+                "std": mel_frontend.MEL_STD, "htk": True, "log_offset": mel_frontend.LOG_OFFSET},
+        "decoder_noise": {**DECODER_NOISE_DOC, "harmonic_phase": "float64",
+                          "tail_trim": HIFIGAN_TAIL_TRIM if "hifigan" in type(model.decoder).__name__.lower() else 0},
+        "graphs": {name: {"file": f"{name}.{extension}", **io} for name, io in spec.items()},
+        "exported_with": {
+            "styletts2": _version("styletts2") or __import__("styletts2").__version__,
+            "torch": _version("torch"), "onnx": _version("onnx"), "onnxruntime": _version("onnxruntime"),
+            "opset": opset, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "checkpoint": loaded.source, "gin_config_sha256": loaded.gin_config_sha256,
+        },
+    }
+
+
+def _shape(shape: list) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]" if shape else "[] (scalar)"
+
+
+def readme(info: dict, backend: str, verification: dict[str, dict[str, float]] | None) -> str:
+    """The model card: what the files are, how to drive them, how it was checked."""
+    kind = "multispeaker (voice from a reference clip)" if info["multispeaker"] else "single speaker"
+    lines = [
+        f"# StyleTTS2 export ({backend})", "",
+        f"- model: {info['exported_with']['checkpoint']}, {kind}, {info['decoder_type']} decoder, "
+        f"style_dim {info['style_dim']}, sigma_data {info['sigma_data']:.6g}",
+        f"- audio: {info['sample_rate']} Hz, {info['hop_length']} samples per duration frame",
+        f"- diffusion: ADPM2 + Karras schedule, {info['diffusion_steps']} steps unrolled "
+        f"({info['diffusion_steps'] - 1} sampler iterations, both guidance passes always run)",
+        f"- phonemes: espeak-ng {info['phonemizer']['espeak_version']} ({info['phonemizer']['language']}); "
+        "phonemize with the same version as training",
+        f"- exported with torch {info['exported_with']['torch']}"
+        + (f", opset {info['exported_with']['opset']}" if info['exported_with']['opset'] else "")
+        + f" on {info['exported_with']['date']}; gin config sha256 {info['exported_with']['gin_config_sha256'][:16]}...",
+        "", "## Pipeline", "",
+        "1. tokens = [0] + ids (symbol table in model.json; at most 512 incl. the pad) -> `text_encoder`",
+        "2. `diffusion_sampler`(bert, noise ~ N(0,1), step_noises ~ N(0,1), embedding_scale"
+        + (", reference_style from `style_encoder`" if info["multispeaker"] else "") + ") -> raw style s",
+        "3. long-form: s = blend * previous + (1 - blend) * s; "
+        + ("with a reference r: acoustic = alpha * s[:, :S] + (1 - alpha) * r[:, :S], "
+           "prosodic = beta * s[:, S:] + (1 - beta) * r[:, S:]; style = [acoustic | prosodic]"
+           if info["multispeaker"] else "style = s"),
+        "4. `decoder`(t_en, d_en, style, speed, token_lengths, noise_seed) -> waveform, durations. "
+        "Item b's audio is its first sum(durations[b]) * hop_length"
+        + (f" - {info['decoder_noise']['tail_trim']}" if info["decoder_noise"]["tail_trim"] else "")
+        + " samples; the rest of a padded batch row is filler.",
+        "", f"Defaults: {json.dumps(info['defaults'])}", "",
+        "Source noise: " + info["decoder_noise"]["description"], "",
+        "## Graphs", "", "| graph | file | inputs | outputs |", "|---|---|---|---|",
+    ]
+    for name, graph in info["graphs"].items():
+        ins = "<br>".join(f"`{t['name']}` {t['dtype']} {_shape(t['shape'])}" for t in graph["inputs"])
+        outs = "<br>".join(f"`{t['name']}` {t['dtype']} {_shape(t['shape'])}" for t in graph["outputs"])
+        lines.append(f"| {name} | {graph['file']} | {ins} | {outs} |")
+    if verification:
+        lines += ["", "## Check at export time", "",
+                  f"Max abs difference, {backend} vs torch eager, on the trace example (a padded batch of 2):", "",
+                  "| graph | output | max abs error |", "|---|---|---|"]
+        for name, outputs in verification.items():
+            lines += [f"| {name} | {out} | {err:.3g} |" for out, err in outputs.items()]
+    lines += ["", "Durations are data-dependent; audio length follows them (no lengths are baked in).", ""]
+    return "\n".join(lines)
+
+
+def write_model_card(out_dir: Path, loaded: LoadedModel, steps: int, spec: dict, extension: str,
+                     opset: int | None, backend: str,
+                     verification: dict[str, dict[str, float]] | None = None) -> dict:
+    info = model_json(loaded, steps, spec, extension, opset)
+    (out_dir / "model.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out_dir / "README.md").write_text(readme(info, backend, verification), encoding="utf-8")
+    return info

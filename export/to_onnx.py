@@ -1,0 +1,109 @@
+"""Export a StyleTTS2 model to ONNX: text_encoder, diffusion_sampler, decoder (and style_encoder for
+multispeaker models) plus model.json and a README.md model card.
+
+    python export/to_onnx.py --checkpoint runs/ljspeech/stage2/last.pth --out exported/ljspeech
+    python export/to_onnx.py --checkpoint epoch_2nd_00100.pth --config gin/model/ljspeech.gin --out exported/lj
+    python export/to_onnx.py --random-init gin/model/libritts.gin --out exported/random_libritts
+
+Graphs use the TorchScript-based exporter (`dynamo=False`), fp32, dynamic batch/length axes.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `export` and `styletts2` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+
+from export.common import ExportError, add_arguments, dynamic_axes, example_inputs, graphs_for, io_spec, \
+    load_for_export
+from export.model_card import write_model_card
+
+MIN_OPSET = 17
+
+
+def export_graph(graph: torch.nn.Module, inputs: tuple, spec: dict, path: Path, opset: int) -> None:
+    with warnings.catch_warnings():
+        # Tracer warnings about Python-side shape checks: those checks guard, they do not compute.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, inputs, str(path), input_names=[t["name"] for t in spec["inputs"]],
+                          output_names=[t["name"] for t in spec["outputs"]], dynamic_axes=dynamic_axes(spec),
+                          opset_version=opset, dynamo=False, do_constant_folding=True)
+
+
+def ort_session(path: Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session, spec: dict, inputs: tuple) -> list[np.ndarray]:
+    feed = {t["name"]: x.detach().cpu().numpy() for t, x in zip(spec["inputs"], inputs)}
+    return session.run([t["name"] for t in spec["outputs"]], feed)
+
+
+@torch.no_grad()
+def compare(graph: torch.nn.Module, spec: dict, inputs: tuple, outputs: list[np.ndarray]) -> dict[str, float]:
+    """Max abs error per output against torch eager (durations: max abs difference in frames)."""
+    expected = graph(*inputs)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    errors = {}
+    for t, want, got in zip(spec["outputs"], expected, outputs):
+        want = want.cpu().numpy()
+        if want.shape != got.shape:
+            raise ExportError(f"{t['name']}: exported graph gives shape {got.shape}, eager {want.shape}")
+        errors[t["name"]] = float(np.abs(want.astype(np.float64) - got.astype(np.float64)).max()) if want.size else 0.0
+    return errors
+
+
+def export_onnx(loaded, out_dir: Path, steps: int = 5, opset: int = MIN_OPSET, verify: bool = True) -> dict:
+    """Trace and write every graph and the model card; returns model.json's content."""
+    if opset < MIN_OPSET:
+        raise ExportError(f"--opset must be >= {MIN_OPSET}, got {opset}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = loaded.model
+    graphs = graphs_for(model, steps)
+    spec = io_spec(model, steps)
+    inputs = example_inputs(model, graphs, steps)
+    verification = {}
+    for name, graph in graphs.items():
+        path = out_dir / f"{name}.onnx"
+        start = time.perf_counter()
+        print(f"exporting {name} -> {path} ...", flush=True)
+        export_graph(graph, inputs[name], spec[name], path, opset)
+        print(f"  {path.stat().st_size / 2 ** 20:.1f} MiB in {time.perf_counter() - start:.1f} s", flush=True)
+        if verify:
+            errors = compare(graph, spec[name], inputs[name], run_onnx(ort_session(path), spec[name], inputs[name]))
+            verification[name] = errors
+            print("  onnxruntime vs eager, max abs error: "
+                  + ", ".join(f"{k} {v:.3g}" for k, v in errors.items()), flush=True)
+    info = write_model_card(out_dir, loaded, steps, spec, "onnx", opset, "onnxruntime", verification or None)
+    print(f"wrote {out_dir / 'model.json'} and {out_dir / 'README.md'}")
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET}, default {MIN_OPSET})")
+    args = parser.parse_args(argv)
+    try:
+        loaded = load_for_export(args)
+        export_onnx(loaded, Path(args.out), args.steps, args.opset, verify=not args.no_verify)
+    except ExportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

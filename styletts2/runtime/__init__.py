@@ -1,0 +1,16 @@
+"""Synthesis with an exported StyleTTS2 model on onnxruntime, for applications: numpy, onnxruntime,
+phonemizer/espeak-ng and soundfile/librosa only. Nothing here (nor anything it imports) imports torch.
+
+    from styletts2.runtime import Synthesizer
+    tts = Synthesizer("exported/ljspeech")               # CUDA when onnxruntime has it, else CPU
+    audio = tts.synthesize("Hello there.", seed=0)       # float32 [samples] at tts.sample_rate
+    for chunk in tts.stream(long_text, seed=0): ...      # sentence by sentence
+
+Command line: `python -m styletts2.runtime "Hello there." -m exported/ljspeech -o hello.wav`.
+"""
+from .mel import LogMel
+from .model_dir import ModelConfig, ModelDirError, ProviderError, read_model_json
+from .synthesizer import EspeakVersionWarning, Piece, SynthesisOptions, Synthesizer
+
+__all__ = ["EspeakVersionWarning", "LogMel", "ModelConfig", "ModelDirError", "Piece", "ProviderError",
+           "SynthesisOptions", "Synthesizer", "read_model_json"]

@@ -1,0 +1,76 @@
+"""Command line: text -> wav with an exported model on onnxruntime (no torch).
+
+    python -m styletts2.runtime "Hello there." -m exported/ljspeech -o hello.wav [--seed 0] [--stream]
+
+The number of diffusion steps is fixed by the export (model.json's diffusion_steps).
+"""
+import argparse
+import sys
+import time
+import warnings
+
+import numpy as np
+import soundfile as sf
+
+from ..audio.io import AudioReadError
+from .model_dir import ModelDirError, ProviderError
+from .synthesizer import Synthesizer
+
+
+def _write_streamed(synth: Synthesizer, args: argparse.Namespace, knobs: dict) -> int:
+    """Write each sentence to the wav file as soon as it is synthesized; returns the sample count."""
+    start, written, clipped = time.perf_counter(), 0, 0
+    with sf.SoundFile(args.out, "w", samplerate=synth.sample_rate, channels=1, subtype="PCM_16") as out:
+        for index, chunk in enumerate(synth.stream(args.text, args.reference, args.seed, **knobs)):
+            clipped += int(np.count_nonzero(np.abs(chunk) > 1.0))
+            out.write(np.clip(chunk, -1.0, 1.0))  # PCM-16 cannot hold more; clipping is counted
+            written += len(chunk)
+            print(f"  piece {index + 1}: {len(chunk) / synth.sample_rate:.2f} s of audio, "
+                  f"written {time.perf_counter() - start:.2f} s after the start", flush=True)
+    if clipped:
+        warnings.warn(f"{clipped} samples beyond [-1, 1] clipped while writing {args.out}", stacklevel=1)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m styletts2.runtime", description=__doc__.split("\n")[0])
+    p.add_argument("text", help="text to synthesize (long text is split into sentences)")
+    p.add_argument("-m", "--model", required=True, help="exported model directory (export/to_onnx.py)")
+    p.add_argument("-o", "--out", required=True, help="output wav path (16-bit PCM)")
+    p.add_argument("--reference", help="reference wav for the voice (required by multispeaker models)")
+    p.add_argument("--seed", type=int, help="the same text, seed and knobs give the same audio")
+    p.add_argument("--speed", type=float, help="speaking rate factor (default: model.json's, 1)")
+    p.add_argument("--embedding-scale", type=float, help="classifier-free guidance scale (default 1)")
+    p.add_argument("--alpha", type=float, help="sampled vs reference acoustic style weight (default 0.3)")
+    p.add_argument("--beta", type=float, help="sampled vs reference prosodic style weight (default 0.7)")
+    p.add_argument("--blend", type=float, help="long-form weight of the previous sentence's style (default 0.7)")
+    p.add_argument("--stream", action="store_true", help="write each sentence as soon as it is synthesized")
+    p.add_argument("--provider", choices=["cpu", "cuda"], help="execution provider (default: cuda if available)")
+    p.add_argument("--threads", type=int, help="intra-op threads per onnxruntime session")
+    args = p.parse_args(argv)
+    knobs = dict(speed=args.speed, embedding_scale=args.embedding_scale, alpha=args.alpha, beta=args.beta,
+                 blend=args.blend)
+
+    try:
+        synth = Synthesizer(args.model, providers=args.provider, threads=args.threads)
+        start = time.perf_counter()
+        if args.stream:
+            samples = _write_streamed(synth, args, knobs)
+        else:
+            wave = synth.synthesize(args.text, args.reference, args.seed, **knobs)
+            from ..audio.io import save_wav
+
+            save_wav(args.out, wave, synth.sample_rate)
+            samples = len(wave)
+    except (ModelDirError, ProviderError, AudioReadError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    elapsed = time.perf_counter() - start
+    seconds = samples / synth.sample_rate
+    print(f"wrote {args.out}: {seconds:.2f} s of audio in {elapsed:.2f} s (RTF {elapsed / seconds:.3f}) "
+          f"on {synth.decoder.providers[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

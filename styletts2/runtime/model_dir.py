@@ -1,0 +1,263 @@
+"""An exported model directory: model.json, checked against the export contract, and one onnxruntime
+session per graph.
+
+The directory holds text_encoder.onnx, diffusion_sampler.onnx, decoder.onnx, style_encoder.onnx
+(required for multispeaker models, optional otherwise) and model.json. Every problem found is raised
+as `ModelDirError` naming the file and the field, before anything is synthesized.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from ..text.symbols import SYMBOL_TO_ID, SYMBOLS
+
+FORMAT_VERSION = 1
+MODEL_JSON = "model.json"
+
+# Input and output names of each graph, as the export contract fixes them. The multispeaker
+# diffusion sampler takes `reference_style` as well.
+GRAPH_INPUTS = {
+    "text_encoder": ("tokens", "token_lengths"),
+    "diffusion_sampler": ("bert", "noise", "step_noises", "embedding_scale"),
+    "decoder": ("t_en", "d_en", "style", "speed", "token_lengths", "noise_seed"),
+    "style_encoder": ("mel",),
+}
+GRAPH_OUTPUTS = {
+    "text_encoder": ("t_en", "bert", "d_en"),
+    "diffusion_sampler": ("style",),
+    "decoder": ("waveform", "durations"),
+    "style_encoder": ("reference_style",),
+}
+MULTISPEAKER_SAMPLER_INPUT = "reference_style"
+
+_PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+class ModelDirError(ValueError):
+    """An exported model directory is missing a file or holds a malformed one."""
+
+
+class ProviderError(RuntimeError):
+    """A requested onnxruntime execution provider cannot be used."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The fields of model.json the runtime uses (`raw` keeps the whole document)."""
+
+    directory: Path
+    sample_rate: int
+    hop_length: int
+    symbols: tuple[str, ...]
+    pad_id: int
+    apostrophe_id: int
+    phonemizer: dict
+    multispeaker: bool
+    style_dim: int
+    decoder_type: str
+    sigma_data: float
+    diffusion_steps: int
+    bert_max_positions: int
+    defaults: dict
+    mel: dict
+    graphs: dict
+    raw: dict = field(repr=False)
+
+    def graph_file(self, name: str) -> Path:
+        return self.directory / self.graphs[name]["file"]
+
+    def has_graph(self, name: str) -> bool:
+        return name in self.graphs
+
+
+def _field(data: dict, key: str, kind: type | tuple[type, ...], where: str):
+    if key not in data:
+        raise ModelDirError(f"{where}: missing field '{key}'")
+    value = data[key]
+    # bool is an int in Python: do not let `true` pass as a number, nor 1 as a bool
+    if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ModelDirError(f"{where}: field '{key}' must be {names}, got {value!r}")
+    return value
+
+
+def read_model_json(model_dir: str | os.PathLike) -> ModelConfig:
+    """Parse and check `model_dir/model.json`; graph files must exist (their contents are checked
+    when sessions open). Raises ModelDirError naming the file and the field at fault."""
+    directory = Path(model_dir)
+    if not directory.is_dir():
+        raise ModelDirError(f"model directory not found: {directory}")
+    path = directory / MODEL_JSON
+    if not path.is_file():
+        raise ModelDirError(f"{path} not found: is {directory} an exported model (export/to_onnx.py)?")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ModelDirError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ModelDirError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    where = str(path)
+
+    version = _field(data, "format_version", int, where)
+    if version != FORMAT_VERSION:
+        raise ModelDirError(f"{where}: format_version {version} is not supported (this runtime reads "
+                            f"{FORMAT_VERSION}); export the model again with this version of styletts2")
+
+    symbols = _field(data, "symbols", list, where)
+    if tuple(symbols) != SYMBOLS:
+        first = next((i for i, (a, b) in enumerate(zip(symbols, SYMBOLS)) if a != b), min(len(symbols), len(SYMBOLS)))
+        raise ModelDirError(f"{where}: field 'symbols' ({len(symbols)} entries) differs from this runtime's "
+                            f"{len(SYMBOLS)}-symbol table from index {first}")
+    pad_id = _field(data, "pad_id", int, where)
+    apostrophe_id = _field(data, "apostrophe_id", int, where)
+    if pad_id != SYMBOL_TO_ID["$"] or apostrophe_id != SYMBOL_TO_ID["'"]:
+        raise ModelDirError(f"{where}: pad_id {pad_id} / apostrophe_id {apostrophe_id} differ from the "
+                            f"symbol table's {SYMBOL_TO_ID['$']} / {SYMBOL_TO_ID[chr(39)]}")
+
+    phonemizer = _field(data, "phonemizer", dict, where)
+    backend = _field(phonemizer, "backend", str, f"{where}: phonemizer")
+    _field(phonemizer, "language", str, f"{where}: phonemizer")
+    if backend != "espeak-ng":
+        raise ModelDirError(f"{where}: phonemizer backend {backend!r} is not supported (only 'espeak-ng')")
+    for flag in ("preserve_punctuation", "with_stress"):
+        if _field(phonemizer, flag, bool, f"{where}: phonemizer") is not True:
+            raise ModelDirError(f"{where}: phonemizer.{flag} must be true (the only front-end implemented)")
+
+    steps = _field(data, "diffusion_steps", int, where)
+    if steps < 2:
+        raise ModelDirError(f"{where}: diffusion_steps must be at least 2, got {steps}")
+    defaults = _field(data, "defaults", dict, where)
+    for knob in ("embedding_scale", "alpha", "beta", "speed", "blend"):
+        _field(defaults, knob, (int, float), f"{where}: defaults")
+    mel = _field(data, "mel", dict, where)
+    for key in ("n_fft", "win_length", "hop_length", "n_mels", "filterbank_sample_rate"):
+        _field(mel, key, int, f"{where}: mel")
+    for key in ("f_min", "f_max", "mean", "std", "log_offset"):
+        _field(mel, key, (int, float), f"{where}: mel")
+    _field(mel, "htk", bool, f"{where}: mel")
+
+    multispeaker = _field(data, "multispeaker", bool, where)
+    graphs = _field(data, "graphs", dict, where)
+    required = ["text_encoder", "diffusion_sampler", "decoder"] + ["style_encoder"] * multispeaker
+    for name in required:
+        if name not in graphs:
+            raise ModelDirError(f"{where}: graphs has no '{name}' entry"
+                                + (" (multispeaker models need it)" if name == "style_encoder" else ""))
+    for name, entry in graphs.items():
+        if name not in GRAPH_INPUTS:
+            continue  # e.g. a fused graph this runtime does not use
+        file = _field(entry, "file", str, f"{where}: graphs.{name}") if isinstance(entry, dict) else None
+        if file is None:
+            raise ModelDirError(f"{where}: graphs.{name} must be an object with a 'file' field")
+        if not (directory / file).is_file():
+            raise ModelDirError(f"{directory / file} not found (listed in {where} as graphs.{name})")
+
+    sample_rate = _field(data, "sample_rate", int, where)
+    return ModelConfig(
+        directory=directory,
+        sample_rate=sample_rate,
+        hop_length=_field(data, "hop_length", int, where),
+        symbols=tuple(symbols),
+        pad_id=pad_id,
+        apostrophe_id=apostrophe_id,
+        phonemizer=phonemizer,
+        multispeaker=multispeaker,
+        style_dim=_field(data, "style_dim", int, where),
+        decoder_type=_field(data, "decoder_type", str, where),
+        sigma_data=float(_field(data, "sigma_data", (int, float), where)),
+        diffusion_steps=steps,
+        bert_max_positions=_field(data, "bert_max_positions", int, where),
+        defaults=defaults,
+        mel=mel,
+        graphs=graphs,
+        raw=data,
+    )
+
+
+def resolve_providers(providers: str | Sequence[str] | None = None) -> list[str]:
+    """Execution providers to ask onnxruntime for. None: CUDA when this onnxruntime has it, else CPU.
+    Names may be onnxruntime's ('CUDAExecutionProvider') or short ('cuda', 'cpu')."""
+    available = ort.get_available_providers()
+    if providers is None:
+        return [CUDA, CPU] if CUDA in available else [CPU]
+    if isinstance(providers, str):
+        providers = [providers]
+    resolved = [_PROVIDER_ALIASES.get(p.lower(), p) for p in providers]
+    if not resolved:
+        raise ProviderError("no execution provider given")
+    for name in resolved:
+        if name in available:
+            continue
+        if name == CUDA:
+            raise ProviderError(
+                f"CUDA was requested but this onnxruntime {ort.__version__} offers only {available}: "
+                "install onnxruntime-gpu (requirements-gpu.txt) in place of onnxruntime, with a CUDA and "
+                "cuDNN it supports, or use providers='cpu'")
+        raise ProviderError(f"execution provider {name!r} is not available; this onnxruntime "
+                            f"{ort.__version__} offers {available}")
+    return resolved
+
+
+def make_session_options(threads: int | None = None,
+                         session_options: ort.SessionOptions | None = None) -> ort.SessionOptions:
+    """Session options: all graph optimisations on, `threads` intra-op threads (None: onnxruntime's
+    default, one per physical core). A given `session_options` is used as is, apart from `threads`."""
+    if session_options is None:
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        session_options.intra_op_num_threads = threads
+    return session_options
+
+
+class GraphSession:
+    """One exported graph: an onnxruntime session whose input and output names were checked against
+    the export contract. Call it with numpy inputs by name; it returns the outputs by name."""
+
+    def __init__(self, name: str, path: Path, multispeaker: bool, providers: list[str],
+                 options: ort.SessionOptions):
+        self.name, self.path = name, path
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        except Exception as err:  # onnxruntime raises its own exception types for bad files
+            raise ModelDirError(f"{path}: onnxruntime cannot load this graph: {err}") from err
+        if CUDA in providers and CUDA not in self.session.get_providers():
+            raise ProviderError(f"{path}: onnxruntime could not start the CUDA provider (see its log above); "
+                                f"the session runs on {self.session.get_providers()}")
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        expected = list(GRAPH_INPUTS[name])
+        if name == "diffusion_sampler" and multispeaker:
+            expected.append(MULTISPEAKER_SAMPLER_INPUT)
+        if sorted(self.input_names) != sorted(expected):
+            raise ModelDirError(f"{path}: graph inputs are {self.input_names}, the export contract expects "
+                                f"{expected} for a {'multispeaker' if multispeaker else 'single-speaker'} model")
+        missing = [o for o in GRAPH_OUTPUTS[name] if o not in self.output_names]
+        if missing:
+            raise ModelDirError(f"{path}: graph outputs {self.output_names} lack {missing}")
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.session.run(None, inputs)
+        return dict(zip(self.output_names, outputs))
+
+
+def open_graph(config: ModelConfig, name: str, providers: list[str], options: ort.SessionOptions) -> GraphSession:
+    """The session of graph `name` of an exported model."""
+    if not config.has_graph(name):
+        raise ModelDirError(f"{config.directory / MODEL_JSON}: this model has no '{name}' graph")
+    return GraphSession(name, config.graph_file(name), config.multispeaker, providers, options)

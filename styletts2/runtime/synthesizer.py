@@ -1,0 +1,277 @@
+"""Text -> 24 kHz waveform with an exported model on onnxruntime (numpy only, no torch).
+
+Per piece of text (a sentence, or a window of a long one):
+  phonemes -> tokens [0] + ids -> text_encoder -> (t_en, bert, d_en)
+  bert + noises from a seeded numpy Generator -> diffusion_sampler -> sampled style [1, 2S]
+  style blended with the previous piece's (`blend` of the previous), then mixed with the reference
+  style if there is one (`alpha` acoustic, `beta` prosodic weight of the sampled half)
+  t_en, d_en, style, speed, noise_seed -> decoder -> waveform, durations
+The same steps and the same order of noise draws as the torch synthesizer (`styletts2.inference`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+from ..audio.io import load_wav, resample
+from ..text.tokenizer import Tokenizer
+from .mel import LogMel
+from .model_dir import (GraphSession, ModelConfig, ModelDirError, make_session_options, open_graph,
+                        read_model_json, resolve_providers)
+from .text import text_to_token_pieces
+
+TRIM_TOP_DB = 30.0  # reference clips lose leading/trailing silence below this, as upstream's demos
+MIN_REFERENCE_FRAMES = 65  # the style encoder's four x2 downsamplings and 5-wide head need this many
+
+
+class EspeakVersionWarning(UserWarning):
+    """The espeak-ng in use is not the one the model was exported with: some words may be
+    phonemized differently from training."""
+
+
+@dataclass(frozen=True)
+class SynthesisOptions:
+    """Knobs of one synthesis call; model.json's "defaults" fill them, keywords override them."""
+
+    embedding_scale: float = 1.0  # classifier-free guidance scale of the style sampler
+    alpha: float = 0.3            # weight of the sampled acoustic style against the reference's
+    beta: float = 0.7             # weight of the sampled prosodic style against the reference's
+    speed: float = 1.0            # > 1 speaks faster (the decoder divides durations by it)
+    blend: float = 0.7            # long-form: weight of the previous piece's style
+
+    def replace(self, **overrides: float | None) -> SynthesisOptions:
+        """A copy with the non-None `overrides` applied; unknown names raise TypeError."""
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(f"unknown synthesis option(s) {sorted(unknown)}")
+        options = dataclasses.replace(self, **{k: float(v) for k, v in overrides.items() if v is not None})
+        if options.speed <= 0:
+            raise ValueError(f"speed must be positive, got {options.speed}")
+        return options
+
+
+@dataclass
+class Piece:
+    """One synthesized piece of text."""
+
+    wave: np.ndarray           # [samples] float32
+    sampled_style: np.ndarray  # [1, 2S] the diffusion sampler's output
+    style: np.ndarray          # [1, 2S] [acoustic | prosodic] after blending and mixing: what the
+                               # decoder got, and what the next piece blends with
+    durations: np.ndarray      # [tokens] int64 frames per token, the leading pad included
+    noise_seed: int            # the decoder's noise seed
+
+
+def mix_styles(sampled: np.ndarray, previous: np.ndarray | None, reference: np.ndarray | None,
+               options: SynthesisOptions, style_dim: int) -> np.ndarray:
+    """Long-form blending, then reference mixing, of [B, 2S] styles (the torch synthesizer's math)."""
+    style = sampled if previous is None else options.blend * previous + (1 - options.blend) * sampled
+    if reference is None:
+        return style.astype(np.float32, copy=False)
+    acoustic = options.alpha * style[:, :style_dim] + (1 - options.alpha) * reference[:, :style_dim]
+    prosodic = options.beta * style[:, style_dim:] + (1 - options.beta) * reference[:, style_dim:]
+    return np.concatenate([acoustic, prosodic], axis=1).astype(np.float32, copy=False)
+
+
+def decoder_noise_seed(root: np.random.SeedSequence, index: int) -> int:
+    """The decoder's noise seed for piece `index`: a 31-bit integer hashed from the call's seed and
+    the index, so a seed repeats its audio and pieces do not share noise."""
+    state = np.random.SeedSequence(root.entropy, spawn_key=(index,)).generate_state(1, np.uint32)
+    return int(state[0] >> 1)
+
+
+class Synthesizer:
+    """Synthesis with an exported model directory (see export/to_onnx.py and the export contract).
+
+    model_dir: the exported directory (model.json and the .onnx graphs).
+    providers: onnxruntime execution providers, e.g. 'cpu', 'cuda' or ['CUDAExecutionProvider',
+        'CPUExecutionProvider']; None picks CUDA when this onnxruntime has it, else CPU.
+    threads: intra-op threads per session (None: onnxruntime's default).
+    session_options: an `onnxruntime.SessionOptions` to use instead of the default one (all graph
+        optimisations on); `threads` still applies.
+    phonemizer: text -> phoneme string (default: espeak-ng as model.json describes it).
+    """
+
+    def __init__(self, model_dir: str | os.PathLike, providers: str | list[str] | None = None,
+                 threads: int | None = None, session_options: ort.SessionOptions | None = None,
+                 phonemizer: Callable[[str], str] | None = None):
+        self.config: ModelConfig = read_model_json(model_dir)
+        self.providers = resolve_providers(providers)
+        self._session_options = make_session_options(threads, session_options)
+        self.text_encoder = self._open("text_encoder")
+        self.diffusion_sampler = self._open("diffusion_sampler")
+        self.decoder = self._open("decoder")
+        # single-speaker models may ship a style encoder for reference clips: opened on first use
+        self._style_encoder = self._open("style_encoder") if self.config.multispeaker else None
+        self.options = SynthesisOptions(**{f.name: float(self.config.defaults[f.name])
+                                           for f in dataclasses.fields(SynthesisOptions)})
+        self.tokenizer = Tokenizer()
+        self.mel = LogMel(**self.config.mel)
+        self.phonemizer = phonemizer if phonemizer is not None else self._espeak()
+        self._check_espeak_version()
+
+    # Set-up --------------------------------------------------------------------------------------
+
+    def _open(self, name: str) -> GraphSession:
+        return open_graph(self.config, name, self.providers, self._session_options)
+
+    def _espeak(self) -> Callable[[str], str]:
+        from ..text.phonemizer import EspeakPhonemizer
+
+        return EspeakPhonemizer(self.config.phonemizer["language"])
+
+    def _check_espeak_version(self) -> None:
+        wanted = self.config.phonemizer.get("espeak_version")
+        have = getattr(self.phonemizer, "version", None)
+        if wanted and have and wanted != have:
+            warnings.warn(f"{self.config.directory} was exported with espeak-ng {wanted} but this is "
+                          f"espeak-ng {have}: some words may be phonemized differently from training",
+                          EspeakVersionWarning, stacklevel=3)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def style_dim(self) -> int:
+        return self.config.style_dim
+
+    @property
+    def style_encoder(self) -> GraphSession:
+        if self._style_encoder is None:
+            if not self.config.has_graph("style_encoder"):
+                raise ModelDirError(f"{self.config.directory} has no style_encoder graph: this model "
+                                    "cannot read a reference clip")
+            self._style_encoder = self._open("style_encoder")
+        return self._style_encoder
+
+    # Text and reference --------------------------------------------------------------------------
+
+    def text_to_token_pieces(self, text: str) -> list[list[int]]:
+        """Sentences (and windows of over-long ones) of `text` as token ids without the leading pad."""
+        return text_to_token_pieces(text, self.phonemizer, self.tokenizer, self.config.bert_max_positions)
+
+    def reference_style(self, reference: str | os.PathLike | np.ndarray,
+                        sample_rate: int | None = None) -> np.ndarray:
+        """[acoustic | prosodic] style [1, 2S] of a reference clip: a wav path, or mono float samples
+        at `sample_rate` (default: the model's, 24 kHz). Silence below 30 dB is trimmed first."""
+        import librosa  # torch-free; imported here as it is slow to import and only needed here
+
+        if isinstance(reference, (str, os.PathLike)):
+            wave, _ = load_wav(reference, target_sr=self.sample_rate)
+            source = str(reference)
+        else:
+            wave = np.asarray(reference, dtype=np.float32)
+            if wave.ndim != 1:
+                raise ValueError(f"reference samples must be mono [samples], got shape {wave.shape}")
+            if sample_rate is not None and sample_rate != self.sample_rate:
+                wave = resample(wave, sample_rate, self.sample_rate).astype(np.float32)
+            source = "the reference samples"
+        if not np.all(np.isfinite(wave)):
+            raise ValueError(f"{source} hold NaN or infinite values")
+        wave, _ = librosa.effects.trim(wave, top_db=TRIM_TOP_DB)
+        min_samples = (MIN_REFERENCE_FRAMES - 1) * self.mel.hop_length
+        if len(wave) < min_samples:
+            raise ValueError(f"{source}: {len(wave) / self.sample_rate:.2f} s of sound after trimming silence; "
+                             f"the style encoder needs at least {min_samples / self.sample_rate:.2f} s")
+        mel = self.mel(wave)[None]  # [1, n_mels, frames]
+        return self.style_encoder(mel=mel)["reference_style"]
+
+    def _reference(self, reference) -> np.ndarray | None:
+        """A reference given to `stream`/`synthesize` as a style [1, 2S] (a path, samples at the
+        model's rate, or an already computed [1, 2S] style)."""
+        if reference is None:
+            if self.config.multispeaker:
+                raise ValueError("this is a multispeaker model: give a reference clip for the voice")
+            return None
+        if isinstance(reference, np.ndarray) and reference.ndim == 2:
+            if reference.shape != (1, 2 * self.style_dim):
+                raise ValueError(f"a reference style must be [1, {2 * self.style_dim}], got {reference.shape}")
+            return reference.astype(np.float32, copy=False)
+        return self.reference_style(reference)
+
+    # One piece -----------------------------------------------------------------------------------
+
+    def synthesize_tokens(self, ids: list[int], options: SynthesisOptions, rng: np.random.Generator,
+                          noise_seed: int, reference_style: np.ndarray | None = None,
+                          previous_style: np.ndarray | None = None) -> Piece:
+        """One piece: token ids (no pad) -> waveform. The sampler's initial noise [1, 1, 2S] and then
+        its step noises [steps - 1, 1, 1, 2S] are drawn from `rng`, in that order."""
+        if self.config.multispeaker and reference_style is None:
+            raise ValueError("this is a multispeaker model: give a reference style")
+        tokens = np.array([[self.config.pad_id, *ids]], dtype=np.int64)
+        if tokens.shape[1] > self.config.bert_max_positions:
+            raise ValueError(f"{tokens.shape[1]} tokens exceed PL-BERT's {self.config.bert_max_positions} "
+                             "positions; split the text (text_to_token_pieces does)")
+        lengths = np.array([tokens.shape[1]], dtype=np.int64)
+        encoded = self.text_encoder(tokens=tokens, token_lengths=lengths)
+
+        width = 2 * self.style_dim
+        feeds = {
+            "bert": encoded["bert"],
+            "noise": rng.standard_normal((1, 1, width), dtype=np.float32),
+            "step_noises": rng.standard_normal((self.config.diffusion_steps - 1, 1, 1, width), dtype=np.float32),
+            "embedding_scale": np.array(options.embedding_scale, dtype=np.float32),
+        }
+        if self.config.multispeaker:
+            feeds["reference_style"] = reference_style
+        sampled = self.diffusion_sampler(**feeds)["style"]
+        style = mix_styles(sampled, previous_style, reference_style, options, self.style_dim)
+
+        decoded = self.decoder(t_en=encoded["t_en"], d_en=encoded["d_en"], style=style,
+                               speed=np.array(options.speed, dtype=np.float32), token_lengths=lengths,
+                               noise_seed=np.array(noise_seed, dtype=np.int64))
+        wave = np.asarray(decoded["waveform"][0], dtype=np.float32)
+        return Piece(wave, sampled, style, decoded["durations"][0], noise_seed)
+
+    # Text in, audio out --------------------------------------------------------------------------
+
+    def synthesize_pieces(self, text: str, reference=None, seed: int | None = None,
+                          **overrides: float | None) -> Iterator[Piece]:
+        """`Piece`s of `text`, synthesized one after another. Text, reference and knobs are checked
+        before this returns; the audio is made as the iterator is consumed."""
+        options = self.options.replace(**overrides)
+        if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        pieces = self.text_to_token_pieces(text)
+        reference_style = self._reference(reference)
+        root = np.random.SeedSequence(seed)  # seed None: fresh entropy, different audio each call
+        return self._run(pieces, options, root, reference_style)
+
+    def _run(self, pieces: list[list[int]], options: SynthesisOptions, root: np.random.SeedSequence,
+             reference_style: np.ndarray | None) -> Iterator[Piece]:
+        rng = np.random.default_rng(root)
+        previous = None
+        for index, ids in enumerate(pieces):
+            piece = self.synthesize_tokens(ids, options, rng, decoder_noise_seed(root, index),
+                                           reference_style, previous)
+            previous = piece.style
+            yield piece
+
+    def stream(self, text: str, reference=None, seed: int | None = None, *,
+               embedding_scale: float | None = None, alpha: float | None = None, beta: float | None = None,
+               speed: float | None = None, blend: float | None = None) -> Iterator[np.ndarray]:
+        """Float32 audio at `sample_rate`, yielded sentence by sentence as it is synthesized.
+        Arguments as `synthesize`; the chunks joined equal `synthesize`'s output for the same seed."""
+        pieces = self.synthesize_pieces(text, reference, seed, embedding_scale=embedding_scale, alpha=alpha,
+                                        beta=beta, speed=speed, blend=blend)
+        return (piece.wave for piece in pieces)
+
+    def synthesize(self, text: str, reference=None, seed: int | None = None, *,
+                   embedding_scale: float | None = None, alpha: float | None = None, beta: float | None = None,
+                   speed: float | None = None, blend: float | None = None) -> np.ndarray:
+        """Text -> float32 waveform [samples] at `sample_rate` (24 kHz).
+
+        reference: the voice: a wav path, mono float32 samples at 24 kHz, or a style [1, 2S] from
+            `reference_style`; required by multispeaker models.
+        seed: the same text, seed and knobs give the same samples (None: random).
+        embedding_scale, alpha, beta, speed, blend: override model.json's defaults for this call.
+        """
+        return np.concatenate(list(self.stream(text, reference, seed, embedding_scale=embedding_scale,
+                                               alpha=alpha, beta=beta, speed=speed, blend=blend)))

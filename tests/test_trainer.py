@@ -1,0 +1,316 @@
+"""The trainer infrastructure (styletts2/train: optim, trainer, train_state, logger) with a toy stage.
+
+`ToyStage` and `write_corpus` are shared with test_runner.py and test_ddp.py (imported from here).
+"""
+from pathlib import Path
+
+import gin
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from styletts2.checkpoint import torch_load
+from styletts2.train.optim import (UPSTREAM_BETAS, MultiOptimizer, build_multi_optimizer, build_optimizer,
+                                   build_scheduler)
+from styletts2.train.stage import NonFiniteLoss, StepOutput, TrainingContext
+from styletts2.train.trainer import Trainer, TrainingDiverged
+
+REPO = Path(__file__).resolve().parents[1]
+SR = 24000
+PHONEMES = "ðə kˈæt sˈæt ˌɑːn ðə mˈæt ."
+TOY_MODULES = ["text_encoder", "style_encoder"]
+
+
+def write_corpus(folder: Path, n_train: int = 6, n_val: int = 2) -> Path:
+    """Synthetic clips (noise bursts, 1.2-1.7 s) in upstream's list format, no espeak needed; the
+    training list also names one clip too short to use (the trainer must skip it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("val", n_val)):
+        lines = [f"short.wav|{PHONEMES}|0\n"] if split == "train" else []
+        sf.write(folder / "short.wav", np.full(SR // 2, 0.3, np.float32), SR)
+        for i in range(n):
+            seconds = 1.2 + 0.1 * (i % 6)
+            wave = 0.3 * rng.standard_normal(int(SR * seconds)) * np.hanning(int(SR * seconds))
+            sf.write(folder / f"{split}{i}.wav", wave.astype(np.float32), SR, subtype="PCM_16")
+            lines.append(f"{split}{i}.wav|{PHONEMES}|0\n")
+        (folder / f"{split}_list.txt").write_text("".join(lines), encoding="utf-8")
+    return folder
+
+
+@gin.configurable
+class ToyStage:
+    """A small deterministic stage: text encoder and style encoder pulled towards fixed targets.
+
+    nan_from_step: from this step on (until nan_until_step) the loss is NaN.
+    marker: a file written after the first step (lets a test know training is under way).
+    step_seconds: sleep per step (to leave time for a signal to arrive).
+    """
+
+    name = "toy"
+
+    def __init__(self, lr: float = 1e-3, nan_from_step: int | None = None, nan_until_step: int | None = None,
+                 marker: str | None = None, step_seconds: float = 0.0):
+        self.lr = lr
+        self.nan_steps = range(nan_from_step, nan_until_step or 10**9) if nan_from_step is not None else range(0)
+        self.marker = marker
+        self.step_seconds = step_seconds
+        self.audio_logged = False
+
+    def setup(self, model, ctx: TrainingContext) -> None:
+        self.model, self.ctx = model, ctx
+        self.optimizer = build_multi_optimizer(model, TOY_MODULES, lr=self.lr, ctx=ctx)
+
+    def _loss(self, batch) -> torch.Tensor:
+        with self.ctx.autocast():
+            mask = torch.arange(batch.tokens.shape[1], device=batch.tokens.device)[None] >= batch.token_lengths[:, None]
+            t_en = self.model.text_encoder(batch.tokens, batch.token_lengths, mask)
+            style = self.model.style_encoder(batch.ref_mels.unsqueeze(1))
+        return t_en.float().pow(2).mean() + (style.float() - 0.5).pow(2).mean()
+
+    def train_step(self, batch, epoch: int, step: int) -> StepOutput:
+        import time
+
+        loss = self._loss(batch) + 1e-3 * torch.rand(())  # draws from the global RNG, as real stages do
+        if step in self.nan_steps:
+            loss = loss * float("nan")
+        self.optimizer.step_on(loss, TOY_MODULES, {"toy": loss})
+        if self.marker:
+            Path(self.marker).write_text(str(step))
+        if self.ctx.log_audio is not None and not self.audio_logged:
+            self.ctx.log_audio("toy/noise", torch.zeros(2400), step)
+            self.audio_logged = True
+        time.sleep(self.step_seconds)
+        return StepOutput({"toy": loss.item()})
+
+    def validation_step(self, batch, epoch: int) -> dict[str, float]:
+        return {"toy": float(self._loss(batch))}
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def toy_bindings(corpus: Path, run_dir: Path, **trainer) -> list[str]:
+    values = {"stage": "@ToyStage", "run_dir": repr(str(run_dir)), "epochs": 3, "batch_size": 2,
+              "train_data": repr(str(corpus / "train_list.txt")), "val_data": repr(str(corpus / "val_list.txt")),
+              "device": "'cpu'", "log_every_steps": 1, **trainer}
+    return [f"Trainer.{k} = {v}" for k, v in values.items()] + [
+        f"StyleTTS2.modules = {TOY_MODULES}",
+        "LengthBucketBatchSampler.bucket_multiplier = 2",
+        "scan_corpus.workers = 1",
+        "Collater.ref_frames = 80",  # small style-encoder inputs keep the tests fast
+        "SpeechDataset.ref_max_frames = 80",
+    ]
+
+
+def run_toy(corpus: Path, run_dir: Path, **trainer):
+    from styletts2.model import parse_gin
+
+    gin.clear_config()
+    parse_gin([str(REPO / "gin/model/tiny.gin")], toy_bindings(corpus, run_dir, **trainer))
+    t = Trainer()
+    return t, t.fit()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def _params(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+# --- the trainer ---------------------------------------------------------------------------
+
+
+def test_resume_is_bitwise_exact(corpus, tmp_path, capsys):
+    straight, result = run_toy(corpus, tmp_path / "straight")
+    assert "too_short: 1" in capsys.readouterr().out  # the short clip is reported and skipped
+    assert result.status == "completed" and result.iters == 9 and result.epoch == 3
+
+    # 4 steps (stops mid-epoch 2), then a fresh process-like trainer resumes from last.pth.
+    _, half = run_toy(corpus, tmp_path / "resumed", max_steps=4)
+    assert half.status == "max_steps" and half.iters == 4
+    saved = torch_load(tmp_path / "resumed" / "last.pth")
+    assert saved["trainer"]["epoch"] == 1 and saved["trainer"]["batches_done"] == 1
+    resumed, result = run_toy(corpus, tmp_path / "resumed")
+    assert result.status == "completed" and result.iters == 9
+
+    a, b = _params(straight.model), _params(resumed.model)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed parameters differ from the straight run"
+    sa, sb = straight.stage.optimizer.state_dict(), resumed.stage.optimizer.state_dict()
+    for name in TOY_MODULES:
+        for pid, slot in sa[name]["optimizer"]["state"].items():
+            assert torch.equal(slot["exp_avg"], sb[name]["optimizer"]["state"][pid]["exp_avg"])
+
+
+def test_checkpoint_layout_and_run_dir(corpus, tmp_path):
+    trainer, result = run_toy(corpus, tmp_path / "run", epochs=1, save_every_steps=2)
+    run = tmp_path / "run"
+    assert {"last.pth", "best.pth", "config.gin"} <= {p.name for p in run.iterdir()}
+    assert any((run / "tensorboard").iterdir())
+    ckpt = torch_load(run / "last.pth")
+    # upstream's layout ...
+    assert set(ckpt["net"]) == set(TOY_MODULES)
+    assert ckpt["epoch"] == 1 and ckpt["iters"] == 3 and np.isfinite(ckpt["val_loss"])
+    assert [name for name, _ in ckpt["optimizer"]] == TOY_MODULES  # upstream's list of (name, state)
+    # ... plus what exact resume needs
+    assert ckpt["trainer"]["sampler"]["epoch"] == 1 and ckpt["trainer"]["sampler"]["consumed"] == 0
+    assert {"python", "numpy", "torch", "cuda"} <= set(ckpt["rng"][0])
+    assert "Trainer.batch_size = 2" in ckpt["gin_config"] and "ToyStage" in ckpt["gin_config"]
+    assert "espeak_version" in ckpt and "sigma_data" not in ckpt  # no diffusion in the toy model
+    assert result.best_val_loss == pytest.approx(ckpt["val_loss"])
+    config = (run / "config.gin").read_text()
+    assert "Trainer.epochs = 1" in config and "StyleTTS2.modules" in config
+    gin.clear_config()
+    gin.parse_config(config)  # the written config is a valid gin file
+
+
+def test_resumed_finished_run_does_nothing(corpus, tmp_path):
+    run_toy(corpus, tmp_path / "run", epochs=1)
+    _, again = run_toy(corpus, tmp_path / "run", epochs=1)
+    assert again.status == "already_complete"
+
+
+def test_nonfinite_streak_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path, capsys):
+    from styletts2.model import parse_gin
+
+    gin.clear_config()
+    bindings = toy_bindings(corpus, tmp_path / "run", epochs=3, max_nonfinite_in_a_row=3) + [
+        "ToyStage.nan_from_step = 4"]
+    parse_gin([str(REPO / "gin/model/tiny.gin")], bindings)
+    trainer = Trainer()
+    with pytest.raises(TrainingDiverged, match="3 non-finite steps in a row"):
+        trainer.fit()
+    ckpt = torch_load(tmp_path / "run" / "last.pth")
+    assert ckpt["epoch"] == 1 and ckpt["iters"] == 3  # the epoch-end save; the NaN streak wrote nothing
+    # Step 3 (0-based) was good, 4-6 were skipped without touching the parameters.
+    net = ckpt["net"]
+    model = trainer.model.nets
+    assert all(torch.isfinite(v).all() for m in net.values() for v in m.values() if v.is_floating_point())
+    assert "skipped" in capsys.readouterr().out
+    assert all(torch.isfinite(p).all() for m in model.values() for p in m.parameters())
+
+
+def test_isolated_nonfinite_step_is_skipped_and_counted(corpus, tmp_path):
+    from styletts2.model import parse_gin
+
+    gin.clear_config()
+    parse_gin([str(REPO / "gin/model/tiny.gin")], toy_bindings(corpus, tmp_path / "run", epochs=1) + [
+        "ToyStage.nan_from_step = 1", "ToyStage.nan_until_step = 2"])
+    result = Trainer().fit()
+    assert result.status == "completed" and result.skipped_steps == 1 and result.iters == 3
+
+
+def test_bad_trainer_settings_are_refused():
+    with pytest.raises(ValueError, match="mixed_precision"):
+        Trainer(stage=ToyStage(), train_data="x", mixed_precision="fp8")
+
+
+# --- optimisers ----------------------------------------------------------------------------
+
+
+def _toy_modules(seed=0):
+    torch.manual_seed(seed)
+    return {"a": torch.nn.Linear(4, 3), "b": torch.nn.Linear(3, 1), "bert": torch.nn.Linear(2, 2),
+            "decoder": torch.nn.Linear(2, 2)}
+
+
+def test_upstream_optimizer_groups():
+    modules = _toy_modules()
+    stage1 = build_multi_optimizer(modules)
+    for name in modules:
+        group = stage1.optimizers[name].param_groups[0]
+        assert group["lr"] == 1e-4 and group["betas"] == UPSTREAM_BETAS and group["weight_decay"] == 1e-4
+        assert group["eps"] == 1e-9
+    stage2 = build_multi_optimizer(modules, bert_lr=1e-5, ft_lr=2e-5)
+    bert, dec, a = (stage2.optimizers[n].param_groups[0] for n in ("bert", "decoder", "a"))
+    assert (bert["lr"], bert["betas"], bert["weight_decay"]) == (1e-5, (0.9, 0.99), 0.01)
+    assert (dec["lr"], dec["betas"], dec["weight_decay"]) == (2e-5, (0.0, 0.99), 1e-4)
+    assert (a["lr"], a["betas"]) == (1e-4, UPSTREAM_BETAS)
+    with pytest.raises(KeyError, match="no module"):
+        build_multi_optimizer(modules, ["nope"])
+
+
+def test_upstream_betas_are_what_onecycle_leaves_behind():
+    """Upstream wraps AdamW(betas=(0, 0.99)) in a OneCycleLR it never steps; its constructor sets beta1."""
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    opt = torch.optim.AdamW(p, lr=1e-4, betas=(0.0, 0.99))
+    torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-4, epochs=200, steps_per_epoch=1000, pct_start=0.0,
+                                        div_factor=1, final_div_factor=1)
+    assert opt.param_groups[0]["betas"] == pytest.approx(UPSTREAM_BETAS)
+    assert opt.param_groups[0]["lr"] == 1e-4
+
+
+def test_step_on_refuses_nonfinite_losses_without_side_effects():
+    modules = _toy_modules()
+    opt = build_multi_optimizer(modules, ["a", "b"])
+    x = torch.randn(5, 4)
+    opt.step_on(modules["b"](modules["a"](x)).pow(2).mean(), ["a", "b"])
+    before = ({k: v.clone() for k, v in modules["a"].state_dict().items()},
+              {k: v.clone() for k, v in opt.optimizers["a"].state_dict()["state"][0].items() if torch.is_tensor(v)})
+    loss = modules["b"](modules["a"](x)).pow(2).mean()
+    with pytest.raises(NonFiniteLoss) as err:
+        opt.step_on(loss, ["a", "b"], {"good": loss, "bad": loss * float("inf")})
+    assert err.value.name == "bad" and err.value.value == float("inf")
+    assert all(torch.equal(v, before[0][k]) for k, v in modules["a"].state_dict().items())
+    after = opt.optimizers["a"].state_dict()["state"][0]
+    assert all(torch.equal(after[k], v) for k, v in before[1].items())
+    assert all(p.grad is None for p in opt.parameters(["a", "b"]))
+
+
+def test_step_on_refuses_nonfinite_gradients():
+    modules = _toy_modules()
+    opt = build_multi_optimizer(modules, ["a"])
+    before = modules["a"].weight.detach().clone()
+    loss = torch.sqrt(modules["a"](torch.zeros(1, 4)).sum() * 0)  # finite loss, infinite gradient
+    with pytest.raises(NonFiniteLoss, match="grad_norm"):
+        opt.step_on(loss, ["a"])
+    assert torch.equal(modules["a"].weight, before)
+
+
+def test_step_on_clips_and_steps_only_the_named():
+    modules = _toy_modules()
+    opt = MultiOptimizer({n: torch.optim.SGD(m.parameters(), lr=1.0) for n, m in modules.items()})
+    a0, b0 = modules["a"].weight.detach().clone(), modules["b"].weight.detach().clone()
+    norm = opt.step_on(100 * modules["b"](modules["a"](torch.randn(8, 4))).sum(), ["a"], clip=0.5)
+    assert norm > 0.5
+    assert torch.equal(modules["b"].weight, b0)  # not named: not stepped
+    assert (modules["a"].weight - a0).norm() <= 0.5 + 1e-5  # SGD lr 1: the update is the clipped gradient
+
+
+def test_optimizer_state_round_trip_and_upstream_format():
+    modules = _toy_modules()
+    opt = build_multi_optimizer(modules, ["a", "b"])
+    opt.step_on(modules["b"](modules["a"](torch.randn(3, 4))).sum(), ["a", "b"])
+    other = build_multi_optimizer(_toy_modules(1), ["a", "b"])
+    other.load_state_dict(opt.state_dict())
+    assert other.state_dict()["a"]["optimizer"]["state"][0]["step"] == 1
+    other.load_state_dict(opt.upstream_state_dict())  # upstream's list of (name, state) pairs
+    with pytest.raises(ValueError, match="missing"):
+        other.load_state_dict({"a": opt.state_dict()["a"]})
+
+
+def test_schedulers_and_set_lr():
+    modules = _toy_modules()
+    opt = build_optimizer(modules["a"].parameters(), lr=1e-3)
+    assert build_scheduler(opt).get_last_lr() == [1e-3]  # constant
+    cosine = build_scheduler(build_optimizer(modules["b"].parameters(), lr=1e-3), "cosine", total_steps=10)
+    for _ in range(10):
+        cosine.optimizer.step()
+        cosine.step()
+    assert cosine.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="total_steps"):
+        build_scheduler(opt, "onecycle")
+    with pytest.raises(ValueError, match="unknown scheduler"):
+        build_scheduler(opt, "linear")
+    multi = build_multi_optimizer(modules, ["a"])
+    multi.set_lr("a", 3e-4)
+    multi.step_on(modules["a"](torch.randn(2, 4)).sum(), ["a"])
+    assert multi.lr("a") == 3e-4
