@@ -23,7 +23,8 @@ import torch
 from .audio.io import load_wav
 from .audio.mel import log_mel_spectrogram
 from .modules.masks import length_to_mask
-from .text.sentences import BERT_MAX_POSITIONS, split_sentences, split_token_windows
+from .text.pieces import text_to_token_pieces
+from .text.sentences import BERT_MAX_POSITIONS
 from .text.tokenizer import Tokenizer
 
 # HiFi-GAN models leave a click in their last samples; upstream's LibriTTS demo cuts them.
@@ -86,12 +87,7 @@ class Synthesizer:
 
     def text_to_token_pieces(self, text: str) -> list[list[int]]:
         """Sentences of `text` as token lists without the leading pad, each short enough for PL-BERT."""
-        pieces = []
-        for sentence in split_sentences(text):
-            phonemes = self.phonemizer(sentence.replace('"', ""))
-            ids = self.tokenizer.encode(phonemes, add_bos=False, add_eos=False)
-            if ids:
-                pieces.extend(split_token_windows(ids, BERT_MAX_POSITIONS, n_special=1))
+        pieces = text_to_token_pieces(text, self.phonemizer, self.tokenizer, BERT_MAX_POSITIONS)
         if not pieces:
             raise ValueError(f"nothing to synthesize in {text!r}")
         return pieces

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import soundfile as sf
 
-from ..audio.io import AudioReadError
+from ..audio.io import AudioReadError, save_wav
 from .model_dir import ModelDirError, ProviderError
 from .synthesizer import Synthesizer
 
@@ -58,8 +58,6 @@ def main(argv: list[str] | None = None) -> int:
             samples = _write_streamed(synth, args, knobs)
         else:
             wave = synth.synthesize(args.text, args.reference, args.seed, **knobs)
-            from ..audio.io import save_wav
-
             save_wav(args.out, wave, synth.sample_rate)
             samples = len(wave)
     except (ModelDirError, ProviderError, AudioReadError, FileNotFoundError, ValueError) as err:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,15 +227,19 @@ class GraphSession:
     the export contract. Call it with numpy inputs by name; it returns the outputs by name."""
 
     def __init__(self, name: str, path: Path, multispeaker: bool, providers: list[str],
-                 options: ort.SessionOptions):
+                 options: ort.SessionOptions, require_cuda: bool = False):
         self.name, self.path = name, path
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as err:  # onnxruntime raises its own exception types for bad files
             raise ModelDirError(f"{path}: onnxruntime cannot load this graph: {err}") from err
         if CUDA in providers and CUDA not in self.session.get_providers():
-            raise ProviderError(f"{path}: onnxruntime could not start the CUDA provider (see its log above); "
-                                f"the session runs on {self.session.get_providers()}")
+            # e.g. onnxruntime-gpu on a machine without a usable GPU: onnxruntime falls back to CPU
+            message = (f"{path}: onnxruntime could not start the CUDA provider (see its log above); "
+                       f"the session runs on {self.session.get_providers()}")
+            if require_cuda:
+                raise ProviderError(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         expected = list(GRAPH_INPUTS[name])
@@ -256,8 +261,10 @@ class GraphSession:
         return dict(zip(self.output_names, outputs))
 
 
-def open_graph(config: ModelConfig, name: str, providers: list[str], options: ort.SessionOptions) -> GraphSession:
-    """The session of graph `name` of an exported model."""
+def open_graph(config: ModelConfig, name: str, providers: list[str], options: ort.SessionOptions,
+               require_cuda: bool = False) -> GraphSession:
+    """The session of graph `name` of an exported model. With `require_cuda`, a CUDA provider that
+    onnxruntime cannot start is an error; otherwise a warning, and the session runs on CPU."""
     if not config.has_graph(name):
         raise ModelDirError(f"{config.directory / MODEL_JSON}: this model has no '{name}' graph")
-    return GraphSession(name, config.graph_file(name), config.multispeaker, providers, options)
+    return GraphSession(name, config.graph_file(name), config.multispeaker, providers, options, require_cuda)

@@ -22,9 +22,9 @@ import onnxruntime as ort
 from ..audio.io import load_wav, resample
 from ..text.tokenizer import Tokenizer
 from .mel import LogMel
-from .model_dir import (GraphSession, ModelConfig, ModelDirError, make_session_options, open_graph,
+from .model_dir import (CUDA, GraphSession, ModelConfig, ModelDirError, make_session_options, open_graph,
                         read_model_json, resolve_providers)
-from .text import text_to_token_pieces
+from ..text.pieces import text_to_token_pieces
 
 TRIM_TOP_DB = 30.0  # reference clips lose leading/trailing silence below this, as upstream's demos
 MIN_REFERENCE_FRAMES = 65  # the style encoder's four x2 downsamplings and 5-wide head need this many
@@ -91,7 +91,9 @@ class Synthesizer:
 
     model_dir: the exported directory (model.json and the .onnx graphs).
     providers: onnxruntime execution providers, e.g. 'cpu', 'cuda' or ['CUDAExecutionProvider',
-        'CPUExecutionProvider']; None picks CUDA when this onnxruntime has it, else CPU.
+        'CPUExecutionProvider']; None picks CUDA when this onnxruntime has it, else CPU. CUDA asked
+        for by name must start (ProviderError otherwise); picked by None, it may fall back to CPU
+        with a RuntimeWarning.
     threads: intra-op threads per session (None: onnxruntime's default).
     session_options: an `onnxruntime.SessionOptions` to use instead of the default one (all graph
         optimisations on); `threads` still applies.
@@ -103,7 +105,8 @@ class Synthesizer:
                  phonemizer: Callable[[str], str] | None = None):
         self.config: ModelConfig = read_model_json(model_dir)
         self.providers = resolve_providers(providers)
-        self._session_options = make_session_options(threads, session_options)
+        self._require_cuda = providers is not None and CUDA in self.providers  # asked for, not picked
+        self.session_options = make_session_options(threads, session_options)
         self.text_encoder = self._open("text_encoder")
         self.diffusion_sampler = self._open("diffusion_sampler")
         self.decoder = self._open("decoder")
@@ -112,14 +115,17 @@ class Synthesizer:
         self.options = SynthesisOptions(**{f.name: float(self.config.defaults[f.name])
                                            for f in dataclasses.fields(SynthesisOptions)})
         self.tokenizer = Tokenizer()
-        self.mel = LogMel(**self.config.mel)
+        try:
+            self.mel = LogMel(**self.config.mel)
+        except (TypeError, ValueError) as err:
+            raise ModelDirError(f"{self.config.directory / 'model.json'}: field 'mel': {err}") from err
         self.phonemizer = phonemizer if phonemizer is not None else self._espeak()
         self._check_espeak_version()
 
     # Set-up --------------------------------------------------------------------------------------
 
     def _open(self, name: str) -> GraphSession:
-        return open_graph(self.config, name, self.providers, self._session_options)
+        return open_graph(self.config, name, self.providers, self.session_options, self._require_cuda)
 
     def _espeak(self) -> Callable[[str], str]:
         from ..text.phonemizer import EspeakPhonemizer

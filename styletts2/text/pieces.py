@@ -1,4 +1,4 @@
-"""Text -> token pieces for the exported graphs, with the torch-free front-end of `styletts2.text`.
+"""Text -> token pieces: what one synthesis call (torch or onnxruntime) renders at a time.
 
 Long text is split into sentences (each synthesized on its own, so audio can stream) and a sentence
 too long for PL-BERT's positions into windows cut at word boundaries. Pieces are token ids without
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..text.sentences import split_sentences, split_token_windows
-from ..text.tokenizer import Tokenizer
+from .sentences import split_sentences, split_token_windows
+from .tokenizer import Tokenizer
 
 
 def text_to_token_pieces(text: str, phonemize: Callable[[str], str], tokenizer: Tokenizer,
