@@ -5,7 +5,7 @@
     torchrun --nproc_per_node 4 runner.py --gin gin/stage2_ljspeech.gin      # DDP, one process per GPU
 
 Files are parsed in order, then bindings (later ones win). A run resumes from `<run_dir>/last.pth`
-when it exists; `--resume CKPT` starts from another training checkpoint. The operative config is
+when it exists; otherwise `--resume CKPT` starts it from another training checkpoint. The operative config is
 printed at start and written to `<run_dir>/config.gin` and into every checkpoint.
 
 Exit codes: 0 finished (all epochs, `Trainer.max_steps` reached, or nothing left to do);
@@ -16,19 +16,16 @@ Exit codes: 0 finished (all epochs, `Trainer.max_steps` reached, or nothing left
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import sys
-
-# Modules whose gin configurables experiments refer to (stages register themselves on import).
-CONFIGURABLE_MODULES = ("styletts2.model", "styletts2.train.trainer", "styletts2.train.optim",
-                        "styletts2.train.stage1", "styletts2.train.stage2")
 
 
 def _register_configurables() -> None:
-    for name in CONFIGURABLE_MODULES:
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name)
+    """Import the modules whose gin configurables experiment files refer to."""
+    import styletts2.model  # noqa: F401
+    import styletts2.train.optim  # noqa: F401
+    import styletts2.train.stage1  # noqa: F401
+    import styletts2.train.stage2  # noqa: F401
+    import styletts2.train.trainer  # noqa: F401
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,8 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gin_param", action="append", default=[], metavar="BINDING",
                         help="gin binding, e.g. 'Trainer.batch_size = 8' (repeatable; applied after the files)")
     parser.add_argument("--run_dir", help="output folder (same as --gin_param 'Trainer.run_dir = \"DIR\"')")
-    parser.add_argument("--resume", metavar="CKPT", help="training checkpoint to resume from "
-                        "(default: <run_dir>/last.pth when it exists)")
+    parser.add_argument("--resume", metavar="CKPT", help="training checkpoint to start from when "
+                        "<run_dir>/last.pth does not exist (that one always wins)")
     args = parser.parse_args(argv)
     if not args.gin:
         parser.error("give at least one --gin experiment file, e.g. --gin gin/stage1_ljspeech.gin")

@@ -103,7 +103,9 @@ def build_model_from_config(config_files: Iterable[str] = (), bindings: Iterable
     """Clear gin, apply a config (files + bindings, or a saved operative config string), build."""
     gin.clear_config()
     if config_str is not None:
-        gin.parse_config(config_str)
+        # A training checkpoint's config also binds the trainer, stage and optimisers, which a
+        # process that only builds the model has not imported: those bindings are not needed here.
+        gin.parse_config(config_str, skip_unknown=True)
     parse_gin(config_files, bindings)
     return StyleTTS2(modules=modules)
 

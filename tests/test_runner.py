@@ -1,4 +1,5 @@
 """runner.py: the command line (help, config errors, an end-to-end run, SIGTERM handling)."""
+import os
 import signal
 import subprocess
 import sys
@@ -6,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_trainer import toy_bindings, write_corpus  # also registers @ToyStage with gin
+from test_trainer import one_thread, toy_bindings, write_corpus  # noqa: F401 (fixture; registers @ToyStage)
 
 import runner
 from styletts2.checkpoint import torch_load
@@ -68,8 +69,9 @@ def test_end_to_end_and_resume(corpus, tmp_path, capsys):
     # --resume starts a new run dir from a given checkpoint
     other = tmp_path / "other"
     assert runner.main(["--gin", str(config), "--run_dir", str(other), "--resume", str(run_dir / "last.pth"),
-                        "--gin_param", "Trainer.epochs = 3"]) == 0
-    assert "completed after 3 epoch(s), 9 step(s)" in capsys.readouterr().out
+                        "--gin_param", "Trainer.epochs = 3", "--gin_param", "Trainer.max_steps = 7"]) == 0
+    assert "max_steps after 2 epoch(s), 7 step(s)" in capsys.readouterr().out
+    assert torch_load(other / "last.pth")["iters"] == 7
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_130(corpus, tmp_path):
@@ -80,6 +82,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_130(corpus, tmp_path):
     code = (f"import sys; sys.path[:0] = [{str(TESTS)!r}, {str(REPO)!r}]; import test_trainer, runner; "
             "sys.exit(runner.main(sys.argv[1:]))")
     proc = subprocess.Popen([sys.executable, "-c", code, "--gin", str(config)], cwd=tmp_path,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 120

@@ -2,6 +2,7 @@
 
 `ToyStage` and `write_corpus` are shared with test_runner.py and test_ddp.py (imported from here).
 """
+import math
 from pathlib import Path
 
 import gin
@@ -116,6 +117,15 @@ def run_toy(corpus: Path, run_dir: Path, **trainer):
     return t, t.fit()
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine: extra intra-op threads only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return write_corpus(tmp_path_factory.mktemp("corpus"))
@@ -129,17 +139,18 @@ def _params(model) -> dict[str, torch.Tensor]:
 
 
 def test_resume_is_bitwise_exact(corpus, tmp_path, capsys):
-    straight, result = run_toy(corpus, tmp_path / "straight")
+    # 6 usable clips in batches of 2: 3 steps per epoch; two epochs straight ...
+    straight, result = run_toy(corpus, tmp_path / "straight", epochs=2)
+    assert result.status == "completed" and result.iters == 6 and result.epoch == 2
     assert "too_short: 1" in capsys.readouterr().out  # the short clip is reported and skipped
-    assert result.status == "completed" and result.iters == 9 and result.epoch == 3
 
-    # 4 steps (stops mid-epoch 2), then a fresh process-like trainer resumes from last.pth.
-    _, half = run_toy(corpus, tmp_path / "resumed", max_steps=4)
+    # ... against 4 steps (across the epoch end, stopping mid-epoch 2), then a new trainer resuming.
+    _, half = run_toy(corpus, tmp_path / "resumed", epochs=2, max_steps=4)
     assert half.status == "max_steps" and half.iters == 4
     saved = torch_load(tmp_path / "resumed" / "last.pth")
     assert saved["trainer"]["epoch"] == 1 and saved["trainer"]["batches_done"] == 1
-    resumed, result = run_toy(corpus, tmp_path / "resumed")
-    assert result.status == "completed" and result.iters == 9
+    resumed, result = run_toy(corpus, tmp_path / "resumed", epochs=2)
+    assert result.status == "completed" and result.iters == 6
 
     a, b = _params(straight.model), _params(resumed.model)
     assert a.keys() == b.keys()
@@ -171,10 +182,7 @@ def test_checkpoint_layout_and_run_dir(corpus, tmp_path):
     gin.clear_config()
     gin.parse_config(config)  # the written config is a valid gin file
 
-
-def test_resumed_finished_run_does_nothing(corpus, tmp_path):
-    run_toy(corpus, tmp_path / "run", epochs=1)
-    _, again = run_toy(corpus, tmp_path / "run", epochs=1)
+    _, again = run_toy(corpus, run, epochs=1)  # a finished run resumed has nothing to do
     assert again.status == "already_complete"
 
 
@@ -314,3 +322,31 @@ def test_schedulers_and_set_lr():
     multi.set_lr("a", 3e-4)
     multi.step_on(modules["a"](torch.randn(2, 4)).sum(), ["a"])
     assert multi.lr("a") == 3e-4
+
+
+def test_fp16_overflow_is_left_to_the_grad_scaler():
+    modules = _toy_modules()
+    ctx = TrainingContext(device=torch.device("cpu"), grad_scaler=torch.amp.GradScaler("cpu", init_scale=2.0**16))
+    opt = build_multi_optimizer(modules, ["a"], ctx=ctx)
+    before = modules["a"].weight.detach().clone()
+    loss = torch.sqrt(modules["a"](torch.zeros(1, 4)).sum() * 0)  # infinite gradient: an "overflow"
+    assert not math.isfinite(opt.step_on(loss, ["a"]))  # no exception: the scaler skips the step
+    assert torch.equal(modules["a"].weight, before) and ctx.grad_scaler.get_scale() == 2.0**15
+    assert opt.schedulers["a"].last_epoch == 0
+    opt.step_on(modules["a"](torch.randn(3, 4)).pow(2).mean(), ["a"])
+    assert not torch.equal(modules["a"].weight, before) and opt.schedulers["a"].last_epoch == 1
+
+
+@pytest.mark.parametrize("precision, dtype, scaler", [("bf16", torch.bfloat16, False), ("fp16", torch.float16, True)])
+def test_mixed_precision_context(precision, dtype, scaler, tmp_path):
+    from styletts2.train.distributed import DistEnv
+    from styletts2.train.logger import TrainLogger
+
+    trainer = Trainer(stage=ToyStage(), train_data="unused", mixed_precision=precision)
+    trainer.env = DistEnv(0, 1, 0, torch.device("cpu"))
+    trainer.logger = TrainLogger(tmp_path, enabled=False)
+    ctx = trainer._context()
+    assert (ctx.grad_scaler is not None) == scaler
+    with ctx.autocast():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == dtype
+        assert torch.nn.functional.linear(torch.ones(1, 2), torch.ones(2, 2)).dtype == dtype

@@ -183,18 +183,21 @@ class MultiOptimizer:
             for name in names:
                 scaler.unscale_(self.optimizers[name])
         grads = [p.grad for p in params if p.grad is not None]
-        norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+        norm_t = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=device)
+        norm = float(norm_t)
         if scaler is None and not math.isfinite(norm):
             self.zero_grad(names)
             raise NonFiniteLoss("grad_norm", norm)
         if clip is not None and grads:
-            torch.nn.utils.clip_grads_with_norm_(params, clip, torch.tensor(norm))
+            torch.nn.utils.clip_grads_with_norm_(params, clip, norm_t)
+        # With fp16, an overflow makes the scaler skip every optimiser: keep the schedulers still too.
+        stepped = math.isfinite(norm)
         for name in names:
             if scaler is not None:
                 scaler.step(self.optimizers[name])
             else:
                 self.optimizers[name].step()
-            if name in self.schedulers:
+            if stepped and name in self.schedulers:
                 self.schedulers[name].step()
         if scaler is not None:
             scaler.update()

@@ -5,7 +5,7 @@
    (`StyleTTS2()`), scans the corpora (bad clips are reported and skipped), builds datasets,
    the length-bucketed sampler and the DataLoaders;
 2. sets the stage up, copies rank 0's parameters to every rank, and resumes from
-   `<run_dir>/last.pth` if it exists (or from `resume`);
+   `<run_dir>/last.pth` if it exists, else from `resume` if given;
 3. runs epochs of `stage.train_step`, validating every `validate_every_epochs` epochs;
 4. writes `<run_dir>/last.pth` every `save_every_steps` steps and at every epoch end, and
    `<run_dir>/best.pth` when the validation loss improves (`train_state.py`).
@@ -73,6 +73,11 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _ignore_sigint(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the main process, which finishes the step and saves."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _all_finite(module: torch.nn.Module) -> bool:
     flags = [torch.isfinite(p).all() for p in module.parameters()]
     return bool(torch.stack(flags).all()) if flags else True
@@ -96,7 +101,8 @@ class Trainer:
     train_data, val_data: an LJSpeech folder / metadata.csv, or an upstream list file
         (`wav|phonemes|speaker`); data_root: the folder list-file wav paths are relative to.
     ood_data: upstream's OOD_texts.txt (stage 2's SLM adversarial texts), or None.
-    resume: a training checkpoint to start from; None = `<run_dir>/last.pth` when it exists.
+    resume: a training checkpoint to start from when `<run_dir>/last.pth` does not exist (that one
+        always wins, so re-running an interrupted command continues it).
     max_steps: stop (after saving) once this many steps were made in total; None = no limit.
     val_metric: the validation loss that picks best.pth; None = the sum of all validation losses.
     keep_epoch_checkpoints: also keep `epoch_<stage>_<NNNNN>.pth` at every epoch end (upstream style).
@@ -183,7 +189,8 @@ class Trainer:
         # Its own generator: the DataLoader then draws nothing from the global RNG (exact resume).
         return DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=Collater(),
                           num_workers=self.num_workers, pin_memory=self.env.device.type == "cuda",
-                          generator=torch.Generator().manual_seed(self.seed))
+                          generator=torch.Generator().manual_seed(self.seed),
+                          worker_init_fn=_ignore_sigint if self.num_workers else None)
 
     def _val_batches(self, lengths: list[int]) -> list[list[int]]:
         """This rank's share of the validation set in length-sorted batches (no item dropped)."""
@@ -215,7 +222,8 @@ class Trainer:
 
         self.loop = LoopState(world_size=self.env.world_size)
         rng_state = None
-        resume = self.resume or (self.last_path if self.last_path.exists() else None)
+        # The run's own last.pth wins: restarting the same command after an interruption continues it.
+        resume = self.last_path if self.last_path.exists() else self.resume
         if resume:
             self.loop, rng_state = load_training_checkpoint(resume, self.model, self.stage, self.env.rank)
             self.sampler.load_state_dict(self.loop.sampler)
@@ -368,7 +376,8 @@ class Trainer:
                     return self._result("interrupted" if stop else "max_steps", checkpoint)
             self.logger.close_bar()
             checkpoint = self._end_epoch(epoch, epoch_means, epoch_skipped, in_a_row, time.time() - started)
-            if stop or limit:
+            stop = dist_utils.any_rank([self._stop_signal is not None], device)[0]  # e.g. during validation
+            if (stop or limit) and epoch + 1 < self.epochs:
                 return self._result("interrupted" if stop else "max_steps", checkpoint)
         return self._result("completed", checkpoint)
 
