@@ -33,9 +33,9 @@ MIN_STYLE_FRAMES = 80  # the style encoders' shortest input (mel frames)
 
 class StageRandom:
     """A stage's own generators, saved with the stage so a resumed run draws what an uninterrupted
-    one would: `cpu` for crops, coin flips, step counts and noise (drawn on the CPU, then moved),
-    `device` for draws that happen on the accelerator (the diffusion sampler's classifier-free
-    dropout masks). On a CPU run both are one generator."""
+    one would: `cpu` for crop positions, coin flips and sampling step counts, `device` for what is
+    drawn on the accelerator (the diffusion's noise levels, noises and classifier-free dropout
+    masks). On a CPU run both are one generator."""
 
     def __init__(self, seed: int, device: torch.device):
         self.cpu = torch.Generator().manual_seed(seed)
@@ -57,11 +57,6 @@ def coin(generator: torch.Generator, p: float = 0.5) -> bool:
 def randint(generator: torch.Generator, low: int, high: int) -> int:
     """Uniform integer in [low, high) (numpy's randint convention, as upstream)."""
     return int(torch.randint(low, high, (), generator=generator))
-
-
-def randn(shape, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-    """Standard normal noise drawn on the generator's device, then moved next to `like`."""
-    return torch.randn(shape, generator=generator, dtype=torch.float32).to(like.device, like.dtype)
 
 
 # --- masks and alignment -----------------------------------------------------------------------

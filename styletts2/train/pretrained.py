@@ -29,7 +29,7 @@ from styletts2.modules.plbert import load_plbert_weights
 logger = logging.getLogger(__name__)
 
 README = "checkpoints/README.md"
-# What each loadable part is, for messages: (model attribute, description, gin binding).
+# Each loadable part: (what it is, for messages; its path binding of load_pretrained_parts).
 PARTS = {
     "text_aligner": ("the pretrained text aligner (ASRCNN, Utils/ASR/epoch_00080.pth)", "aligner_path"),
     "pitch_extractor": ("the pretrained pitch extractor (JDCNet, Utils/JDC/bst.t7)", "pitch_path"),
@@ -78,10 +78,7 @@ def load_pretrained_parts(model, parts: Iterable[str], aligner_path: str | None 
                            "fine for tiny test configs only)", part)
             done[part] = "random init"
             continue
-        module = nets[part]
-        device = next(module.parameters()).device
-        _LOADERS[part](module.cpu(), path)
-        module.to(device)
+        _LOADERS[part](nets[part], path)  # copies into the module's tensors, on its device
         logger.info("%s: loaded %s", part, path)
         done[part] = str(path)
     return done

@@ -89,7 +89,7 @@ class SLMAdversarial:
         with torch.no_grad():
             t_en = model.text_encoder(tokens, token_lengths, text_mask)
         asr = t_en @ alignment
-        _, p_en = model.predictor(d_en, prosodic, token_lengths, alignment, text_mask)
+        _, prosody_features = model.predictor(d_en, prosodic, token_lengths, alignment, text_mask)
 
         window = min(max(min(n_frames) // 2 - 1, self.min_len // 2), self.max_len // 2)
         picked = []  # (item, start in the synthesised frames, start in the recording)
@@ -108,7 +108,7 @@ class SLMAdversarial:
         real = torch.stack([waves[i][r * ALIGN_FRAME * MEL_HOP:r * ALIGN_FRAME * MEL_HOP + samples]
                             for i, _, r in picked]).to(asr.device, torch.float32)
         en = torch.stack([asr[i, :, s:s + window] for i, s, _ in picked])
-        p_en = torch.stack([p_en[i, :, s:s + window] for i, s, _ in picked])
+        p_en = torch.stack([prosody_features[i, :, s:s + window] for i, s, _ in picked])
         f0_fake, n_fake = model.predictor.F0Ntrain(p_en, prosodic[index])
         with frozen(model.decoder):  # the decoder is not trained by this step
             fake = model.decoder(en, f0_fake, n_fake, acoustic[index]).float()
@@ -165,29 +165,33 @@ class SLMAdversarial:
             raise NonFiniteLoss("slm_gen", float(loss.detach()))
         optimizer.zero_grad(names)
         (scaler.scale(loss) if scaler is not None else loss).backward()
-        all_reduce_gradients(optimizer.parameters(names))
+        params = optimizer.parameters(names)
+        all_reduce_gradients(params)
         if scaler is not None:
             for name in names:
                 scaler.unscale_(optimizer.optimizers[name])
-        predictor_norm = grad_norm(model.predictor)
-        if scaler is None and not math.isfinite(predictor_norm):
+        grads = [p.grad.detach() for p in params if p.grad is not None]
+        total_norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+        if scaler is None and not math.isfinite(total_norm):
             optimizer.zero_grad(names)
-            raise NonFiniteLoss("slm_gen grad_norm", predictor_norm)
+            raise NonFiniteLoss("slm_gen grad_norm", total_norm)
+        predictor_norm = grad_norm(model.predictor)
         with torch.no_grad():
             if predictor_norm > self.thresh:
-                for p in optimizer.parameters(names):
-                    if p.grad is not None:
-                        p.grad.div_(predictor_norm)
+                for grad in grads:
+                    grad.div_(predictor_norm)
             for module in (model.predictor.duration_proj, model.predictor.lstm, model.diffusion):
                 for p in module.parameters():
                     if p.grad is not None:
                         p.grad.mul_(self.scale)
+        # With fp16, an overflow makes the scaler skip the optimisers: keep the schedulers still too.
+        stepped = math.isfinite(total_norm)
         for name in names:
             if scaler is not None:
                 scaler.step(optimizer.optimizers[name])
             else:
                 optimizer.optimizers[name].step()
-            if name in optimizer.schedulers:
+            if stepped and name in optimizer.schedulers:
                 optimizer.schedulers[name].step()
         if scaler is not None:
             scaler.update()

@@ -15,8 +15,6 @@ aligner. The loss weights are the loss objects' `weight` bindings.
 """
 from __future__ import annotations
 
-import logging
-
 import gin
 import torch
 
@@ -28,8 +26,6 @@ from .batch_ops import (MIN_STYLE_FRAMES, StageRandom, aligner_attention, coin, 
 from .optim import build_multi_optimizer
 from .pretrained import load_pretrained_parts, load_wavlm
 from .stage import StepOutput, TrainingContext
-
-logger = logging.getLogger(__name__)
 
 # Modules stage 1 trains, before and from TMA_epoch. Upstream also "steps" the pitch extractor,
 # which never has gradients (it runs under no_grad), so it gets no optimiser here.
@@ -112,7 +108,7 @@ class Stage1:
             y_rec, real = y_rec.float(), wav.unsqueeze(1)
             if tma:
                 losses["d_loss"] = self.disc_loss(real, y_rec.detach())
-                self.optimizer.step_on(losses["d_loss"], DISCRIMINATORS, losses=losses)
+                self.optimizer.step_on(losses["d_loss"], DISCRIMINATORS, losses={"d_loss": losses["d_loss"]})
             losses["mel"] = self.stft_loss(y_rec, real)
             if tma:
                 losses["mono"] = self.mono_loss(attention.float(), path.float())
@@ -127,7 +123,7 @@ class Stage1:
             else:
                 total, names = losses["mel"], ACOUSTIC
         self.optimizer.step_on(total, names, losses={k: v for k, v in losses.items() if k != "d_loss"})
-        return StepOutput({k: float(v) for k, v in losses.items()})
+        return StepOutput({k: v.item() for k, v in losses.items()})
 
     # --- validation ----------------------------------------------------------------------------
 

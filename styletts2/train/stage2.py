@@ -40,6 +40,7 @@ from styletts2.losses import (DiscriminatorLoss, DurationLoss, F0ReconstructionL
 from .batch_ops import (MIN_STYLE_FRAMES, StageRandom, aligner_attention, coin, draw_crop, frozen,
                         full_precision, global_min, monotonic_path, prosody_targets, randint,
                         text_padding_mask, utterance_styles)
+from .distributed import all_ranks_agree
 from .optim import build_multi_optimizer
 from .pretrained import load_pretrained_parts, load_wavlm
 from .slm_adversarial import SLMAdversarial
@@ -66,8 +67,9 @@ def load_first_stage(model, path: str) -> list[str]:
     state = torch_load(path)
     loaded = load_net_state(model.nets, state["net"], skip=REINITIALISED)
     model.predictor_encoder.load_state_dict(model.style_encoder.state_dict())
-    logger.info("stage 2 starts from %s: loaded %s; predictor_encoder copied from style_encoder; "
-                "%s start fresh", path, ", ".join(loaded), ", ".join(n for n in REINITIALISED if n != "predictor_encoder"))
+    fresh = [n for n in REINITIALISED if n != "predictor_encoder"]
+    logger.info("stage 2 starts from %s: loaded %s; predictor_encoder copied from style_encoder; %s start fresh",
+                path, ", ".join(loaded), ", ".join(fresh))
     return loaded
 
 
@@ -93,6 +95,9 @@ class Stage2:
     def __init__(self, first_stage_checkpoint: str | None = None, max_len: int = 400, diff_epoch: int = 20,
                  joint_epoch: int = 50, estimate_sigma_data: bool = True,
                  lambda_diff: float = 1.0, slm_adversarial: SLMAdversarial | None = None, seed: int | None = None):
+        if joint_epoch < diff_epoch:
+            raise ValueError(f"joint_epoch ({joint_epoch}) must not come before diff_epoch ({diff_epoch}): the SLM "
+                             "adversarial step samples styles from the diffusion model")
         self.checkpoint = first_stage_checkpoint
         self.lambda_diff = lambda_diff
         self.max_len = max_len
@@ -244,7 +249,7 @@ class Stage2:
                 self._slm_step(batch, step, real, reconstructed, target_styles, reference, losses)
         if self.estimate_sigma_data and self.sigma_count:
             m.diffusion.sigma_data = self.sigma_sum / self.sigma_count  # what a checkpoint records
-        return StepOutput({k: float(v) for k, v in losses.items()})
+        return StepOutput({k: v.item() for k, v in losses.items()})
 
     def _weighted_sum(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         weights = {"mel": self.stft_loss.weight, "F0": self.f0_loss.weight, "norm": self.norm_loss.weight,
@@ -265,7 +270,9 @@ class Stage2:
             tokens, lengths = batch.ood_tokens, batch.ood_lengths
         out = self.slm_adversarial(m, self.slm_loss, self.rng, step, real, reconstructed, batch.waves,
                                    batch.mel_lengths, tokens, lengths, in_distribution, target_styles, reference)
-        if out is None:  # fewer than two utterances long enough for the SLM window
+        # Fewer than two utterances long enough for the SLM window: skip it, on every rank alike
+        # (the steps below synchronise gradients across ranks).
+        if not all_ranks_agree(out is not None, self.ctx.device):
             return
         losses["slm_gen"] = out.generator_loss
         self.slm_adversarial.generator_step(self.optimizer, out.generator_loss, SLM_TRAINED, m)
