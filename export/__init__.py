@@ -1,0 +1,1 @@
+"""Export of StyleTTS2 to ONNX and TorchScript (see export/to_onnx.py, export/to_torchscript.py)."""

@@ -13,8 +13,6 @@ from torch import Tensor, nn
 
 from export.wrappers import build_graphs, prepare_for_export
 
-GRAPH_NAMES = ("text_encoder", "diffusion_sampler", "decoder", "style_encoder")
-
 
 class ExportError(RuntimeError):
     """The export cannot go on; the message says why and what to do."""
@@ -52,7 +50,7 @@ class LoadedModel:
 def load_for_export(args: argparse.Namespace) -> LoadedModel:
     """Build/load the model the arguments name and prepare it (in place) for tracing."""
     from styletts2.checkpoint import CheckpointError
-    from styletts2.model import INFERENCE_MODULES, build_model_from_config, load_model
+    from styletts2.model import load_model
 
     if args.steps < 2:
         raise ExportError(f"--steps must be at least 2 (one sampler step), got {args.steps}")
@@ -66,12 +64,12 @@ def load_for_export(args: argparse.Namespace) -> LoadedModel:
             source = Path(args.checkpoint).name
         else:
             print(f"building a random model from {args.random_init} (seed {args.seed}) ...", flush=True)
-            torch.manual_seed(args.seed)
-            model = build_model_from_config([args.random_init, *args.config], args.gin_param,
-                                            modules=INFERENCE_MODULES).eval()
+            model = build_random_model(args.random_init, args.config, args.gin_param, args.seed)
             meta, source = {}, f"random-init:{Path(args.random_init).name}"
     except (CheckpointError, FileNotFoundError) as err:
         raise ExportError(str(err)) from err
+    except (ValueError, SyntaxError) as err:  # gin parse errors, unknown bindings, bad sizes
+        raise ExportError(f"cannot build the model from its gin config: {err}") from err
     config = gin.config_str()
     missing = [n for n in ("bert", "bert_encoder", "predictor", "decoder", "text_encoder", "diffusion")
                if not hasattr(model, n)]
@@ -79,8 +77,39 @@ def load_for_export(args: argparse.Namespace) -> LoadedModel:
         raise ExportError(f"the model lacks the inference module(s) {missing}")
     if model.multispeaker and not (hasattr(model, "style_encoder") and hasattr(model, "predictor_encoder")):
         raise ExportError("a multispeaker model needs style_encoder and predictor_encoder for its reference style")
+    origin = "checkpoint" if "sigma_data" in meta else "gin config"
+    print(f"sigma_data = {model.diffusion.sigma_data:.6g} (from the {origin})", flush=True)
+    if args.checkpoint and origin == "gin config":
+        print("  an upstream checkpoint keeps sigma_data in its config.yml: pass it with "
+              "--gin_param 'build_style_diffusion.sigma_data = <value>'", flush=True)
     prepare_for_export(model)
     return LoadedModel(model, source, config, meta)
+
+
+def build_random_model(gin_file: str, config_files=(), bindings=(), seed: int = 0) -> nn.Module:
+    """A randomly initialised inference model (eval mode) whose spectral norms are converged.
+
+    A fresh spectral-norm hook holds random power-iteration vectors, which only training refines;
+    in eval its sigma is then far too small and the style encoders put out values around 1e10.
+    Trained checkpoints carry converged vectors; a random model gets them here, so it runs in the
+    numeric range of a trained one.
+    """
+    from styletts2.model import INFERENCE_MODULES, build_model_from_config
+
+    torch.manual_seed(seed)
+    model = build_model_from_config([gin_file, *config_files], bindings, modules=INFERENCE_MODULES)
+    converge_spectral_norms(model)
+    return model.eval()
+
+
+@torch.no_grad()
+def converge_spectral_norms(model: nn.Module, iterations: int = 50) -> None:
+    for module in model.modules():
+        for hook in module._forward_pre_hooks.values():
+            if type(hook).__name__ == "SpectralNorm":
+                for _ in range(iterations):
+                    hook.compute_weight(module, do_power_iteration=True)
+                setattr(module, hook.name, hook.compute_weight(module, do_power_iteration=False))
 
 
 def graphs_for(model: nn.Module, steps: int) -> dict[str, nn.Module]:
@@ -138,10 +167,11 @@ def dynamic_axes(spec: dict[str, list[dict]]) -> dict[str, dict[int, str]]:
 # Example inputs --------------------------------------------------------------------------------------
 
 @torch.no_grad()
-def example_inputs(model: nn.Module, graphs: dict[str, nn.Module], steps: int, lengths=(24, 19),
+def example_inputs(model: nn.Module, graphs: dict[str, nn.Module], steps: int, lengths=(16, 11),
                    seed: int = 0, mel_frames: int = 97) -> dict[str, tuple[Tensor, ...]]:
     """Consistent inputs for every graph: a padded batch (so no axis is traced at size 1 and the
-    masked paths are recorded), each graph fed the previous graphs' eager outputs."""
+    masked paths are recorded), each graph fed the previous graphs' eager outputs. Speed 4 keeps the
+    decoder's example short (tracing runs it); no value is baked into the graphs."""
     gen = torch.Generator().manual_seed(seed)
     batch, width = len(lengths), max(lengths)
     n_symbols = model.text_encoder.embedding.num_embeddings
@@ -164,5 +194,5 @@ def example_inputs(model: nn.Module, graphs: dict[str, nn.Module], steps: int, l
         sampler = sampler + (reference,)
     inputs["diffusion_sampler"] = sampler
     style = graphs["diffusion_sampler"](*sampler)
-    inputs["decoder"] = (t_en, d_en, style, torch.tensor(1.0), token_lengths, torch.tensor(1234, dtype=torch.long))
+    inputs["decoder"] = (t_en, d_en, style, torch.tensor(4.0), token_lengths, torch.tensor(1234, dtype=torch.long))
     return inputs

@@ -123,7 +123,21 @@ def readme(info: dict, backend: str, verification: dict[str, dict[str, float]] |
                   "| graph | output | max abs error |", "|---|---|---|"]
         for name, outputs in verification.items():
             lines += [f"| {name} | {out} | {err:.3g} |" for out, err in outputs.items()]
-    lines += ["", "Durations are data-dependent; audio length follows them (no lengths are baked in).", ""]
+    lines += [
+        "", "## Notes", "",
+        "- No lengths are baked in: batch, token and frame axes are dynamic; durations are data-dependent "
+        "and the audio length follows them.",
+        "- Batches of different lengths are padded: durations are 0 at padding, but the sampler's "
+        "transformer averages over every position and the decoder's instance norms see the padded "
+        "frames, so a padded item does not sound exactly as it does alone. Synthesize one utterance per "
+        "call (or equal lengths) for the reference result.",
+        "- The NSF harmonic source is computed in float64 (upstream: float32, whose phase drifts by "
+        "~1e-2 rad over 10 s). It integrates F0 over time, so float32 rounding differences in the "
+        "predicted F0 between backends grow into small phase differences; the iSTFTNet additionally "
+        "reads the raw phase of the source's STFT, where a weak bin near +-pi can flip by 2 pi, a short "
+        "local difference. Waveforms of different backends therefore agree closely but not bit for bit.",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -37,6 +37,24 @@ def export_graph(graph: torch.nn.Module, inputs: tuple, spec: dict, path: Path, 
                           opset_version=opset, dynamo=False, do_constant_folding=True)
 
 
+def stamp_io_shapes(path: Path, spec: dict) -> None:
+    """Write the declared shapes (axis names, static sizes) onto the graph's inputs and outputs; the
+    exporter leaves some static sizes symbolic where its shape inference loses track (after gathers)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    for value, declared in zip(list(proto.graph.input) + list(proto.graph.output), spec["inputs"] + spec["outputs"]):
+        if value.name != declared["name"]:
+            raise ExportError(f"{path.name}: graph I/O {value.name!r} where {declared['name']!r} was declared")
+        dims = value.type.tensor_type.shape.dim
+        for dim, size in zip(dims, declared["shape"]):
+            if isinstance(size, str):
+                dim.dim_param = size
+            else:
+                dim.dim_value = size
+    onnx.save(proto, str(path))
+
+
 def ort_session(path: Path, threads: int | None = None):
     import onnxruntime as ort
 
@@ -80,6 +98,7 @@ def export_onnx(loaded, out_dir: Path, steps: int = 5, opset: int = MIN_OPSET, v
         start = time.perf_counter()
         print(f"exporting {name} -> {path} ...", flush=True)
         export_graph(graph, inputs[name], spec[name], path, opset)
+        stamp_io_shapes(path, spec[name])
         print(f"  {path.stat().st_size / 2 ** 20:.1f} MiB in {time.perf_counter() - start:.1f} s", flush=True)
         if verify:
             errors = compare(graph, spec[name], inputs[name], run_onnx(ort_session(path), spec[name], inputs[name]))
@@ -97,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET}, default {MIN_OPSET})")
     args = parser.parse_args(argv)
     try:
+        if args.opset < MIN_OPSET:
+            raise ExportError(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
         loaded = load_for_export(args)
         export_onnx(loaded, Path(args.out), args.steps, args.opset, verify=not args.no_verify)
     except ExportError as err:

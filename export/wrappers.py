@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from styletts2.modules.norms import fold_norms
 from styletts2.modules.nsf import SineGen
+from styletts2.modules.stft import STFT
 
 # Source-noise hash: a 4-round Feistel network on 16-bit halves with a squaring round function.
 # Only int64 add/mul/div/mod (ONNX has no int64 XOR before opset 18, and the TorchScript-based
@@ -51,24 +52,88 @@ def prepare_for_export(model: nn.Module) -> nn.Module:
     """Put `model` (in place) into the state the graphs are traced from.
 
     Folds weight/spectral norm hooks (the exporters cannot trace them); iSTFTNet: the Conv1d DFT
-    (complex torch.stft/istft do not export); decoder source: `deterministic` (no in-module draws:
-    the noise is passed in) and the harmonic phase in float64 (`ExportableSineGen`; float32 drifts by
-    ~1e-2 rad over 10 s of audio, and differently in torch and onnxruntime).
+    (complex torch.stft/istft do not export), computed so that torch and onnxruntime hand the
+    network the same source phase (`ExportableSTFT`); decoder source: `deterministic` (no in-module
+    draws: the noise is passed in) and computed in float64 (`ExportableSource`; the harmonic phase
+    drifts by ~1e-2 rad over 10 s of audio in float32, differently in torch and onnxruntime).
     """
     fold_norms(model)
     decoder = model.decoder
-    if hasattr(decoder, "stft_backend"):
-        decoder.stft_backend = "conv"
-    source = decoder.generator.m_source
-    source.l_sin_gen = ExportableSineGen(source.l_sin_gen)
+    if hasattr(decoder.generator, "stft"):  # iSTFTNet
+        decoder.generator.stft = ExportableSTFT(decoder.generator.stft)
+    decoder.generator.m_source = ExportableSource(decoder.generator.m_source)
     decoder.deterministic = True
     return model.eval()
+
+
+def atan2(y: Tensor, x: Tensor) -> Tensor:
+    """atan2 written with atan and selects, so torch and onnxruntime evaluate the same formula.
+
+    The TorchScript exporter's own atan2 returns -pi where y is +-0 and x < 0; torch returns +pi for
+    +0 (what complex torch.stft hands the iSTFTNet at its real DC and Nyquist bins) and -pi for -0, and
+    a Conv1d DFT makes either zero. Here y = +-0, x < 0 gives +pi, like torch.stft's angle.
+    """
+    zero = x == 0
+    base = torch.atan(y / torch.where(zero, torch.ones_like(x), x))
+    left = torch.where(y >= 0, base + math.pi, base - math.pi)
+    on_axis = torch.where(y > 0, torch.full_like(y, math.pi / 2),
+                          torch.where(y < 0, torch.full_like(y, -math.pi / 2), torch.zeros_like(y)))
+    return torch.where(zero, on_axis, torch.where(x < 0, left, base))
+
+
+class ExportableSTFT(STFT):
+    """The iSTFTNet's source STFT for export: the DFT of each frame in float64 (a gather of frames and
+    a matmul with the conv backend's bases), the phase by `atan2` above in float32.
+
+    The network reads the raw phase, which jumps by 2 pi where a bin crosses the negative real axis;
+    low-magnitude bins (between the harmonics) cross it on float32 rounding noise, so a float32 DFT
+    puts many such jumps at different places in torch and onnxruntime (audible bursts). From float64
+    real and imaginary parts, rounded once to float32, both backends see the same numbers.
+    Frame 0 is made exactly real: it is centred on sample 0 of a reflect-padded signal under a
+    symmetric window whose first tap is 0, so its spectrum is real in exact arithmetic and only the
+    sign of rounding noise would choose +pi or -pi for its negative bins.
+    """
+
+    def __init__(self, stft: STFT):
+        super().__init__(stft.n_fft, stft.hop_length, backend="conv")
+        basis = self.analysis_basis.squeeze(1).t().double()  # [n_fft, 2 * n_bins]
+        self.register_buffer("analysis_matrix", basis, persistent=False)
+        self.to(stft.window.device)
+
+    def transform(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        pad = self.n_fft // 2
+        padded = F.pad(x.to(torch.float64).unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
+        n_frames = (padded.shape[1] - self.n_fft) // self.hop_length + 1
+        index = (torch.arange(n_frames, device=x.device) * self.hop_length).unsqueeze(1) \
+            + torch.arange(self.n_fft, device=x.device)
+        spectrum = (padded[:, index] @ self.analysis_matrix).transpose(1, 2).to(x.dtype)  # [B, 2 * bins, frames]
+        real, imag = spectrum.chunk(2, dim=1)
+        imag = torch.cat([torch.zeros_like(imag[..., :1]), imag[..., 1:]], dim=-1)
+        return torch.sqrt(real * real + imag * imag), atan2(imag, real)
+
+
+class ExportableSource(nn.Module):
+    """SourceModuleHnNSF with the harmonics, the noise, the merging linear layer and tanh in float64
+    (rounded to float32 once, at the end), for the reason given in `ExportableSTFT`: the iSTFTNet
+    reads the phase of this signal's STFT, which float32 rounding differences would flip."""
+
+    def __init__(self, source: nn.Module):
+        super().__init__()
+        self.l_sin_gen = ExportableSineGen(source.l_sin_gen)
+        self.l_linear = source.l_linear
+
+    def forward(self, f0: Tensor, noise: Tensor | None = None,
+                phase_offsets: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        sines, uv = self.l_sin_gen(f0, noise, phase_offsets)  # float64 sines
+        weight, bias = self.l_linear.weight.to(torch.float64), self.l_linear.bias.to(torch.float64)
+        return torch.tanh(F.linear(sines, weight, bias)).to(f0.dtype), uv
 
 
 class ExportableSineGen(SineGen):
     """SineGen with `precise_phase` and its two linear resamplings written out as gathers and
     float64 arithmetic (onnxruntime has no float64 Resize, and a float32 Resize would round the
-    sample positions differently from torch). Equal to SineGen(precise_phase=True) to ~1e-15.
+    sample positions differently from torch). Equal to SineGen(precise_phase=True) to ~1e-15; the
+    sines stay float64 (`ExportableSource` rounds them once, after merging).
 
     torch's linear interpolation (align_corners=False) by 1/scale reads position scale*j + (scale-1)/2
     for output j, i.e. averages samples scale*j + scale/2 - 1 and scale*j + scale/2 (scale even);
@@ -102,7 +167,7 @@ class ExportableSineGen(SineGen):
         lower = lower.long()
         upper = (lower + 1).clamp(max=frames - 1)
         sines = torch.sin((1 - weight) * phase[:, lower] + weight * phase[:, upper])
-        return (sines * self.sine_amp).to(f0.dtype)
+        return sines * self.sine_amp  # float64: ExportableSource rounds once, after merging
 
 
 def padding_mask(lengths: Tensor, width: int | Tensor) -> Tensor:
@@ -123,7 +188,8 @@ def _one_way(lstm: nn.LSTM, suffix: str) -> nn.LSTM:
 class MaskedBiLSTM(nn.Module):
     """A batch-first single-layer BiLSTM over each sequence's true length, zero at padding.
 
-    Equal (bit for bit in torch) to `styletts2.modules.masks.packed_lstm`: the forward direction never
+    Equal to `styletts2.modules.masks.packed_lstm` (bit for bit for one sequence; a packed batch
+    shrinks as sequences end, so its matmuls round differently): the forward direction never
     reads past position t anyway; the backward one runs over the sequence reversed within its length,
     so it starts at the last real token with a zero state, as the packed sequence does.
     """

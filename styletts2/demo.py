@@ -30,7 +30,7 @@ def _run(step: str, args: list[str], timings: dict[str, float]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m styletts2.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="runs/demo", help="folder for the corpus, runs, export and wav")
-    parser.add_argument("--clips", type=int, default=64, help="clips in the espeak-ng corpus")
+    parser.add_argument("--clips", type=int, default=24, help="clips in the espeak-ng corpus")
     parser.add_argument("--text", default=TEXT, help="text to synthesize at the end")
     args = parser.parse_args(argv)
 

@@ -34,10 +34,10 @@ class HalfDownsample2d(nn.Module):
 
 def half_avg_pool(x: torch.Tensor) -> torch.Tensor:
     """2x2 average pooling; an odd last column is first repeated so the width becomes ceil(T / 2),
-    matching the strided conv on the residual path."""
-    if x.shape[-1] % 2:
-        x = F.pad(x, (0, 1, 0, 0), mode="replicate")
-    return F.avg_pool2d(x, 2)
+    matching the strided conv on the residual path. The column is appended whatever the width:
+    for an even width the pooling never reads it, and without a shape-dependent branch a traced
+    (exported) graph is right for every width."""
+    return F.avg_pool2d(F.pad(x, (0, 1, 0, 0), mode="replicate"), 2)
 
 
 class DownResBlock2d(nn.Module):

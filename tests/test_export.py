@@ -1,0 +1,302 @@
+"""ONNX / TorchScript export (export/): graphs, model.json, parity with torch eager, dynamic lengths.
+
+Two tiny models are exported once per session through the command line: a single-speaker iSTFTNet
+model from one of our checkpoints, and a multispeaker HiFi-GAN model from an upstream-layout checkpoint
+(no gin config, `module.` prefixes) with --config. Their F0 projection is shifted up so the harmonic
+source is voiced (random F0 sits below the voicing threshold and would leave that path untested).
+"""
+import argparse
+import json
+import math
+from pathlib import Path
+
+import gin
+import onnx
+import pytest
+import torch
+
+from export import to_onnx, to_torchscript
+from export.common import build_random_model, graphs_for, io_spec, load_for_export
+from export.parity_report import EagerBackend, OnnxBackend, TorchScriptBackend, batch_tokens, chain, item_waves, \
+    snr_db, step_noises_from, synthesizer_reference
+from export.wrappers import ExportableSineGen, ExportableSTFT, MaskedBiLSTM, alignment_matrix, atan2, source_noise
+from styletts2.checkpoint import atomic_save, make_checkpoint
+from styletts2.modules.masks import packed_lstm
+from styletts2.modules.nsf import SineGen
+from styletts2.modules.stft import STFT
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = 4
+F0_BIAS = 150.0  # Hz
+
+
+def _voiced_random_model(gin_file: str):
+    model = build_random_model(str(REPO / gin_file), seed=0)
+    with torch.no_grad():
+        model.predictor.F0_proj.bias += F0_BIAS
+    return model
+
+
+def _export(tmp: Path, checkpoint: Path, config: list[str]) -> dict:
+    args = ["--checkpoint", str(checkpoint), "--steps", str(STEPS), "--no-verify"]
+    for gin_file in config:
+        args += ["--config", gin_file]
+    assert to_onnx.main(args + ["--out", str(tmp / "onnx")]) == 0
+    assert to_torchscript.main(args + ["--out", str(tmp / "ts")]) == 0
+    gin.clear_config()
+    namespace = argparse.Namespace(checkpoint=str(checkpoint), random_init=None, config=config, gin_param=[],
+                                   steps=STEPS, seed=0)
+    loaded = load_for_export(namespace)
+    gin.clear_config()
+    graphs = graphs_for(loaded.model, STEPS)
+    spec = io_spec(loaded.model, STEPS)
+    return {"dir": tmp, "model": loaded.model, "graphs": graphs, "spec": spec, "checkpoint": checkpoint,
+            "config": config, "eager": EagerBackend(graphs), "onnx": OnnxBackend(tmp / "onnx", spec, threads=1),
+            "ts": TorchScriptBackend(tmp / "ts", graphs)}
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    """Our checkpoint format (operative gin config inside), tiny iSTFTNet model."""
+    tmp = tmp_path_factory.mktemp("single")
+    gin.clear_config()
+    model = _voiced_random_model("gin/model/tiny.gin")
+    checkpoint = atomic_save(make_checkpoint(model.nets, gin_config=gin.config_str()), tmp / "tiny.pth")
+    return _export(tmp, checkpoint, [])
+
+
+@pytest.fixture(scope="module")
+def multi(tmp_path_factory):
+    """Upstream's checkpoint layout (no config, `module.` prefixes), tiny multispeaker HiFi-GAN model."""
+    tmp = tmp_path_factory.mktemp("multi")
+    gin.clear_config()
+    model = _voiced_random_model("gin/model/tiny_multispeaker.gin")
+    net = {name: {f"module.{k}": v for k, v in m.state_dict().items()} for name, m in model.nets.items()}
+    checkpoint = atomic_save({"net": net, "optimizer": None, "epoch": 1, "iters": 1}, tmp / "upstream.pth")
+    return _export(tmp, checkpoint, [str(REPO / "gin/model/tiny_multispeaker.gin")])
+
+
+def _case(exp, lengths, seed=0):
+    """Inputs of one synthesis: a batch of random token sequences (lengths exclude the leading pad)."""
+    gen = torch.Generator().manual_seed(seed)
+    ids = [torch.randint(1, 178, (n,), generator=gen).tolist() for n in lengths]
+    tokens, token_lengths = batch_tokens(ids)
+    S2 = exp["model"].diffusion.unet.channels
+    B = len(lengths)
+    noise = torch.randn(B, 1, S2, generator=gen)
+    step_noises = torch.randn(STEPS - 1, B, 1, S2, generator=gen)
+    mel = torch.randn(B, 80, 71 + 37 * seed, generator=gen) - 4 if exp["model"].multispeaker else None
+    # speed 4: the random duration head gives ~10 frames per token, keep the audio short
+    args = (tokens, token_lengths, noise, step_noises, torch.tensor(1.0), torch.tensor(4.0), torch.tensor(seed))
+    return ids, args, mel
+
+
+def _max_abs(a, b):
+    assert a.shape == b.shape
+    return float((a.double() - b.double()).abs().max())
+
+
+# model.json and the files ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("which", ["single", "multi"])
+def test_model_json_follows_the_contract(which, request):
+    exp = request.getfixturevalue(which)
+    multispeaker = which == "multi"
+    for sub, ext in (("onnx", "onnx"), ("ts", "pt")):
+        info = json.loads((exp["dir"] / sub / "model.json").read_text(encoding="utf-8"))
+        assert info["format_version"] == 1 and info["sample_rate"] == 24000 and info["hop_length"] == 600
+        assert len(info["symbols"]) == 178 and info["pad_id"] == 0 and info["apostrophe_id"] == 176
+        assert info["symbols"][176] == "'"
+        assert info["phonemizer"]["backend"] == "espeak-ng" and info["phonemizer"]["with_stress"] is True
+        assert info["multispeaker"] is multispeaker and info["style_dim"] == 32
+        assert info["decoder_type"] == ("hifigan" if multispeaker else "istftnet")
+        assert info["diffusion_steps"] == STEPS and info["bert_max_positions"] == 512
+        assert info["defaults"] == {"embedding_scale": 1.0, "alpha": 0.3, "beta": 0.7, "speed": 1.0, "blend": 0.7}
+        assert info["mel"]["n_fft"] == 2048 and info["mel"]["hop_length"] == 300
+        assert info["decoder_noise"]["scheme"] == "feistel16-box-muller-v1"
+        expected = {"text_encoder", "diffusion_sampler", "decoder"} | ({"style_encoder"} if multispeaker else set())
+        assert set(info["graphs"]) == expected
+        assert info["exported_with"]["checkpoint"] == exp["checkpoint"].name
+        assert len(info["exported_with"]["gin_config_sha256"]) == 64
+        assert (exp["dir"] / sub / "README.md").read_text(encoding="utf-8").startswith("# StyleTTS2 export")
+        for name, graph in info["graphs"].items():
+            assert graph["file"] == f"{name}.{ext}" and (exp["dir"] / sub / graph["file"]).is_file()
+    sampler_inputs = [t["name"] for t in info["graphs"]["diffusion_sampler"]["inputs"]]
+    assert sampler_inputs == ["bert", "noise", "step_noises", "embedding_scale"] + (
+        ["reference_style"] if multispeaker else [])
+
+
+@pytest.mark.parametrize("which", ["single", "multi"])
+def test_onnx_files_have_the_declared_io(which, request):
+    exp = request.getfixturevalue(which)
+    info = json.loads((exp["dir"] / "onnx" / "model.json").read_text(encoding="utf-8"))
+    assert info["exported_with"]["opset"] >= 17
+    for name, graph in info["graphs"].items():
+        proto = onnx.load(str(exp["dir"] / "onnx" / graph["file"]), load_external_data=False)
+        assert [i.name for i in proto.graph.input] == [t["name"] for t in graph["inputs"]]
+        assert [o.name for o in proto.graph.output] == [t["name"] for t in graph["outputs"]]
+        for declared, actual in zip(graph["inputs"] + graph["outputs"], list(proto.graph.input) + list(proto.graph.output)):
+            dims = actual.type.tensor_type.shape.dim
+            shape = [d.dim_param if d.dim_param else d.dim_value for d in dims]
+            assert shape == declared["shape"], (name, declared["name"])
+
+
+# Parity, lengths other than the traced ones ---------------------------------------------------------
+
+# Per-output tolerances of onnxruntime against eager (float32 op-by-op differences).
+ONNX_TOL = {"t_en": 1e-5, "bert": 1e-5, "d_en": 1e-5, "style": 1e-4, "reference_style": 1e-4}
+
+
+@pytest.mark.parametrize("which", ["single", "multi"])
+@pytest.mark.parametrize("lengths", [(7,), (40,), (29, 5, 16)], ids=["7", "40", "batch3"])
+def test_exported_graphs_match_eager(which, lengths, request):
+    exp = request.getfixturevalue(which)
+    hop, trim = 600, (50 if which == "multi" else 0)
+    _, args, mel = _case(exp, lengths, seed=len(lengths))
+    ref = chain(exp["eager"], *args, mel=mel)
+    ref_waves = item_waves(*ref["decoder"], hop, trim)
+    for backend, exact in ((exp["ts"], True), (exp["onnx"], False)):
+        out = chain(backend, *args, mel=mel)
+        for graph, outputs in ref.items():
+            for t, want, got in zip(exp["spec"][graph]["outputs"], outputs, out[graph]):
+                if t["name"] in ("waveform", "durations"):
+                    continue
+                assert _max_abs(want, got) <= (1e-6 if exact else ONNX_TOL[t["name"]]), (backend.name, t["name"])
+        assert torch.equal(out["decoder"][1], ref["decoder"][1]), backend.name  # durations
+        for want, got in zip(ref_waves, item_waves(*out["decoder"], hop, trim)):
+            if exact:
+                assert _max_abs(want, got) <= 1e-6
+            else:
+                _assert_close_waveforms(want, got, istftnet=which == "single")
+
+
+def _assert_close_waveforms(want: torch.Tensor, got: torch.Tensor, istftnet: bool) -> None:
+    """onnxruntime's waveform against eager.
+
+    The predicted F0 differs by float32 rounding (~1e-6 relative) and the NSF source integrates it
+    over time into a slowly growing phase difference (HiFi-GAN: measured 65-110 dB SNR here). The
+    iSTFTNet also reads the raw STFT phase of that source: a low-magnitude bin whose phase sits near
+    +-pi can flip by 2 pi, a burst a few frames long. So there: most frames equal to ~1e-3, a few
+    frames (about one burst per 10 frames at most) may be off.
+    """
+    if not istftnet:
+        assert snr_db(want, got) > 40
+        return
+    frames = (want - got).abs()[: want.numel() // 600 * 600].view(-1, 600).amax(dim=1)
+    off = int((frames > 1e-2).sum())
+    assert frames.median() < 2e-3 and off <= 4 + len(frames) // 10, (snr_db(want, got), frames)
+
+
+def test_padding_gives_no_frames_and_audio_length_follows_durations(single):
+    _, args, _ = _case(single, (29, 5, 16), seed=3)
+    out = chain(single["onnx"], *args)
+    wave, durations = out["decoder"]
+    lengths = args[1]
+    for i, n in enumerate(lengths.tolist()):
+        assert (durations[i, :n] >= 1).all() and (durations[i, n:] == 0).all()
+    assert wave.shape[1] == int(durations.sum(dim=1).max()) * 600
+
+
+# The wrappers compute what the eager Synthesizer computes ---------------------------------------------
+
+@pytest.mark.parametrize("which", ["single", "multi"])
+def test_wrappers_match_the_synthesizer(which, request):
+    exp = request.getfixturevalue(which)
+    model, S2 = exp["model"], exp["model"].diffusion.unet.channels
+    gen = torch.Generator().manual_seed(5)
+    ids = torch.randint(1, 178, (23,), generator=gen).tolist()
+    tokens, lengths = batch_tokens([ids])
+    noise = torch.randn(1, 1, S2, generator=gen)
+    step_noises = step_noises_from(11, STEPS, (1, 1, S2))
+    mel = torch.randn(1, 80, 90, generator=gen) - 4 if model.multispeaker else None
+    out = chain(exp["eager"], tokens, lengths, noise, step_noises, torch.tensor(2.0), torch.tensor(1.3),
+                torch.tensor(77), mel=mel)
+    reference = out["style_encoder"][0] if mel is not None else None
+    # The prepared model in the Synthesizer: the same modules, so the same numbers, bit for bit.
+    want = synthesizer_reference(model, ids, noise, 11, STEPS, 2.0, 1.3, 77, reference)
+    trim = 50 if model.multispeaker else 0
+    assert torch.equal(item_waves(*out["decoder"], 600, trim)[0], want)
+
+
+# Export-specific pieces ------------------------------------------------------------------------------
+
+def test_masked_bilstm_equals_packed_lstm():
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(12, 8, batch_first=True, bidirectional=True).eval()
+    x = torch.randn(3, 10, 12)
+    lengths = torch.tensor([10, 4, 7])
+    pad = torch.arange(10).unsqueeze(0) >= lengths.unsqueeze(1)
+    with torch.no_grad():
+        got, want = MaskedBiLSTM(lstm)(x, lengths, pad), packed_lstm(lstm, x, lengths)
+        # A packed batch shrinks as sequences end, so its matmuls round differently.
+        assert _max_abs(got, want) < 1e-6 and (got[1, 4:] == 0).all() and (got[2, 7:] == 0).all()
+        assert torch.equal(MaskedBiLSTM(lstm)(x[:1], lengths[:1], pad[:1]), packed_lstm(lstm, x[:1], lengths[:1]))
+
+
+def test_alignment_matrix_repeats_tokens():
+    durations = torch.tensor([[2, 1, 3, 0], [1, 1, 0, 0]])
+    x = torch.randn(2, 5, 4)
+    expanded = x @ alignment_matrix(durations)
+    assert expanded.shape == (2, 5, 6)
+    assert torch.equal(expanded[0], x[0].repeat_interleave(durations[0], dim=-1))
+    assert torch.equal(expanded[1, :, :2], x[1].repeat_interleave(durations[1], dim=-1))
+    assert torch.equal(expanded[1, :, 2:], torch.zeros(5, 4))
+
+
+def test_exportable_sine_gen_matches_precise_phase():
+    torch.manual_seed(0)
+    sine_gen = SineGen(24000, 300, 8, voiced_threshold=10, precise_phase=True, deterministic=True)
+    f0 = (torch.rand(2, 60) * 300 + 50) * (torch.rand(2, 60) > 0.2)
+    f0 = torch.nn.functional.interpolate(f0.unsqueeze(1), scale_factor=300.0, mode="nearest").transpose(1, 2)
+    want, uv = sine_gen(f0)
+    got, uv2 = ExportableSineGen(sine_gen)(f0)
+    assert torch.equal(uv, uv2) and _max_abs(want, got) < 1e-7  # float32 rounding of 0.1 * sin
+
+
+def test_atan2_matches_torch_except_the_sign_of_zero():
+    y = torch.cat([torch.randn(1000), torch.tensor([0.0, -0.0, 0.0, -0.0, 1.0, -1.0, 0.0])])
+    x = torch.cat([torch.randn(1000), torch.tensor([-1.0, -1.0, 1.0, 1.0, 0.0, 0.0, 0.0])])
+    got = atan2(y, x)
+    assert _max_abs(got[:1004], torch.atan2(y, x)[:1004].where(~((y[:1004] == 0) & (x[:1004] < 0)),
+                                                              torch.tensor(math.pi))) < 1e-6
+    assert got[1000] == got[1001] == math.pi  # +-0 on the negative axis: +pi, like torch.stft's angle
+    assert got[1004] == math.pi / 2 and got[1005] == -math.pi / 2 and got[1006] == 0
+
+
+def test_exportable_stft_matches_torch_stft():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3000)
+    reference = STFT(20, 5, backend="torch")
+    magnitude, phase = ExportableSTFT(reference).transform(x)
+    want_magnitude, want_phase = reference.transform(x)
+    assert _max_abs(magnitude, want_magnitude) < 1e-5
+    wrapped = torch.remainder(phase - want_phase + math.pi, 2 * math.pi) - math.pi
+    assert wrapped[..., 1:].abs().max() < 1e-4  # frame 0 is made exactly real (see ExportableSTFT)
+    assert set(phase[..., 0].abs().unique().tolist()) <= {0.0, float(torch.tensor(math.pi))}
+
+
+def test_source_noise_is_a_seeded_standard_normal():
+    a = source_noise(torch.tensor(5), 2, 20000, 9)
+    assert torch.equal(a, source_noise(torch.tensor(5), 2, 20000, 9))
+    assert torch.equal(a[1], source_noise(torch.tensor(6), 1, 20000, 9)[0])  # item b draws seed + b
+    assert not torch.equal(a[0], a[1])
+    flat = a.flatten().double()
+    assert abs(flat.mean()) < 0.01 and abs(flat.std() - 1) < 0.01
+    assert abs(torch.corrcoef(torch.stack([flat[:-1], flat[1:]]))[0, 1]) < 0.01
+
+
+# Command-line errors ---------------------------------------------------------------------------------
+
+def test_cli_reports_bad_arguments(tmp_path, capsys, multi):
+    assert to_onnx.main(["--random-init", str(REPO / "gin/model/tiny.gin"), "--steps", "1",
+                         "--out", str(tmp_path)]) == 1
+    assert "--steps must be at least 2" in capsys.readouterr().err
+    assert to_onnx.main(["--random-init", "no/such.gin", "--out", str(tmp_path)]) == 1
+    assert "gin config not found: no/such.gin" in capsys.readouterr().err
+    assert to_onnx.main(["--checkpoint", str(multi["checkpoint"]), "--out", str(tmp_path)]) == 1
+    assert "gin/model/libritts.gin" in capsys.readouterr().err  # an upstream checkpoint needs --config
+    assert to_onnx.main(["--random-init", str(REPO / "gin/model/tiny.gin"), "--opset", "16",
+                         "--out", str(tmp_path)]) == 1
+    assert "--opset must be >= 17" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        to_onnx.main(["--out", str(tmp_path)])  # neither --checkpoint nor --random-init
