@@ -4,9 +4,9 @@ Each wrapper computes what `styletts2.inference.Synthesizer.synthesize_tokens` c
 written with ops that trace into graphs with dynamic batch and length axes:
 
 - lengths never leave the graph as Python numbers: masks come from `arange < length` comparisons and
-  the duration -> frame expansion from a cumulative sum and a gather;
+  the duration -> frame expansion from a one-hot alignment built from a cumulative sum;
 - padded bidirectional LSTMs run as two one-way LSTMs, the backward one over each sequence reversed
-  within its own length (a gather), which is what `pack_padded_sequence` computes, exactly, without it;
+  within its own length (a gather), which is what `pack_padded_sequence` computes, without it;
 - the diffusion sampler's steps are unrolled at trace time and every noise is an input;
 - the decoder's source noise comes from an integer counter hash of `noise_seed` (`source_noise`), the
   same bits in torch and in onnxruntime.
