@@ -1,0 +1,196 @@
+"""The backends bench/rtf.py times: one object per (runtime, precision) that runs an exported graph by
+name on numpy inputs and returns numpy outputs by name, so every backend is fed the same arrays.
+
+- torch fp32: the library's torch synthesizer (`SynthesizerBackend`) on the unprepared model;
+- eager fp32: the export wrappers (export/wrappers.py) in torch eager, the graphs that were exported;
+- eager bf16: the same, with the vocoder (the decoder graph's `decoder` module, ~95 % of the FLOPs)
+  under CPU bf16 autocast; durations, F0 and energy stay fp32 so the audio keeps its length;
+- torchscript fp32: the traced .pt files;
+- onnxruntime fp32: the .onnx files;
+- onnxruntime int8: the decoder graph with the vocoder's Conv/MatMul dynamically quantized to int8
+  (`quantize_vocoder`), the other graphs fp32 (same reason as bf16).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+VOCODER_SCOPE = "/decoder/"  # ONNX node-name prefix of the vocoder inside the decoder graph
+
+
+class Backend:
+    name: str
+    precision: str = "fp32"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}/{self.precision}"
+
+    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+class TorchBackend(Backend):
+    """Graphs as torch modules (eager wrappers or TorchScript), called positionally in spec order."""
+
+    def __init__(self, name: str, graphs: dict[str, nn.Module], spec: dict, precision: str = "fp32"):
+        self.name, self.graphs, self.spec, self.precision = name, graphs, spec, precision
+
+    @torch.no_grad()
+    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        io = self.spec[graph]
+        outputs = self.graphs[graph](*(torch.from_numpy(feeds[t["name"]]) for t in io["inputs"]))
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        return {t["name"]: o.float().numpy() if o.is_floating_point() else o.numpy()
+                for t, o in zip(io["outputs"], outputs)}
+
+
+class Autocast(nn.Module):
+    """Runs `module` under CPU autocast to `dtype`; returns float32."""
+
+    def __init__(self, module: nn.Module, dtype: torch.dtype = torch.bfloat16):
+        super().__init__()
+        self.module, self.dtype = module, dtype
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:  # e.g. the decoder's noise_shape: not computed, so not autocast
+            return getattr(super().__getattr__("module"), name)
+
+    def forward(self, *args, **kwargs):
+        with torch.autocast("cpu", dtype=self.dtype):
+            out = self.module(*args, **kwargs)
+        return out.float()
+
+
+def eager_backend(model: nn.Module, steps: int, spec: dict, precision: str = "fp32") -> TorchBackend:
+    from export.common import graphs_for
+    from export.wrappers import DecoderGraph
+
+    graphs = graphs_for(model, steps)
+    if precision == "bf16":
+        decoder = DecoderGraph(model).eval()
+        decoder.decoder = Autocast(model.decoder)  # this graph's own attribute: the model is untouched
+        graphs["decoder"] = decoder
+    elif precision != "fp32":
+        raise ValueError(f"eager runs fp32 or bf16, not {precision}")
+    return TorchBackend("eager", graphs, spec, precision)
+
+
+def torchscript_backend(directory: Path, spec: dict) -> TorchBackend:
+    missing = [n for n in spec if not (directory / f"{n}.pt").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{directory} has no TorchScript graph(s) {missing} (export/to_torchscript.py)")
+    return TorchBackend("torchscript", {n: torch.jit.load(str(directory / f"{n}.pt")) for n in spec}, spec)
+
+
+class OnnxBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, files: dict[str, Path], options, precision: str = "fp32"):
+        import onnxruntime as ort
+
+        self.precision, self.options = precision, options
+        self.sessions = {n: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
+                         for n, p in files.items()}
+
+    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        session = self.sessions[graph]
+        names = [o.name for o in session.get_outputs()]
+        return dict(zip(names, session.run(names, {i.name: feeds[i.name] for i in session.get_inputs()})))
+
+
+def session_options(threads: int, optimization: str = "all", execution: str = "sequential",
+                    spinning: bool = True, profile_prefix: str | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[optimization]
+    options.execution_mode = {"sequential": ort.ExecutionMode.ORT_SEQUENTIAL,
+                              "parallel": ort.ExecutionMode.ORT_PARALLEL}[execution]
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return options
+
+
+def quantize_vocoder(source: Path, target: Path) -> Path:
+    """Dynamic int8 quantization (int8 weights, uint8 activations quantized at run time) of the
+    vocoder's float32 Conv and MatMul nodes in decoder.onnx; the prosody predictor (durations, F0,
+    energy) stays fp32. Returns `target`."""
+    import logging
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = onnx.load(str(source), load_external_data=False)
+    keep_fp32 = [n.name for n in model.graph.node
+                 if n.op_type in ("Conv", "MatMul", "Gemm") and not n.name.startswith(VOCODER_SCOPE)]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs a warning per float64/int tensor it rightly skips
+    try:
+        quantize_dynamic(str(source), str(target), op_types_to_quantize=["Conv", "MatMul"],
+                         nodes_to_exclude=keep_fp32, weight_type=QuantType.QInt8,
+                         extra_options={"MatMulConstBOnly": True})
+    finally:
+        root.setLevel(level)
+    return target
+
+
+class SynthesizerBackend(Backend):
+    """The library's own torch path, `styletts2.inference.Synthesizer.synthesize_tokens`, on a model
+    NOT prepared for export (weight-norm hooks, packed LSTMs, torch.stft, float32 harmonic source,
+    source noise drawn by torch): what a torch user runs. Its source noise is its own, so its audio
+    is not compared sample by sample; its durations are (same predictor weights and inputs).
+
+    Components are cut by timestamps: text_encoder ends when `bert_encoder` returns, the diffusion
+    sampler is `diffusion.sample`, the decoder (predictor and vocoder) is the rest."""
+
+    name = "torch"
+
+    def __init__(self, model: nn.Module, steps: int):
+        from styletts2.inference import SynthesisOptions, Synthesizer
+
+        self.synthesizer = Synthesizer(model, phonemizer=object(), device="cpu")
+        self.options = SynthesisOptions(diffusion_steps=steps)
+        self.marks: dict[str, float] = {}
+        model.bert_encoder.register_forward_hook(lambda *_: self._mark("text_encoder"))
+        sample = model.diffusion.sample
+
+        def timed_sample(*args, **kwargs):
+            out = sample(*args, **kwargs)
+            self._mark("diffusion_sampler")
+            return out
+
+        model.diffusion.sample = timed_sample  # instance attribute: this benchmark's own model copy
+
+    def _mark(self, name: str) -> None:
+        self.marks[name] = time.perf_counter()
+
+    @torch.no_grad()
+    def run_chain(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        ids = feeds["tokens"][0, 1:].tolist()
+        options = self.options.replace(speed=float(feeds["speed"]), embedding_scale=float(feeds["embedding_scale"]))
+        start = time.perf_counter()
+        result = self.synthesizer.synthesize_tokens(ids, options, noise=torch.from_numpy(feeds["noise"]),
+                                                    step_noises=torch.from_numpy(feeds["step_noises"]))
+        end = time.perf_counter()
+        seconds = {"text_encoder": self.marks["text_encoder"] - start,
+                   "diffusion_sampler": self.marks["diffusion_sampler"] - self.marks["text_encoder"],
+                   "decoder": end - self.marks["diffusion_sampler"], "end_to_end": end - start}
+        outputs = {"tokens": feeds["tokens"], "waveform": result.wave.float().numpy()[None],
+                   "durations": result.durations.numpy()[None]}
+        return seconds, outputs

@@ -1,0 +1,99 @@
+"""bench/ smoke tests: the RTF benchmark runs end to end on a tiny random model (one sentence, one
+repeat) and writes the documented JSON; the FLOP counter is exact on layers with known counts.
+No speed assertions: speed targets live in the benchmark's results, not in tests."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import flops, rtf
+from bench.matmul_rate import measure
+
+REPO = Path(__file__).resolve().parents[1]
+BACKENDS = ("torch/fp32", "eager/fp32", "onnxruntime/fp32", "onnxruntime/int8")
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "tiny.json"
+    argv = ["--random-init", str(REPO / "gin/model/tiny.gin"), "--backends", "torch,eager,onnxruntime,onnxruntime:int8",
+            "--sentences", "short", "--repeats", "1", "--warmup", "0", "--threads", "1", "--json", str(out)]
+    assert rtf.main(argv) == 0
+    return json.loads(out.read_text()), out
+
+
+def test_machine_record(result):
+    machine = result[0]["machine"]
+    assert machine["threads"] == 1
+    for key in ("cpu", "torch", "onnxruntime", "python", "logical_cpus"):
+        assert machine[key]
+
+
+def test_rows_per_backend_and_component(result):
+    rows = result[0]["rows"]
+    for label in BACKENDS:
+        backend, precision = label.split("/")
+        mine = {(r["sentence"], r["component"]): r for r in rows if (r["backend"], r["precision"]) == (backend, precision)}
+        assert set(mine) == {("short", c) for c in (*rtf.COMPONENTS, "end_to_end")} | {("all", "end_to_end")}
+        for row in mine.values():
+            assert 0 < row["rtf_median"] <= row["rtf_p95"] < math.inf
+            assert row["repeats"] == 1 and row["audio_s"] > 0
+        assert mine[("all", "end_to_end")]["ttfa_median_s"] > 0
+        assert mine[("short", "end_to_end")]["peak_rss_mb"] > 0
+
+
+def test_audio_length_is_pinned(result):
+    # --speed auto (random weights): the short sentence renders about its 1 s target
+    row = next(r for r in result[0]["rows"] if r["sentence"] == "short" and r["component"] == "end_to_end")
+    assert 0.7 < row["audio_s"] < 1.3
+
+
+def test_quality_against_eager(result):
+    rows = {(r["backend"], r["precision"]): r for r in result[0]["rows"]
+            if r["sentence"] == "short" and r["component"] == "end_to_end"}
+    assert rows[("eager", "fp32")]["snr_db"] == math.inf
+    onnx = rows[("onnxruntime", "fp32")]
+    assert onnx["durations_equal"] and onnx["snr_db"] > 20  # the exported graph computes what eager does
+    assert rows[("onnxruntime", "int8")]["logmel_l1"] >= 0
+    # the library's torch synthesizer draws its own source noise: compared by durations only
+    assert "durations_equal" in rows[("torch", "fp32")] and "snr_db" not in rows[("torch", "fp32")]
+    assert rows[("onnxruntime", "fp32")]["ratio_to_torch"] > 0 and rows[("onnxruntime", "fp32")]["ratio_to_eager"] > 0
+
+
+def test_flops_and_floor(result):
+    data = result[0]
+    assert data["flops"]["uncounted_ops"] == []  # every product-like op had a formula
+    per_second = data["flops"]["gflop_per_audio_second"]
+    assert per_second["decoder"] > 0 and per_second["end_to_end"] == pytest.approx(
+        sum(per_second[c] for c in rtf.COMPONENTS), rel=1e-3)
+    assert {f["precision"] for f in data["floor"]} == {"fp32", "bf16", "int8"}
+    assert all(f["floor_rtf"] > 0 for f in data["floor"])
+
+
+def test_markdown_written(result):
+    table = result[1].with_suffix(".md").read_text()
+    assert table.startswith("| backend | precision |") and "onnxruntime | int8" in table
+
+
+def test_flop_counts_are_exact():
+    lstm = torch.nn.LSTM(24, 8, batch_first=True, bidirectional=True)
+    total, per_op, missing = flops.count_flops(lstm, torch.randn(1, 10, 24))
+    assert total == 2 * 2 * 10 * 32 * (24 + 8) and missing == []
+    conv = torch.nn.Conv1d(6, 4, 3)
+    assert flops.count_flops(conv, torch.randn(1, 6, 20))[0] == 2 * 6 * 4 * 3 * 18
+    q = torch.randn(1, 2, 5, 8)
+    attention = flops.count_flops(torch.nn.functional.scaled_dot_product_attention, q, q, q)[0]
+    assert attention == 2 * 2 * 5 * 5 * 16
+
+
+def test_matmul_rate_per_precision():
+    rates = measure(threads=1, size=128, repeats=2)
+    assert set(rates) == {"fp32", "bf16", "int8"}
+    assert all(r["best"] > 0 for r in rates.values())
+
+
+def test_unknown_backend_is_rejected():
+    with pytest.raises(SystemExit, match="unknown backend"):
+        rtf.parse_backends("eager,tensorrt")
