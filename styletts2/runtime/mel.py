@@ -16,14 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-N_MELS = 80
-N_FFT = 2048
-WIN_LENGTH = 1200
-HOP_LENGTH = 300
-FILTERBANK_SAMPLE_RATE = 16000
-MEL_MEAN = -4.0
-MEL_STD = 4.0
-LOG_OFFSET = 1e-5
+from ..audio.mel_params import (FILTERBANK_SAMPLE_RATE, HOP_LENGTH, LOG_OFFSET, MEL_MEAN,  # noqa: F401
+                                MEL_STD, N_FFT, N_MELS, WIN_LENGTH)
 
 
 def _hz_to_mel(freq: float) -> float:
