@@ -436,6 +436,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; torch's global grad mode and thread count are restored afterwards."""
+    import torch
+
+    grad, threads = torch.is_grad_enabled(), torch.get_num_threads()
+    try:
+        return _main(argv)
+    finally:
+        torch.set_grad_enabled(grad)
+        torch.set_num_threads(threads)
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     backends_wanted = parse_backends(args.backends)
     names = [s.strip() for s in args.sentences.split(",") if s.strip()]

@@ -10,10 +10,14 @@ REFERENCE = REPO.parent / "shared" / "reference"
 
 
 @pytest.fixture(autouse=True)
-def _clean_gin():
+def _clean_global_state():
+    """Each test starts with no gin config, grad mode on and the default thread count."""
     gin.clear_config()
+    grad, threads = torch.is_grad_enabled(), torch.get_num_threads()
     yield
     gin.clear_config()
+    torch.set_grad_enabled(grad)
+    torch.set_num_threads(threads)
 
 
 def build_tiny(modules=None, seed: int = 0):

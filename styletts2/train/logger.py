@@ -97,9 +97,15 @@ class TrainLogger:
                 self.writer.add_scalar(f"val/{key}", value, epoch)
 
     def log_audio(self, tag: str, wave: torch.Tensor, step: int) -> None:
+        """Log a waveform as audio and its log-mel spectrogram as an image (`<tag>_mel`)."""
         if self.enabled:
+            from ..audio.mel import log_mel_spectrogram
+
             wave = wave.detach().float().cpu().reshape(-1).clamp(-1, 1)
             self.writer.add_audio(tag, wave, step, sample_rate=self.sample_rate)
+            mel = log_mel_spectrogram(wave).flip(0)  # low frequencies at the bottom
+            image = (mel - mel.min()) / (mel.max() - mel.min()).clamp(min=1e-8)
+            self.writer.add_image(f"{tag}_mel", image, step, dataformats="HW")
 
     def epoch_summary(self, epoch: int, epochs: int, train: Mapping[str, float], val: Mapping[str, float] | None,
                       skipped: int, seconds: float) -> None:

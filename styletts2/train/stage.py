@@ -48,8 +48,10 @@ class TrainingContext:
     autocast: Callable[[], AbstractContextManager] = None  # type: ignore[assignment]
     # fp16 needs loss scaling; None otherwise.
     grad_scaler: Any = None
-    # Called by stages that want to log something other than scalars (audio, images).
+    # Logs a waveform as audio plus its log-mel image (rank 0 only; None elsewhere).
     log_audio: Callable[[str, torch.Tensor, int], None] | None = None
+    # The last epoch whose validation sample was logged (see batch_ops.log_validation_sample).
+    sampled_epoch: int | None = None
 
     @property
     def distributed(self) -> bool:

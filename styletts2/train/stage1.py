@@ -22,7 +22,8 @@ from styletts2.losses import (DiscriminatorLoss, GeneratorLoss, MonotonicAlignme
                               S2SCrossEntropyLoss, WavLMLoss)
 
 from .batch_ops import (MIN_STYLE_FRAMES, StageRandom, aligner_attention, coin, draw_crop, frozen,
-                        full_precision, global_min, monotonic_path, prosody_targets, text_padding_mask)
+                        full_precision, global_min, log_validation_sample, monotonic_path, prosody_targets,
+                        text_padding_mask)
 from .optim import build_multi_optimizer
 from .pretrained import load_pretrained_parts, load_wavlm
 from .stage import StepOutput, TrainingContext
@@ -147,7 +148,9 @@ class Stage1:
         gt = crop.mels(batch.mels)
         f0_real, n_real = prosody_targets(m.pitch_extractor, gt)
         y_rec = m.decoder(crop.aligned(asr), f0_real, n_real, m.style_encoder(gt.unsqueeze(1)))
-        return {"mel": float(self.stft_loss(y_rec.float(), crop.waves(batch.waves, self.ctx.device).unsqueeze(1)))}
+        real = crop.waves(batch.waves, self.ctx.device).unsqueeze(1)
+        log_validation_sample(self.ctx, epoch, y_rec, real)
+        return {"mel": float(self.stft_loss(y_rec.float(), real))}
 
     # --- state ------------------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ from styletts2.losses import (DiscriminatorLoss, DurationLoss, F0ReconstructionL
                               S2SCrossEntropyLoss, StyleReconstructionLoss, WavLMLoss)
 
 from .batch_ops import (MIN_STYLE_FRAMES, StageRandom, aligner_attention, coin, draw_crop, frozen,
-                        full_precision, global_min, monotonic_path, prosody_targets, randint,
+                        full_precision, global_min, log_validation_sample, monotonic_path, prosody_targets, randint,
                         text_padding_mask, utterance_styles)
 from .distributed import all_ranks_agree
 from .optim import build_multi_optimizer
@@ -308,6 +308,7 @@ class Stage2:
         f0_real, _ = prosody_targets(m.pitch_extractor, gt)
         _, dur = self.dur_loss(duration_logits, path.sum(dim=-1), batch.token_lengths)
         real = crop.waves(batch.waves, self.ctx.device).unsqueeze(1)
+        log_validation_sample(self.ctx, epoch, y_rec, real)
         return {"mel": float(self.stft_loss(y_rec.float(), real)), "dur": float(dur),
                 "F0": float(torch.nn.functional.l1_loss(f0_real, f0_fake) / self.f0_loss.divisor)}
 
