@@ -20,6 +20,16 @@ def _clean_global_state():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models on a shared 2-core machine: extra intra-op threads only add contention.
+    Test files that want it say `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def build_tiny(modules=None, seed: int = 0):
     from styletts2.model import INFERENCE_MODULES, build_model_from_config
 

@@ -20,13 +20,7 @@ from styletts2.losses import (DiscriminatorLoss, DurationLoss, F0ReconstructionL
 RESOLUTIONS = [(1024, 120, 600), (2048, 240, 1200), (512, 50, 240)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    # These tensors are tiny: on a shared 2-core machine extra intra-op threads only add contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- mel spectral convergence -------------------------------------------------------------------

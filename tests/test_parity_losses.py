@@ -19,13 +19,7 @@ from styletts2.losses import (DiscriminatorLoss, GeneratorLoss, MultiResolutionS
 FIXTURE = Path(__file__).parent / "fixtures" / "parity_losses.pt"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    # These tensors are tiny: on a shared 2-core machine extra intra-op threads only add contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
-from test_trainer import one_thread, toy_bindings, write_corpus  # noqa: F401 (fixture; registers @ToyStage)
+from test_trainer import toy_bindings, write_corpus  # noqa: F401 (registers @ToyStage)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 import runner
 from styletts2.checkpoint import torch_load

@@ -23,13 +23,7 @@ from styletts2.train.stage1 import Stage1
 TINY = ["gin/model/tiny.gin", "gin/stage/random_init.gin", "gin/stage/tiny_adversaries.gin", "gin/stage/losses.gin"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One thread: faster than two on this shared 2-core machine, and steadier."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

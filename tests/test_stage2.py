@@ -31,13 +31,7 @@ TINY_MULTISPEAKER = ["gin/model/tiny_multispeaker.gin"] + STAGE  # LibriTTS stru
 CPU = TrainingContext(device=torch.device("cpu"), autocast=nullcontext)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One thread: faster than two on this shared 2-core machine, and steadier."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
