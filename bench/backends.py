@@ -7,8 +7,8 @@ name on numpy inputs and returns numpy outputs by name, so every backend is fed 
   under CPU bf16 autocast; durations, F0 and energy stay fp32 so the audio keeps its length;
 - torchscript fp32: the traced .pt files;
 - onnxruntime fp32: the .onnx files;
-- onnxruntime int8: the decoder graph with the vocoder's Conv/MatMul dynamically quantized to int8
-  (`quantize_vocoder`), the other graphs fp32 (same reason as bf16).
+- onnxruntime int8: the decoder graph with the vocoder's convolutions statically quantized to int8
+  (`int8_decoder`, export/quantize.py), the other graphs fp32 (same reason as bf16).
 """
 from __future__ import annotations
 
@@ -18,8 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-
-VOCODER_SCOPE = "/decoder/"  # ONNX node-name prefix of the vocoder inside the decoder graph
 
 
 class Backend:
@@ -125,28 +123,21 @@ def session_options(threads: int, optimization: str = "all", execution: str = "s
     return options
 
 
-def quantize_vocoder(source: Path, target: Path) -> Path:
-    """Dynamic int8 quantization (int8 weights, uint8 activations quantized at run time) of the
-    vocoder's float32 Conv and MatMul nodes in decoder.onnx; the prosody predictor (durations, F0,
-    energy) stays fp32. Returns `target`."""
-    import logging
+def decoder_precision(config) -> str:
+    """'int8' for an export made with `export/to_onnx.py --int8-decoder`, else 'fp32'."""
+    return "fp32" if config.raw.get("precision", {}).get("decoder", "fp32") == "fp32" else "int8"
 
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    model = onnx.load(str(source), load_external_data=False)
-    keep_fp32 = [n.name for n in model.graph.node
-                 if n.op_type in ("Conv", "MatMul", "Gemm") and not n.name.startswith(VOCODER_SCOPE)]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the quantizer logs a warning per float64/int tensor it rightly skips
-    try:
-        quantize_dynamic(str(source), str(target), op_types_to_quantize=["Conv", "MatMul"],
-                         nodes_to_exclude=keep_fp32, weight_type=QuantType.QInt8,
-                         extra_options={"MatMulConstBOnly": True})
-    finally:
-        root.setLevel(level)
+def int8_decoder(model_dir: Path, config, out_dir: Path, feeds: dict[str, dict[str, np.ndarray]]) -> Path:
+    """out_dir/decoder.onnx: the export's decoder with the vocoder's convolutions in static int8
+    (export/quantize.py, what `--int8-decoder` exports), calibrated on the built-in calibration
+    sentences (not the timed ones) at the timed sentences' median speed."""
+    from export.quantize import calibration_feeds, quantize_decoder
+
+    speed = float(np.median([float(feed["speed"]) for feed in feeds.values()]))
+    print(f"quantizing the vocoder to int8 (calibration speed {speed:.3g}) ...", flush=True)
+    target = out_dir / "decoder.onnx"
+    quantize_decoder(config.graph_file("decoder"), target, calibration_feeds(model_dir, speed=speed))
     return target
 
 

@@ -462,7 +462,8 @@ def _main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
-    from bench.backends import OnnxBackend, SynthesizerBackend, eager_backend, quantize_vocoder, session_options, torchscript_backend
+    from bench.backends import OnnxBackend, SynthesizerBackend, decoder_precision, eager_backend, int8_decoder, \
+        session_options, torchscript_backend
     from styletts2.runtime.mel import LogMel
     from styletts2.runtime.model_dir import read_model_json
 
@@ -480,23 +481,6 @@ def _main(argv: list[str] | None = None) -> int:
             raise SystemExit("error: the benchmark sentences run without a reference clip: single-speaker models only")
         spec = {n: config.graphs[n] for n in COMPONENTS}
         onnx_files = {n: model_dir / f"{n}.onnx" for n in COMPONENTS}
-        ort_kwargs = {"optimization": args.ort_optimization, "execution": args.ort_execution,
-                      "spinning": not args.ort_no_spinning}
-        backends = []
-        for name, precision in backends_wanted:
-            if name == "torch":
-                backends.append(SynthesizerBackend(unprepared_model(args), config.diffusion_steps))
-            elif name == "eager":
-                backends.append(eager_backend(model, config.diffusion_steps, spec, precision))
-            elif name == "torchscript":
-                backends.append(torchscript_backend(model_dir / "torchscript" if model is not None else model_dir, spec))
-            elif precision == "fp32":
-                backends.append(OnnxBackend(onnx_files, session_options(args.threads, **ort_kwargs)))
-            else:
-                print("quantizing the vocoder to int8 ...", flush=True)
-                files = dict(onnx_files, decoder=quantize_vocoder(onnx_files["decoder"], export_dir / "int8" / "decoder.onnx"))
-                backends.append(OnnxBackend(files, session_options(args.threads, **ort_kwargs), "int8"))
-
         tokens = sentence_tokens(names)
         width = 2 * config.style_dim
         feeds = {n: base_feeds(tokens[n], width, config.diffusion_steps, args.seed + i) for i, n in enumerate(names)}
@@ -510,6 +494,25 @@ def _main(argv: list[str] | None = None) -> int:
             feed["speed"] = np.array(speed, dtype=np.float32)
         print("sentences: " + ", ".join(f"{n} ({feeds[n]['tokens'].shape[1]} tokens, speed {float(feeds[n]['speed']):.3g})"
                                         for n in names), flush=True)
+
+        ort_kwargs = {"optimization": args.ort_optimization, "execution": args.ort_execution,
+                      "spinning": not args.ort_no_spinning}
+        backends = []
+        for name, precision in backends_wanted:
+            if name == "torch":
+                backends.append(SynthesizerBackend(unprepared_model(args), config.diffusion_steps))
+            elif name == "eager":
+                backends.append(eager_backend(model, config.diffusion_steps, spec, precision))
+            elif name == "torchscript":
+                backends.append(torchscript_backend(model_dir / "torchscript" if model is not None else model_dir, spec))
+            elif precision == "fp32":  # an export made with --int8-decoder is int8 already
+                backends.append(OnnxBackend(onnx_files, session_options(args.threads, **ort_kwargs),
+                                            decoder_precision(config)))
+            else:
+                if decoder_precision(config) == "int8":
+                    raise SystemExit("error: this export's decoder is int8 already: ask for the onnxruntime backend")
+                files = dict(onnx_files, decoder=int8_decoder(model_dir, config, export_dir / "int8", feeds))
+                backends.append(OnnxBackend(files, session_options(args.threads, **ort_kwargs), "int8"))
 
         reference = QUALITY_REFERENCE if any(b.label == QUALITY_REFERENCE for b in backends) else None
         times, memory, outputs = benchmark(backends, feeds, args.repeats, args.warmup, config.sample_rate,

@@ -43,6 +43,15 @@ def espeak_version_for(loaded: LoadedModel) -> str | None:
     return version
 
 
+def mel_config() -> dict:
+    """The reference-clip mel settings, as the runtime's numpy front-end takes them."""
+    return {"n_fft": mel_frontend.N_FFT, "win_length": mel_frontend.WIN_LENGTH,
+            "hop_length": mel_frontend.HOP_LENGTH, "n_mels": mel_frontend.N_MELS,
+            "filterbank_sample_rate": mel_frontend.FILTERBANK_SAMPLE_RATE, "f_min": 0,
+            "f_max": mel_frontend.FILTERBANK_SAMPLE_RATE // 2, "mean": mel_frontend.MEL_MEAN,
+            "std": mel_frontend.MEL_STD, "htk": True, "log_offset": mel_frontend.LOG_OFFSET}
+
+
 def model_json(loaded: LoadedModel, steps: int, spec: dict, extension: str, opset: int | None) -> dict:
     model: nn.Module = loaded.model
     return {
@@ -61,14 +70,11 @@ def model_json(loaded: LoadedModel, steps: int, spec: dict, extension: str, opse
         "diffusion_steps": int(steps),
         "bert_max_positions": BERT_MAX_POSITIONS,
         "defaults": dict(DEFAULTS),
-        "mel": {"n_fft": mel_frontend.N_FFT, "win_length": mel_frontend.WIN_LENGTH,
-                "hop_length": mel_frontend.HOP_LENGTH, "n_mels": mel_frontend.N_MELS,
-                "filterbank_sample_rate": mel_frontend.FILTERBANK_SAMPLE_RATE, "f_min": 0,
-                "f_max": mel_frontend.FILTERBANK_SAMPLE_RATE // 2, "mean": mel_frontend.MEL_MEAN,
-                "std": mel_frontend.MEL_STD, "htk": True, "log_offset": mel_frontend.LOG_OFFSET},
+        "mel": mel_config(),
         "decoder_noise": {**DECODER_NOISE_DOC, "harmonic_phase": "float64",
                           "tail_trim": HIFIGAN_TAIL_TRIM if "hifigan" in type(model.decoder).__name__.lower() else 0},
         "graphs": {name: {"file": f"{name}.{extension}", **io} for name, io in spec.items()},
+        "precision": {name: "fp32" for name in spec},
         "exported_with": {
             "styletts2": _version("styletts2") or __import__("styletts2").__version__,
             "torch": _version("torch"), "onnx": _version("onnx"), "onnxruntime": _version("onnxruntime"),
@@ -76,6 +82,14 @@ def model_json(loaded: LoadedModel, steps: int, spec: dict, extension: str, opse
             "checkpoint": loaded.source, "gin_config_sha256": loaded.gin_config_sha256,
         },
     }
+
+
+def _precision(value) -> str:
+    if isinstance(value, str):
+        return value
+    quality = value.get("quality_vs_fp32", {})
+    return (f"({value['decoder']}; on a held-out sentence vs the fp32 decoder: SNR {quality.get('snr_db')} dB, "
+            f"log-mel L1 {quality.get('log_mel_l1')})")
 
 
 def _shape(shape: list) -> str:
@@ -97,6 +111,7 @@ def readme(info: dict, backend: str, verification: dict[str, dict[str, float]] |
         f"- exported with torch {info['exported_with']['torch']}"
         + (f", opset {info['exported_with']['opset']}" if info['exported_with']['opset'] else "")
         + f" on {info['exported_with']['date']}; gin config sha256 {info['exported_with']['gin_config_sha256'][:16]}...",
+        "- precision: " + ", ".join(f"{name} {_precision(value)}" for name, value in info["precision"].items()),
         "", "## Pipeline", "",
         "1. tokens = [0] + ids (symbol table in model.json; at most 512 incl. the pad) -> `text_encoder`",
         "2. `diffusion_sampler`(bert, noise ~ N(0,1), step_noises ~ N(0,1), embedding_scale"
@@ -141,10 +156,15 @@ def readme(info: dict, backend: str, verification: dict[str, dict[str, float]] |
     return "\n".join(lines)
 
 
+def save_model_card(out_dir: Path, info: dict, backend: str,
+                    verification: dict[str, dict[str, float]] | None = None) -> None:
+    (out_dir / "model.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out_dir / "README.md").write_text(readme(info, backend, verification), encoding="utf-8")
+
+
 def write_model_card(out_dir: Path, loaded: LoadedModel, steps: int, spec: dict, extension: str,
                      opset: int | None, backend: str,
                      verification: dict[str, dict[str, float]] | None = None) -> dict:
     info = model_json(loaded, steps, spec, extension, opset)
-    (out_dir / "model.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out_dir / "README.md").write_text(readme(info, backend, verification), encoding="utf-8")
+    save_model_card(out_dir, info, backend, verification)
     return info

@@ -27,7 +27,7 @@ import torch
 from export.common import add_arguments, build_random_model, graphs_for, io_spec, load_for_export
 from export.to_onnx import export_onnx, ort_session
 from export.to_torchscript import export_torchscript
-from export.wrappers import HIFIGAN_TAIL_TRIM, source_noise
+from export.wrappers import HIFIGAN_TAIL_TRIM, noise_direction, source_noise
 
 GRAPH_ORDER = ("style_encoder", "text_encoder", "diffusion_sampler", "decoder")
 
@@ -132,8 +132,10 @@ def synthesizer_reference(model, ids: list[int], noise, noise_generator_seed: in
     source noise (drawn by `torch.randn_like` in SineGen) replaced by `source_noise(seed)`."""
     from styletts2.inference import SynthesisOptions, Synthesizer
 
+    direction = noise_direction(model.decoder)
+
     def randn_like(x):
-        return source_noise(torch.tensor(seed), x.shape[0], x.shape[1], x.shape[2])
+        return source_noise(torch.tensor(seed), x.shape[0], x.shape[1], direction)
 
     syn = Synthesizer(model, phonemizer=object(), device="cpu")
     options = SynthesisOptions(diffusion_steps=steps, embedding_scale=scale, speed=speed)

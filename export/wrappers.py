@@ -9,7 +9,7 @@ written with ops that trace into graphs with dynamic batch and length axes:
   within its own length (a gather), which is what `pack_padded_sequence` computes, without it;
 - the diffusion sampler's steps are unrolled at trace time and every noise is an input;
 - the decoder's source noise comes from an integer counter hash of `noise_seed` (`source_noise`), the
-  same bits in torch and in onnxruntime.
+  same bits in torch and in onnxruntime, one normal per sample along the direction the source reads.
 
 `prepare_for_export` folds the weight/spectral-norm hooks and switches the decoder to its exportable
 settings; the wrappers share (do not copy) the model's modules.
@@ -35,16 +35,18 @@ _FEISTEL_ROUNDS = 4
 HIFIGAN_TAIL_TRIM = 50  # the HiFi-GAN models' last samples click (upstream's LibriTTS demo cuts them)
 
 DECODER_NOISE_DOC = {
-    "scheme": "feistel16-box-muller-v1",
+    "scheme": "feistel16-box-muller-v2-merged",
     "description": (
-        "The NSF source noise, standard normal [B, samples, 9], is made in-graph from noise_seed. "
+        "The NSF source noise [B, samples, 9] is made in-graph from noise_seed as z * d: z [B, samples, 1] "
+        "standard normal, d = w / |w| for w the weight [1, 9] of the source's merging linear layer. The source "
+        "only uses the noise through that layer, where w . (z d) = |w| z has the distribution of w . n for "
+        "n ~ N(0, I): the same output distribution as 9 independent draws, at a ninth of the cost. "
         "Batch item b uses key k = (noise_seed + b) mod 2^32 (so item b of a batch draws what a batch of one "
-        "draws with seed noise_seed + b). Element n = sample * 9 + harmonic takes two 32-bit words "
-        "w_j = H(2n + j, k), j = 0, 1, and u_j = (w_j + 0.5) / 2^32, noise = sqrt(-2 ln u_0) cos(2 pi u_1) "
-        "computed in float64, then cast to float32. H(c, k): split c into 16-bit halves L = c div 2^16, "
-        "R = c mod 2^16 and k into k_hi, k_lo; for r = 0..3: K = (k_lo (2r + 40503) + k_hi (2r + 9973) "
-        "+ r * 40503) mod 2^16, x = R + K, F = ((x^2 * 22609 + x * 32587) div 2^16) mod 2^16, "
-        "(L, R) = (R, (L + F) mod 2^16); H = L * 2^16 + R."),
+        "draws with seed noise_seed + b). Sample n takes two 32-bit words w_j = H(2n + j, k), j = 0, 1, and "
+        "u_j = (w_j + 0.5) / 2^32, z = sqrt(-2 ln u_0) cos(2 pi u_1) computed in float64, then cast to float32. "
+        "H(c, k): split c into 16-bit halves L = c div 2^16, R = c mod 2^16 and k into k_hi, k_lo; "
+        "for r = 0..3: K = (k_lo (2r + 40503) + k_hi (2r + 9973) + r * 40503) mod 2^16, x = R + K, "
+        "F = ((x^2 * 22609 + x * 32587) div 2^16) mod 2^16, (L, R) = (R, (L + F) mod 2^16); H = L * 2^16 + R."),
 }
 
 
@@ -279,19 +281,31 @@ def _feistel_hash(counter: Tensor, key: Tensor) -> Tensor:
     return left * _HALF + right
 
 
-def source_noise(seed: Tensor, batch: int | Tensor, samples: int | Tensor, channels: int) -> Tensor:
-    """Standard-normal noise [batch, samples, channels] (float32), a pure function of the int64 `seed`
-    (see DECODER_NOISE_DOC): the integer ops are exact in every backend and the float64 Box-Muller
-    agrees to the last float32 bit in practice."""
+def seeded_normal(seed: Tensor, batch: int | Tensor, samples: int | Tensor) -> Tensor:
+    """Standard-normal noise [batch, samples] (float32), a pure function of the int64 `seed` (see
+    DECODER_NOISE_DOC): the integer ops are exact in every backend and the float64 Box-Muller agrees
+    to the last float32 bit in practice."""
     device = seed.device
     key = (seed.reshape(1) % _WORD + torch.arange(batch, device=device)) % _WORD  # [B]
-    element = torch.arange(samples, device=device).unsqueeze(1) * channels + torch.arange(channels, device=device)
-    counter = element.unsqueeze(-1) * 2 + torch.arange(2, device=device)  # [L, C, 2]
-    words = _feistel_hash(counter.unsqueeze(0), key.view(-1, 1, 1, 1))  # [B, L, C, 2]
+    counter = torch.arange(samples, device=device).unsqueeze(1) * 2 + torch.arange(2, device=device)  # [L, 2]
+    words = _feistel_hash(counter.unsqueeze(0), key.view(-1, 1, 1))  # [B, L, 2]
     uniform = (words.to(torch.float64) + 0.5) / _WORD
     u0, u1 = uniform.unbind(-1)
     normal = torch.sqrt(-2.0 * torch.log(u0)) * torch.cos((2 * math.pi) * u1)
     return normal.to(torch.float32)
+
+
+def noise_direction(decoder: nn.Module) -> Tensor:
+    """d = w / |w| [channels], w the NSF source's merging weight (see DECODER_NOISE_DOC)."""
+    weight = decoder.generator.m_source.l_linear.weight.detach().reshape(-1).float()
+    return weight / weight.norm().clamp(min=torch.finfo(torch.float32).tiny)
+
+
+def source_noise(seed: Tensor, batch: int | Tensor, samples: int | Tensor, direction: Tensor) -> Tensor:
+    """The decoder's source noise [batch, samples, channels]: one seeded normal per sample along
+    `direction` (`noise_direction`), which the source's merging layer cannot tell from independent
+    normals per channel."""
+    return seeded_normal(seed, batch, samples).unsqueeze(-1) * direction
 
 
 class DurationEncoderGraph(nn.Module):
@@ -337,6 +351,7 @@ class DecoderGraph(nn.Module):
         self.duration_encoder = DurationEncoderGraph(model.predictor.text_encoder)
         self.duration_lstm = MaskedBiLSTM(model.predictor.lstm)
         self.decoder = model.decoder
+        self.register_buffer("noise_direction", noise_direction(model.decoder), persistent=False)
         self.style_dim = model.diffusion.unet.channels // 2
         self.hifigan = "hifigan" in type(model.decoder).__name__.lower()
 
@@ -352,15 +367,15 @@ class DecoderGraph(nn.Module):
 
         # x @ one-hot alignment copies values exactly (x * 1 plus zeros), like repeat_interleave,
         # and keeps the channel axis static for ONNX shape inference (a gather does not).
-        alignment = alignment_matrix(durations)
+        alignment = alignment_matrix(durations).to(d.dtype)
         en = d.transpose(-1, -2) @ alignment
         asr = t_en @ alignment
         if self.hifigan:  # trained on alignments one frame late
             en = torch.cat([en[..., :1], en[..., :-1]], dim=-1)
             asr = torch.cat([asr[..., :1], asr[..., :-1]], dim=-1)
         F0, N = self.predictor.prosody(en, prosodic)
-        batch, samples, channels = self.decoder.noise_shape(F0)
-        noise = source_noise(noise_seed, batch, samples, channels)
+        batch, samples, _ = self.decoder.noise_shape(F0)
+        noise = source_noise(noise_seed, batch, samples, self.noise_direction).to(F0.dtype)
         wave = self.decoder(asr, F0, N, acoustic, noise=noise).squeeze(1)
         if self.hifigan:
             wave = wave[:, :-HIFIGAN_TAIL_TRIM]

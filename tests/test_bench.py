@@ -56,7 +56,8 @@ def test_quality_against_eager(result):
     assert rows[("eager", "fp32")]["snr_db"] == math.inf
     onnx = rows[("onnxruntime", "fp32")]
     assert onnx["durations_equal"] and onnx["snr_db"] > 20  # the exported graph computes what eager does
-    assert rows[("onnxruntime", "int8")]["logmel_l1"] >= 0
+    int8 = rows[("onnxruntime", "int8")]  # the vocoder's convolutions in int8, the predictor fp32
+    assert int8["durations_equal"] and 0 < int8["logmel_l1"] < 0.05 and int8["snr_db"] > 15
     # the library's torch synthesizer draws its own source noise: compared by durations only
     assert "durations_equal" in rows[("torch", "fp32")] and "snr_db" not in rows[("torch", "fp32")]
     assert rows[("onnxruntime", "fp32")]["ratio_to_torch"] > 0 and rows[("onnxruntime", "fp32")]["ratio_to_eager"] > 0

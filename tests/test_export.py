@@ -19,7 +19,8 @@ from export import to_onnx, to_torchscript
 from export.common import build_random_model, graphs_for, io_spec, load_for_export
 from export.parity_report import EagerBackend, OnnxBackend, TorchScriptBackend, batch_tokens, chain, item_waves, \
     snr_db, step_noises_from, synthesizer_reference
-from export.wrappers import ExportableSineGen, ExportableSTFT, MaskedBiLSTM, alignment_matrix, atan2, source_noise
+from export.wrappers import ExportableSineGen, ExportableSTFT, MaskedBiLSTM, alignment_matrix, atan2, noise_direction, \
+    seeded_normal, source_noise
 from styletts2.checkpoint import atomic_save, make_checkpoint
 from styletts2.modules.masks import packed_lstm
 from styletts2.modules.nsf import SineGen
@@ -113,7 +114,7 @@ def test_model_json_follows_the_contract(which, request):
         assert info["diffusion_steps"] == STEPS and info["bert_max_positions"] == 512
         assert info["defaults"] == {"embedding_scale": 1.0, "alpha": 0.3, "beta": 0.7, "speed": 1.0, "blend": 0.7}
         assert info["mel"]["n_fft"] == 2048 and info["mel"]["hop_length"] == 300
-        assert info["decoder_noise"]["scheme"] == "feistel16-box-muller-v1"
+        assert info["decoder_noise"]["scheme"] == "feistel16-box-muller-v2-merged"
         expected = {"text_encoder", "diffusion_sampler", "decoder"} | ({"style_encoder"} if multispeaker else set())
         assert set(info["graphs"]) == expected
         assert info["exported_with"]["checkpoint"] == exp["checkpoint"].name
@@ -275,14 +276,28 @@ def test_exportable_stft_matches_torch_stft():
     assert set(phase[..., 0].abs().unique().tolist()) <= {0.0, float(torch.tensor(math.pi))}
 
 
-def test_source_noise_is_a_seeded_standard_normal():
-    a = source_noise(torch.tensor(5), 2, 20000, 9)
-    assert torch.equal(a, source_noise(torch.tensor(5), 2, 20000, 9))
-    assert torch.equal(a[1], source_noise(torch.tensor(6), 1, 20000, 9)[0])  # item b draws seed + b
+def test_seeded_normal_is_a_seeded_standard_normal():
+    a = seeded_normal(torch.tensor(5), 2, 200000)
+    assert torch.equal(a, seeded_normal(torch.tensor(5), 2, 200000))
+    assert torch.equal(a[1], seeded_normal(torch.tensor(6), 1, 200000)[0])  # item b draws seed + b
     assert not torch.equal(a[0], a[1])
     flat = a.flatten().double()
     assert abs(flat.mean()) < 0.01 and abs(flat.std() - 1) < 0.01
     assert abs(torch.corrcoef(torch.stack([flat[:-1], flat[1:]]))[0, 1]) < 0.01
+
+
+def test_source_noise_reaches_the_merged_source_as_independent_draws_would(single):
+    """The source reads its 9 noise channels only through w . noise (its merging layer): noise along
+    w / |w| gives w . noise = |w| z, distributed as w . n for 9 independent normals n."""
+    decoder = single["model"].decoder
+    weight = decoder.generator.m_source.l_linear.weight.detach().reshape(-1)
+    direction = noise_direction(decoder)
+    assert torch.allclose(direction.norm(), torch.tensor(1.0)) and torch.allclose(direction * weight.norm(), weight)
+    noise = source_noise(torch.tensor(3), 1, 200000, direction)
+    assert noise.shape == (1, 200000, weight.numel())
+    merged = noise @ weight
+    independent = torch.randn(200000, weight.numel(), generator=torch.Generator().manual_seed(0)) @ weight
+    assert abs(float(merged.std() / independent.std()) - 1) < 0.01 and abs(float(merged.mean())) < 0.01 * weight.norm()
 
 
 # Command-line errors ---------------------------------------------------------------------------------

@@ -1,0 +1,131 @@
+"""int8 decoder: static (calibrated) int8 quantization of the vocoder's convolutions in decoder.onnx.
+
+    python export/to_onnx.py --checkpoint CKPT --out exported/lj_int8 --int8-decoder
+
+Which convolutions run in int8 (`QUANTIZED_CONVS`, matched on the exporter's node names, which carry
+the module path): the vocoder's residual blocks at audio rate (`generator/resblocks`, `generator/noise_res`)
+and its frame-rate AdaIN blocks (`encode`, `decode.*`, `asr_res`), where nearly all its FLOPs are.
+What stays fp32, and why:
+- the prosody predictor (durations, F0, energy): a duration that rounds the other way changes the
+  audio's length, and the harmonic source integrates F0 over time;
+- the vocoder's `F0_conv`/`N_conv` (cheap, frame rate) and `noise_convs` (the source's path into the
+  network) and `conv_post` (the iSTFTNet's magnitude/phase, the HiFi-GAN's waveform): quantizing them
+  costs most of the quality for little time;
+- ConvTranspose (onnxruntime's CPU provider has no int8 kernel for it).
+
+Format: QDQ (QuantizeLinear/DequantizeLinear pairs, which onnxruntime fuses into QLinearConv),
+int8 symmetric per-channel weights, uint8 asymmetric activations with ranges from MinMax calibration
+over the decoder's inputs for built-in sentences (`CALIBRATION_TEXTS`, not the benchmark's sentences).
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+QUANTIZED_CONVS = re.compile(r"^/decoder/(generator/(resblocks|noise_res)\.|decode\.|encode/|asr_res/)")
+CALIBRATION_TEXTS = (
+    "Please call Stella and ask her to bring these things with her from the store.",
+    "Yes!",
+    "Six spoons of fresh snow peas, five thick slabs of blue cheese, and maybe a snack for her brother Bob.",
+    "Why would anyone whisper, when the whole valley is already asleep?",
+)
+HELD_OUT_TEXT = "The north wind and the sun were disputing which was the stronger, when a traveler came along."
+DESCRIPTION = ("int8 vocoder: static QDQ int8 convolutions (per-channel symmetric int8 weights, uint8 "
+               "activations, MinMax calibration) in the vocoder's residual and AdaIN blocks; prosody "
+               "predictor, source path, output convolution and ConvTranspose fp32")
+
+
+def quantized_conv_names(decoder_path: Path) -> tuple[list[str], list[str]]:
+    """(Conv nodes to quantize, Conv nodes kept fp32) of an exported decoder.onnx."""
+    import onnx
+
+    model = onnx.load(str(decoder_path), load_external_data=False)
+    convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
+    chosen = [name for name in convs if QUANTIZED_CONVS.search(name)]
+    return chosen, [name for name in convs if name not in chosen]
+
+
+def calibration_feeds(model_dir: Path, texts: Sequence[str] = CALIBRATION_TEXTS, speed: float = 1.0,
+                      seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """The decoder's inputs for each text: phonemized with espeak-ng, run through the export's own
+    text_encoder and diffusion_sampler graphs (onnxruntime), seeded noises. Multispeaker models are
+    sampled with a zero reference style (calibration needs plausible ranges, not a voice)."""
+    import onnxruntime as ort
+
+    from styletts2.runtime.model_dir import read_model_json
+    from styletts2.text.phonemizer import EspeakPhonemizer
+    from styletts2.text.tokenizer import Tokenizer
+
+    config = read_model_json(model_dir)
+    sessions = {name: ort.InferenceSession(str(config.graph_file(name)), providers=["CPUExecutionProvider"])
+                for name in ("text_encoder", "diffusion_sampler")}
+    phonemize, tokenizer = EspeakPhonemizer(), Tokenizer()
+    rng = np.random.default_rng(seed)
+    width = 2 * config.style_dim
+    feeds = []
+    for index, text in enumerate(texts):
+        tokens = np.array([[config.pad_id, *tokenizer.encode(phonemize(text), add_bos=False, add_eos=False)]],
+                          dtype=np.int64)
+        lengths = np.array([tokens.shape[1]], dtype=np.int64)
+        t_en, bert, d_en = sessions["text_encoder"].run(None, {"tokens": tokens, "token_lengths": lengths})
+        sampler_in = {"bert": bert, "noise": rng.standard_normal((1, 1, width), dtype=np.float32),
+                      "step_noises": rng.standard_normal((config.diffusion_steps - 1, 1, 1, width), dtype=np.float32),
+                      "embedding_scale": np.array(1.0, dtype=np.float32)}
+        if config.multispeaker:
+            sampler_in["reference_style"] = np.zeros((1, width), dtype=np.float32)
+        style = sessions["diffusion_sampler"].run(None, sampler_in)[0]
+        feeds.append({"t_en": t_en, "d_en": d_en, "style": style, "speed": np.array(speed, dtype=np.float32),
+                      "token_lengths": lengths, "noise_seed": np.array(seed + index, dtype=np.int64)})
+    return feeds
+
+
+def quantize_decoder(source: Path, target: Path, feeds: Iterable[dict[str, np.ndarray]]) -> dict:
+    """Write `target`, `source` (a decoder.onnx) with `QUANTIZED_CONVS` in static int8, calibrated on
+    `feeds` (decoder inputs). Returns a summary for model.json."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    chosen, kept = quantized_conv_names(source)
+    if not chosen:
+        raise ValueError(f"{source}: no vocoder convolution matches {QUANTIZED_CONVS.pattern}")
+    feeds = list(feeds)
+    if not feeds:
+        raise ValueError("int8 calibration needs at least one set of decoder inputs")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.pending = iter(feeds)
+
+        def get_next(self):
+            return next(self.pending, None)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs a line per tensor it (rightly) leaves alone
+    try:
+        quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
+                        nodes_to_exclude=kept, per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    finally:
+        root.setLevel(level)
+    return {"decoder": DESCRIPTION, "int8_convs": len(chosen), "fp32_convs": len(kept),
+            "calibration_utterances": len(feeds)}
+
+
+def quality(reference: np.ndarray, other: np.ndarray, mel_config: dict) -> dict[str, float]:
+    """SNR (dB) of `other` against `reference` (1-D waveforms) and the mean |difference| of their
+    natural-log mels (the runtime's mel front-end)."""
+    from styletts2.runtime.mel import LogMel
+
+    reference, other = reference.astype(np.float64), other.astype(np.float64)
+    noise = float(((reference - other) ** 2).sum())
+    snr = float("inf") if noise == 0 else float(10 * np.log10(float((reference ** 2).sum()) / noise))
+    mel = LogMel(**mel_config)
+    distance = float(np.abs(mel(reference.astype(np.float32)[None]) - mel(other.astype(np.float32)[None])).mean())
+    return {"snr_db": round(snr, 2), "log_mel_l1": round(distance, 5)}
