@@ -7,11 +7,20 @@ Exports the model (ONNX and TorchScript, into --out or a temporary directory), t
 sequences of each length: every graph fed identical inputs (max abs error per output against eager;
 durations must be equal), and the whole chain run in each backend (waveform SNR in dB against the
 eager chain). Also reports the eager export wrappers against the eager `Synthesizer` pipeline.
+
+The waveform is ill-conditioned in float32: the NSF source integrates the predicted F0 into a phase,
+and the iSTFTNet reads the raw STFT phase of that source, which jumps by 2 pi where a bin crosses
+the negative real axis. So two float32 computations of the same function differ measurably, in
+short local bursts. Each row therefore also gives the scale of float32 itself: the eager chain against
+the same chain in float64 (`eager_fp64_snr_db`), the eager decoder with its inputs moved by one
+float32 rounding step (`eager_1ulp_snr_db`), and this backend against float64 (`fp64_snr_db`): a
+backend as accurate as eager scores about what eager scores against float64.
 Random weights: --speed scales the random predictor's ~25 frames per token down to speech rates.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import sys
 import tempfile
@@ -42,6 +51,25 @@ class EagerBackend:
     def run(self, graph: str, inputs: tuple) -> tuple:
         out = self.graphs[graph](*inputs)
         return out if isinstance(out, tuple) else (out,)
+
+
+class Float64Backend(EagerBackend):
+    """The eager graphs copied to float64 (float inputs widened, float outputs rounded to float32):
+    the reference that float32 backends are measured against."""
+    name = "eager-fp64"
+
+    def __init__(self, graphs: dict[str, torch.nn.Module]):
+        super().__init__({name: copy.deepcopy(graph).double() for name, graph in graphs.items()})
+
+    def run(self, graph: str, inputs: tuple) -> tuple:
+        inputs = tuple(x.double() if x.is_floating_point() else x for x in inputs)
+        return tuple(o.float() if o.is_floating_point() else o for o in super().run(graph, inputs))
+
+
+def one_ulp(x: torch.Tensor, seed: int) -> torch.Tensor:
+    """x with every element moved by about one float32 rounding step (relative 2^-24, random sign)."""
+    sign = torch.randint(0, 2, x.shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    return x * (1 + sign * 2.0 ** -24)
 
 
 class TorchScriptBackend(EagerBackend):
@@ -166,7 +194,7 @@ def parity_rows(model, graphs, backends, token_counts, steps, speed, seed=0, sca
     gen = torch.Generator().manual_seed(seed)
     S2 = model.diffusion.unet.channels
     hop, trim = model.hop_length, (HIFIGAN_TAIL_TRIM if "hifigan" in type(model.decoder).__name__.lower() else 0)
-    eager = EagerBackend(graphs)
+    eager, fp64 = EagerBackend(graphs), Float64Backend(graphs)
     rows = []
     for n in token_counts:
         tokens, lengths = batch_tokens([random_ids(n, gen)])
@@ -179,6 +207,12 @@ def parity_rows(model, graphs, backends, token_counts, steps, speed, seed=0, sca
         ref = chain(eager, *args, mel=mel)
         eager_s = time.perf_counter() - start
         ref_wave = item_waves(ref["decoder"][0], ref["decoder"][1], hop, trim)[0]
+        exact = chain(fp64, *args, mel=mel)
+        exact_wave = item_waves(exact["decoder"][0], exact["decoder"][1], hop, trim)[0]
+        t_en, d_en, style, *rest = _graph_inputs("decoder", ref, args, mel)
+        moved = eager.run("decoder", (one_ulp(t_en, 1), one_ulp(d_en, 2), one_ulp(style, 3), *rest))
+        floor = {"eager_fp64_snr_db": snr_db(exact_wave, ref_wave),
+                 "eager_1ulp_snr_db": snr_db(ref_wave, item_waves(*moved, hop, trim)[0])}
         for backend in backends:
             row = {"tokens": n, "backend": backend.name, "seconds_audio": ref_wave.numel() / model.sample_rate}
             # Each graph on the eager chain's inputs.
@@ -197,7 +231,8 @@ def parity_rows(model, graphs, backends, token_counts, steps, speed, seed=0, sca
             wave = item_waves(out["decoder"][0], out["decoder"][1], hop, trim)[0]
             row["e2e_snr_db"] = snr_db(ref_wave, wave)
             row["e2e_frames_off"] = frames_off(ref_wave, wave, hop)
-            rows.append(row)
+            row["fp64_snr_db"] = snr_db(exact_wave, wave)
+            rows.append({**row, **floor})
     return rows
 
 
