@@ -93,7 +93,7 @@ class OnnxBackend(Backend):
     def __init__(self, files: dict[str, Path], options, precision: str = "fp32"):
         import onnxruntime as ort
 
-        self.precision, self.options = precision, options
+        self.precision, self.options, self.files = precision, options, files
         self.sessions = {n: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
                          for n, p in files.items()}
 

@@ -280,42 +280,15 @@ def floor_rows(flops: dict, rates: dict) -> list[dict]:
 
 # Profiles ----------------------------------------------------------------------------------------
 
-def profile_decoder(onnx_files: dict, eager, feed: dict, threads: int, options_kwargs: dict, top: int = 12,
+def profile_decoder(decoders: dict[str, Path], eager, feed: dict, threads: int, options_kwargs: dict, top: int = 12,
                     scope_depth: int = 3) -> dict:
-    """Where the decoder's time goes: onnxruntime's per-node profile (summed by op type) and torch
-    profiler's self CPU time per aten op, one run each on `feed` after a warm-up run."""
-    import onnxruntime as ort
+    """Where the decoder's time goes: onnxruntime's per-node profile of each decoder graph in
+    `decoders` ({label: path}), summed by op type and by module, and torch profiler's self CPU time
+    per aten op; each profiled run follows a warm-up run."""
     import torch
 
-    from bench.backends import session_options
-
-    result = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        options = session_options(threads, profile_prefix=str(Path(tmp) / "decoder"), **options_kwargs)
-        session = ort.InferenceSession(str(onnx_files["decoder"]), options, providers=["CPUExecutionProvider"])
-        names = [i.name for i in session.get_inputs()]
-        session.run(None, {n: feed[n] for n in names})
-        events = json.loads(Path(session.end_profiling()).read_text())
-    # keep the second run: the profile holds both, and the first pays for allocation
-    runs = [e for e in events if e.get("cat") == "Session" and e["name"] == "model_run"]
-    start = runs[-1]["ts"] if runs else 0
-    by_op: dict[str, float] = {}
-    by_scope: dict[str, float] = {}  # node names carry the module path: /decoder/generator/resblocks.3/...
-    for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= start:
-            op, seconds = e.get("args", {}).get("op_name", "?"), e["dur"] / 1e6
-            by_op[op] = by_op.get(op, 0.0) + seconds
-            path = e["name"].split("/")[1:-1]  # module path without the node's own name
-            scope = "/".join(path[:scope_depth]) or "(top level: noise hash, alignment, glue)"
-            by_scope[scope] = by_scope.get(scope, 0.0) + seconds
-    total = sum(by_op.values())
-
-    def shares(table: dict[str, float]) -> list[dict]:
-        return [{"op": k, "seconds": round(v, 4), "share": round(v / total, 4)}
-                for k, v in sorted(table.items(), key=lambda kv: -kv[1])[:top]]
-
-    result["onnxruntime"] = {"total_kernel_s": round(total, 4), "by_op_type": shares(by_op),
-                             "by_scope": shares(by_scope)}
+    result = {label: _onnx_profile(path, feed, threads, options_kwargs, top, scope_depth)
+              for label, path in decoders.items()}
     eager.run("decoder", feed)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         eager.run("decoder", feed)
@@ -325,6 +298,38 @@ def profile_decoder(onnx_files: dict, eager, feed: dict, threads: int, options_k
         {"op": e.key, "seconds": round(e.self_cpu_time_total / 1e6, 4), "share": round(e.self_cpu_time_total / 1e6 / total, 4),
          "calls": e.count} for e in averages[:top]]}
     return result
+
+
+def _onnx_profile(path: Path, feed: dict, threads: int, options_kwargs: dict, top: int, scope_depth: int) -> dict:
+    import onnxruntime as ort
+
+    from bench.backends import session_options
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = session_options(threads, profile_prefix=str(Path(tmp) / "decoder"), **options_kwargs)
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        inputs = {i.name: feed[i.name] for i in session.get_inputs()}
+        for _ in range(2):  # the first run pays for allocation
+            session.run(None, inputs)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    runs = [e for e in events if e.get("cat") == "Session" and e["name"] == "model_run"]
+    start = runs[-1]["ts"] if runs else 0  # the profile holds both runs: keep the second
+    by_op: dict[str, float] = {}
+    by_scope: dict[str, float] = {}  # node names carry the module path: /decoder/generator/resblocks.3/...
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= start:
+            op, seconds = e.get("args", {}).get("op_name", "?"), e["dur"] / 1e6
+            by_op[op] = by_op.get(op, 0.0) + seconds
+            module = e["name"].split("/")[1:-1]  # module path without the node's own name
+            scope = "/".join(module[:scope_depth]) or "(top level: noise, alignment, glue)"
+            by_scope[scope] = by_scope.get(scope, 0.0) + seconds
+    total = sum(by_op.values())
+
+    def shares(table: dict[str, float]) -> list[dict]:
+        return [{"op": k, "seconds": round(v, 4), "share": round(v / total, 4)}
+                for k, v in sorted(table.items(), key=lambda kv: -kv[1])[:top]]
+
+    return {"total_kernel_s": round(total, 4), "by_op_type": shares(by_op), "by_scope": shares(by_scope)}
 
 
 # Machine -----------------------------------------------------------------------------------------
@@ -540,7 +545,8 @@ def _main(argv: list[str] | None = None) -> int:
             longest = max(names, key=lambda n: feeds[n]["tokens"].shape[1])
             # graph-level inputs (t_en, d_en, style) from a backend that runs the exported graphs
             source = next(b.label for b in backends if "t_en" in outputs[b.label][longest])
-            result["profile"] = profile_decoder(onnx_files, eager_backend(model, config.diffusion_steps, spec),
+            decoders = {b.label: b.files["decoder"] for b in backends if isinstance(b, OnnxBackend)}
+            result["profile"] = profile_decoder(decoders, eager_backend(model, config.diffusion_steps, spec),
                                                 outputs[source][longest], args.threads, ort_kwargs)
     table = markdown(rows, floors, result.get("flops"))
     print()

@@ -19,7 +19,7 @@ BACKENDS = ("torch/fp32", "eager/fp32", "onnxruntime/fp32", "onnxruntime/int8")
 def result(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "tiny.json"
     argv = ["--random-init", str(REPO / "gin/model/tiny.gin"), "--backends", "torch,eager,onnxruntime,onnxruntime:int8",
-            "--sentences", "short", "--repeats", "1", "--warmup", "0", "--threads", "1", "--json", str(out)]
+            "--sentences", "short", "--repeats", "1", "--warmup", "0", "--threads", "1", "--profile", "--json", str(out)]
     assert rtf.main(argv) == 0
     return json.loads(out.read_text()), out
 
@@ -71,6 +71,16 @@ def test_flops_and_floor(result):
         sum(per_second[c] for c in rtf.COMPONENTS), rel=1e-3)
     assert {f["precision"] for f in data["floor"]} == {"fp32", "bf16", "int8"}
     assert all(f["floor_rtf"] > 0 for f in data["floor"])
+
+
+def test_decoder_profile(result):
+    profile = result[0]["profile"]
+    assert set(profile) == {"eager", "onnxruntime/fp32", "onnxruntime/int8"}
+    for label in ("onnxruntime/fp32", "onnxruntime/int8"):
+        entry = profile[label]
+        assert entry["total_kernel_s"] > 0 and 0 < sum(o["share"] for o in entry["by_op_type"]) <= 1.0001
+    assert any(o["op"].startswith("QLinear") for o in profile["onnxruntime/int8"]["by_op_type"])
+    assert not any(o["op"].startswith("QLinear") for o in profile["onnxruntime/fp32"]["by_op_type"])
 
 
 def test_markdown_written(result):
