@@ -35,6 +35,8 @@ if __package__ in (None, ""):  # run as a script: make `bench`, `export` and `st
 
 import numpy as np
 
+from export.metrics import log_mel_distance, snr_db
+
 COMPONENTS = ("text_encoder", "diffusion_sampler", "decoder")
 # Fixed texts; target seconds of audio they are pinned to with --speed auto (random weights).
 SENTENCES = {
@@ -139,20 +141,6 @@ def reset_peak_rss() -> bool:
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
-
-
-def snr_db(reference: np.ndarray, other: np.ndarray) -> float:
-    if reference.shape != other.shape:
-        return float("-inf")
-    noise = float(np.sum((reference.astype(np.float64) - other) ** 2))
-    return float("inf") if noise == 0 else 10 * np.log10(float(np.sum(reference.astype(np.float64) ** 2)) / noise)
-
-
-def log_mel_distance(reference: np.ndarray, other: np.ndarray, mel) -> float:
-    """Mean absolute difference of natural-log mel spectrograms (the model's own front-end)."""
-    if reference.shape != other.shape:
-        return float("inf")
-    return float(np.mean(np.abs(mel(reference) - mel(other)))) * mel.std  # normalised units -> ln units
 
 
 def benchmark(backends: list, feeds: dict[str, dict], repeats: int, warmup: int, sample_rate: int,

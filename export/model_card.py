@@ -150,7 +150,9 @@ def readme(info: dict, backend: str, verification: dict[str, dict[str, float]] |
         "~1e-2 rad over 10 s). It integrates F0 over time, so float32 rounding differences in the "
         "predicted F0 between backends grow into small phase differences; the iSTFTNet additionally "
         "reads the raw phase of the source's STFT, where a weak bin near +-pi can flip by 2 pi, a short "
-        "local difference. Waveforms of different backends therefore agree closely but not bit for bit.",
+        "local difference. Waveforms of different backends therefore agree closely but not bit for bit: "
+        "`export/parity_report.py` shows onnxruntime as far from torch eager as float32 itself is (eager "
+        "against float64, or against eager with its inputs moved by one rounding step).",
         "",
     ]
     return "\n".join(lines)

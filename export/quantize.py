@@ -121,11 +121,8 @@ def quantize_decoder(source: Path, target: Path, feeds: Iterable[dict[str, np.nd
 def quality(reference: np.ndarray, other: np.ndarray, mel_config: dict) -> dict[str, float]:
     """SNR (dB) of `other` against `reference` (1-D waveforms) and the mean |difference| of their
     natural-log mels (the runtime's mel front-end)."""
+    from export.metrics import log_mel_distance, snr_db
     from styletts2.runtime.mel import LogMel
 
-    reference, other = reference.astype(np.float64), other.astype(np.float64)
-    noise = float(((reference - other) ** 2).sum())
-    snr = float("inf") if noise == 0 else float(10 * np.log10(float((reference ** 2).sum()) / noise))
-    mel = LogMel(**mel_config)
-    distance = float(np.abs(mel(reference.astype(np.float32)[None]) - mel(other.astype(np.float32)[None])).mean())
-    return {"snr_db": round(snr, 2), "log_mel_l1": round(distance, 5)}
+    return {"snr_db": round(snr_db(reference, other), 2),
+            "log_mel_l1": round(log_mel_distance(reference, other, LogMel(**mel_config)), 5)}
