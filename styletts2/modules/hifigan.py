@@ -29,8 +29,10 @@ VOICED_THRESHOLD = 10.0
 
 
 def snake(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """Snake activation x + sin^2(alpha x) / alpha (periodic inductive bias for audio)."""
-    return x + (1 / alpha) * (torch.sin(alpha * x) ** 2)
+    """Snake activation x + sin^2(alpha x) / alpha (periodic inductive bias for audio). The square is
+    a product (torch computes ** 2 as one too, so eager is unchanged; exported, a Mul beats a Pow)."""
+    sine = torch.sin(alpha * x)
+    return x + (1 / alpha) * (sine * sine)
 
 
 def _same_padding(kernel_size: int, dilation: int) -> int:
