@@ -31,12 +31,18 @@ class Backend:
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def has_graph(self, graph: str) -> bool:
+        return False
+
 
 class TorchBackend(Backend):
     """Graphs as torch modules (eager wrappers or TorchScript), called positionally in spec order."""
 
     def __init__(self, name: str, graphs: dict[str, nn.Module], spec: dict, precision: str = "fp32"):
         self.name, self.graphs, self.spec, self.precision = name, graphs, spec, precision
+
+    def has_graph(self, graph: str) -> bool:
+        return graph in self.graphs and graph in self.spec
 
     @torch.no_grad()
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -96,6 +102,9 @@ class OnnxBackend(Backend):
         self.precision, self.options, self.files = precision, options, files
         self.sessions = {n: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
                          for n, p in files.items()}
+
+    def has_graph(self, graph: str) -> bool:
+        return graph in self.sessions
 
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         session = self.sessions[graph]

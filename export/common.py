@@ -141,6 +141,8 @@ def io_spec(model: nn.Module, steps: int) -> dict[str, dict[str, list[dict]]]:
             "outputs": [t("t_en", "float32", ["batch", C, "tokens"]), t("bert", "float32", ["batch", "tokens", E]),
                         t("d_en", "float32", ["batch", C, "tokens"])]},
         "diffusion_sampler": {"inputs": sampler_inputs, "outputs": [t("style", "float32", ["batch", S2])]},
+        "diffusion_sampler_unguided": {"inputs": [i for i in sampler_inputs if i["name"] != "embedding_scale"],
+                                       "outputs": [t("style", "float32", ["batch", S2])]},
         "decoder": {
             "inputs": [t("t_en", "float32", ["batch", C, "tokens"]), t("d_en", "float32", ["batch", C, "tokens"]),
                        t("style", "float32", ["batch", S2]), t("speed", "float32", []),
@@ -193,6 +195,7 @@ def example_inputs(model: nn.Module, graphs: dict[str, nn.Module], steps: int, l
         reference = graphs["style_encoder"](mel)
         sampler = sampler + (reference,)
     inputs["diffusion_sampler"] = sampler
+    inputs["diffusion_sampler_unguided"] = sampler[:3] + sampler[4:]  # without the scale
     style = graphs["diffusion_sampler"](*sampler)
     inputs["decoder"] = (t_en, d_en, style, torch.tensor(4.0), token_lengths, torch.tensor(1234, dtype=torch.long))
     return inputs

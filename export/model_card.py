@@ -115,7 +115,9 @@ def readme(info: dict, backend: str, verification: dict[str, dict[str, float]] |
         "", "## Pipeline", "",
         "1. tokens = [0] + ids (symbol table in model.json; at most 512 incl. the pad) -> `text_encoder`",
         "2. `diffusion_sampler`(bert, noise ~ N(0,1), step_noises ~ N(0,1), embedding_scale"
-        + (", reference_style from `style_encoder`" if info["multispeaker"] else "") + ") -> raw style s",
+        + (", reference_style from `style_encoder`" if info["multispeaker"] else "") + ") -> raw style s; "
+        "at embedding_scale 1 (no guidance) `diffusion_sampler_unguided`, the same without the scale input, "
+        "computes it in half the time",
         "3. long-form: s = blend * previous + (1 - blend) * s; "
         + ("with a reference r: acoustic = alpha * s[:, :S] + (1 - alpha) * r[:, :S], "
            "prosodic = beta * s[:, S:] + (1 - beta) * r[:, S:]; style = [acoustic | prosodic]"

@@ -1,5 +1,6 @@
-"""Export a StyleTTS2 model to ONNX: text_encoder, diffusion_sampler, decoder (and style_encoder for
-multispeaker models) plus model.json and a README.md model card.
+"""Export a StyleTTS2 model to ONNX: text_encoder, diffusion_sampler (and diffusion_sampler_unguided,
+its one-pass form for embedding_scale 1), decoder (and style_encoder for multispeaker models) plus
+model.json and a README.md model card.
 
     python export/to_onnx.py --checkpoint runs/ljspeech/stage2/last.pth --out exported/ljspeech
     python export/to_onnx.py --checkpoint epoch_2nd_00100.pth --config gin/model/ljspeech.gin --out exported/lj

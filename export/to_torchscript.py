@@ -1,5 +1,6 @@
-"""Export a StyleTTS2 model to TorchScript (traced): text_encoder.pt, diffusion_sampler.pt, decoder.pt
-(and style_encoder.pt for multispeaker models) plus model.json and a README.md model card.
+"""Export a StyleTTS2 model to TorchScript (traced): text_encoder.pt, diffusion_sampler.pt,
+diffusion_sampler_unguided.pt, decoder.pt (and style_encoder.pt for multispeaker models) plus
+model.json and a README.md model card.
 
     python export/to_torchscript.py --checkpoint runs/ljspeech/stage2/last.pth --out exported/ljspeech_ts
     python export/to_torchscript.py --random-init gin/model/tiny.gin --out exported/tiny_ts

@@ -258,7 +258,7 @@ class DiffusionSamplerGraph(nn.Module):
         self.steps = steps
         self.multispeaker = bool(model.multispeaker)
 
-    def forward(self, bert: Tensor, noise: Tensor, step_noises: Tensor, embedding_scale: Tensor,
+    def forward(self, bert: Tensor, noise: Tensor, step_noises: Tensor, embedding_scale: Tensor | float,
                 reference_style: Tensor | None = None) -> Tensor:
         if self.multispeaker and reference_style is None:
             raise ValueError("the multispeaker sampler needs reference_style [B, 2S]")
@@ -266,6 +266,17 @@ class DiffusionSamplerGraph(nn.Module):
                                       features=reference_style if self.multispeaker else None,
                                       step_noises=step_noises)
         return style.squeeze(1)
+
+
+class UnguidedSamplerGraph(DiffusionSamplerGraph):
+    """bert, noise, step_noises (, reference_style) -> style: the sampler at embedding_scale 1, i.e.
+    without classifier-free guidance, one network pass per step (the guided graph's second pass is
+    then multiplied by zero). This is what the torch path and upstream run at the default scale; the
+    runtime takes this graph whenever the scale is 1."""
+
+    def forward(self, bert: Tensor, noise: Tensor, step_noises: Tensor,
+                reference_style: Tensor | None = None) -> Tensor:
+        return super().forward(bert, noise, step_noises, 1.0, reference_style)
 
 
 # 3. decoder ------------------------------------------------------------------------------------------
@@ -402,6 +413,7 @@ def build_graphs(model: nn.Module, steps: int) -> dict[str, nn.Module]:
     graphs = {
         "text_encoder": TextEncoderGraph(model),
         "diffusion_sampler": DiffusionSamplerGraph(model, steps),
+        "diffusion_sampler_unguided": UnguidedSamplerGraph(model, steps),
         "decoder": DecoderGraph(model),
     }
     if hasattr(model, "style_encoder") and hasattr(model, "predictor_encoder"):

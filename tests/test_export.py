@@ -115,16 +115,19 @@ def test_model_json_follows_the_contract(which, request):
         assert info["defaults"] == {"embedding_scale": 1.0, "alpha": 0.3, "beta": 0.7, "speed": 1.0, "blend": 0.7}
         assert info["mel"]["n_fft"] == 2048 and info["mel"]["hop_length"] == 300
         assert info["decoder_noise"]["scheme"] == "feistel16-box-muller-v2-merged"
-        expected = {"text_encoder", "diffusion_sampler", "decoder"} | ({"style_encoder"} if multispeaker else set())
+        expected = {"text_encoder", "diffusion_sampler", "diffusion_sampler_unguided", "decoder"} | (
+            {"style_encoder"} if multispeaker else set())
         assert set(info["graphs"]) == expected
         assert info["exported_with"]["checkpoint"] == exp["checkpoint"].name
         assert len(info["exported_with"]["gin_config_sha256"]) == 64
         assert (exp["dir"] / sub / "README.md").read_text(encoding="utf-8").startswith("# StyleTTS2 export")
         for name, graph in info["graphs"].items():
             assert graph["file"] == f"{name}.{ext}" and (exp["dir"] / sub / graph["file"]).is_file()
+    reference = ["reference_style"] if multispeaker else []
     sampler_inputs = [t["name"] for t in info["graphs"]["diffusion_sampler"]["inputs"]]
-    assert sampler_inputs == ["bert", "noise", "step_noises", "embedding_scale"] + (
-        ["reference_style"] if multispeaker else [])
+    assert sampler_inputs == ["bert", "noise", "step_noises", "embedding_scale"] + reference
+    unguided_inputs = [t["name"] for t in info["graphs"]["diffusion_sampler_unguided"]["inputs"]]
+    assert unguided_inputs == ["bert", "noise", "step_noises"] + reference
 
 
 @pytest.mark.parametrize("which", ["single", "multi"])
@@ -196,6 +199,19 @@ def test_padding_gives_no_frames_and_audio_length_follows_durations(single):
     for i, n in enumerate(lengths.tolist()):
         assert (durations[i, :n] >= 1).all() and (durations[i, n:] == 0).all()
     assert wave.shape[1] == int(durations.sum(dim=1).max()) * 600
+
+
+@pytest.mark.parametrize("which", ["single", "multi"])
+def test_unguided_sampler_is_the_guided_one_at_scale_1(which, request):
+    """At embedding_scale 1 the guidance pass is weighted by zero: the one-pass graph gives the same
+    style (to rounding: uncond + (cond - uncond) * 1 is not cond bit for bit), in every backend."""
+    exp = request.getfixturevalue(which)
+    _, (tokens, lengths, noise, step_noises, _, speed, seed), mel = _case(exp, (23,), seed=7)
+    ref = chain(exp["eager"], tokens, lengths, noise, step_noises, torch.tensor(1.0), speed, seed, mel=mel)
+    inputs = (ref["text_encoder"][1], noise, step_noises) + ((ref["style_encoder"][0],) if mel is not None else ())
+    for backend in (exp["eager"], exp["ts"], exp["onnx"]):
+        style, = backend.run("diffusion_sampler_unguided", inputs)
+        assert _max_abs(style, ref["diffusion_sampler"][0]) < 1e-5, backend.name
 
 
 # The wrappers compute what the eager Synthesizer computes ---------------------------------------------

@@ -2,7 +2,8 @@
 session per graph.
 
 The directory holds text_encoder.onnx, diffusion_sampler.onnx, decoder.onnx, style_encoder.onnx
-(required for multispeaker models, optional otherwise) and model.json. Every problem found is raised
+(required for multispeaker models, optional otherwise), diffusion_sampler_unguided.onnx (optional;
+exports from before it existed lack it) and model.json. Every problem found is raised
 as `ModelDirError` naming the file and the field, before anything is synthesized.
 """
 from __future__ import annotations
@@ -23,20 +24,23 @@ FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
 
 # Input and output names of each graph, as the export contract fixes them. The multispeaker
-# diffusion sampler takes `reference_style` as well.
+# diffusion samplers take `reference_style` as well.
 GRAPH_INPUTS = {
     "text_encoder": ("tokens", "token_lengths"),
     "diffusion_sampler": ("bert", "noise", "step_noises", "embedding_scale"),
+    "diffusion_sampler_unguided": ("bert", "noise", "step_noises"),
     "decoder": ("t_en", "d_en", "style", "speed", "token_lengths", "noise_seed"),
     "style_encoder": ("mel",),
 }
 GRAPH_OUTPUTS = {
     "text_encoder": ("t_en", "bert", "d_en"),
     "diffusion_sampler": ("style",),
+    "diffusion_sampler_unguided": ("style",),
     "decoder": ("waveform", "durations"),
     "style_encoder": ("reference_style",),
 }
 MULTISPEAKER_SAMPLER_INPUT = "reference_style"
+UNGUIDED_SAMPLER = "diffusion_sampler_unguided"  # optional: the sampler at embedding_scale 1, one pass per step
 
 _PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 CUDA = "CUDAExecutionProvider"
@@ -243,7 +247,7 @@ class GraphSession:
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         expected = list(GRAPH_INPUTS[name])
-        if name == "diffusion_sampler" and multispeaker:
+        if name.startswith("diffusion_sampler") and multispeaker:
             expected.append(MULTISPEAKER_SAMPLER_INPUT)
         if sorted(self.input_names) != sorted(expected):
             raise ModelDirError(f"{path}: graph inputs are {self.input_names}, the export contract expects "

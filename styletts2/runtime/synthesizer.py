@@ -3,6 +3,7 @@
 Per piece of text (a sentence, or a window of a long one):
   phonemes -> tokens [0] + ids -> text_encoder -> (t_en, bert, d_en)
   bert + noises from a seeded numpy Generator -> diffusion_sampler -> sampled style [1, 2S]
+  (diffusion_sampler_unguided, one network pass per step, when embedding_scale is 1 and it exists)
   style blended with the previous piece's (`blend` of the previous), then mixed with the reference
   style if there is one (`alpha` acoustic, `beta` prosodic weight of the sampled half)
   t_en, d_en, style, speed, noise_seed -> decoder -> waveform, durations
@@ -22,8 +23,8 @@ import onnxruntime as ort
 from ..audio.io import load_wav, resample
 from ..text.tokenizer import Tokenizer
 from .mel import LogMel
-from .model_dir import (CUDA, GraphSession, ModelConfig, ModelDirError, make_session_options, open_graph,
-                        read_model_json, resolve_providers)
+from .model_dir import (CUDA, UNGUIDED_SAMPLER, GraphSession, ModelConfig, ModelDirError, make_session_options,
+                        open_graph, read_model_json, resolve_providers)
 from ..text.pieces import text_to_token_pieces
 
 TRIM_TOP_DB = 30.0  # reference clips lose leading/trailing silence below this, as upstream's demos
@@ -109,6 +110,8 @@ class Synthesizer:
         self.session_options = make_session_options(threads, session_options)
         self.text_encoder = self._open("text_encoder")
         self.diffusion_sampler = self._open("diffusion_sampler")
+        # embedding_scale 1 (the default) needs no guidance pass: the one-pass graph, where exported
+        self.unguided_sampler = self._open(UNGUIDED_SAMPLER) if self.config.has_graph(UNGUIDED_SAMPLER) else None
         self.decoder = self._open("decoder")
         # single-speaker models may ship a style encoder for reference clips: opened on first use
         self._style_encoder = self._open("style_encoder") if self.config.multispeaker else None
@@ -227,7 +230,11 @@ class Synthesizer:
         }
         if self.config.multispeaker:
             feeds["reference_style"] = reference_style
-        sampled = self.diffusion_sampler(**feeds)["style"]
+        if options.embedding_scale == 1.0 and self.unguided_sampler is not None:
+            del feeds["embedding_scale"]
+            sampled = self.unguided_sampler(**feeds)["style"]
+        else:
+            sampled = self.diffusion_sampler(**feeds)["style"]
         style = mix_styles(sampled, previous_style, reference_style, options, self.style_dim)
 
         decoded = self.decoder(t_en=encoded["t_en"], d_en=encoded["d_en"], style=style,
