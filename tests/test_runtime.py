@@ -97,6 +97,26 @@ def _fake_sampler(path, multispeaker):
            _const("axis1", [1], np.int64)])
 
 
+UNGUIDED_MARK = 1000.0  # added by the fake one-pass sampler, so a test can tell which sampler ran
+
+
+def _fake_unguided_sampler(path):
+    """fake_style at scale 1, plus UNGUIDED_MARK; no embedding_scale input (single speaker)."""
+    n = helper.make_node
+    _save(path, [
+        n("Squeeze", ["noise", "axis1"], ["n0"]),
+        n("ReduceSum", ["step_noises", "axis0"], ["ssum"], keepdims=0),
+        n("Squeeze", ["ssum", "axis1"], ["s0"]), n("Mul", ["s0", "half"], ["s1"]),
+        n("ReduceMean", ["bert"], ["bm"], axes=[1, 2], keepdims=0), n("Unsqueeze", ["bm", "axis1"], ["bm1"]),
+        n("Add", ["n0", "s1"], ["a0"]), n("Add", ["a0", "bm1"], ["a1"]), n("Add", ["a1", "mark"], ["style"]),
+    ], [helper.make_tensor_value_info("bert", F, ["batch", "tokens", E]),
+        helper.make_tensor_value_info("noise", F, ["batch", 1, 2 * S]),
+        helper.make_tensor_value_info("step_noises", F, [STEPS - 1, "batch", 1, 2 * S])],
+        [helper.make_tensor_value_info("style", F, ["batch", 2 * S])],
+        [_const("half", 0.5), _const("mark", UNGUIDED_MARK), _const("axis0", [0], np.int64),
+         _const("axis1", [1], np.int64)])
+
+
 def _fake_decoder(path):
     """durations = max(1, round(2 / speed)) per token; waveform [B, sum(durations) * 600] filled with
     the style's first (acoustic) value."""
@@ -145,12 +165,15 @@ def _fake_style_encoder(path):
           [_const("axis1", [1], np.int64), _const("ramp", 0.01 * np.arange(2 * S)[None])])
 
 
-def make_fake_model_dir(path, multispeaker=False, with_style_encoder=True, espeak=None):
+def make_fake_model_dir(path, multispeaker=False, with_style_encoder=True, espeak=None, unguided=False):
     path.mkdir(parents=True, exist_ok=True)
     _fake_text_encoder(path / "text_encoder.onnx")
     _fake_sampler(path / "diffusion_sampler.onnx", multispeaker)
     _fake_decoder(path / "decoder.onnx")
     graphs = {name: {"file": f"{name}.onnx"} for name in ("text_encoder", "diffusion_sampler", "decoder")}
+    if unguided:
+        _fake_unguided_sampler(path / "diffusion_sampler_unguided.onnx")
+        graphs["diffusion_sampler_unguided"] = {"file": "diffusion_sampler_unguided.onnx"}
     if multispeaker or with_style_encoder:
         _fake_style_encoder(path / "style_encoder.onnx")
         graphs["style_encoder"] = {"file": "style_encoder.onnx"}
@@ -273,6 +296,20 @@ def test_tokens_noises_and_decoder_inputs(synth, monkeypatch):
         assert np.allclose(piece.wave, piece.style[0, 0])
         previous = piece.style
     assert len({p.noise_seed for p in pieces}) == 3
+
+
+def test_scale_1_runs_the_one_pass_sampler_where_exported(synth, tmp_path):
+    """Exports have `diffusion_sampler_unguided` for embedding_scale 1; older ones (the `synth`
+    fixture) only the guided sampler, which then runs at every scale."""
+    with_unguided = Synthesizer(make_fake_model_dir(tmp_path / "m", unguided=True), providers="cpu", threads=1)
+    for runtime, scale, mark in ((with_unguided, 1.0, UNGUIDED_MARK), (with_unguided, 1.5, 0.0), (synth, 1.0, 0.0)):
+        piece = next(runtime.synthesize_pieces("Hello there.", seed=2, embedding_scale=scale))
+        rng = np.random.default_rng(2)
+        noise = rng.standard_normal((1, 1, 2 * S), dtype=np.float32)
+        step_noises = rng.standard_normal((STEPS - 1, 1, 1, 2 * S), dtype=np.float32)
+        bert = 0.01 * np.array([[0, *runtime.text_to_token_pieces("Hello there.")[0]]], dtype=np.float32)[..., None]
+        expected = fake_style(np.repeat(bert, E, axis=2), noise, step_noises, scale) + mark
+        assert np.allclose(piece.sampled_style, expected, atol=1e-4), (scale, mark)
 
 
 def test_seed_repeats_audio_and_stream_equals_synthesize(synth):
