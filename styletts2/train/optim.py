@@ -17,7 +17,7 @@ gradients, clips, and steps the named optimisers and their schedulers.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import gin
@@ -152,7 +152,8 @@ class MultiOptimizer:
             self.optimizers[name].zero_grad(set_to_none=True)
 
     def step_on(self, loss: torch.Tensor, names: Sequence[str], losses: Mapping[str, torch.Tensor] | None = None,
-                retain_graph: bool = False, clip: float | None = None) -> float:
+                retain_graph: bool = False, clip: float | None = None,
+                before_step: Callable[[list[torch.Tensor]], None] | None = None) -> float:
         """Backpropagate `loss` and step the optimisers `names`. Returns the gradient norm of their
         parameters (after DDP averaging and fp16 unscaling, before clipping).
 
@@ -163,7 +164,8 @@ class MultiOptimizer:
         4. a non-finite gradient norm raises `NonFiniteLoss('grad_norm', ...)` too, again before any
            update (with fp16 the grad scaler handles overflow itself: it skips the step and lowers
            the scale); `clip` rescales the gradients to at most that total norm;
-        5. step the optimisers, then their schedulers.
+        5. `before_step(gradients)`, if given, may rescale the gradients in place (stage 2's SLM step);
+        6. step the optimisers, then their schedulers.
         """
         names = self._check(names)
         scaler = self.ctx.grad_scaler if self.ctx is not None else None
@@ -190,6 +192,9 @@ class MultiOptimizer:
             raise NonFiniteLoss("grad_norm", norm)
         if clip is not None and grads:
             torch.nn.utils.clip_grads_with_norm_(params, clip, norm_t)
+        if before_step is not None:
+            with torch.no_grad():
+                before_step(grads)
         # With fp16, an overflow makes the scaler skip every optimiser: keep the schedulers still too.
         stepped = math.isfinite(norm)
         for name in names:

@@ -11,7 +11,6 @@ part, at most `batch_percentage` of the batch (memory), and at least two or the 
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,9 +23,7 @@ from styletts2.losses import WavLMLoss
 from styletts2.modules.masks import length_to_mask
 
 from .batch_ops import ALIGN_FRAME, MEL_HOP, StageRandom, coin, frozen, full_precision, grad_norm, randint
-from .distributed import all_ranks_agree, all_reduce_gradients
 from .optim import MultiOptimizer
-from .stage import NonFiniteLoss
 
 # Classifier-free dropout of the text embedding while sampling styles, as upstream's training.
 SAMPLING_MASK_PROBA = 0.1
@@ -155,28 +152,13 @@ class SLMAdversarial:
         duration head (`predictor.duration_proj`, `predictor.lstm`) and the diffusion model's
         gradients are multiplied by `scale`. Returns the predictor's gradient norm.
 
-        This is `MultiOptimizer.step_on` with the rescaling between the gradient averaging and the
-        update (step_on has no hook there): non-finite losses and gradients raise `NonFiniteLoss`
-        before anything changes; DDP averaging and fp16 unscaling as in step_on.
+        `MultiOptimizer.step_on` with the rescaling as its `before_step` (after DDP averaging and fp16
+        unscaling, before the update): non-finite losses and gradients raise `NonFiniteLoss` first.
         """
-        scaler = optimizer.ctx.grad_scaler if optimizer.ctx is not None else None
-        if not all_ranks_agree(bool(torch.isfinite(loss.detach()).all()), loss.device):
-            optimizer.zero_grad(names)
-            raise NonFiniteLoss("slm_gen", float(loss.detach()))
-        optimizer.zero_grad(names)
-        (scaler.scale(loss) if scaler is not None else loss).backward()
-        params = optimizer.parameters(names)
-        all_reduce_gradients(params)
-        if scaler is not None:
-            for name in names:
-                scaler.unscale_(optimizer.optimizers[name])
-        grads = [p.grad.detach() for p in params if p.grad is not None]
-        total_norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
-        if scaler is None and not math.isfinite(total_norm):
-            optimizer.zero_grad(names)
-            raise NonFiniteLoss("slm_gen grad_norm", total_norm)
-        predictor_norm = grad_norm(model.predictor)
-        with torch.no_grad():
+        measured = {}
+
+        def rescale(grads: list[torch.Tensor]) -> None:
+            measured["predictor"] = predictor_norm = grad_norm(model.predictor)
             if predictor_norm > self.thresh:
                 for grad in grads:
                     grad.div_(predictor_norm)
@@ -184,15 +166,6 @@ class SLMAdversarial:
                 for p in module.parameters():
                     if p.grad is not None:
                         p.grad.mul_(self.scale)
-        # With fp16, an overflow makes the scaler skip the optimisers: keep the schedulers still too.
-        stepped = math.isfinite(total_norm)
-        for name in names:
-            if scaler is not None:
-                scaler.step(optimizer.optimizers[name])
-            else:
-                optimizer.optimizers[name].step()
-            if stepped and name in optimizer.schedulers:
-                optimizer.schedulers[name].step()
-        if scaler is not None:
-            scaler.update()
-        return predictor_norm
+
+        optimizer.step_on(loss, names, losses={"slm_gen": loss}, before_step=rescale)
+        return measured["predictor"]
