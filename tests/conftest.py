@@ -1,7 +1,8 @@
-"""Shared test fixtures: paths, gin hygiene and a tiny model."""
+"""Shared test fixtures: paths, gin hygiene, a tiny model and a voice-like clip."""
 from pathlib import Path
 
 import gin
+import numpy as np
 import pytest
 import torch
 
@@ -41,3 +42,12 @@ def build_tiny(modules=None, seed: int = 0):
 @pytest.fixture
 def tiny_model():
     return build_tiny()
+
+
+def voice_like(seconds=2.0, sr=24000, seed=0):
+    """A harmonic, amplitude-modulated signal with a noise floor (every mel bin holds energy)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    phase = 2 * np.pi * np.cumsum(120 + 30 * np.sin(2 * np.pi * 1.5 * t)) / sr
+    wave = sum(np.sin(k * phase) / k for k in range(1, 30)) * 0.2 * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) ** 2
+    return (wave + 0.003 * rng.standard_normal(t.size)).astype(np.float32)

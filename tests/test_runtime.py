@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 from onnx import TensorProto, helper
 
-from conftest import REPO
+from conftest import REPO, voice_like
 from styletts2.audio.io import resample
 from styletts2.runtime import (EspeakVersionWarning, LogMel, ModelDirError, ProviderError, Synthesizer,
                                SynthesisOptions)
@@ -203,15 +203,6 @@ class Recorder:
     def __call__(self, **inputs):
         self.calls.append(inputs)
         return self.graph(**inputs)
-
-
-def voice_like(seconds=2.0, sr=24000, seed=0):
-    """A harmonic, amplitude-modulated signal with a noise floor (every mel bin holds energy)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    phase = 2 * np.pi * np.cumsum(120 + 30 * np.sin(2 * np.pi * 1.5 * t)) / sr
-    wave = sum(np.sin(k * phase) / k for k in range(1, 30)) * 0.2 * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) ** 2
-    return (wave + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
