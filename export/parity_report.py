@@ -59,7 +59,9 @@ class Float64Backend(EagerBackend):
     name = "eager-fp64"
 
     def __init__(self, graphs: dict[str, torch.nn.Module]):
-        super().__init__({name: copy.deepcopy(graph).double() for name, graph in graphs.items()})
+        # one deep copy of the whole dict: the modules the graphs share (e.g. the diffusion model of
+        # both samplers) are copied once and stay shared
+        super().__init__({name: graph.double() for name, graph in copy.deepcopy(graphs).items()})
 
     def run(self, graph: str, inputs: tuple) -> tuple:
         inputs = tuple(x.double() if x.is_floating_point() else x for x in inputs)

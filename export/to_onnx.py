@@ -124,13 +124,13 @@ def quantize_decoder_in_place(out_dir: Path, calibration_speed: float) -> dict:
     """Replace out_dir/decoder.onnx by its int8 form; returns the precision record for model.json,
     with the int8 decoder's SNR and log-mel distance against the fp32 one on a held-out sentence."""
     from export.model_card import mel_config
-    from export.quantize import HELD_OUT_TEXT, calibration_feeds, quality, quantize_decoder
+    from export.quantize import CALIBRATION_TEXTS, HELD_OUT_TEXT, calibration_feeds, quality, quantize_decoder
 
     fp32, int8 = out_dir / "decoder.onnx", out_dir / "decoder.int8.onnx"
     print(f"calibrating and quantizing the decoder to int8 (speed {calibration_speed:g}) ...", flush=True)
     start = time.perf_counter()
-    record = quantize_decoder(fp32, int8, calibration_feeds(out_dir, speed=calibration_speed))
-    held_out = calibration_feeds(out_dir, [HELD_OUT_TEXT], speed=calibration_speed, seed=1000)[0]
+    *feeds, held_out = calibration_feeds(out_dir, [*CALIBRATION_TEXTS, HELD_OUT_TEXT], speed=calibration_speed)
+    record = quantize_decoder(fp32, int8, feeds)
     want = ort_session(fp32).run(None, held_out)
     got = ort_session(int8).run(None, held_out)
     if not np.array_equal(want[1], got[1]):

@@ -47,16 +47,23 @@ def first_stage(tmp_path_factory):
     """A tiny stage-1 checkpoint. Its style encoder has run in train mode, as after stage 1, so its
     spectral norms have converged (fresh ones blow up in eval mode)."""
     gin.clear_config()
-    parse_gin(TINY)
-    torch.manual_seed(123)
+    model, path = _converged_checkpoint(TINY, 123, tmp_path_factory.mktemp("stage1") / "last.pth", epoch=3)
+    return path, {name: {k: v.clone() for k, v in m.state_dict().items()} for name, m in model.nets.items()}
+
+
+def _converged_checkpoint(config: str, seed: int, path, **meta):
+    """(model, checkpoint path) of a random model built from `config` whose style encoder has run
+    20 batches in train mode, so its spectral norms have converged."""
+    parse_gin(config)
+    torch.manual_seed(seed)
     model = StyleTTS2()
     model.style_encoder.train()
     with torch.no_grad():
         for _ in range(20):
             model.style_encoder(torch.randn(2, 1, 80, 96))
-    path = atomic_save(make_checkpoint(model.nets, epoch=3), tmp_path_factory.mktemp("stage1") / "last.pth")
+    path = atomic_save(make_checkpoint(model.nets, **meta), path)
     gin.clear_config()
-    return path, {name: {k: v.clone() for k, v in m.state_dict().items()} for name, m in model.nets.items()}
+    return model, path
 
 
 def make_stage(checkpoint, bindings=(), cls=Stage2, config=TINY, **kwargs):
@@ -231,15 +238,7 @@ def test_multispeaker_stage2_joint_step_uses_reference_styles(first_stage, batch
     """The multispeaker path (tiny LibriTTS structure): styles from a second window, a diffusion
     conditioned on reference styles (with classifier-free dropout in its loss), the SLM step
     sampling with them."""
-    parse_gin(TINY_MULTISPEAKER)
-    torch.manual_seed(5)
-    source = StyleTTS2()
-    source.style_encoder.train()
-    with torch.no_grad():
-        for _ in range(20):
-            source.style_encoder(torch.randn(2, 1, 80, 96))
-    path = atomic_save(make_checkpoint(source.nets), tmp_path / "stage1_multispeaker.pth")
-    gin.clear_config()
+    _, path = _converged_checkpoint(TINY_MULTISPEAKER, 5, tmp_path / "stage1_multispeaker.pth")
     model, stage = make_stage(path, config=TINY_MULTISPEAKER)
     assert model.diffusion.multispeaker and type(model.decoder).__name__ == "HiFiGANDecoder"
     out = stage.train_step(batch, 2, 0)
