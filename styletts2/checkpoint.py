@@ -180,11 +180,24 @@ def _unwrap(state: Mapping[str, Any], key: str, path: str | os.PathLike) -> Mapp
     return state[key]
 
 
+def pretrained_part_state(state: Mapping[str, Any], key: str, part: str,
+                          path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
+    """The weights of one pretrained `part` in a file: a stage-0 training checkpoint of this project
+    keeps them under ['net'][part] (its module name); upstream's releases under [key]."""
+    net = state.get("net") if isinstance(state, Mapping) else None
+    if isinstance(net, Mapping) and isinstance(net.get(part), Mapping):
+        return net[part]
+    return _unwrap(state, key, path)
+
+
 def load_aligner_weights(aligner: nn.Module, path: str | os.PathLike) -> None:
-    """The ASR aligner release (`epoch_00080.pth`) keeps its weights under ['model']."""
-    load_module_state("text_aligner", aligner, _unwrap(torch_load(path), "model", path))
+    """The ASR aligner release (`epoch_00080.pth`) keeps its weights under ['model'] (so do the
+    stage-0 aligner checkpoints here, beside their ['net'])."""
+    load_module_state("text_aligner", aligner, pretrained_part_state(torch_load(path), "model", "text_aligner", path))
 
 
 def load_pitch_weights(pitch: nn.Module, path: str | os.PathLike) -> None:
-    """The JDC pitch extractor release (`bst.t7`) keeps its weights under ['net']."""
-    load_module_state("pitch_extractor", pitch, _unwrap(torch_load(path), "net", path))
+    """The JDC pitch extractor release (`bst.t7`) keeps its weights under ['net']; a stage-0 pitch
+    checkpoint here under ['net']['pitch_extractor']."""
+    load_module_state("pitch_extractor", pitch,
+                      pretrained_part_state(torch_load(path), "net", "pitch_extractor", path))

@@ -82,3 +82,9 @@ class Stage(Protocol):
 
     def load_state_dict(self, state: dict) -> None:
         ...
+
+    # Optional:
+    #   build_data(path, trainer) -> (dataset, lengths, collate_fn): the stage's own data (stage 0's
+    #       pitch labels, PL-BERT's text); default: `trainer.speech_data(path)` with `Collater()`.
+    #       The dataset needs `set_epoch(epoch)`; the batches `.to(device, non_blocking)`.
+    #   release_entries() -> dict: extra top-level checkpoint entries (an upstream release layout).

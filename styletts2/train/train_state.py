@@ -14,6 +14,7 @@ plus our keys:
     gin_config   the operative gin config at save time
     sigma_data   the diffusion's sigma_data (models with diffusion only)
     espeak_version  the espeak-ng that phonemized the training text (None if unavailable)
+    ...          a stage's `release_entries()`, if it has them (stage 0: upstream's release layout)
 Resuming restores all of it, the random generators last, so K steps straight and K/2 + resume +
 K/2 give bit-identical parameters on CPU.
 """
@@ -90,6 +91,9 @@ def build_training_checkpoint(model, stage, loop: LoopState, rng_states: list[di
         "gin_config": gin.operative_config_str(),
         "espeak_version": current_espeak_version(),
     }
+    # Stage-0 stages add the top-level entries of their part's upstream release (e.g. the aligner's
+    # ['model']), so the training checkpoint loads wherever the released file does.
+    extra.update(getattr(stage, "release_entries", dict)())
     diffusion = model.nets.get("diffusion")
     if diffusion is not None:
         extra["sigma_data"] = float(diffusion.sigma_data)

@@ -25,6 +25,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -33,7 +34,7 @@ from pathlib import Path
 import gin
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from styletts2.data.collate import Collater
 from styletts2.data.dataset import SpeechDataset
@@ -170,7 +171,18 @@ class Trainer:
             raise ValueError(f"corpus {path} has no usable clip")
         return report.good
 
-    def _dataset(self, path: str, ood_texts=None) -> tuple[SpeechDataset, list[int]]:
+    def _data(self, path: str, ood_texts=None) -> tuple[Dataset, list[int], Callable]:
+        """(dataset, item lengths for bucketing, collate_fn) of a corpus: the stage's own
+        `build_data(path, trainer)` when it has one (stage 0: pitch labels, text-only PL-BERT),
+        else the speech dataset every acoustic stage reads."""
+        build = getattr(self.stage, "build_data", None)
+        if build is not None:
+            return build(path, self)
+        dataset, lengths = self.speech_data(path, ood_texts)
+        return dataset, lengths, Collater()
+
+    def speech_data(self, path: str, ood_texts=None) -> tuple[SpeechDataset, list[int]]:
+        """The scanned, phonemized speech corpus at `path` and its mel lengths (`max_mel_frames` applied)."""
         records = self._scan(path)
         dataset = SpeechDataset(records, ood_texts=ood_texts, seed=self.seed)
         lengths = dataset.mel_lengths()
@@ -185,9 +197,9 @@ class Trainer:
             lengths = [lengths[i] for i in keep]
         return dataset, lengths
 
-    def _loader(self, dataset: SpeechDataset, batch_sampler) -> DataLoader:
+    def _loader(self, dataset: Dataset, batch_sampler, collate: Callable) -> DataLoader:
         # Its own generator: the DataLoader then draws nothing from the global RNG (exact resume).
-        return DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=Collater(),
+        return DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate,
                           num_workers=self.num_workers, pin_memory=self.env.device.type == "cuda",
                           generator=torch.Generator().manual_seed(self.seed),
                           worker_init_fn=_ignore_sigint if self.num_workers else None)
@@ -206,14 +218,14 @@ class Trainer:
         self.logger.sample_rate = self.model.sample_rate
 
         ood = read_ood_texts(self.ood_data) if self.ood_data else None
-        self.train_set, lengths = self._dataset(self.train_data, ood)
+        self.train_set, lengths, collate = self._data(self.train_data, ood)
         self.sampler = LengthBucketBatchSampler(lengths, batch_size=self.batch_size, seed=self.seed,
                                                 rank=self.env.rank, world_size=self.env.world_size)
-        self.train_loader = self._loader(self.train_set, self.sampler)
+        self.train_loader = self._loader(self.train_set, self.sampler, collate)
         self.val_loader = None
         if self.val_data:
-            val_set, val_lengths = self._dataset(self.val_data, ood)
-            self.val_loader = self._loader(val_set, self._val_batches(val_lengths))
+            val_set, val_lengths, val_collate = self._data(self.val_data, ood)
+            self.val_loader = self._loader(val_set, self._val_batches(val_lengths), val_collate)
 
         self.ctx = self._context()
         self.stage.setup(self.model, self.ctx)
