@@ -124,7 +124,7 @@ def test_short_clips_get_another_sentence(monkeypatch):
     monkeypatch.setattr(mc, "MIN_SECONDS", 5.0)
     speaker = mc.Speaker(0, Voice("en-us"), rate=200, pitch=50, pitch_range=50)
     clip = mc.Clip("X-0", speaker, "Hi there.", "Hi there.")
-    longer, wave = mc.render(clip, EspeakSynthesizer(), np.random.default_rng(0))
+    longer, wave, _ = mc.render(clip, EspeakSynthesizer(), np.random.default_rng(0))
     assert longer.normalized.startswith("Hi there. ") and len(longer.normalized) > len("Hi there. ")
     assert len(wave) >= 5.0 * mc.SAMPLE_RATE
 

@@ -51,8 +51,39 @@ class _EspeakVoice(ctypes.Structure):
     ]
 
 
-# int SynthCallback(short *wav, int numsamples, espeak_EVENT *events); the events are not used.
-_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+_EVENT_LIST_TERMINATED = 0
+_EVENT_WORD = 1
+
+
+class _EspeakEvent(ctypes.Structure):
+    """`espeak_EVENT` from speak_lib.h (the `id` union as its 8-byte string member)."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),  # 1-based character position of the word in the text
+        ("length", ctypes.c_int),  # the word's length in characters
+        ("audio_position", ctypes.c_int),  # milliseconds
+        ("sample", ctypes.c_int),  # output sample at which the event happens
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_char * 8),
+    ]
+
+
+# int SynthCallback(short *wav, int numsamples, espeak_EVENT *events); the word events are kept.
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                                  ctypes.POINTER(_EspeakEvent))
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    """Where espeak-ng started speaking one word of the text: `start` in seconds from the clip's
+    first sample; `char_start`/`char_end` index the word in the synthesized text."""
+
+    word: str
+    start: float
+    char_start: int
+    char_end: int
 
 
 @dataclass(frozen=True)
@@ -97,6 +128,7 @@ class EspeakSynthesizer:
         self._declare_signatures()
         self._lock = threading.Lock()
         self._chunks: list[np.ndarray] = []
+        self._words: list[tuple[int, int, int]] = []  # (text_position, length, sample) per word event
         self._callback = _SynthCallback(self._collect)  # kept alive for the library's lifetime
 
         rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(self.data_path).encode(), 0)
@@ -130,10 +162,15 @@ class EspeakSynthesizer:
         lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         lib.espeak_ng_SetRandSeed.restype = ctypes.c_int
 
-    def _collect(self, wav, num_samples: int, _events) -> int:
+    def _collect(self, wav, num_samples: int, events) -> int:
         # wav is NULL at the end of synthesis; num_samples may be 0 mid-stream.
         if wav and num_samples > 0:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
+        i = 0
+        while events and events[i].type != _EVENT_LIST_TERMINATED:
+            if events[i].type == _EVENT_WORD:
+                self._words.append((events[i].text_position, events[i].length, events[i].sample))
+            i += 1
         return 0  # 0 = continue
 
     def _select_voice(self, voice: Voice) -> None:
@@ -167,6 +204,7 @@ class EspeakSynthesizer:
         seed: int = 0,
     ) -> tuple[np.ndarray, int]:
         """Render `text`; returns (float32 samples in [-1, 1], sample rate = 22050 for espeak-ng).
+        `synthesize_with_words` also returns where each word starts.
 
         rate: words per minute (80-450); pitch, pitch_range: 0-100 (50 = the voice's default).
         seed: espeak-ng's noise generator seed (breathy variants use it).
@@ -174,6 +212,15 @@ class EspeakSynthesizer:
         utterance to the next, so the same sequence of calls on a fresh instance gives the same
         samples, but one call's output depends on the calls before it.
         """
+        wave, rate, _ = self.synthesize_with_words(text, voice, rate=rate, pitch=pitch,
+                                                   pitch_range=pitch_range, seed=seed)
+        return wave, rate
+
+    def synthesize_with_words(self, text: str, voice: str | Voice = "en-us", *, rate: int = RATE_NORMAL,
+                              pitch: int = 50, pitch_range: int = 50,
+                              seed: int = 0) -> tuple[np.ndarray, int, list[WordTiming]]:
+        """`synthesize`, plus espeak-ng's own timing of every word (its word events): the
+        reference the trained aligner's word boundaries are measured against."""
         if not text.strip():
             raise ValueError("cannot synthesize empty text")
         if not RATE_MIN <= rate <= RATE_MAX:
@@ -189,13 +236,21 @@ class EspeakSynthesizer:
             self._lib.espeak_SetParameter(_PARAM_PITCH, pitch, 0)
             self._lib.espeak_SetParameter(_PARAM_RANGE, pitch_range, 0)
             self._lib.espeak_ng_SetRandSeed(seed)
-            self._chunks = []
+            self._chunks, self._words = [], []
             status = self._lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
             chunks, self._chunks = self._chunks, []
+            events, self._words = self._words, []
         if status != _EE_OK:
             raise RuntimeError(f"espeak_Synth failed with status {status} for {text!r}")
         samples = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
-        return samples.astype(np.float32) / 32768.0, self.sample_rate
+        return samples.astype(np.float32) / 32768.0, self.sample_rate, _word_timings(text, events, self.sample_rate)
+
+
+def _word_timings(text: str, events: list[tuple[int, int, int]], sample_rate: int) -> list[WordTiming]:
+    # Event positions count characters of the UTF-8 text from 1.
+    return [WordTiming(text[position - 1:position - 1 + length], sample / sample_rate, position - 1,
+                       position - 1 + length)
+            for position, length, sample in events]
 
 
 _default: EspeakSynthesizer | None = None

@@ -7,6 +7,8 @@ writes
     OUT/wavs/<id>.wav                24000 Hz mono PCM16
     OUT/train_list.txt, val_list.txt `wavs/<id>.wav|phonemes|speaker` (upstream's list format)
     OUT/OOD_texts.txt                one phoneme string per line (upstream's out-of-distribution texts)
+    OUT/word_timings.json            espeak-ng's own start time of every word of every clip (seconds;
+                                     see `word_timings.py`): the reference for the aligner's boundaries
 
 Each voice is one speaker with its own speaking rate, pitch and pitch range drawn from the seed.
 The output depends only on the arguments (and the espeak-ng version): the same command writes the
@@ -16,6 +18,7 @@ appended rather than silence.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from styletts2.audio.io import resample, save_wav
-from styletts2.data.espeak_synth import EspeakSynthesizer, Voice
+from styletts2.data.espeak_synth import EspeakSynthesizer, Voice, WordTiming
+from styletts2.data.word_timings import TIMINGS_FILE
 from styletts2.text.phonemizer import EspeakPhonemizer
 
 SAMPLE_RATE = 24000
@@ -205,11 +209,13 @@ def plan_clips(n: int, speakers: Sequence[Speaker], rng: np.random.Generator) ->
     return clips
 
 
-def render(clip: Clip, synth: EspeakSynthesizer, rng: np.random.Generator) -> tuple[Clip, np.ndarray]:
-    """Synthesize at 24 kHz; too-short clips get another sentence appended (text and audio agree)."""
+def render(clip: Clip, synth: EspeakSynthesizer,
+           rng: np.random.Generator) -> tuple[Clip, np.ndarray, list[WordTiming]]:
+    """Synthesize at 24 kHz, with espeak-ng's word timings; too-short clips get another sentence
+    appended (text and audio agree)."""
     while True:
         speaker = clip.speaker
-        wave, rate = synth.synthesize(
+        wave, rate, words = synth.synthesize_with_words(
             clip.normalized, speaker.voice, rate=speaker.rate, pitch=speaker.pitch, pitch_range=speaker.pitch_range
         )
         wave = resample(wave, rate, SAMPLE_RATE)
@@ -220,7 +226,7 @@ def render(clip: Clip, synth: EspeakSynthesizer, rng: np.random.Generator) -> tu
     peak = float(np.abs(wave).max())
     if peak > PEAK:  # resampling can overshoot full scale
         wave = wave * (PEAK / peak)
-    return clip, wave.astype(np.float32)
+    return clip, wave.astype(np.float32), words
 
 
 def split_validation(clips: Sequence[Clip], rng: np.random.Generator, fraction: float) -> set[str]:
@@ -255,11 +261,16 @@ def make_corpus(
     rng = np.random.default_rng(seed)
     speakers = make_speakers(voices, rng)
     synth = EspeakSynthesizer()  # fresh instance: espeak-ng output depends on its call history
-    clips = []
+    clips, timings = [], {}
     for planned in plan_clips(n, speakers, rng):
-        clip, wave = render(planned, synth, rng)
+        clip, wave, words = render(planned, synth, rng)
         save_wav(out / "wavs" / f"{clip.id}.wav", wave, SAMPLE_RATE)
         clips.append(clip)
+        timings[clip.id] = {"seconds": len(wave) / SAMPLE_RATE,
+                            "words": [[w.word, round(w.start, 5)] for w in words]}
+    with open(out / TIMINGS_FILE, "w", encoding="utf-8", newline="\n") as f:  # one clip a line
+        f.write("{\n" + ",\n".join(f"{json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}"
+                                    for k, v in timings.items()) + "\n}\n")
 
     with open(out / "metadata.csv", "w", encoding="utf-8", newline="\n") as f:
         f.writelines(f"{c.id}|{c.text}|{c.normalized}\n" for c in clips)

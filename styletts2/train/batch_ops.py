@@ -66,24 +66,41 @@ def text_padding_mask(tokens: torch.Tensor, token_lengths: torch.Tensor) -> torc
     return length_to_mask(token_lengths.to(tokens.device), tokens.shape[1])
 
 
-def aligner_attention(aligner: nn.Module, mels: torch.Tensor, mel_lengths: torch.Tensor,
-                      tokens: torch.Tensor, token_lengths: torch.Tensor,
-                      mask_unk: bool | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run the text aligner and return (s2s_logits [B, T_text, n_token], attention [B, T_text, T_align],
-    alignment-frame lengths [B]).
+@dataclass
+class AlignerOutputs:
+    """The text aligner's outputs on a batch (see `run_aligner`)."""
+
+    ctc_logits: torch.Tensor     # [B, T_align, n_token]
+    s2s_logits: torch.Tensor     # [B, T_text, n_token]
+    attention: torch.Tensor      # [B, T_text, T_align], zero outside each item's lengths
+    align_lengths: torch.Tensor  # [B] alignment frames
+
+
+def run_aligner(aligner: nn.Module, mels: torch.Tensor, mel_lengths: torch.Tensor, tokens: torch.Tensor,
+                token_lengths: torch.Tensor, mask_unk: bool | None = None) -> AlignerOutputs:
+    """Run the text aligner, teacher-forced on `tokens`.
 
     The aligner's decoder makes one more step than there are tokens (it starts from a begin
     symbol). Step i predicts token i, so the logits keep the first T_text steps; the attention
     rows are taken from step 1 on, so row i is where token i sits (upstream's pairing of both).
-    Attention outside each item's text and frame lengths is zeroed.
     """
     frames = (mels.shape[-1] + ALIGN_FRAME - 1) // ALIGN_FRAME
     align_lengths = (mel_lengths // ALIGN_FRAME).to(mels.device)
     frame_padding = length_to_mask(align_lengths, frames)
-    _, s2s_logits, attention = aligner(mels, frame_padding, tokens, mask_unk=mask_unk)
+    ctc_logits, s2s_logits, attention = aligner(mels, frame_padding, tokens, mask_unk=mask_unk)
     attention = attention[:, 1:, :]
     valid = mask_from_lens(attention, token_lengths, align_lengths).bool()
-    return s2s_logits[:, :tokens.shape[1]], attention.masked_fill(~valid, 0.0), align_lengths
+    return AlignerOutputs(ctc_logits, s2s_logits[:, :tokens.shape[1]], attention.masked_fill(~valid, 0.0),
+                          align_lengths)
+
+
+def aligner_attention(aligner: nn.Module, mels: torch.Tensor, mel_lengths: torch.Tensor,
+                      tokens: torch.Tensor, token_lengths: torch.Tensor,
+                      mask_unk: bool | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`run_aligner` as (s2s_logits [B, T_text, n_token], attention [B, T_text, T_align],
+    alignment-frame lengths [B]): what stages 1 and 2 use."""
+    out = run_aligner(aligner, mels, mel_lengths, tokens, token_lengths, mask_unk)
+    return out.s2s_logits, out.attention, out.align_lengths
 
 
 @torch.no_grad()

@@ -107,6 +107,13 @@ class TrainLogger:
             image = (mel - mel.min()) / (mel.max() - mel.min()).clamp(min=1e-8)
             self.writer.add_image(f"{tag}_mel", image, step, dataformats="HW")
 
+    def log_image(self, tag: str, image: torch.Tensor, step: int) -> None:
+        """Log a 2-D map (e.g. an attention matrix, tokens x frames) as a grey image scaled to [0, 1]."""
+        if self.enabled:
+            image = image.detach().float().cpu()
+            image = (image - image.min()) / (image.max() - image.min()).clamp(min=1e-8)
+            self.writer.add_image(tag, image.flip(0), step, dataformats="HW")
+
     def epoch_summary(self, epoch: int, epochs: int, train: Mapping[str, float], val: Mapping[str, float] | None,
                       skipped: int, seconds: float) -> None:
         parts = [f"epoch {epoch + 1}/{epochs}", f"{seconds:.0f}s"]

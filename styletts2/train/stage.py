@@ -50,6 +50,8 @@ class TrainingContext:
     grad_scaler: Any = None
     # Logs a waveform as audio plus its log-mel image (rank 0 only; None elsewhere).
     log_audio: Callable[[str, torch.Tensor, int], None] | None = None
+    # Logs a 2-D map as an image, e.g. an attention matrix (rank 0 only; None elsewhere).
+    log_image: Callable[[str, torch.Tensor, int], None] | None = None
     # The last epoch whose validation sample was logged (see batch_ops.log_validation_sample).
     sampled_epoch: int | None = None
 

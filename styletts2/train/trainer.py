@@ -105,6 +105,8 @@ class Trainer:
     resume: a training checkpoint to start from when `<run_dir>/last.pth` does not exist (that one
         always wins, so re-running an interrupted command continues it).
     max_steps: stop (after saving) once this many steps were made in total; None = no limit.
+    max_minutes: stop (after saving) once this run has trained for this many minutes of wall-clock
+        time (set-up excluded; a resumed run starts its own clock); None = no limit.
     val_metric: the validation loss that picks best.pth; None = the sum of all validation losses.
     keep_epoch_checkpoints: also keep `epoch_<stage>_<NNNNN>.pth` at every epoch end (upstream style).
     """
@@ -115,7 +117,7 @@ class Trainer:
                  mixed_precision: str | None = None, seed: int = 0, device: str | None = None,
                  num_workers: int = 0, train_data: str = gin.REQUIRED, val_data: str | None = None,
                  data_root: str | None = None, ood_data: str | None = None, resume: str | None = None,
-                 max_steps: int | None = None, val_metric: str | None = None,
+                 max_steps: int | None = None, max_minutes: float | None = None, val_metric: str | None = None,
                  keep_epoch_checkpoints: bool = False):
         if mixed_precision not in (None, "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be None, 'bf16' or 'fp16', not {mixed_precision!r}")
@@ -140,6 +142,7 @@ class Trainer:
         self.ood_data = ood_data
         self.resume = resume
         self.max_steps = max_steps
+        self.max_minutes = max_minutes
         self.val_metric = val_metric
         self.keep_epoch_checkpoints = keep_epoch_checkpoints
         self._stop_signal: int | None = None
@@ -156,7 +159,8 @@ class Trainer:
             scaler = torch.amp.GradScaler(device.type)
         return TrainingContext(device=device, rank=self.env.rank, world_size=self.env.world_size,
                                autocast=autocast, grad_scaler=scaler,
-                               log_audio=self.logger.log_audio if self.env.is_main else None)
+                               log_audio=self.logger.log_audio if self.env.is_main else None,
+                               log_image=self.logger.log_image if self.env.is_main else None)
 
     def _scan(self, path: str):
         """Scan a corpus on rank 0 first: it writes the phoneme cache the others then read."""
@@ -349,6 +353,7 @@ class Trainer:
             self.logger.info(f"nothing to do: Trainer.max_steps={self.max_steps} reached already")
             return self._result("max_steps", None)
         checkpoint, stop, limit = None, False, False
+        started_run = time.time()
         for epoch in range(loop.epoch, self.epochs):
             started = time.time()
             self.sampler.set_epoch(epoch)
@@ -365,7 +370,8 @@ class Trainer:
                     out = StepOutput(skipped=True, reason=str(err))
                 loop.batches_done += 1
                 loop.iters += 1
-                skipped, stop = dist_utils.any_rank([out.skipped, self._stop_signal is not None], device)
+                skipped, stop, timeout = dist_utils.any_rank(
+                    [out.skipped, self._stop_signal is not None, self._out_of_time(started_run)], device)
                 if skipped:
                     epoch_skipped += 1
                     self.skipped_total += 1
@@ -377,7 +383,7 @@ class Trainer:
                     in_a_row = 0
                     epoch_means.add(out.losses)
                     self.logger.log_step(loop.iters, out.losses, self._lrs())
-                limit = self.max_steps is not None and loop.iters >= self.max_steps
+                limit = timeout or (self.max_steps is not None and loop.iters >= self.max_steps)
                 if (stop or limit) and loop.batches_done >= len(self.sampler):
                     break  # the epoch is complete: end it properly (validation, epoch checkpoint)
                 periodic = bool(self.save_every_steps) and loop.iters % self.save_every_steps == 0
@@ -392,6 +398,9 @@ class Trainer:
             if (stop or limit) and epoch + 1 < self.epochs:
                 return self._result("interrupted" if stop else "max_steps", checkpoint)
         return self._result("completed", checkpoint)
+
+    def _out_of_time(self, started: float) -> bool:
+        return self.max_minutes is not None and time.time() - started >= 60 * self.max_minutes
 
     def _end_epoch(self, epoch: int, means: RunningMeans, skipped: int, in_a_row: int, seconds: float) -> Path | None:
         loop = self.loop

@@ -1,0 +1,95 @@
+"""Word boundaries: espeak-ng's own timings of a corpus, and the ones an alignment implies.
+
+`make_corpus` writes `word_timings.json` beside the clips: for each clip id, its length in seconds
+and, for every word, where espeak-ng started speaking it (its synthesis word events). The aligner
+is judged by how far the word starts that its monotonic path gives are from those, in
+milliseconds, against a uniform alignment of the same tokens as the baseline.
+
+Tokens map to words through the phoneme string: a word is a maximal run of symbols that are
+neither spaces nor punctuation, so the n-th phoneme word is the n-th word espeak-ng spoke. A clip
+whose counts differ (espeak-ng may phonemize a word as two) is left out and counted.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from styletts2.text.symbols import PUNCTUATION, SYMBOL_TO_ID
+
+TIMINGS_FILE = "word_timings.json"
+# Seconds per alignment frame: 2 mel frames of 300 samples at 24 kHz.
+ALIGN_SECONDS = 600 / 24000
+
+
+def load_timings(corpus_dir: str | Path) -> dict[str, dict] | None:
+    """{clip id: {'seconds': float, 'words': [[word, start], ...]}}, or None without a timings file."""
+    path = Path(corpus_dir) / TIMINGS_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a word-timings file ({err}); remake the corpus") from err
+
+
+def token_words(phonemes: str) -> list[int]:
+    """Word index of each token of `[0] + encode(phonemes) + [0]` (-1 for pads, spaces and
+    punctuation). Characters outside the symbol table are skipped, as the tokenizer skips them."""
+    words, word, inside = [-1], -1, False
+    for char in phonemes:
+        if char not in SYMBOL_TO_ID:
+            continue
+        if char in PUNCTUATION:  # the space is in the punctuation block too
+            inside = False
+            words.append(-1)
+            continue
+        if not inside:
+            word, inside = word + 1, True
+        words.append(word)
+    return words + [-1]
+
+
+def path_word_starts(path: np.ndarray, words: list[int], offset_s: float) -> np.ndarray:
+    """Start (seconds) of each word under a hard alignment `path` [T_text, T_align] (0/1): the
+    first frame of its first token, less `offset_s` (the silence the dataset added in front)."""
+    first_frame = path.argmax(axis=1)
+    n_words = max(words) + 1
+    starts = np.full(n_words, np.nan)
+    for token, word in enumerate(words):
+        if word >= 0 and np.isnan(starts[word]):
+            starts[word] = first_frame[token] * ALIGN_SECONDS - offset_s
+    return starts
+
+
+def uniform_word_starts(words: list[int], speech_s: float) -> np.ndarray:
+    """Word starts if every token took the same share of the clip's `speech_s` seconds."""
+    n_words = max(words) + 1
+    step = speech_s / len(words)
+    return np.array([words.index(w) * step for w in range(n_words)])
+
+
+@dataclass
+class BoundaryErrors:
+    """Absolute word-start errors (ms) of an alignment and of the uniform baseline, over clips."""
+
+    aligned: list[float]
+    uniform: list[float]
+    clips: int = 0
+    skipped: int = 0  # clips whose phoneme words and espeak-ng words do not pair up
+
+    def add(self, starts: np.ndarray, uniform: np.ndarray, reference: list[float]) -> None:
+        if len(starts) != len(reference):
+            self.skipped += 1
+            return
+        ref = np.asarray(reference)
+        self.aligned.extend((np.abs(starts - ref) * 1000).tolist())
+        self.uniform.extend((np.abs(uniform - ref) * 1000).tolist())
+        self.clips += 1
+
+    def summary(self) -> dict[str, float]:
+        if not self.aligned:
+            return {}
+        return {"boundary_mae_ms": float(np.mean(self.aligned)), "uniform_mae_ms": float(np.mean(self.uniform))}

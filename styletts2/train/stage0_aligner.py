@@ -1,0 +1,200 @@
+"""Stage 0: train the text aligner (ASRCNN) on the corpus, as yl4579/AuxiliaryASR does.
+
+The aligner is the model's own `text_aligner` (gin/model/*.gin give its size; the experiment builds
+`StyleTTS2.modules = ('text_aligner',)`). One step, on whole utterances (no crop):
+- CTC on the encoder's per-frame token logits, with the blank at id 0 (the pad symbol). Targets are
+  the tokens without the `[0] ... [0]` framing, which would otherwise be blanks;
+- the attention decoder's cross-entropy, teacher-forced on `[0] + ids + [0]` (the framing stages
+  1 and 2 align), with 10 % of its input tokens masked to `<unk>` in training (ASRS2S's own rule);
+- AdamW (betas 0.9/0.98, eps 1e-9, weight decay 5e-4 at lr 5e-4), gradients clipped to +-5 by value.
+The checkpoint keeps the weights under ['net']['text_aligner'] for resume and under ['model'],
+upstream's release layout, so `load_pretrained_parts.aligner_path` takes either file; a bound
+`aligner_path` here starts from a released aligner (fine-tuning it on new data).
+
+Validation reports the losses, the CTC phoneme error rate (greedy decoding), and, on a corpus with
+espeak-ng word timings (`make_corpus`), how far the word starts of the monotonic path through the
+attention are from espeak-ng's, in ms, beside a uniform alignment's (`data/word_timings.py`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gin
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from styletts2.data.collate import Collater
+from styletts2.data.word_timings import BoundaryErrors, load_timings, path_word_starts, token_words, uniform_word_starts
+from styletts2.losses import S2SCrossEntropyLoss
+from styletts2.text.tokenizer import Tokenizer
+
+from .batch_ops import monotonic_path, run_aligner
+from .optim import build_multi_optimizer
+from .pretrained import load_pretrained_parts
+from .stage import StepOutput, TrainingContext
+
+TRAINED = ("text_aligner",)
+BLANK = 0  # the pad symbol: CTC's blank
+
+
+def edit_distance(a: list, b: list) -> int:
+    """Levenshtein distance between two sequences (insertions, deletions, substitutions cost 1)."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
+def ctc_greedy(logits: torch.Tensor, length: int) -> list[int]:
+    """Best-path CTC decoding of one item's [T, n_token] logits: collapse repeats, drop blanks."""
+    best = logits[:length].argmax(-1).tolist()
+    return [t for i, t in enumerate(best) if t != BLANK and (i == 0 or t != best[i - 1])]
+
+
+def guided_attention_loss(attention: torch.Tensor, token_lengths: torch.Tensor, align_lengths: torch.Tensor,
+                          sigma: float) -> torch.Tensor:
+    """Tachibana et al.'s diagonal prior: attention far from the diagonal of each item's
+    (tokens x frames) rectangle costs up to 1, so the expected cost per token is what is averaged."""
+    n_tokens, n_frames = attention.shape[1:]
+    token_lengths, align_lengths = token_lengths.to(attention.device), align_lengths.to(attention.device)
+    n = torch.arange(n_tokens, device=attention.device)[None, :, None] / token_lengths[:, None, None]
+    t = torch.arange(n_frames, device=attention.device)[None, None, :] / align_lengths[:, None, None]
+    weight = 1 - torch.exp(-((n - t) ** 2) / (2 * sigma ** 2))
+    valid = (n < 1) & (t < 1)
+    return (attention.float() * weight * valid).sum() / token_lengths.sum()
+
+
+def ctc_targets(tokens: torch.Tensor, token_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tokens without their `[0] ... [0]` framing, concatenated, and their lengths."""
+    inner = [tokens[i, 1:int(n) - 1] for i, n in enumerate(token_lengths)]
+    return torch.cat(inner), torch.tensor([len(x) for x in inner], dtype=torch.long)
+
+
+@gin.configurable
+class Stage0Aligner:
+    """AuxiliaryASR's training of the text aligner.
+
+    lr, betas, weight_decay: the AdamW of AuxiliaryASR.
+    ctc_weight, s2s_weight: weights of the two objectives (1 and 1 upstream).
+    grad_clip_value: gradients clipped elementwise to this value (None: off).
+    guided_attention_weight, guided_attention_sigma: a diagonal prior on the decoder's attention
+        (`guided_attention_loss`; not in AuxiliaryASR, so 0 = off by default). Small aligners on
+        small corpora learn to attend in a fraction of the steps with it.
+    """
+
+    name = "stage0_aligner"
+
+    def __init__(self, lr: float = 5e-4, betas: tuple[float, float] = (0.9, 0.98), weight_decay: float = 5e-4,
+                 ctc_weight: float = 1.0, s2s_weight: float = 1.0, grad_clip_value: float | None = 5.0,
+                 guided_attention_weight: float = 0.0, guided_attention_sigma: float = 0.2):
+        self.lr, self.betas, self.weight_decay = lr, tuple(betas), weight_decay
+        self.ctc_weight, self.s2s_weight = ctc_weight, s2s_weight
+        self.grad_clip_value = grad_clip_value
+        self.guided_attention_weight, self.guided_attention_sigma = guided_attention_weight, guided_attention_sigma
+
+    def build_data(self, path: str, trainer):
+        """The speech corpus as stages 1 and 2 read it; notes the silence the dataset adds in front
+        of each clip, which word starts are measured without."""
+        dataset, lengths = trainer.speech_data(path)
+        self.edge_padding_s = dataset.edge_padding / dataset.sample_rate
+        return dataset, lengths, Collater()
+
+    def setup(self, model, ctx: TrainingContext) -> None:
+        self.model, self.ctx = model, ctx
+        load_pretrained_parts(model, TRAINED)  # a released aligner to fine-tune, when bound
+        self.optimizer = build_multi_optimizer(model, TRAINED, lr=self.lr, betas=self.betas,
+                                               weight_decay=self.weight_decay, ctx=ctx)
+        self.s2s_loss = S2SCrossEntropyLoss()
+        self.tokenizer = Tokenizer()
+        self._timings: dict[Path, dict | None] = {}
+
+    # --- losses ------------------------------------------------------------------------------
+
+    def _forward(self, batch):
+        out = run_aligner(self.model.text_aligner, batch.mels, batch.mel_lengths, batch.tokens, batch.token_lengths)
+        targets, target_lengths = ctc_targets(batch.tokens, batch.token_lengths)
+        log_probs = out.ctc_logits.float().log_softmax(-1).transpose(0, 1)  # [T, B, n_token]
+        # zero_infinity: a clip too short for its text gives no gradient instead of inf.
+        ctc = F.ctc_loss(log_probs, targets.to(log_probs.device), out.align_lengths.cpu(), target_lengths,
+                         blank=BLANK, zero_infinity=True)
+        s2s = self.s2s_loss(out.s2s_logits.float(), batch.tokens, batch.token_lengths)
+        losses = {"ctc": ctc, "s2s": s2s}
+        if self.guided_attention_weight:
+            losses["guided"] = guided_attention_loss(out.attention, batch.token_lengths, out.align_lengths,
+                                                     self.guided_attention_sigma)
+        return out, losses
+
+    def _clip(self, gradients: list[torch.Tensor]) -> None:
+        for g in gradients:
+            g.clamp_(-self.grad_clip_value, self.grad_clip_value)
+
+    def train_step(self, batch, epoch: int, step: int) -> StepOutput:
+        self.model.train()
+        with self.ctx.autocast():
+            _, losses = self._forward(batch)
+        total = self.ctc_weight * losses["ctc"] + self.s2s_weight * losses["s2s"]
+        if "guided" in losses:
+            total = total + self.guided_attention_weight * losses["guided"]
+        self.optimizer.step_on(total, TRAINED, losses=losses,
+                               before_step=self._clip if self.grad_clip_value else None)
+        return StepOutput({k: v.item() for k, v in losses.items()})
+
+    # --- validation ----------------------------------------------------------------------------
+
+    def _corpus_timings(self, wav: str) -> dict | None:
+        """The word timings of the corpus a clip belongs to (`<corpus>/wavs/<id>.wav`), if any."""
+        folder = Path(wav).resolve().parent
+        for corpus in (folder.parent, folder):
+            if corpus not in self._timings:
+                self._timings[corpus] = load_timings(corpus)
+            if self._timings[corpus] is not None:
+                return self._timings[corpus]
+        return None
+
+    def boundary_errors(self, batch, attention: torch.Tensor, align_lengths: torch.Tensor,
+                        edge_padding_s: float) -> BoundaryErrors:
+        """Word-start errors of this batch's monotonic paths against espeak-ng's timings."""
+        errors = BoundaryErrors([], [])
+        path = monotonic_path(attention, batch.token_lengths, align_lengths).cpu().numpy()
+        for i, wav in enumerate(batch.paths):
+            entry = (self._corpus_timings(wav) or {}).get(Path(wav).stem)
+            if entry is None:
+                continue
+            n_tokens = int(batch.token_lengths[i])
+            words = token_words(self.tokenizer.decode(batch.tokens[i, :n_tokens]))
+            starts = path_word_starts(path[i, :n_tokens, :int(align_lengths[i])], words, edge_padding_s)
+            errors.add(starts, uniform_word_starts(words, entry["seconds"]), [w[1] for w in entry["words"]])
+        return errors
+
+    @torch.no_grad()
+    def validation_step(self, batch, epoch: int) -> dict[str, float]:
+        out, losses = self._forward(batch)
+        errors, length = 0, 0
+        for i, n in enumerate(batch.token_lengths):
+            target = batch.tokens[i, 1:int(n) - 1].tolist()
+            errors += edit_distance(ctc_greedy(out.ctc_logits[i], int(out.align_lengths[i])), target)
+            length += len(target)
+        scores = {k: float(v) for k, v in losses.items()}
+        scores["ctc_per"] = errors / max(length, 1)
+        scores.update(self.boundary_errors(batch, out.attention, out.align_lengths, self.edge_padding_s).summary())
+        if self.ctx.log_image is not None and getattr(self, "_imaged", None) != epoch:
+            self._imaged = epoch
+            n, t = int(batch.token_lengths[0]), int(out.align_lengths[0])
+            self.ctx.log_image("val/attention", out.attention[0, :n, :t], epoch)
+        return scores
+
+    # --- checkpoint ------------------------------------------------------------------------------
+
+    def release_entries(self) -> dict:
+        """AuxiliaryASR's layout: the aligner's weights under ['model']."""
+        return {"model": self.model.text_aligner.state_dict()}
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])

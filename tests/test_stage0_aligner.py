@@ -1,0 +1,99 @@
+"""Stage 0, the text aligner (styletts2/train/stage0_aligner.py), and the word timings it is measured
+with (styletts2/data/word_timings.py), on a tiny espeak-ng corpus through the real runner."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import runner
+from styletts2.checkpoint import torch_load
+from styletts2.data.make_corpus import make_corpus
+from styletts2.data.readers import read_list
+from styletts2.data.word_timings import TIMINGS_FILE, path_word_starts, token_words, uniform_word_starts
+from styletts2.model import StyleTTS2, parse_gin
+from styletts2.train.pretrained import load_pretrained_parts
+from styletts2.train.stage0_aligner import ctc_greedy, ctc_targets, edit_distance
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"), n=16)
+
+
+def run_aligner(corpus, run_dir, *bindings):
+    params = [f"Trainer.train_data = '{corpus / 'train_list.txt'}'", f"Trainer.val_data = '{corpus / 'val_list.txt'}'",
+              f"Trainer.data_root = '{corpus}'", "Trainer.log_every_steps = 1000", *bindings]
+    argv = ["--gin", "gin/stage0_aligner_tiny.gin", "--run_dir", str(run_dir)]
+    for p in params:
+        argv += ["--gin_param", p]
+    assert runner.main(argv) == 0
+
+
+# --- word timings --------------------------------------------------------------------------------
+
+def test_token_words_follow_the_phoneme_words():
+    # [0] + "ðə kˈæt, sˈæt." + [0]: spaces and punctuation belong to no word
+    words = token_words("ðə kˈæt, sˈæt.")
+    assert words == [-1, 0, 0, -1, 1, 1, 1, 1, -1, -1, 2, 2, 2, 2, -1, -1]
+
+
+def test_word_starts_from_a_path_and_from_a_uniform_split():
+    words = [-1, 0, 0, -1, 1, 1, -1]
+    frames = [0, 2, 3, 5, 6, 8, 9]  # first frame of each token
+    path = np.zeros((7, 10))
+    for token, frame in enumerate(frames):
+        path[token, frame] = 1
+    starts = path_word_starts(path, words, offset_s=0.05)
+    assert np.allclose(starts, [2 * 0.025 - 0.05, 6 * 0.025 - 0.05])
+    assert np.allclose(uniform_word_starts(words, 0.7), [0.1, 0.4])
+
+
+def test_make_corpus_records_espeak_word_timings(corpus):
+    timings = json.loads((corpus / TIMINGS_FILE).read_text())
+    records = read_list(corpus / "train_list.txt", root=corpus) + read_list(corpus / "val_list.txt", root=corpus)
+    assert len(timings) == len(records) == 16
+    paired = 0
+    for record in records:
+        entry = timings[record.wav.stem]
+        starts = [w[1] for w in entry["words"]]
+        assert starts == sorted(starts) and 0 <= starts[0] < 0.3 and starts[-1] < entry["seconds"]
+        paired += max(token_words(record.phonemes)) + 1 == len(starts)
+    assert paired >= 14  # espeak-ng's words and the phonemizer's pair up on (nearly) every clip
+
+
+# --- CTC helpers -----------------------------------------------------------------------------------
+
+def test_ctc_helpers():
+    assert edit_distance("kitten", "sitting") == 3 and edit_distance([], [1, 2]) == 2
+    logits = torch.full((6, 5), -10.0)
+    for t, k in enumerate([0, 3, 3, 0, 3, 4]):
+        logits[t, k] = 0.0
+    assert ctc_greedy(logits, 6) == [3, 3, 4] and ctc_greedy(logits, 3) == [3]
+    tokens = torch.tensor([[0, 5, 6, 7, 0], [0, 8, 0, 0, 0]])
+    targets, lengths = ctc_targets(tokens, torch.tensor([5, 3]))
+    assert targets.tolist() == [5, 6, 7, 8] and lengths.tolist() == [3, 1]
+
+
+# --- training -------------------------------------------------------------------------------------
+
+def test_tiny_aligner_trains_and_its_checkpoint_loads_as_upstreams(corpus, tmp_path, caplog):
+    run_aligner(corpus, tmp_path, "Trainer.epochs = 4")
+    state = torch_load(tmp_path / "last.pth")
+    # upstream's release layout beside our own
+    assert set(state["model"]) == set(state["net"]["text_aligner"])
+    log = (tmp_path / "config.gin").read_text()
+    assert "Stage0Aligner" in log
+
+    parse_gin(["gin/model/tiny.gin"])
+    model = StyleTTS2(modules=("text_aligner",))
+    assert load_pretrained_parts(model, ("text_aligner",), aligner_path=str(tmp_path / "last.pth")) == {
+        "text_aligner": str(tmp_path / "last.pth")}
+    for key, value in state["model"].items():
+        assert torch.equal(model.text_aligner.state_dict()[key], value)
+
+    # fine-tuning: a new run starting from that file
+    run_aligner(corpus, tmp_path / "ft", "Trainer.epochs = 1",
+                f"load_pretrained_parts.aligner_path = '{tmp_path / 'last.pth'}'")
