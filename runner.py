@@ -23,6 +23,9 @@ def _register_configurables() -> None:
     """Import the modules whose gin configurables experiment files refer to."""
     import styletts2.model  # noqa: F401
     import styletts2.train.optim  # noqa: F401
+    import styletts2.train.stage0_aligner  # noqa: F401
+    import styletts2.train.stage0_plbert  # noqa: F401
+    import styletts2.train.stage0_pitch  # noqa: F401
     import styletts2.train.stage1  # noqa: F401
     import styletts2.train.stage2  # noqa: F401
     import styletts2.train.trainer  # noqa: F401

@@ -11,16 +11,21 @@ every later complaint about a clip can name it. A malformed line either raises
 
 Text records are phonemized once with `phonemize_records`; the results are kept in a JSON cache
 beside the data whose file name carries the language and espeak-ng version, so re-reading a corpus
-costs no phonemization and a different espeak-ng never reuses stale phonemes.
+costs no phonemization and a different espeak-ng never reuses stale phonemes. The language is the
+gin-bound `corpus_language()` (`%LANGUAGE`, 'en-us' unless an experiment says otherwise).
 """
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+import gin
+
+from styletts2.text.espeak import LANGUAGE
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,35 @@ def _save_cache(path: Path, language: str, version: str, table: dict[str, str]) 
     os.replace(tmp, path)
 
 
+@gin.configurable
+def corpus_language(language: str = LANGUAGE) -> str:
+    """The espeak-ng language training text is phonemized in: one binding (`%LANGUAGE`, see
+    gin/trainer/default.gin) for every stage's data, so any language espeak-ng speaks can be trained."""
+    return language
+
+
+def phonemize_texts(
+    texts: Iterable[str],
+    phonemizer: Callable[[str], str],
+    cache_dir: str | Path,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """({text: phonemes}, {text: why it failed}) for every distinct non-blank text, phonemizing only
+    those the cache file in `cache_dir` lacks (`phonemizer` needs `language` and `version`)."""
+    path = cache_path(cache_dir, phonemizer.language, phonemizer.version)
+    table = _load_cache(path)
+    wanted = {t for t in texts if t.strip()}
+    failed: dict[str, str] = {}
+    missing = sorted(wanted - table.keys())
+    for text in missing:
+        try:
+            table[text] = phonemizer(text)
+        except ValueError as err:
+            failed[text] = str(err)
+    if missing:
+        _save_cache(path, phonemizer.language, phonemizer.version, table)
+    return {t: table[t] for t in wanted if t in table}, failed
+
+
 def phonemize_records(
     records: Sequence[Record],
     phonemizer: Callable[[str], str] | None = None,
@@ -172,7 +206,7 @@ def phonemize_records(
     """Fill `phonemes` of text records, phonemizing each distinct text once ever.
 
     phonemizer: text -> phoneme string with `language` and `version` attributes (default:
-        `styletts2.text.phonemizer.EspeakPhonemizer()`).
+        `styletts2.text.phonemizer.EspeakPhonemizer(corpus_language())`).
     cache_dir: where the cache file lives (default: the folder of the first record's source file).
     A text espeak-ng cannot phonemize is reported as a `phonemize_failed` issue (or raises, without
     `issues`) and its record is dropped; empty text gets empty phonemes (validation reports it). Records that already have phonemes pass through unchanged.
@@ -183,18 +217,8 @@ def phonemize_records(
     if phonemizer is None:
         from styletts2.text.phonemizer import EspeakPhonemizer
 
-        phonemizer = EspeakPhonemizer()
-    path = cache_path(cache_dir or pending[0].source.parent, phonemizer.language, phonemizer.version)
-    table = _load_cache(path)
-    missing = sorted({r.text for r in pending if r.text.strip()} - table.keys())
-    failed: dict[str, str] = {}
-    for text in missing:
-        try:
-            table[text] = phonemizer(text)
-        except ValueError as err:
-            failed[text] = str(err)
-    if missing:
-        _save_cache(path, phonemizer.language, phonemizer.version, table)
+        phonemizer = EspeakPhonemizer(corpus_language())
+    table, failed = phonemize_texts((r.text for r in pending), phonemizer, cache_dir or pending[0].source.parent)
 
     out = []
     for record in records:

@@ -9,6 +9,8 @@ import gin
 import torch
 from transformers import AlbertConfig, AlbertModel
 
+from styletts2.checkpoint import torch_load
+
 # Keys of PL-BERT's pretraining checkpoint outside the encoder: its phoneme and word prediction
 # heads, which StyleTTS2 does not use.
 _PRETRAINING_HEADS = ("mask_predictor.", "word_predictor.")
@@ -61,11 +63,17 @@ def plbert_encoder_state_dict(net: dict[str, torch.Tensor]) -> dict[str, torch.T
 
 
 def load_plbert_weights(model: PLBert, path: str | Path) -> PLBert:
-    """Load a PL-BERT `step_*.t7` checkpoint (weights under ['net']) into `model`, strictly."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    """Load PL-BERT weights into `model`, strictly, from upstream's `step_*.t7` (['net'] holding
+    `module.encoder.*` and the heads) or a stage-0 checkpoint of this project (['net']['bert']
+    holding PLBert's own keys)."""
+    checkpoint = torch_load(path)  # not weights-only: a training checkpoint also holds numpy RNG states
     if not isinstance(checkpoint, dict) or "net" not in checkpoint:
         raise KeyError(f"{path}: expected a PL-BERT checkpoint with its weights under 'net'")
-    state = plbert_encoder_state_dict(checkpoint["net"])
+    net = checkpoint["net"]
+    if isinstance(net.get("bert"), dict):
+        state = {k: v for k, v in net["bert"].items() if k != _LEGACY_BUFFER}
+    else:
+        state = plbert_encoder_state_dict(net)
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise KeyError(f"{path}: PL-BERT weights do not match the model; "
