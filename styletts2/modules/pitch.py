@@ -16,6 +16,9 @@ Behaviour kept from upstream on purpose (checkpoints and training depend on it):
     size-1 axis vanishes too).
   * Dropout layers in `pool_block` / `detector_conv` are never reached, so forward is
     deterministic in both modes.
+
+`forward_with_voicing` is the forward yl4579/PitchExtractor trains the network with (stage 0): the
+same F0 head before `abs`, plus the voicing detector, with dropout as a functional argument.
 """
 import gin
 import torch
@@ -114,3 +117,34 @@ class JDCNet(nn.Module):
         frames, _ = self.bilstm_classifier(frames)
         f0 = self.classifier(frames).view(-1, n_frames, self.num_class)
         return f0.squeeze().abs(), gan_feature, pooled
+
+    def forward_with_voicing(self, x: torch.Tensor, dropout: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """PitchExtractor's training forward: (f0 [B, T] before `abs`, unvoiced logit [B, T]).
+
+        The detector reads the conv block's and the first two residual blocks' outputs, max-pooled
+        to 2 frequency bins, beside the pooled features the F0 head reads: 64 + 128 + 192 + 256 =
+        640 channels. `dropout` (PitchExtractor: 0.5) applies, in train mode only, where upstream's
+        Dropout layers sit: on the pooled features (both heads) and after `detector_conv`. Its two
+        outputs are summed into one logit, read as "unvoiced" (PitchExtractor's silence target).
+        """
+        if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] // 32 != 2:
+            raise ValueError(f"JDCNet expects a mel batch [B, 1, n_mels, T] (n_mels 80), got {tuple(x.shape)}")
+        batch, n_frames = x.shape[0], x.shape[-1]
+        x = x.float().transpose(-1, -2)  # [B, 1, T, n_mels]
+        conv = self.conv_block(x)
+        res1 = self.res_block1(conv)
+        res2 = self.res_block2(res1)
+        res3 = self.res_block3(res2)
+        pooled = self.pool_block[2](self.pool_block[1](self.pool_block[0](res3)))
+        pooled = nn.functional.dropout(pooled, dropout, self.training)
+
+        def frames(features: torch.Tensor) -> torch.Tensor:  # [B, 256, T, 2] -> [B, T, 512]
+            return features.permute(0, 2, 1, 3).reshape(batch, n_frames, 512)
+
+        f0 = self.classifier(self.bilstm_classifier(frames(pooled))[0]).view(batch, n_frames, self.num_class)
+        # upstream's maxpool1..3 (kernels 40, 20, 10 at 80 mels): each branch down to 2 frequency bins
+        side = [nn.functional.max_pool2d(t, (1, t.shape[-1] // 2)) for t in (conv, res1, res2)]
+        detected = self.detector_conv[2](self.detector_conv[1](self.detector_conv[0](torch.cat(side + [pooled], 1))))
+        detected = nn.functional.dropout(detected, dropout, self.training)
+        unvoiced = self.detector(self.bilstm_detector(frames(detected))[0]).sum(-1)
+        return f0[..., 0], unvoiced
