@@ -14,18 +14,14 @@ processes when there are many to make. This module imports no torch.
 """
 from __future__ import annotations
 
-import glob
 import hashlib
-import importlib.machinery
-import importlib.metadata
-import importlib.util
 import multiprocessing
 import os
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from math import ceil
 from pathlib import Path
 
@@ -40,26 +36,11 @@ from styletts2.audio.mel_params import HOP_LENGTH
 METHODS = ("harvest", "dio")
 
 
-@lru_cache(maxsize=1)
 def pyworld():
-    """The pyworld extension. Its package `__init__` (<= 0.3.5) reads its own version through
-    `pkg_resources`, which setuptools >= 81 no longer ships; the compiled module needs nothing from
-    it, so it is loaded directly when the package import fails for that reason alone."""
-    try:
-        import pyworld as pw
+    """The pyworld extension (the `pyworld-prebuilt` wheel: pyworld itself ships no Python 3.11 wheel)."""
+    import pyworld as pw
 
-        return pw
-    except ModuleNotFoundError as err:
-        if err.name != "pkg_resources":
-            raise
-    spec = importlib.util.find_spec("pyworld")
-    found = [p for d in spec.submodule_search_locations for p in glob.glob(os.path.join(d, "pyworld*.so"))]
-    if not found:
-        raise ModuleNotFoundError("pyworld's compiled module not found; reinstall pyworld (requirements.txt)")
-    loader = importlib.machinery.ExtensionFileLoader("pyworld.pyworld", found[0])
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("pyworld.pyworld", loader))
-    loader.exec_module(module)
-    return module
+    return pw
 
 
 @dataclass(frozen=True)
@@ -126,7 +107,7 @@ class LabelSpec:
 
 
 def pyworld_version() -> str:
-    return importlib.metadata.version("pyworld")
+    return pyworld().__version__
 
 
 def entry_path(cache_root: str | Path, wav: str | Path, spec: LabelSpec) -> Path:
