@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     _register_configurables()
     from styletts2.model import parse_gin
     from styletts2.train.distributed import shutdown_distributed
+    from styletts2.train.pretrained import MissingPretrained
     from styletts2.train.trainer import INTERRUPTED_EXIT_CODE, Trainer, TrainingDiverged
 
     bindings = list(args.gin_param)
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as err:
         print(f"runner.py: training diverged: {err}", file=sys.stderr)
         return 1
+    except MissingPretrained as err:  # e.g. stage 1 run before the stage-0 run that makes its aligner
+        print(f"runner.py: error: {err}", file=sys.stderr)
+        return 2
     finally:
         shutdown_distributed()
     print(f"runner.py: {result.status} after {result.epoch} epoch(s), {result.iters} step(s), "

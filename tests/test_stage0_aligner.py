@@ -13,7 +13,8 @@ from styletts2.data.readers import read_list
 from styletts2.data.word_timings import TIMINGS_FILE, path_word_starts, token_words, uniform_word_starts
 from styletts2.model import StyleTTS2, parse_gin
 from styletts2.train.pretrained import load_pretrained_parts
-from styletts2.train.stage0_aligner import ctc_greedy, ctc_targets, edit_distance
+from styletts2.evaluate.intelligibility import edit_distance
+from styletts2.train.stage0_aligner import ctc_greedy, ctc_targets
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -20,12 +20,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import gin
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from styletts2.data.collate import Collater
 from styletts2.data.word_timings import BoundaryErrors, load_timings, path_word_starts, token_words, uniform_word_starts
+from styletts2.evaluate.intelligibility import edit_distance
 from styletts2.losses import S2SCrossEntropyLoss
 from styletts2.text.tokenizer import Tokenizer
 
@@ -36,17 +36,6 @@ from .stage import StepOutput, TrainingContext
 
 TRAINED = ("text_aligner",)
 BLANK = 0  # the pad symbol: CTC's blank
-
-
-def edit_distance(a: list, b: list) -> int:
-    """Levenshtein distance between two sequences (insertions, deletions, substitutions cost 1)."""
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
 
 
 def ctc_greedy(logits: torch.Tensor, length: int) -> list[int]:

@@ -1,0 +1,200 @@
+"""Learning benchmark: how fast a model trained here from nothing learns to speak, on this machine.
+
+    python bench/learning.py --minutes 60 [--out runs/learning] [--clips 160] [--threads 2]
+
+From an empty folder:
+1. a corpus spoken by one espeak-ng voice (`make_corpus`), and the same voice reading held-out
+   sentences that are never trained on (the "teacher" clips);
+2. stage 0 (aligner, pitch extractor, PL-BERT), stage 1 and stage 2 with the CPU-sized experiment
+   files in gin/learning/, each given a share of the wall-clock budget (`Trainer.max_minutes`);
+3. stage 2 runs in segments; after each, the checkpoint is exported to ONNX and the held-out
+   sentences are synthesized through the onnxruntime runtime (the path users ship) and scored by
+   the offline evaluator (`styletts2.evaluate`): phoneme error rate against the recogniser's
+   transcript of the teacher clip, DNSMOS, and the duration ratio to the teacher clip.
+The teacher clips are scored the same way, so "PER within 0.10 of the teacher's" is one subtraction.
+
+Writes `<results>/learning.json`, `learning.md` (table, command, machine) and `learning.png` (PER,
+DNSMOS and duration ratio against minutes). Every command it runs is printed first.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `bench` and `styletts2` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SEGMENTS = 4  # stage-2 segments, each followed by export and scoring
+
+
+@dataclass
+class Row:
+    minutes: float  # training minutes spent when the checkpoint was scored (all stages)
+    stage: str
+    per: float | None
+    dnsmos: float | None
+    duration_ratio: float | None
+
+
+def make_data(out: Path, clips: int) -> tuple[Path, list[str], list[Path]]:
+    """The corpus, and the teacher's clips of the held-out sentences (the same speaker's settings)."""
+    from styletts2.audio.io import resample, save_wav
+    from styletts2.data.espeak_synth import EspeakSynthesizer
+    from styletts2.data.make_corpus import OOD_SENTENCES, SAMPLE_RATE, make_corpus, make_speakers
+
+    corpus = out / "corpus"
+    if not (corpus / "metadata.csv").exists():
+        make_corpus(corpus, n=clips, seed=0)
+    speaker = make_speakers(["en-us"], np.random.default_rng(0))[0]  # make_corpus draws it first
+    texts, teacher = list(OOD_SENTENCES), []
+    synth = EspeakSynthesizer()
+    for i, text in enumerate(texts):
+        path = out / "teacher" / f"heldout_{i:02d}.wav"
+        if not path.exists():
+            wave, rate = synth.synthesize(text, speaker.voice, rate=speaker.rate, pitch=speaker.pitch,
+                                          pitch_range=speaker.pitch_range)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_wav(path, resample(wave, rate, SAMPLE_RATE), SAMPLE_RATE)
+        teacher.append(path)
+    return corpus, texts, teacher
+
+
+def score(evaluator, waves: list[np.ndarray], rate: int, texts: list[str], teacher: list[Path]) -> dict:
+    from styletts2.audio.io import load_wav
+    from styletts2.evaluate import EvalItem, summarize
+
+    items = []
+    for i, (wave, text, ref_path) in enumerate(zip(waves, texts, teacher, strict=True)):
+        reference, ref_rate = load_wav(ref_path, rate)
+        items.append(EvalItem(f"heldout_{i:02d}", wave, rate, text, reference=reference, reference_rate=ref_rate))
+    scores = evaluator.score(items)
+    summary = summarize(scores)
+    total = sum(len(w) for w in waves) / rate
+    teacher_total = sum(len(load_wav(p, rate)[0]) for p in teacher) / rate
+    summary["total_duration_ratio"] = total / teacher_total
+    return summary
+
+
+def synthesize_export(export_dir: Path, texts: list[str], threads: int) -> tuple[list[np.ndarray], int]:
+    from styletts2.runtime.synthesizer import Synthesizer
+
+    synth = Synthesizer(export_dir, providers="cpu", threads=threads)
+    return [synth.synthesize(text, seed=0) for text in texts], synth.sample_rate
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/learning.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=60.0, help="wall-clock training budget, all stages")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "learning", help="working folder (new)")
+    parser.add_argument("--results", type=Path, default=REPO / "bench" / "results", help="where the table goes")
+    parser.add_argument("--clips", type=int, default=160, help="clips in the training corpus")
+    parser.add_argument("--threads", type=int, default=2, help="torch / onnxruntime threads")
+    args = parser.parse_args(argv)
+    if args.minutes <= 0:
+        parser.error("--minutes must be positive")
+    if (args.out / "stage2").exists():
+        parser.error(f"{args.out} holds an earlier run; give a new --out (the benchmark starts from nothing)")
+
+    from styletts2.audio.io import load_wav
+    from styletts2.evaluate import Evaluator
+    from styletts2.train.recipe import Recipe, RecipeError
+
+    out = args.out.resolve()
+    corpus, texts, teacher = make_data(out, args.clips)
+    evaluator = Evaluator(metrics=("per", "dnsmos", "reference"), threads=args.threads)
+    teacher_scores = score(evaluator, [load_wav(p, 24000)[0] for p in teacher], 24000, texts, teacher)
+    print(f"teacher: PER {teacher_scores['per']:.3f}, DNSMOS {teacher_scores['dnsmos_ovrl']:.2f}", flush=True)
+
+    recipe, rows, started = Recipe(corpus, out, args.minutes, threads=args.threads), [], time.time()
+
+    def after_segment(index: int, checkpoint: Path) -> None:
+        export = out / f"export_{index}"
+        recipe_args = ["export/to_onnx.py", "--checkpoint", str(checkpoint), "--out", str(export)]
+        print("$ python " + " ".join(recipe_args), flush=True)
+        with open(recipe.log, "a", encoding="utf-8") as log:
+            subprocess.run([sys.executable, *recipe_args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, check=True)
+        waves, rate = synthesize_export(export, texts, args.threads)
+        s = score(evaluator, waves, rate, texts, teacher)
+        rows.append(Row(round(recipe.spent, 2), f"stage 2, segment {index + 1}", s.get("per"), s.get("dnsmos_ovrl"),
+                        s.get("total_duration_ratio")))
+        print(f"   scored after {recipe.spent:.1f} min: {rows[-1]}", flush=True)
+        write_results(args, rows, teacher_scores, time.time() - started, recipe.timings)  # partial too
+
+    try:
+        recipe.run(segments=SEGMENTS, after_segment=after_segment)
+    except RecipeError as err:
+        print(f"learning: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def write_results(args, rows: list[Row], teacher: dict, seconds: float, stage_minutes: dict) -> None:
+    results = args.results
+    results.mkdir(parents=True, exist_ok=True)
+    machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
+               "python": platform.python_version()}
+    command = f"python bench/learning.py --minutes {args.minutes:g} --clips {args.clips} --threads {args.threads}"
+    payload = {"command": command, "machine": machine, "wall_seconds": seconds, "stage_minutes": stage_minutes,
+               "teacher": teacher,
+               "rows": [vars(r) for r in rows]}
+    (results / "learning.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
+
+    def fmt(x):
+        return "-" if x is None else f"{x:.3f}"
+
+    lines = [f"Command: `{command}`  ", f"Machine: {machine}  ", "",
+             "| minutes | checkpoint | PER | PER - teacher | DNSMOS | duration ratio |", "|---|---|---|---|---|---|",
+             f"| - | teacher (espeak-ng) | {fmt(teacher.get('per'))} | 0 | {fmt(teacher.get('dnsmos_ovrl'))} | 1 |"]
+    for r in rows:
+        gap = None if r.per is None or teacher.get("per") is None else r.per - teacher["per"]
+        lines.append(f"| {r.minutes:.1f} | {r.stage} | {fmt(r.per)} | {fmt(gap)} | {fmt(r.dnsmos)} | "
+                     f"{fmt(r.duration_ratio)} |")
+    (results / "learning.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    plot(rows, teacher, results / "learning.png")
+    print("\n".join(lines))
+
+
+def plot(rows: list[Row], teacher: dict, path: Path) -> None:
+    """Three small panels (PER, DNSMOS, duration ratio against minutes), drawn with Pillow."""
+    from PIL import Image, ImageDraw
+
+    panels = (("PER", "per", (0.0, 1.2), teacher.get("per")), ("DNSMOS", "dnsmos", (1.0, 4.0),
+              teacher.get("dnsmos_ovrl")), ("duration ratio", "duration_ratio", (0.0, 2.0), 1.0))
+    width, height, pad = 320, 240, 36
+    image = Image.new("RGB", (width * len(panels), height), "white")
+    draw = ImageDraw.Draw(image)
+    x_max = max([r.minutes for r in rows] + [1.0])
+    for k, (title, field, (lo, hi), target) in enumerate(panels):
+        left = k * width
+
+        def xy(minutes, value, left=left, lo=lo, hi=hi):
+            x = left + pad + (width - 2 * pad) * minutes / x_max
+            y = height - pad - (height - 2 * pad) * (min(max(value, lo), hi) - lo) / (hi - lo)
+            return x, y
+
+        draw.rectangle([left + pad, pad, left + width - pad, height - pad], outline="black")
+        draw.text((left + pad, 8), f"{title} vs minutes (0-{x_max:.0f})", fill="black")
+        draw.text((left + 4, pad - 4), f"{hi:g}", fill="black")
+        draw.text((left + 4, height - pad - 8), f"{lo:g}", fill="black")
+        if target is not None:
+            draw.line([xy(0, target), xy(x_max, target)], fill="green")
+        points = [xy(r.minutes, getattr(r, field)) for r in rows if getattr(r, field) is not None]
+        if len(points) > 1:
+            draw.line(points, fill="blue", width=2)
+        for x, y in points:
+            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill="blue")
+    image.save(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""From nothing to a model, in order, on a wall-clock budget: the sequence the demo and the learning
+benchmark run (each step is the `runner.py` command a user would type, printed before it runs).
+
+    stage 0: text aligner -> pitch extractor -> PL-BERT      (gin/learning/stage0_*.gin)
+    stage 1: from the stage-0 aligner and pitch extractor    (gin/learning/stage1.gin)
+    stage 2: from stage 1 and the stage-0 PL-BERT            (gin/learning/stage2.gin), in segments
+
+Each stage gets a share of the budget through `Trainer.max_minutes`; stage 2 gets what the others
+leave, split into `segments` runs of the same folder (each resumes the last), so a caller can export
+and score the model between them. Stage-0 parts and stage-1 weights are passed on by path, exactly as
+a user would bind `load_pretrained_parts.*_path` and `Stage2.first_stage_checkpoint`.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from styletts2.gin_paths import REPO_ROOT
+
+# Shares of the budget before stage 2; stage 2 gets the rest.
+SHARES = {"aligner": 0.10, "pitch": 0.04, "plbert": 0.04, "stage1": 0.30}
+
+
+class RecipeError(RuntimeError):
+    """A stage's command failed; the message names it and the log."""
+
+
+@dataclass
+class Recipe:
+    """corpus: a `make_corpus` folder (train_list.txt, val_list.txt, metadata.csv);
+    out: one run folder per stage goes here, and `train.log` with every stage's output;
+    minutes: the training budget of all stages together; threads: torch threads per stage."""
+
+    corpus: Path
+    out: Path
+    minutes: float
+    threads: int = 2
+    config_dir: str = "gin/learning"
+    spent: float = 0.0  # training minutes used so far (process start-up included)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def run_dir(self, name: str) -> Path:
+        return self.out / name
+
+    @property
+    def log(self) -> Path:
+        return self.out / "train.log"
+
+    def _bindings(self, name: str) -> list[str]:
+        corpus, runs = self.corpus, self.run_dir
+        common = [f"Trainer.train_data = '{corpus / 'train_list.txt'}'",
+                  f"Trainer.val_data = '{corpus / 'val_list.txt'}'", f"Trainer.data_root = '{corpus}'"]
+        own = {
+            "plbert": [f"Stage0PLBert.transcripts = '{corpus / 'metadata.csv'}'"],
+            "stage1": [f"load_pretrained_parts.aligner_path = '{runs('aligner') / 'last.pth'}'",
+                       f"load_pretrained_parts.pitch_path = '{runs('pitch') / 'last.pth'}'"],
+            "stage2": [f"Stage2.first_stage_checkpoint = '{runs('stage1') / 'last.pth'}'",
+                       f"load_pretrained_parts.plbert_path = '{runs('plbert') / 'last.pth'}'"],
+        }
+        return common + own.get(name, [])
+
+    def command(self, name: str, minutes: float) -> list[str]:
+        gin_name = f"stage0_{name}" if name in ("aligner", "pitch", "plbert") else name
+        args = ["runner.py", "--gin", f"{self.config_dir}/{gin_name}.gin", "--run_dir", str(self.run_dir(name))]
+        for binding in [*self._bindings(name), f"Trainer.max_minutes = {minutes:.3f}"]:
+            args += ["--gin_param", binding]
+        return args
+
+    def run_stage(self, name: str, minutes: float) -> None:
+        """One stage (or stage-2 segment) for `minutes` of training; its output goes to the log."""
+        args = self.command(name, minutes)
+        print("$ python " + " ".join(args), flush=True)
+        self.out.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads)}
+        start = time.time()
+        with open(self.log, "a", encoding="utf-8") as log:
+            result = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                    env=env)
+        elapsed = (time.time() - start) / 60
+        self.spent += elapsed
+        self.timings[name] = self.timings.get(name, 0.0) + elapsed
+        if result.returncode != 0:
+            raise RecipeError(f"{name}: `python {' '.join(args[:3])} ...` failed with exit code "
+                              f"{result.returncode}; see {self.log}")
+        print(f"   {name}: {elapsed:.1f} min ({self.spent:.1f} of {self.minutes:g} spent)", flush=True)
+
+    def run(self, segments: int = 1, after_segment: Callable[[int, Path], None] | None = None) -> Path:
+        """Every stage in order; `after_segment(index, stage-2 checkpoint)` after each stage-2 segment.
+        Returns the final stage-2 checkpoint."""
+        for name, share in SHARES.items():
+            self.run_stage(name, share * self.minutes)
+        segment = max(0.1, (self.minutes - self.spent) / segments)  # stage 2 always trains a little
+        checkpoint = self.run_dir("stage2") / "last.pth"
+        for index in range(segments):
+            self.run_stage("stage2", segment)
+            if after_segment is not None:
+                after_segment(index, checkpoint)
+        return checkpoint

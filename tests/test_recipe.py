@@ -1,0 +1,44 @@
+"""The from-nothing sequence (styletts2/train/recipe.py) that the demo and the learning benchmark run:
+stage 0 -> stage 1 -> stage 2 as runner.py subprocesses, each passing its output to the next by path."""
+import pytest
+import torch
+
+from styletts2.checkpoint import torch_load
+from styletts2.data.make_corpus import make_corpus
+from styletts2.train.recipe import Recipe, RecipeError
+
+
+def _parameters(state: dict) -> dict:
+    """A module's state without batch-norm statistics (stage 1 runs the pitch extractor in train mode)."""
+    return {k: v for k, v in state.items() if "running_" not in k and "num_batches" not in k}
+
+
+def test_recipe_trains_from_nothing_and_hands_each_stage_on(tmp_path, capsys):
+    corpus = make_corpus(tmp_path / "corpus", n=12)
+    recipe = Recipe(corpus, tmp_path / "runs", minutes=0.2, threads=1)
+    seen = []
+    checkpoint = recipe.run(after_segment=lambda index, path: seen.append((index, path)))
+    assert seen == [(0, checkpoint)] and checkpoint.exists()
+    assert set(recipe.timings) == {"aligner", "pitch", "plbert", "stage1", "stage2"}
+    assert "$ python runner.py --gin gin/learning/stage0_aligner.gin" in capsys.readouterr().out
+
+    aligner, pitch = torch_load(recipe.run_dir("aligner") / "last.pth"), torch_load(recipe.run_dir("pitch") / "last.pth")
+    plbert, stage1 = torch_load(recipe.run_dir("plbert") / "last.pth"), torch_load(recipe.run_dir("stage1") / "last.pth")
+    stage2 = torch_load(checkpoint)
+    # Stage 1 starts from the stage-0 aligner and pitch extractor; before TMA it trains neither.
+    for key, value in aligner["model"].items():
+        assert torch.equal(stage1["net"]["text_aligner"][key], value), key
+    for key, value in _parameters(pitch["net"]["pitch_extractor"]).items():
+        assert torch.equal(stage1["net"]["pitch_extractor"][key], value), key
+    # Stage 2 starts from stage 1 (whose aligner it keeps frozen) and the stage-0 PL-BERT (which it
+    # trains at 1e-5: a few steps move it by far less than the distance to a fresh initialisation).
+    for key, value in stage1["net"]["text_aligner"].items():
+        assert torch.equal(stage2["net"]["text_aligner"][key], value), key
+    for key, value in plbert["net"]["bert"].items():
+        assert torch.allclose(stage2["net"]["bert"][key], value, atol=1e-3), key
+
+
+def test_recipe_names_the_failing_stage(tmp_path):
+    recipe = Recipe(tmp_path / "no_corpus", tmp_path / "runs", minutes=0.1, threads=1)
+    with pytest.raises(RecipeError, match="aligner: .*failed with exit code"):
+        recipe.run()
