@@ -344,3 +344,11 @@ def test_mixed_precision_context(precision, dtype, scaler, tmp_path):
     with ctx.autocast():
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == dtype
         assert torch.nn.functional.linear(torch.ones(1, 2), torch.ones(2, 2)).dtype == dtype
+
+
+def test_max_minutes_stops_after_the_step_that_spends_the_budget(corpus, tmp_path):
+    _, result = run_toy(corpus, tmp_path, epochs=3, max_minutes=0)
+    assert result.status == "max_minutes" and result.iters == 1
+    assert result.checkpoint == tmp_path / "last.pth" and result.checkpoint.exists()
+    _, again = run_toy(corpus, tmp_path, epochs=3, max_minutes=0)  # a new run of the folder: its own clock
+    assert again.status == "max_minutes" and again.iters == 2

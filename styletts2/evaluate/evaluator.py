@@ -90,10 +90,12 @@ class Evaluator:
                 scores.per_against = "reference"
             else:
                 scores.notes.append("per: the recogniser heard nothing in the reference audio; scored against the text")
-        if not reference:
-            reference = text_to_recogniser(item.text, self.language)
-            scores.per_against = "text"
-        scores.per = phoneme_error_rate(reference, self.transcribe(item.wave, item.sample_rate))
+        heard = self.transcribe(item.wave, item.sample_rate)
+        scores.per_text = phoneme_error_rate(text_to_recogniser(item.text, self.language), heard)
+        if reference:
+            scores.per = phoneme_error_rate(reference, heard)
+        else:
+            scores.per, scores.per_against = scores.per_text, "text"
 
     def _dnsmos(self, item: EvalItem, scores: ClipScores) -> None:
         result = self.dnsmos(item.wave, item.sample_rate)

@@ -12,6 +12,7 @@ from .scores import NUMERIC_FIELDS, ClipScores, summarize
 # column header and number format per field
 COLUMNS = {
     "per": ("PER", "{:.3f}"),
+    "per_text": ("PER text", "{:.3f}"),
     "dnsmos_ovrl": ("OVRL", "{:.2f}"),
     "dnsmos_sig": ("SIG", "{:.2f}"),
     "dnsmos_bak": ("BAK", "{:.2f}"),

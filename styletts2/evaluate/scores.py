@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 # numeric ClipScores fields, in table order
-NUMERIC_FIELDS = ("per", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "similarity", "mcd",
+NUMERIC_FIELDS = ("per", "per_text", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "similarity", "mcd",
                   "f0_cents", "duration_ratio", "duration_s")
 
 
@@ -48,6 +48,9 @@ class ClipScores:
 
     per: phoneme error rate (0 = perfect; can exceed 1), against `per_against`: "reference" (the
         recogniser's transcript of the reference audio) or "text" (the text's espeak-ng phonemes).
+    per_text: the same transcript's error rate against the text's phonemes, whatever `per_against`
+        is: a model and its teacher are compared on it (the teacher's `per` against its own
+        transcript is 0 by construction).
     dnsmos_*: DNSMOS P.835 overall / signal / background and P.808 opinion scores (1-5).
     similarity: cosine similarity of speaker embeddings with the reference (0-1).
     mcd: mel cepstral distortion to the reference (dB, DTW-aligned); f0_cents: RMS F0 error in
@@ -68,6 +71,7 @@ class ClipScores:
     duration_s: float | None = None
     dnsmos_p808: float | None = None
     per_against: str | None = None
+    per_text: float | None = None
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:

@@ -13,6 +13,7 @@ a user would bind `load_pretrained_parts.*_path` and `Stage2.first_stage_checkpo
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from pathlib import Path
 from styletts2.gin_paths import REPO_ROOT
 
 # Shares of the budget before stage 2; stage 2 gets the rest.
-SHARES = {"aligner": 0.10, "pitch": 0.04, "plbert": 0.04, "stage1": 0.30}
+SHARES = {"aligner": 0.15, "pitch": 0.04, "plbert": 0.03, "stage1": 0.28}
 
 
 class RecipeError(RuntimeError):
@@ -59,7 +60,8 @@ class Recipe:
             "plbert": [f"Stage0PLBert.transcripts = '{corpus / 'metadata.csv'}'"],
             "stage1": [f"load_pretrained_parts.aligner_path = '{runs('aligner') / 'last.pth'}'",
                        f"load_pretrained_parts.pitch_path = '{runs('pitch') / 'last.pth'}'"],
-            "stage2": [f"Stage2.first_stage_checkpoint = '{runs('stage1') / 'last.pth'}'",
+            "stage2": [f"Trainer.ood_data = '{corpus / 'OOD_texts.txt'}'",  # the SLM adversarial texts
+                       f"Stage2.first_stage_checkpoint = '{runs('stage1') / 'last.pth'}'",
                        f"load_pretrained_parts.plbert_path = '{runs('plbert') / 'last.pth'}'"],
         }
         return common + own.get(name, [])
@@ -74,7 +76,7 @@ class Recipe:
     def run_stage(self, name: str, minutes: float) -> None:
         """One stage (or stage-2 segment) for `minutes` of training; its output goes to the log."""
         args = self.command(name, minutes)
-        print("$ python " + " ".join(args), flush=True)
+        print("$ python " + shlex.join(args), flush=True)
         self.out.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads)}
         start = time.time()

@@ -60,7 +60,7 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class TrainResult:
-    status: str  # 'completed' | 'max_steps' | 'interrupted' | 'already_complete'
+    status: str  # 'completed' | 'max_steps' | 'max_minutes' | 'interrupted' | 'already_complete'
     epoch: int  # epochs completed
     iters: int
     skipped_steps: int
@@ -352,7 +352,7 @@ class Trainer:
         if self.max_steps is not None and loop.iters >= self.max_steps:
             self.logger.info(f"nothing to do: Trainer.max_steps={self.max_steps} reached already")
             return self._result("max_steps", None)
-        checkpoint, stop, limit = None, False, False
+        checkpoint, stop, limit = None, False, None
         started_run = time.time()
         for epoch in range(loop.epoch, self.epochs):
             started = time.time()
@@ -383,7 +383,7 @@ class Trainer:
                     in_a_row = 0
                     epoch_means.add(out.losses)
                     self.logger.log_step(loop.iters, out.losses, self._lrs())
-                limit = timeout or (self.max_steps is not None and loop.iters >= self.max_steps)
+                limit = self._limit(timeout, loop.iters)
                 if (stop or limit) and loop.batches_done >= len(self.sampler):
                     break  # the epoch is complete: end it properly (validation, epoch checkpoint)
                 periodic = bool(self.save_every_steps) and loop.iters % self.save_every_steps == 0
@@ -391,13 +391,21 @@ class Trainer:
                     checkpoint = self._save(["last.pth"])
                 if stop or limit:
                     self.logger.close_bar()
-                    return self._result("interrupted" if stop else "max_steps", checkpoint)
+                    return self._result("interrupted" if stop else limit, checkpoint)
             self.logger.close_bar()
             checkpoint = self._end_epoch(epoch, epoch_means, epoch_skipped, in_a_row, time.time() - started)
             stop = dist_utils.any_rank([self._stop_signal is not None], device)[0]  # e.g. during validation
             if (stop or limit) and epoch + 1 < self.epochs:
-                return self._result("interrupted" if stop else "max_steps", checkpoint)
+                return self._result("interrupted" if stop else limit, checkpoint)
         return self._result("completed", checkpoint)
+
+    def _limit(self, out_of_time: bool, iters: int) -> str | None:
+        """The run's own limit reached, if any: 'max_minutes' or 'max_steps' (its end status)."""
+        if out_of_time:
+            return "max_minutes"
+        if self.max_steps is not None and iters >= self.max_steps:
+            return "max_steps"
+        return None
 
     def _out_of_time(self, started: float) -> bool:
         return self.max_minutes is not None and time.time() - started >= 60 * self.max_minutes
