@@ -50,23 +50,20 @@ class Row:
 
 def make_data(out: Path, clips: int) -> tuple[Path, list[str], list[Path]]:
     """The corpus, and the teacher's clips of the held-out sentences (the same speaker's settings)."""
-    from styletts2.audio.io import resample, save_wav
+    from styletts2.audio.io import save_wav
     from styletts2.data.espeak_synth import EspeakSynthesizer
-    from styletts2.data.make_corpus import OOD_SENTENCES, SAMPLE_RATE, make_corpus, make_speakers
+    from styletts2.data.make_corpus import OOD_SENTENCES, SAMPLE_RATE, make_corpus, speak_as_corpus
 
     corpus = out / "corpus"
     if not (corpus / "metadata.csv").exists():
         make_corpus(corpus, n=clips, seed=0)
-    speaker = make_speakers(["en-us"], np.random.default_rng(0))[0]  # make_corpus draws it first
     texts, teacher = list(OOD_SENTENCES), []
-    synth = EspeakSynthesizer()
+    synth = EspeakSynthesizer()  # one instance, in order: espeak-ng's output depends on its call history
     for i, text in enumerate(texts):
         path = out / "teacher" / f"heldout_{i:02d}.wav"
         if not path.exists():
-            wave, rate = synth.synthesize(text, speaker.voice, rate=speaker.rate, pitch=speaker.pitch,
-                                          pitch_range=speaker.pitch_range)
             path.parent.mkdir(parents=True, exist_ok=True)
-            save_wav(path, resample(wave, rate, SAMPLE_RATE), SAMPLE_RATE)
+            save_wav(path, speak_as_corpus(text, synth=synth), SAMPLE_RATE)
         teacher.append(path)
     return corpus, texts, teacher
 

@@ -30,20 +30,6 @@ def _run(step: str, args: list[str], timings: dict[str, float]) -> None:
         raise SystemExit(f"demo: step '{step}' failed with exit code {result.returncode}")
 
 
-def _teacher(text: str, path: Path) -> None:
-    """espeak-ng's reading of `text` by the corpus's voice (make_corpus draws its speaker first)."""
-    import numpy as np
-
-    from .audio.io import resample, save_wav
-    from .data.espeak_synth import EspeakSynthesizer
-    from .data.make_corpus import SAMPLE_RATE, make_speakers
-
-    speaker = make_speakers(["en-us"], np.random.default_rng(0))[0]
-    wave, rate = EspeakSynthesizer().synthesize(text, speaker.voice, rate=speaker.rate, pitch=speaker.pitch,
-                                                pitch_range=speaker.pitch_range)
-    save_wav(path, resample(wave, rate, SAMPLE_RATE), SAMPLE_RATE)
-
-
 def _scores(text: str, wav: Path, teacher: Path) -> None:
     from .audio.io import load_wav
     from .evaluate import EvalItem, Evaluator
@@ -60,6 +46,8 @@ def _scores(text: str, wav: Path, teacher: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .audio.io import save_wav
+    from .data.make_corpus import SAMPLE_RATE, speak_as_corpus
     from .train.recipe import Recipe, RecipeError
 
     parser = argparse.ArgumentParser(prog="python -m styletts2.demo", description=__doc__.split("\n")[0])
@@ -89,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
          timings)
     if not args.no_scores:
         start = time.perf_counter()
-        _teacher(args.text, out / "espeak.wav")
+        save_wav(out / "espeak.wav", speak_as_corpus(args.text), SAMPLE_RATE)  # the corpus voice reads it too
         _scores(args.text, wav, out / "espeak.wav")
         timings["scores"] = time.perf_counter() - start
 

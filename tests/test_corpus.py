@@ -135,3 +135,17 @@ def test_cli(tmp_path, capsys):
     assert len(list((tmp_path / "cli" / "wavs").glob("*.wav"))) == 2
     with pytest.raises(ValueError, match="at least 1"):
         mc.make_corpus(tmp_path / "none", n=0)
+
+
+def test_speak_as_corpus_is_the_corpus_voice(tmp_path):
+    """A held-out sentence read by the corpus's speaker: the corpus's first clip, re-read, matches it."""
+    from styletts2.audio.io import load_wav
+    from styletts2.data.make_corpus import speak_as_corpus
+
+    root = mc.make_corpus(tmp_path, n=1, phonemizer=lambda text: "x")
+    text = (root / "metadata.csv").read_text(encoding="utf-8").split("|")[2].strip()
+    recorded, _ = load_wav(root / "wavs" / "SPK00-0000.wav", 24000)
+    spoken = speak_as_corpus(text)
+    assert len(spoken) == len(recorded)
+    assert np.abs(spoken - recorded).max() < 1e-3  # PCM-16 rounding
+    assert np.abs(speak_as_corpus(text, seed=1)[:len(recorded)] - recorded).max() > 0.01  # another speaker

@@ -205,7 +205,8 @@ def test_long_items_are_cut_to_a_window_and_batched():
     batch = collate_masked([dataset[0], MaskedPhonemeDataset(sentences[:1], dataset.vocab, max_length=20)[0]])
     assert batch.tokens.shape == (2, 50) and batch.lengths.tolist() == [50, 20]
     assert not batch.masked[1, 20:].any() and batch.valid.sum().item() == 70
-    assert batch.to("cpu", non_blocking=False).tokens is not None
+    moved = batch.to("cpu", non_blocking=False)
+    assert all(torch.equal(getattr(moved, f), getattr(batch, f)) for f in ("tokens", "labels", "words"))
 
 
 # --- vocabulary ------------------------------------------------------------------------------

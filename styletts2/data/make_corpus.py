@@ -196,6 +196,16 @@ def make_speakers(voices: Sequence[str], rng: np.random.Generator) -> list[Speak
     ]
 
 
+def speak_as_corpus(text: str, voice: str = DEFAULT_VOICES[0], seed: int = 0,
+                    synth: EspeakSynthesizer | None = None) -> np.ndarray:
+    """`text` at 24 kHz, read by the first speaker of `make_corpus(..., voices=[voice, ...], seed=seed)`
+    (its speakers are drawn first from the seed): the teacher's clip of a sentence held out of it."""
+    speaker = make_speakers([voice], np.random.default_rng(seed))[0]
+    wave, rate = (synth or EspeakSynthesizer()).synthesize(text, speaker.voice, rate=speaker.rate, pitch=speaker.pitch,
+                                                           pitch_range=speaker.pitch_range)
+    return resample(wave, rate, SAMPLE_RATE)
+
+
 def plan_clips(n: int, speakers: Sequence[Speaker], rng: np.random.Generator) -> list[Clip]:
     """Speakers in turn; sentences in a seeded order, reused only once all were used."""
     order: list[int] = []

@@ -7,9 +7,11 @@
   feature-matching loss and of the SLM discriminator.
 
 Nothing is downloaded. A real config names every file (gin/stage/pretrained.gin); a missing one
-stops the run with the path and a pointer to checkpoints/README.md. Tiny configs set
-`allow_random_init = True` and leave paths unset: those parts keep their random weights (the
-WavLM is a small random one sized to the model's `wd`), and a log line says so.
+stops the run with the path and a pointer to checkpoints/README.md. With `allow_random_init = True`
+(gin/stage/random_init.gin, the tiny configs) a part whose path is unset keeps its random weights
+(the WavLM is a small random one sized to the model's `wd`), and a log line says so; the tiny
+stages 1 and 2 bind the tiny stage-0 outputs (gin/stage/tiny_stage0_parts.gin), so only the WavLM
+stays random there.
 """
 from __future__ import annotations
 
