@@ -54,15 +54,15 @@ class Recipe:
 
     def _bindings(self, name: str) -> list[str]:
         corpus, runs = self.corpus, self.run_dir
-        common = [f"Trainer.train_data = '{corpus / 'train_list.txt'}'",
-                  f"Trainer.val_data = '{corpus / 'val_list.txt'}'", f"Trainer.data_root = '{corpus}'"]
+        common = [f'Trainer.train_data = "{corpus / "train_list.txt"}"',
+                  f'Trainer.val_data = "{corpus / "val_list.txt"}"', f'Trainer.data_root = "{corpus}"']
         own = {
-            "plbert": [f"Stage0PLBert.transcripts = '{corpus / 'metadata.csv'}'"],
-            "stage1": [f"load_pretrained_parts.aligner_path = '{runs('aligner') / 'last.pth'}'",
-                       f"load_pretrained_parts.pitch_path = '{runs('pitch') / 'last.pth'}'"],
-            "stage2": [f"Trainer.ood_data = '{corpus / 'OOD_texts.txt'}'",  # the SLM adversarial texts
-                       f"Stage2.first_stage_checkpoint = '{runs('stage1') / 'last.pth'}'",
-                       f"load_pretrained_parts.plbert_path = '{runs('plbert') / 'last.pth'}'"],
+            "plbert": [f'Stage0PLBert.transcripts = "{corpus / "metadata.csv"}"'],
+            "stage1": [f'load_pretrained_parts.aligner_path = "{runs("aligner") / "last.pth"}"',
+                       f'load_pretrained_parts.pitch_path = "{runs("pitch") / "last.pth"}"'],
+            "stage2": [f'Trainer.ood_data = "{corpus / "OOD_texts.txt"}"',  # the SLM adversarial texts
+                       f'Stage2.first_stage_checkpoint = "{runs("stage1") / "last.pth"}"',
+                       f'load_pretrained_parts.plbert_path = "{runs("plbert") / "last.pth"}"'],
         }
         return common + own.get(name, [])
 
