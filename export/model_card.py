@@ -11,10 +11,13 @@ from torch import nn
 from export.common import LoadedModel
 from export.wrappers import DECODER_NOISE_DOC, HIFIGAN_TAIL_TRIM
 from styletts2.audio import mel as mel_frontend
+# imported before any checkpoint's gin config is parsed, so its corpus_normalizer bindings are read
+from styletts2.data.readers import corpus_normalizer
 from styletts2.text.sentences import BERT_MAX_POSITIONS
 from styletts2.text.symbols import PAD_ID, SYMBOL_TO_ID, SYMBOLS
 
 FORMAT_VERSION = 1
+LANGUAGE = "en-us"  # the phonemizer language the exported graphs are driven with
 DEFAULTS = {"embedding_scale": 1.0, "alpha": 0.3, "beta": 0.7, "speed": 1.0, "blend": 0.7}
 
 
@@ -43,6 +46,14 @@ def espeak_version_for(loaded: LoadedModel) -> str | None:
     return version
 
 
+def text_normalizer_entry(language: str = LANGUAGE) -> dict | None:
+    """model.json's `text_normalizer`: the normalizer the model's gin config binds (`corpus_normalizer`,
+    the one its training text went through), in the phonemizer's language; None (JSON null) where
+    that config switches normalization off. The runtime reads it with `read_text_normalizer`."""
+    normalizer = corpus_normalizer(language=language)
+    return normalizer.describe() if normalizer is not None else None
+
+
 def mel_config() -> dict:
     """The reference-clip mel settings, as the runtime's numpy front-end takes them."""
     return {"n_fft": mel_frontend.N_FFT, "win_length": mel_frontend.WIN_LENGTH,
@@ -61,8 +72,9 @@ def model_json(loaded: LoadedModel, steps: int, spec: dict, extension: str, opse
         "symbols": list(SYMBOLS),
         "pad_id": PAD_ID,
         "apostrophe_id": SYMBOL_TO_ID["'"],
-        "phonemizer": {"backend": "espeak-ng", "language": "en-us", "espeak_version": espeak_version_for(loaded),
+        "phonemizer": {"backend": "espeak-ng", "language": LANGUAGE, "espeak_version": espeak_version_for(loaded),
                        "preserve_punctuation": True, "with_stress": True},
+        "text_normalizer": text_normalizer_entry(),
         "multispeaker": bool(model.multispeaker),
         "style_dim": int(model.diffusion.unet.channels // 2),
         "decoder_type": "hifigan" if "hifigan" in type(model.decoder).__name__.lower() else "istftnet",
@@ -108,6 +120,9 @@ def readme(info: dict, backend: str, verification: dict[str, dict[str, float]] |
         f"({info['diffusion_steps'] - 1} sampler iterations, both guidance passes always run)",
         f"- phonemes: espeak-ng {info['phonemizer']['espeak_version']} ({info['phonemizer']['language']}); "
         "phonemize with the same version as training",
+        "- text normalizer: " + (f"{info['text_normalizer']['name']} version {info['text_normalizer']['version']}, "
+                                 f"settings {json.dumps(info['text_normalizer']['settings'])}"
+                                 if info.get("text_normalizer") else "none (text is phonemized as written)"),
         f"- exported with torch {info['exported_with']['torch']}"
         + (f", opset {info['exported_with']['opset']}" if info['exported_with']['opset'] else "")
         + f" on {info['exported_with']['date']}; gin config sha256 {info['exported_with']['gin_config_sha256'][:16]}...",

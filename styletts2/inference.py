@@ -6,8 +6,11 @@ The steps follow upstream's inference notebooks (LJSpeech and LibriTTS):
   (acoustic half) and `beta` (prosodic half);
 - durations: round(sum(sigmoid(duration logits)) / speed), at least one frame per token;
 - the decoder renders the text encoding expanded by those durations, with the predicted F0 and energy.
-Long text is split into sentences (and, past PL-BERT's 512 positions, into windows at word
-boundaries); each piece's sampled style is blended with the previous one (`blend` of the previous).
+Text is normalized first (numbers, dates, abbreviations... as words; `normalize=False` reads it as
+written) with the normalizer the model's gin config binds (`corpus_normalizer`, the one its
+training text went through). Long text is split into sentences (and, past PL-BERT's 512
+positions, into windows at word boundaries); each piece's sampled style is blended with the
+previous one (`blend` of the previous).
 """
 from __future__ import annotations
 
@@ -22,7 +25,9 @@ import torch
 
 from .audio.io import load_wav
 from .audio.mel import log_mel_spectrogram
+from .data.readers import corpus_normalizer
 from .modules.masks import length_to_mask
+from .text.espeak import LANGUAGE
 from .text.pieces import text_to_token_pieces
 from .text.sentences import BERT_MAX_POSITIONS
 from .text.tokenizer import Tokenizer
@@ -59,10 +64,14 @@ class PieceResult:
 
 
 class Synthesizer:
-    """Synthesis with a StyleTTS2 model (`styletts2.model.StyleTTS2`, inference modules present)."""
+    """Synthesis with a StyleTTS2 model (`styletts2.model.StyleTTS2`, inference modules present).
+
+    normalize: normalize text before phonemizing it (see the module docstring); False reads it as
+        written. `normalizer` is the normalizer in use (None: none).
+    """
 
     def __init__(self, model, phonemizer=None, options: SynthesisOptions | None = None,
-                 device: str | torch.device | None = None):
+                 device: str | torch.device | None = None, normalize: bool = True):
         missing = [n for n in ("bert", "bert_encoder", "predictor", "decoder", "text_encoder", "diffusion")
                    if not hasattr(model, n)]
         if missing:
@@ -71,6 +80,8 @@ class Synthesizer:
         self.model = model.to(self.device).eval()
         self.options = options or SynthesisOptions()
         self._phonemizer = phonemizer
+        # built now, under the gin config the model was loaded with; in the default phonemizer's language
+        self.normalizer = corpus_normalizer(language=getattr(phonemizer, "language", LANGUAGE)) if normalize else None
         self.tokenizer = Tokenizer()
         self.style_dim = model.diffusion.unet.channels // 2  # styles are [acoustic | prosodic]
         self.hifigan = "hifigan" in type(model.decoder).__name__.lower()
@@ -87,7 +98,7 @@ class Synthesizer:
 
     def text_to_token_pieces(self, text: str) -> list[list[int]]:
         """Sentences of `text` as token lists without the leading pad, each short enough for PL-BERT."""
-        pieces = text_to_token_pieces(text, self.phonemizer, self.tokenizer, BERT_MAX_POSITIONS)
+        pieces = text_to_token_pieces(text, self.phonemizer, self.tokenizer, BERT_MAX_POSITIONS, self.normalizer)
         if not pieces:
             raise ValueError(f"nothing to synthesize in {text!r}")
         return pieces

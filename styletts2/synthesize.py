@@ -27,10 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speed", type=float, help="speaking rate factor (default 1)")
     p.add_argument("--seed", type=int, help="seed: the same text and seed give the same samples")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--no-normalize", action="store_true",
+                   help="read the text as written (default: numbers, dates, abbreviations... as words)")
     args = p.parse_args(argv)
 
     model, meta = load_model(args.checkpoint, args.config, args.gin_param)
-    synthesizer = Synthesizer(model, options=SynthesisOptions(), device=args.device)
+    synthesizer = Synthesizer(model, options=SynthesisOptions(), device=args.device, normalize=not args.no_normalize)
     start = time.perf_counter()
     wave = synthesizer.synthesize(args.text, reference=args.reference, seed=args.seed,
                                   diffusion_steps=args.steps, embedding_scale=args.embedding_scale,

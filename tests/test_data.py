@@ -12,6 +12,7 @@ from styletts2.data.readers import (
     CorpusFormatError,
     Issue,
     cache_path,
+    corpus_normalizer,
     phonemize_records,
     read_corpus,
     read_list,
@@ -118,7 +119,7 @@ def test_phoneme_cache_hit_and_version_key(tmp_path):
     assert sorted(phonemizer.calls) == ["Good bye.", "Hello world.", "unpronounceable"]  # once per text
     assert [r.phonemes for r in out] == ["olleh .dlrow", "olleh .dlrow", "doog .eyb", ""]
     assert [(i.reason, i.line) for i in issues] == [("phonemize_failed", 5)]
-    cache = cache_path(tmp_path, "en-us", "1.52.0")
+    cache = cache_path(tmp_path, "en-us", "1.52.0", corpus_normalizer().key)  # text is normalized first
     assert json.loads(cache.read_text("utf-8"))["phonemes"]["Good bye."] == "doog .eyb"
 
     again = CountingPhonemizer()
@@ -128,7 +129,7 @@ def test_phoneme_cache_hit_and_version_key(tmp_path):
     other_version = CountingPhonemizer(version="1.51.1")
     phonemize_records(records[:4], other_version)
     assert sorted(other_version.calls) == ["Good bye.", "Hello world."]
-    assert cache_path(tmp_path, "en-us", "1.51.1").exists()
+    assert cache_path(tmp_path, "en-us", "1.51.1", corpus_normalizer().key).exists()
 
 
 def test_records_with_phonemes_are_not_phonemized(tmp_path):

@@ -9,10 +9,15 @@ every later complaint about a clip can name it. A malformed line either raises
 - upstream lists (`Data/train_list.txt`): `wav path|phonemes|speaker id`, the speaker optional
   (0), paths relative to a root directory (upstream's `root_path`).
 
-Text records are phonemized once with `phonemize_records`; the results are kept in a JSON cache
-beside the data whose file name carries the language and espeak-ng version, so re-reading a corpus
-costs no phonemization and a different espeak-ng never reuses stale phonemes. The language is the
-gin-bound `corpus_language()` (`%LANGUAGE`, 'en-us' unless an experiment says otherwise).
+Text records are normalized (`styletts2.text.normalize`: numbers, dates, abbreviations... as
+words, as synthesis does) and phonemized once with `phonemize_records`; the results are kept in a
+JSON cache beside the data whose file name carries the language, the espeak-ng version and the
+normalizer's name, version and settings, so re-reading a corpus costs no phonemization and a
+different espeak-ng or normalizer never reuses stale phonemes. The language is the gin-bound
+`corpus_language()` (`%LANGUAGE`, 'en-us' unless an experiment says otherwise), the normalizer the
+gin-bound `corpus_normalizer()` (on, with its language's default settings, unless bound otherwise;
+its bindings land in the operative config every checkpoint carries). Records that already have
+phonemes (upstream list files) are neither normalized nor phonemized.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from pathlib import Path
 import gin
 
 from styletts2.text.espeak import LANGUAGE
+from styletts2.text.normalize import TextNormalizer
 
 
 @dataclass(frozen=True)
@@ -148,8 +154,10 @@ def read_ood_texts(path: str | Path) -> list[str]:
 # --- phonemization cache -------------------------------------------------------------------
 
 
-def cache_path(directory: str | Path, language: str, espeak_version: str) -> Path:
-    return Path(directory) / f".phonemes.{language}.espeak-ng-{espeak_version}.json"
+def cache_path(directory: str | Path, language: str, espeak_version: str, normalizer: str | None = None) -> Path:
+    """The cache file of one phonemization: `normalizer` is `TextNormalizer.key` (None: text as written)."""
+    suffix = f".{normalizer}" if normalizer else ""
+    return Path(directory) / f".phonemes.{language}.espeak-ng-{espeak_version}{suffix}.json"
 
 
 def _load_cache(path: Path) -> dict[str, str]:
@@ -159,9 +167,12 @@ def _load_cache(path: Path) -> dict[str, str]:
         return json.load(f)["phonemes"]
 
 
-def _save_cache(path: Path, language: str, version: str, table: dict[str, str]) -> None:
+def _save_cache(path: Path, language: str, version: str, table: dict[str, str],
+                normalizer: TextNormalizer | None = None) -> None:
     # Atomic replace: an interrupted run never leaves a truncated cache behind.
-    payload = {"language": language, "espeak_ng_version": version, "phonemes": dict(sorted(table.items()))}
+    payload = {"language": language, "espeak_ng_version": version,
+               "text_normalizer": normalizer.describe() if normalizer else None,
+               "phonemes": dict(sorted(table.items()))}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(payload, f, ensure_ascii=False, indent=0)
@@ -175,26 +186,45 @@ def corpus_language(language: str = LANGUAGE) -> str:
     return language
 
 
+@gin.configurable
+def corpus_normalizer(enabled: bool = True, settings: dict | None = None,
+                      language: str | None = None) -> TextNormalizer | None:
+    """The text normalizer training text goes through before phonemization, the one synthesis
+    applies by default (None when `enabled` is False: text is phonemized as written).
+
+    settings: the normalizer's settings by name (None: its defaults; see styletts2/text/normalize).
+    language: default `corpus_language()`.
+    """
+    if not enabled:
+        return None
+    return TextNormalizer(language or corpus_language(), **dict(settings or {}))
+
+
 def phonemize_texts(
     texts: Iterable[str],
     phonemizer: Callable[[str], str],
     cache_dir: str | Path,
+    normalizer: TextNormalizer | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """({text: phonemes}, {text: why it failed}) for every distinct non-blank text, phonemizing only
-    those the cache file in `cache_dir` lacks (`phonemizer` needs `language` and `version`)."""
-    path = cache_path(cache_dir, phonemizer.language, phonemizer.version)
+    """({text: phonemes}, {text: why it failed}) for every distinct non-blank text, normalizing
+    (with `normalizer`, when given) and phonemizing only those the cache file in `cache_dir` lacks
+    (`phonemizer` needs `language` and `version`). The table is keyed by the text as written."""
+    path = cache_path(cache_dir, phonemizer.language, phonemizer.version, normalizer.key if normalizer else None)
     table = _load_cache(path)
     wanted = {t for t in texts if t.strip()}
     failed: dict[str, str] = {}
     missing = sorted(wanted - table.keys())
     for text in missing:
         try:
-            table[text] = phonemizer(text)
+            table[text] = phonemizer(normalizer(text) if normalizer else text)
         except ValueError as err:
             failed[text] = str(err)
     if missing:
-        _save_cache(path, phonemizer.language, phonemizer.version, table)
+        _save_cache(path, phonemizer.language, phonemizer.version, table, normalizer)
     return {t: table[t] for t in wanted if t in table}, failed
+
+
+_CONFIGURED = object()  # phonemize_records' default normalizer: corpus_normalizer() as gin binds it
 
 
 def phonemize_records(
@@ -202,14 +232,18 @@ def phonemize_records(
     phonemizer: Callable[[str], str] | None = None,
     cache_dir: str | Path | None = None,
     issues: list[Issue] | None = None,
+    normalizer: TextNormalizer | None | object = _CONFIGURED,
 ) -> list[Record]:
-    """Fill `phonemes` of text records, phonemizing each distinct text once ever.
+    """Fill `phonemes` of text records, normalizing and phonemizing each distinct text once ever.
 
     phonemizer: text -> phoneme string with `language` and `version` attributes (default:
         `styletts2.text.phonemizer.EspeakPhonemizer(corpus_language())`).
+    normalizer: applied to the text before phonemization (default: `corpus_normalizer()` in the
+        phonemizer's language; None: text as written).
     cache_dir: where the cache file lives (default: the folder of the first record's source file).
     A text espeak-ng cannot phonemize is reported as a `phonemize_failed` issue (or raises, without
-    `issues`) and its record is dropped; empty text gets empty phonemes (validation reports it). Records that already have phonemes pass through unchanged.
+    `issues`) and its record is dropped; empty text gets empty phonemes (validation reports it).
+    Records that already have phonemes pass through unchanged: neither normalized nor phonemized.
     """
     pending = [r for r in records if r.phonemes is None]
     if not pending:
@@ -218,7 +252,10 @@ def phonemize_records(
         from styletts2.text.phonemizer import EspeakPhonemizer
 
         phonemizer = EspeakPhonemizer(corpus_language())
-    table, failed = phonemize_texts((r.text for r in pending), phonemizer, cache_dir or pending[0].source.parent)
+    if normalizer is _CONFIGURED:
+        normalizer = corpus_normalizer(language=phonemizer.language)
+    table, failed = phonemize_texts((r.text for r in pending), phonemizer, cache_dir or pending[0].source.parent,
+                                    normalizer)
 
     out = []
     for record in records:

@@ -47,12 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stream", action="store_true", help="write each sentence as soon as it is synthesized")
     p.add_argument("--provider", choices=["cpu", "cuda"], help="execution provider (default: cuda if available)")
     p.add_argument("--threads", type=int, help="intra-op threads per onnxruntime session")
+    p.add_argument("--no-normalize", action="store_true",
+                   help="read the text as written (default: numbers, dates, abbreviations... as words, "
+                        "with the normalizer model.json records)")
     args = p.parse_args(argv)
     knobs = dict(speed=args.speed, embedding_scale=args.embedding_scale, alpha=args.alpha, beta=args.beta,
                  blend=args.blend)
 
     try:
-        synth = Synthesizer(args.model, providers=args.provider, threads=args.threads)
+        synth = Synthesizer(args.model, providers=args.provider, threads=args.threads,
+                            normalize=not args.no_normalize)
         start = time.perf_counter()
         if args.stream:
             samples = _write_streamed(synth, args, knobs)

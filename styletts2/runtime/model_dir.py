@@ -5,10 +5,15 @@ The directory holds text_encoder.onnx, diffusion_sampler.onnx, decoder.onnx, sty
 (required for multispeaker models, optional otherwise), diffusion_sampler_unguided.onnx (optional;
 exports from before it existed lack it) and model.json. Every problem found is raised
 as `ModelDirError` naming the file and the field, before anything is synthesized.
+
+model.json's `text_normalizer` ({name, version, language, settings}, or null for a model whose text
+is read as written) says how text is normalized before phonemization; exports from before it
+existed get their language's default normalizer, with a note in the log.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -18,7 +23,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from ..text.normalize import NormalizerError, TextNormalizer
 from ..text.symbols import SYMBOL_TO_ID, SYMBOLS
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
@@ -76,6 +84,7 @@ class ModelConfig:
     mel: dict
     graphs: dict
     raw: dict = field(repr=False)
+    text_normalizer: dict | None = None  # TextNormalizer.describe(); None: text is read as written
 
     def graph_file(self, name: str) -> Path:
         return self.directory / self.graphs[name]["file"]
@@ -93,6 +102,29 @@ def _field(data: dict, key: str, kind: type | tuple[type, ...], where: str):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise ModelDirError(f"{where}: field '{key}' must be {names}, got {value!r}")
     return value
+
+
+def read_text_normalizer(data: dict, where: str) -> dict | None:
+    """model.json's `text_normalizer` entry, checked (a normalizer and settings this version has);
+    None where the model reads text as written. Older exports without the entry: the default
+    normalizer of their phonemizer's language."""
+    if "text_normalizer" not in data:
+        entry = TextNormalizer(data["phonemizer"]["language"]).describe()
+        logger.warning("note: %s records no text_normalizer (exported before text normalization existed): "
+                       "text is normalized with the default %s normalizer", where, entry["name"])
+        return entry
+    entry = data["text_normalizer"]
+    if entry is None:
+        return None
+    if not isinstance(entry, dict):
+        raise ModelDirError(f"{where}: field 'text_normalizer' must be an object or null, got {entry!r}")
+    for key, kind in (("name", str), ("version", str), ("language", str), ("settings", dict)):
+        _field(entry, key, kind, f"{where}: text_normalizer")
+    try:
+        TextNormalizer(entry["language"], name=entry["name"], **entry["settings"])
+    except NormalizerError as err:
+        raise ModelDirError(f"{where}: text_normalizer: {err}") from err
+    return entry
 
 
 def read_model_json(model_dir: str | os.PathLike) -> ModelConfig:
@@ -185,6 +217,7 @@ def read_model_json(model_dir: str | os.PathLike) -> ModelConfig:
         mel=mel,
         graphs=graphs,
         raw=data,
+        text_normalizer=read_text_normalizer(data, where),
     )
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..audio.io import load_wav, resample
+from ..text.normalize import TextNormalizer
 from ..text.tokenizer import Tokenizer
 from .mel import LogMel
 from .model_dir import (CUDA, UNGUIDED_SAMPLER, GraphSession, ModelConfig, ModelDirError, make_session_options,
@@ -99,11 +100,13 @@ class Synthesizer:
     session_options: an `onnxruntime.SessionOptions` to use instead of the default one (all graph
         optimisations on); `threads` still applies.
     phonemizer: text -> phoneme string (default: espeak-ng as model.json describes it).
+    normalize: normalize text before phonemizing it with the normalizer model.json records (its
+        `text_normalizer`); False reads text as written. `normalizer` is the one in use (None: none).
     """
 
     def __init__(self, model_dir: str | os.PathLike, providers: str | list[str] | None = None,
                  threads: int | None = None, session_options: ort.SessionOptions | None = None,
-                 phonemizer: Callable[[str], str] | None = None):
+                 phonemizer: Callable[[str], str] | None = None, normalize: bool = True):
         self.config: ModelConfig = read_model_json(model_dir)
         self.providers = resolve_providers(providers)
         self._require_cuda = providers is not None and CUDA in self.providers  # asked for, not picked
@@ -124,6 +127,9 @@ class Synthesizer:
             raise ModelDirError(f"{self.config.directory / 'model.json'}: field 'mel': {err}") from err
         self.phonemizer = phonemizer if phonemizer is not None else self._espeak()
         self._check_espeak_version()
+        entry = self.config.text_normalizer
+        self.normalizer = (TextNormalizer.from_description(entry, str(self.config.directory))
+                           if normalize and entry is not None else None)
 
     # Set-up --------------------------------------------------------------------------------------
 
@@ -164,7 +170,8 @@ class Synthesizer:
 
     def text_to_token_pieces(self, text: str) -> list[list[int]]:
         """Sentences (and windows of over-long ones) of `text` as token ids without the leading pad."""
-        return text_to_token_pieces(text, self.phonemizer, self.tokenizer, self.config.bert_max_positions)
+        return text_to_token_pieces(text, self.phonemizer, self.tokenizer, self.config.bert_max_positions,
+                                    self.normalizer)
 
     def reference_style(self, reference: str | os.PathLike | np.ndarray,
                         sample_rate: int | None = None) -> np.ndarray:

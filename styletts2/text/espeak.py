@@ -7,7 +7,13 @@ per language is cached.
 
 Different espeak-ng versions phonemize some sentences differently; `espeak_version()` is recorded
 with every trained or exported model so training and inference can be checked to agree.
+
+phonemizer's punctuation handling is replaced by `SpanPunctuation`: phonemizer (3.4) finds the
+marks with a pattern that spares decimal points ('3.5'), but then cuts the text at the first
+occurrence of each mark's text, which is the decimal point: 'It costs 3.5 dollars today.' lost
+'dollars today'. Cutting at the positions the pattern found loses nothing.
 """
+import collections
 import functools
 import os
 
@@ -37,13 +43,53 @@ def configure_espeak() -> None:
         os.environ["ESPEAK_DATA_PATH"] = data
 
 
+# phonemizer's own record of one mark (line index, mark text, position B/I/E/A), by field name
+_MarkIndex = collections.namedtuple("_MarkIndex", ["index", "mark", "position"])
+
+
+@functools.cache
+def _span_punctuation_class():
+    from phonemizer.punctuation import Punctuation
+
+    class SpanPunctuation(Punctuation):
+        """phonemizer's Punctuation, cutting each line at the marks' positions (see the module
+        docstring); what it does otherwise is unchanged."""
+
+        def _preserve_line(self, line: str, num: int):
+            matches = list(self._marks_re.finditer(line))
+            if not matches:
+                return [line], []
+            if len(matches) == 1 and matches[0].group() == line:
+                return [], [_MarkIndex(num, line, "A")]
+            marks, chunks, last = [], [], 0
+            for i, match in enumerate(matches):
+                position = "I"
+                if i == 0 and match.start() == 0:
+                    position = "B"
+                elif i == len(matches) - 1 and match.end() == len(line):
+                    position = "E"
+                marks.append(_MarkIndex(num, match.group(), position))
+                chunks.append(line[last:match.start()])
+                last = match.end()
+            return chunks + [line[last:]], marks
+
+    return SpanPunctuation
+
+
 @functools.cache
 def espeak_backend(language: str = LANGUAGE):
-    """phonemizer's EspeakBackend as upstream configures it (punctuation kept, stress marks on)."""
+    """phonemizer's EspeakBackend as upstream configures it (punctuation kept, stress marks on),
+    with `SpanPunctuation` in place of its punctuation handling."""
     configure_espeak()
     from phonemizer.backend import EspeakBackend
+    from phonemizer.punctuation import Punctuation
 
-    return EspeakBackend(language=language, preserve_punctuation=True, with_stress=True)
+    backend = EspeakBackend(language=language, preserve_punctuation=True, with_stress=True)
+    if not (isinstance(getattr(backend, "_punctuator", None), Punctuation) and hasattr(Punctuation, "_preserve_line")):
+        raise RuntimeError("this phonemizer release keeps its punctuation handling elsewhere: the fix for "
+                           "words lost after a decimal point (styletts2/text/espeak.py) must be updated")
+    backend._punctuator = _span_punctuation_class()(Punctuation.default_marks())
+    return backend
 
 
 def espeak_version() -> str:

@@ -1,8 +1,10 @@
 """Text -> token pieces: what one synthesis call (torch or onnxruntime) renders at a time.
 
-Long text is split into sentences (each synthesized on its own, so audio can stream) and a sentence
-too long for PL-BERT's positions into windows cut at word boundaries. Pieces are token ids without
-the leading pad token, which the synthesizer adds (inference framing `[0] + ids`).
+Text is first normalized (`styletts2.text.normalize`: numbers, dates, abbreviations... as words),
+when the caller gives a normalizer. Long text is then split into sentences (each synthesized on its
+own, so audio can stream) and a sentence too long for PL-BERT's positions into windows cut at word
+boundaries. Pieces are token ids without the leading pad token, which the synthesizer adds
+(inference framing `[0] + ids`).
 """
 from __future__ import annotations
 
@@ -13,12 +15,18 @@ from .tokenizer import Tokenizer
 
 
 def text_to_token_pieces(text: str, phonemize: Callable[[str], str], tokenizer: Tokenizer,
-                         max_positions: int) -> list[list[int]]:
-    """Pieces of `text`, each at most `max_positions - 1` ids long. Straight double quotes are
-    dropped before phonemizing, as the torch synthesizer does, so both see the same tokens.
-    Raises ValueError for text with nothing to say."""
+                         max_positions: int, normalize: Callable[[str], str] | None = None) -> list[list[int]]:
+    """Pieces of `text`, each at most `max_positions - 1` ids long. `normalize` (None: none)
+    rewrites the whole text first, so an abbreviation's period never ends a sentence. Straight
+    double quotes are dropped before phonemizing, as the torch synthesizer does, so both see the
+    same tokens. Raises ValueError for text with nothing to say."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if normalize is not None:
+        normalized = normalize(text)
+        if text.strip() and not normalized.strip():
+            raise ValueError(f"nothing to say in {text!r} once normalized")
+        text = normalized
     pieces = []
     for sentence in split_sentences(text):
         ids = tokenizer.encode(phonemize(sentence.replace('"', "")), add_bos=False, add_eos=False)

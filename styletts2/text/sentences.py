@@ -1,7 +1,8 @@
 """Cutting long inputs into pieces the model can take.
 
 - `split_sentences`: long-form text -> sentences, synthesized one by one (upstream's long-form demo
-  splits on '.'; here `. ! ? ; :` followed by whitespace end a piece and stay with it).
+  splits on '.'; here `. ! ? ; :` followed by whitespace end a piece and stay with it, except the
+  period of a title or abbreviation such as 'Dr.', 'etc.' or 'U.S.', or of an initial: 'J.').
 - `split_token_windows`: a token sequence longer than PL-BERT's 512 positions -> windows that fit,
   cut at spaces so no word is split and nothing is truncated.
 """
@@ -14,6 +15,12 @@ BERT_MAX_POSITIONS = 512
 # A run of sentence-ending marks (with any closing quotes/brackets) followed by whitespace.
 _SENTENCE_END = re.compile(r"""(?<=[.!?;:])["'”’»)\]]*\s+""")
 _SPEAKABLE = re.compile(r"\w")
+# A period that is part of an abbreviation or an initial, at the end of the text before it: no
+# sentence ends there (normalized text has none left; this is for text read as written).
+_ABBREVIATION_END = re.compile(
+    r"(?:^|[\s(\[\"'“‘.])(?:Mr|Mrs|Ms|Mx|Dr|Prof|St|Mt|Ft|Jr|Sr|Rev|Hon|Gen|Col|Capt|Lt|Sgt|Gov|Sen|Rep|Pres|"
+    r"vs|etc|e\.g|i\.e|cf|approx|Inc|Ltd|Co|Corp|Bros|No|Nos|Vol|vol|pp|p|Ch|ch|Fig|fig|Eq|Jan|Feb|Mar|Apr|"
+    r"Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|[A-Za-z])\.$")
 
 
 def split_sentences(text: str) -> list[str]:
@@ -25,6 +32,8 @@ def split_sentences(text: str) -> list[str]:
     pieces = []
     last = 0
     for match in _SENTENCE_END.finditer(text):
+        if _ABBREVIATION_END.search(text, max(0, match.start() - 8), match.start()):
+            continue  # 'Dr. Smith', 'etc. and', 'J. R. R. Tolkien'
         end = match.start() + len(match.group().rstrip())  # keep trailing quotes, drop the space
         pieces.append(text[last:end].strip())
         last = match.end()
