@@ -36,4 +36,9 @@ def test_tokens_to_waveform_equal_upstream(ours):
     assert torch.equal(durations, FIXTURE["durations"])
     assert (style - FIXTURE["style"]).abs().max() <= 1e-5
     assert wave.shape == FIXTURE["wave"].shape
-    assert (wave - FIXTURE["wave"]).abs().max() <= 1e-4
+    # The random-weight decoder has an enormous gain (its wave reaches 4e11): float32 rounding that
+    # depends on which CPU kernels run (oneDNN differs between Intel and AMD) is amplified to 1e-3 of
+    # the scale. Compare as a signal-to-error ratio instead of sample by sample.
+    error = (wave - FIXTURE["wave"]).double()
+    snr = 10 * torch.log10(FIXTURE["wave"].double().pow(2).sum() / error.pow(2).sum().clamp(min=1e-300))
+    assert snr > 50, f"waveform SNR against upstream {snr:.1f} dB"

@@ -94,7 +94,10 @@ def outputs(fixture):
 def test_matches_upstream(fixture, outputs, name):
     expected = fixture[0]["expected"][name]
     assert outputs[name].shape == expected.shape
-    assert (outputs[name] - expected).abs().max().item() < TOLERANCE
+    # Relative to the output's scale: some random-weight outputs reach 1e9, where float32's own
+    # rounding (and so the CPU's kernel choice) moves the last bits by thousands.
+    scale = max(1.0, expected.abs().max().item())
+    assert (outputs[name] - expected).abs().max().item() < TOLERANCE * scale
 
 
 def test_text_encoder_padding_is_zero(fixture, outputs):
