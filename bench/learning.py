@@ -35,7 +35,6 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `styletts2` i
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-SEGMENTS = 4  # stage-2 segments, each followed by export and scoring
 
 
 @dataclass
@@ -98,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results", help="where the table goes")
     parser.add_argument("--clips", type=int, default=160, help="clips in the training corpus")
     parser.add_argument("--threads", type=int, default=2, help="torch / onnxruntime threads")
+    parser.add_argument("--segments", type=int, default=4, help="stage-2 segments, each exported and scored")
     args = parser.parse_args(argv)
     if args.minutes <= 0:
         parser.error("--minutes must be positive")
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         write_results(args, rows, teacher_scores, time.time() - started, recipe.timings)  # partial too
 
     try:
-        recipe.run(segments=SEGMENTS, after_segment=after_segment)
+        recipe.run(segments=args.segments, after_segment=after_segment)
     except RecipeError as err:
         print(f"learning: {err}", file=sys.stderr)
         return 1
@@ -145,7 +145,8 @@ def write_results(args, rows: list[Row], teacher: dict, seconds: float, stage_mi
     results.mkdir(parents=True, exist_ok=True)
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
                "python": platform.python_version()}
-    command = f"python bench/learning.py --minutes {args.minutes:g} --clips {args.clips} --threads {args.threads}"
+    command = (f"python bench/learning.py --minutes {args.minutes:g} --clips {args.clips} --threads {args.threads} "
+               f"--segments {args.segments}")
     payload = {"command": command, "machine": machine, "wall_seconds": seconds, "stage_minutes": stage_minutes,
                "teacher": teacher,
                "rows": [vars(r) for r in rows]}
