@@ -352,3 +352,12 @@ def test_max_minutes_stops_after_the_step_that_spends_the_budget(corpus, tmp_pat
     assert result.checkpoint == tmp_path / "last.pth" and result.checkpoint.exists()
     _, again = run_toy(corpus, tmp_path, epochs=3, max_minutes=0)  # a new run of the folder: its own clock
     assert again.status == "max_minutes" and again.iters == 2
+
+
+def test_checkpoints_record_the_text_normalizer(corpus, tmp_path):
+    from styletts2.checkpoint import torch_load
+    from styletts2.text.normalize import TextNormalizer
+
+    run_toy(corpus, tmp_path, epochs=1, max_steps=1)
+    recorded = torch_load(tmp_path / "last.pth")["text_normalizer"]
+    assert recorded == TextNormalizer("en-us").describe() and recorded["version"]

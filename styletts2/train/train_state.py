@@ -14,6 +14,8 @@ plus our keys:
     gin_config   the operative gin config at save time
     sigma_data   the diffusion's sigma_data (models with diffusion only)
     espeak_version  the espeak-ng that phonemized the training text (None if unavailable)
+    text_normalizer the normalizer that training text went through: name, version, language,
+                 settings (None when switched off; lists given as phonemes skip it)
     ...          a stage's `release_entries()`, if it has them (stage 0: upstream's release layout)
 Resuming restores all of it, the random generators last, so K steps straight and K/2 + resume +
 K/2 give bit-identical parameters on CPU.
@@ -81,6 +83,14 @@ def current_espeak_version() -> str | None:
         return None
 
 
+def current_text_normalizer() -> dict | None:
+    """The normalizer training text went through ({name, version, language, settings}; None: off)."""
+    from styletts2.data.readers import corpus_normalizer
+
+    normalizer = corpus_normalizer()
+    return normalizer.describe() if normalizer is not None else None
+
+
 def build_training_checkpoint(model, stage, loop: LoopState, rng_states: list[dict]) -> dict:
     """The checkpoint dict (see the module docstring). `model` is a StyleTTS2 or anything with `.nets`."""
     optimizer = getattr(stage, "optimizer", None)
@@ -90,6 +100,7 @@ def build_training_checkpoint(model, stage, loop: LoopState, rng_states: list[di
         "rng": rng_states,
         "gin_config": gin.operative_config_str(),
         "espeak_version": current_espeak_version(),
+        "text_normalizer": current_text_normalizer(),
     }
     # Stage-0 stages add the top-level entries of their part's upstream release (e.g. the aligner's
     # ['model']), so the training checkpoint loads wherever the released file does.
