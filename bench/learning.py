@@ -174,7 +174,7 @@ def plot(rows: list[Row], teacher: dict, path: Path) -> None:
     from PIL import Image, ImageDraw
 
     panels = (("PER", "per_text", (0.0, 1.2), teacher.get("per_text")), ("DNSMOS", "dnsmos", (1.0, 4.0),
-              teacher.get("dnsmos_ovrl")), ("duration ratio", "duration_ratio", (0.0, 2.0), 1.0))
+              teacher.get("dnsmos_ovrl")), ("duration ratio", "duration_ratio", (0.0, 6.0), 1.0))
     width, height, pad = 320, 240, 36
     image = Image.new("RGB", (width * len(panels), height), "white")
     draw = ImageDraw.Draw(image)
