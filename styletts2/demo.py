@@ -11,6 +11,7 @@ rate from an offline recogniser, DNSMOS and the length.
 from __future__ import annotations
 
 import argparse
+import shlex
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ TEXT = "The kettle whistled while the rain tapped against the kitchen window."
 
 
 def _run(step: str, args: list[str], timings: dict[str, float]) -> None:
-    print(f"\n== {step}: python {' '.join(args)}", flush=True)
+    print(f"\n== {step}: python {shlex.join(args)}", flush=True)
     start = time.perf_counter()
     result = subprocess.run([sys.executable, *args], cwd=REPO_ROOT)
     timings[step] = time.perf_counter() - start
