@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from styletts2.audio.mel_params import HOP_LENGTH
 from styletts2.text.symbols import PUNCTUATION, SYMBOL_TO_ID
 
 TIMINGS_FILE = "word_timings.json"
-# Seconds per alignment frame: 2 mel frames of 300 samples at 24 kHz.
-ALIGN_SECONDS = 600 / 24000
+# Seconds per alignment frame: 2 mel frames (the aligner halves the mel rate) at the models' 24 kHz.
+ALIGN_SECONDS = 2 * HOP_LENGTH / 24000
 
 
 def load_timings(corpus_dir: str | Path) -> dict[str, dict] | None:

@@ -12,7 +12,7 @@ from .naturalness import Dnsmos
 from .phonemes import text_to_recogniser
 from .reference import compare
 from .scores import ClipScores, EvalItem
-from .speaker import INSTALL_HINT, SpeakerEncoder
+from .speaker import INSTALL_HINT, SpeakerEncoder, cosine
 
 METRICS = ("per", "dnsmos", "similarity", "reference")
 
@@ -112,7 +112,7 @@ class Evaluator:
         else:
             return  # nothing to compare with: stays None
         embedding = self.speaker.embed(item.wave, item.sample_rate)
-        scores.similarity = float(np.dot(embedding, target) / (np.linalg.norm(embedding) * np.linalg.norm(target)))
+        scores.similarity = cosine(embedding, target)
 
     def _reference(self, item: EvalItem, scores: ClipScores) -> None:
         if item.reference is None:

@@ -55,7 +55,8 @@ class SpeakerEncoder:
             raise ValueError("no voiced audio left after Resemblyzer's silence removal")
         return encoder.embed_utterance(wave)
 
-    def similarity(self, wave: np.ndarray, sample_rate: int, reference: np.ndarray, reference_rate: int) -> float:
-        """Cosine similarity of the two clips' d-vectors."""
-        a, b = self.embed(wave, sample_rate), self.embed(reference, reference_rate)
-        return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two speaker embeddings (d-vectors)."""
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
