@@ -17,6 +17,8 @@ Failure handling:
   parameter is not finite, so `last.pth` always holds the last good state.
 - SIGINT / SIGTERM: the current step finishes, `last.pth` is written, `fit()` returns with
   status 'interrupted' (runner.py then exits with code 130). A second signal aborts at once.
+  DataLoader workers ignore both, so a signal to the whole process group (Slurm, systemd,
+  Kubernetes) stops the run the same way.
 """
 from __future__ import annotations
 
@@ -74,9 +76,31 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _ignore_sigint(worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C to the main process, which finishes the step and saves."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave SIGINT / SIGTERM to the main process, which finishes the step and
+    saves: a scheduler signals the whole process group, and a worker killed by it would abort the run.
+    The signals were blocked while the worker started (`_WorkerSafeLoader`); ignore, then unblock."""
+    for s in _STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
+class _WorkerSafeLoader(DataLoader):
+    """Starts its workers with SIGINT / SIGTERM blocked (a forked worker inherits the mask), so a
+    group signal that lands before `_ignore_stop_signals` runs can not kill one; the main process
+    receives any pending signal as soon as the workers are up."""
+
+    def __iter__(self):
+        if self.num_workers == 0 or threading.current_thread() is not threading.main_thread():
+            return super().__iter__()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            return super().__iter__()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _all_finite(module: torch.nn.Module) -> bool:
@@ -203,10 +227,10 @@ class Trainer:
 
     def _loader(self, dataset: Dataset, batch_sampler, collate: Callable) -> DataLoader:
         # Its own generator: the DataLoader then draws nothing from the global RNG (exact resume).
-        return DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate,
-                          num_workers=self.num_workers, pin_memory=self.env.device.type == "cuda",
-                          generator=torch.Generator().manual_seed(self.seed),
-                          worker_init_fn=_ignore_sigint if self.num_workers else None)
+        return _WorkerSafeLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate,
+                                 num_workers=self.num_workers, pin_memory=self.env.device.type == "cuda",
+                                 generator=torch.Generator().manual_seed(self.seed),
+                                 worker_init_fn=_ignore_stop_signals if self.num_workers else None)
 
     def _val_batches(self, lengths: list[int]) -> list[list[int]]:
         """This rank's share of the validation set in length-sorted batches (no item dropped)."""
