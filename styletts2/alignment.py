@@ -59,8 +59,10 @@ def maximum_path(neg_cent: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     if neg_cent.dim() != 3 or mask.shape != neg_cent.shape:
         raise ValueError(f"maximum_path expects neg_cent and mask of one shape [B, T_text, T_mel], "
                          f"got {tuple(neg_cent.shape)} and {tuple(mask.shape)}")
-    text_lengths = mask.sum(1)[:, 0].detach().cpu().numpy().astype(np.int32)
-    mel_lengths = mask.sum(2)[:, 0].detach().cpu().numpy().astype(np.int32)
+    # Counted as integers: a bf16 mask sums 257 ones to 256. One transfer for both.
+    valid = mask.detach() != 0
+    lengths = torch.stack([valid[:, :, 0].sum(1), valid[:, 0, :].sum(1)]).cpu().numpy().astype(np.int32)
+    text_lengths, mel_lengths = lengths[0], lengths[1]
     bad = np.nonzero((text_lengths < 1) | (mel_lengths < text_lengths))[0]
     if bad.size:
         i = int(bad[0])
@@ -68,7 +70,8 @@ def maximum_path(neg_cent: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
                          f"{mel_lengths[i]}; a monotonic path needs 1 <= text length <= mel length")
 
     # The kernels work on [B, T_mel, T_text]: one row per frame.
-    values = np.ascontiguousarray(neg_cent.detach().cpu().numpy().astype(np.float32).transpose(0, 2, 1))
+    # float32 before numpy, which has no bfloat16 (and the kernels sum in float32 anyway).
+    values = np.ascontiguousarray(neg_cent.detach().float().cpu().numpy().transpose(0, 2, 1))
     paths = np.zeros(values.shape, dtype=np.int32)
     if _vits_kernel is not None:
         _vits_kernel(paths, values, np.ascontiguousarray(mel_lengths), np.ascontiguousarray(text_lengths))

@@ -85,6 +85,9 @@ class ISTFTNetGenerator(nn.Module):
             stage = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
             x = multi_receptive_field(stage, x, s)
         x = self.conv_post(F.leaky_relu(x))  # default slope 0.01 here, as upstream
+        # float32 from here on: CUDA autocast would run exp in float32 but sin in half precision,
+        # and the inverse STFT needs one dtype (see stft.py).
+        x = x.float()
         magnitude = torch.exp(x[:, :self.n_bins])
         phase = torch.sin(x[:, self.n_bins:])
         return self.stft.inverse(magnitude, phase)

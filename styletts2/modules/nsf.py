@@ -14,7 +14,9 @@ as `phase_offsets` only at this level.
 
 Phase precision. The phase is a running sum over the whole utterance; in float32 it loses
 resolution as it grows (about 2e-2 rad, 2 % of the sine amplitude, at the 9th harmonic after 10 s). `precise_phase=True`
-accumulates and evaluates it in float64; the default keeps upstream's float32 arithmetic.
+accumulates and evaluates it in float64; the default keeps upstream's float32 arithmetic. A half-
+precision F0 (under autocast) is never the working precision: its sum overflows or drifts by
+whole cycles, so the phase is computed in float32 at least.
 """
 import math
 
@@ -54,7 +56,7 @@ class SineGen(nn.Module):
         return offsets
 
     def _sines(self, f0: torch.Tensor, phase_offsets: torch.Tensor) -> torch.Tensor:
-        work = torch.float64 if self.precise_phase else f0.dtype
+        work = torch.float64 if self.precise_phase else torch.promote_types(f0.dtype, torch.float32)
         orders = torch.arange(1, self.dim + 1, device=f0.device, dtype=work)
         # Cycles advanced per sample; whole cycles do not change the phase.
         increment = (f0.to(work) * orders / self.sampling_rate) % 1

@@ -8,6 +8,11 @@ Two interchangeable backends, chosen by `backend`:
   agree to about 1e-6.
 Neither backend has state-dict entries (upstream's window is a plain attribute), so the bases and
 the window are non-persistent buffers.
+
+Both directions compute in float32 whatever their inputs' dtype: under mixed precision the
+decoder hands in half-precision tensors, which `torch.polar` refuses (it needs one dtype, and has no
+bf16 kernel), cuFFT only takes for power-of-two sizes, and the overlap-add would lose the waveform's
+low bits to.
 """
 import math
 
@@ -67,6 +72,7 @@ class STFT(nn.Module):
         self._backend = value
 
     def transform(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.float()
         if self.backend == "torch":
             spec = torch.stft(x, self.n_fft, self.hop_length, self.n_fft, window=self.window, return_complex=True)
             return spec.abs(), spec.angle()
@@ -77,6 +83,7 @@ class STFT(nn.Module):
         return torch.sqrt(real * real + imag * imag), torch.atan2(imag, real)
 
     def inverse(self, magnitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+        magnitude, phase = magnitude.float(), phase.float()
         if self.backend == "torch":
             spec = torch.polar(magnitude, phase)
             wav = torch.istft(spec, self.n_fft, self.hop_length, self.n_fft, window=self.window)

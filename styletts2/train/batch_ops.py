@@ -106,8 +106,11 @@ def aligner_attention(aligner: nn.Module, mels: torch.Tensor, mel_lengths: torch
 @torch.no_grad()
 def monotonic_path(attention: torch.Tensor, token_lengths: torch.Tensor,
                    align_lengths: torch.Tensor) -> torch.Tensor:
-    """The hard monotonic alignment [B, T_text, T_align] through the aligner's attention."""
-    return maximum_path(attention.detach(), mask_from_lens(attention, token_lengths, align_lengths))
+    """The hard monotonic alignment [B, T_text, T_align] through the aligner's attention, in float32
+    whatever the attention's dtype (under autocast a bf16 path would count durations over 256
+    frames wrong)."""
+    attention = attention.detach().float()
+    return maximum_path(attention, mask_from_lens(attention, token_lengths, align_lengths))
 
 
 # --- crops ----------------------------------------------------------------------------------------

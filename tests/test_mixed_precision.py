@@ -1,0 +1,71 @@
+"""Mixed precision on CPU, standing in for CUDA (issue 15): the float paths that need float32 get
+it whatever dtype autocast hands them, and the training stages run under autocast in bf16 and
+fp16 (with loss scaling) with finite losses."""
+import pytest
+import torch
+
+from styletts2.alignment import mask_from_lens, maximum_path
+from styletts2.modules.nsf import SineGen
+from styletts2.modules.stft import STFT
+
+HALF = (torch.float16, torch.bfloat16)
+
+
+# --- float32 where the math needs it ---------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["torch", "conv"])
+@pytest.mark.parametrize("magnitude_dtype, phase_dtype", [(torch.float32, torch.float16), (torch.bfloat16, torch.float32),
+                                                          (torch.float16, torch.float16), (torch.bfloat16, torch.bfloat16)])
+def test_inverse_stft_takes_mixed_dtypes_and_returns_float32(backend, magnitude_dtype, phase_dtype):
+    """CUDA autocast leaves the decoder's phase (sin) in half precision and its magnitude (exp) in
+    float32; torch.polar refuses that pair (and bf16 altogether)."""
+    stft = STFT(20, 5, backend)
+    g = torch.Generator().manual_seed(0)
+    magnitude, phase = torch.rand(2, 11, 9, generator=g), torch.rand(2, 11, 9, generator=g)
+    reference = stft.inverse(magnitude, phase)
+    out = stft.inverse(magnitude.to(magnitude_dtype), phase.to(phase_dtype))
+    assert out.dtype == torch.float32 and out.shape == reference.shape
+    expected = stft.inverse(magnitude.to(magnitude_dtype).float(), phase.to(phase_dtype).float())
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+    magnitude2, phase2 = stft.transform(out.squeeze(1).to(torch.bfloat16))
+    assert magnitude2.dtype == phase2.dtype == torch.float32
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_istftnet_generator_runs_under_autocast(dtype):
+    from styletts2.modules.istftnet import ISTFTNetGenerator
+
+    torch.manual_seed(0)
+    gen = ISTFTNetGenerator(style_dim=8, resblock_kernel_sizes=(3,), upsample_rates=(10, 6),
+                            upsample_initial_channel=16, resblock_dilation_sizes=((1, 3, 5),),
+                            upsample_kernel_sizes=(20, 12), gen_istft_n_fft=20, gen_istft_hop_size=5,
+                            deterministic=True)
+    x, s, f0 = torch.randn(1, 16, 20), torch.randn(1, 8), torch.full((1, 20), 150.0)
+    with torch.autocast("cpu", dtype=dtype):
+        wav = gen(x, s, f0.to(dtype))
+    assert wav.dtype == torch.float32 and wav.shape == (1, 1, 6000) and torch.isfinite(wav).all()
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_sine_phase_is_accumulated_in_float32_for_half_f0(dtype):
+    """8 s of a 220 Hz F0 in fp16: a half-precision running phase overflows (NaN) or drifts by
+    whole cycles; computed in float32 it matches the float32 sines to the output's precision."""
+    gen = SineGen(24000, 300, harmonic_num=8, deterministic=True)
+    f0 = torch.full((1, 24000 * 8, 1), 220.0)
+    reference, _ = gen(f0)
+    sines, uv = gen(f0.to(dtype))
+    assert sines.dtype == uv.dtype == dtype
+    torch.testing.assert_close(sines.float(), reference, rtol=0, atol=1e-3)
+
+
+def test_monotonic_path_of_bf16_attention_equals_float32():
+    """bf16 attention (autocast) has no numpy dtype, and a bf16 mask counts 300 frames as 300 only
+    by luck (257 ones sum to 256)."""
+    g = torch.Generator().manual_seed(0)
+    attention = torch.rand(2, 40, 301, generator=g).softmax(dim=1)
+    text, mel = torch.tensor([40, 33]), torch.tensor([301, 257])
+    half = attention.bfloat16()
+    path = maximum_path(half, mask_from_lens(half, text, mel))
+    expected = maximum_path(half.float(), mask_from_lens(half.float(), text, mel))
+    assert path.dtype == torch.bfloat16 and torch.equal(path.float(), expected)
+    assert expected.sum(dim=(1, 2)).tolist() == [301, 257]
