@@ -20,12 +20,18 @@ from typing import Any
 import torch
 from torch import nn
 
+from styletts2.errors import UserError
+
 # Constant 0..511 buffer that transformers < 5 kept in ALBERT's state dict; the only key we drop.
 _LEGACY_BERT_BUFFER = "embeddings.position_ids"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint does not match the model; the message lists every offending key."""
+
+
+class UnreadableCheckpoint(CheckpointError):
+    """The file is not a torch checkpoint at all (truncated, overwritten, another format)."""
 
 
 def torch_load(path: str | os.PathLike) -> dict:
@@ -37,7 +43,7 @@ def torch_load(path: str | os.PathLike) -> dict:
         # (val_loss) that the weights-only unpickler rejects.
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - re-raised with the file name
-        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({exc})") from exc
+        raise UnreadableCheckpoint(f"{path}: cannot be read as a torch checkpoint ({exc})") from exc
 
 
 def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -144,8 +150,13 @@ def load_net_state(modules: Mapping[str, nn.Module], net: Mapping[str, Mapping[s
     return list(states)
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """torch.save to a temp file in the same directory, then rename: a crash never leaves half a file."""
+def atomic_save(obj: Any, path: str | os.PathLike, previous: str | os.PathLike | None = None) -> Path:
+    """torch.save to a temp file in the same directory, then rename: a crash never leaves half a file.
+
+    previous: keep the file being replaced under this name (one generation), so a `path` that was
+    damaged after it was written still has a fallback. A crash between the two renames leaves
+    `previous` and no `path`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -154,6 +165,8 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        if previous is not None and path.exists():
+            os.replace(path, previous)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

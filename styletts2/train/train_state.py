@@ -118,8 +118,10 @@ def build_training_checkpoint(model, stage, loop: LoopState, rng_states: list[di
     )
 
 
-def save_training_checkpoint(path: str | os.PathLike, model, stage, loop: LoopState, rng_states: list[dict]):
-    return atomic_save(build_training_checkpoint(model, stage, loop, rng_states), path)
+def save_training_checkpoint(path: str | os.PathLike, model, stage, loop: LoopState, rng_states: list[dict],
+                             previous: str | os.PathLike | None = None):
+    """previous: where the file being replaced is kept (see `atomic_save`)."""
+    return atomic_save(build_training_checkpoint(model, stage, loop, rng_states), path, previous=previous)
 
 
 def load_training_checkpoint(path: str | os.PathLike, model, stage, rank: int = 0) -> tuple[LoopState, dict]:

@@ -4,8 +4,8 @@
 1. joins the DDP process group under torchrun (`distributed.py`), seeds, builds the model from gin
    (`StyleTTS2()`), scans the corpora (bad clips are reported and skipped), builds datasets,
    the length-bucketed sampler and the DataLoaders;
-2. sets the stage up, copies rank 0's parameters to every rank, and resumes from
-   `<run_dir>/last.pth` if it exists, else from `resume` if given;
+2. sets the stage up, copies rank 0's parameters to every rank, and resumes from `resume` if
+   given, else from `<run_dir>/last.pth` (or the previous one it keeps, when that is unreadable);
 3. runs epochs of `stage.train_step`, validating every `validate_every_epochs` epochs;
 4. writes `<run_dir>/last.pth` every `save_every_steps` steps and at every epoch end, and
    `<run_dir>/best.pth` when the validation loss improves (`train_state.py`).
@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from styletts2.checkpoint import UnreadableCheckpoint
 from styletts2.data.collate import Collater
 from styletts2.data.dataset import SpeechDataset
 from styletts2.data.readers import read_ood_texts
@@ -126,8 +127,9 @@ class Trainer:
     train_data, val_data: an LJSpeech folder / metadata.csv, or an upstream list file
         (`wav|phonemes|speaker`); data_root: the folder list-file wav paths are relative to.
     ood_data: upstream's OOD_texts.txt (stage 2's SLM adversarial texts), or None.
-    resume: a training checkpoint to start from when `<run_dir>/last.pth` does not exist (that one
-        always wins, so re-running an interrupted command continues it).
+    resume: a training checkpoint to start from, even when `<run_dir>/last.pth` exists. Without
+        it the run continues from its own last.pth (re-running an interrupted command continues
+        it), or from last.previous.pth (the one before, kept) when last.pth can not be read.
     max_steps: stop (after saving) once this many steps were made in total; None = no limit.
     max_minutes: stop (after saving) once this run has trained for this many minutes of wall-clock
         time (set-up excluded; a resumed run starts its own clock); None = no limit.
@@ -262,10 +264,10 @@ class Trainer:
 
         self.loop = LoopState(world_size=self.env.world_size)
         rng_state = None
-        # The run's own last.pth wins: restarting the same command after an interruption continues it.
-        resume = self.last_path if self.last_path.exists() else self.resume
+        if self.env.is_main:
+            self._remove_leftover_temporaries()
+        resume, self.loop, rng_state = self._resume()
         if resume:
-            self.loop, rng_state = load_training_checkpoint(resume, self.model, self.stage, self.env.rank)
             self.sampler.load_state_dict(self.loop.sampler)
             if self.ctx.grad_scaler is not None and self.loop.grad_scaler is not None:
                 self.ctx.grad_scaler.load_state_dict(self.loop.grad_scaler)
@@ -287,6 +289,38 @@ class Trainer:
         return self.run_dir / "last.pth"
 
     @property
+    def previous_path(self) -> Path:
+        """The last.pth before the newest one: the fallback when last.pth can not be read."""
+        return self.run_dir / "last.previous.pth"
+
+    def _remove_leftover_temporaries(self) -> None:
+        """Temp files of a save that was killed (`atomic_save` names them `.<name>.<random>.tmp`)."""
+        for tmp in sorted(self.run_dir.glob(".*.pth.*.tmp")):
+            self.logger.info(f"removing {tmp}, left by a save that did not finish")
+            tmp.unlink(missing_ok=True)
+
+    def _resume(self) -> tuple[Path | None, LoopState, dict | None]:
+        """Load the checkpoint to continue from: `resume` when given; else the run's own last.pth
+        (so re-running an interrupted command continues it), or last.previous.pth when last.pth is
+        missing or can not be read."""
+        load = partial(load_training_checkpoint, model=self.model, stage=self.stage, rank=self.env.rank)
+        if self.resume:
+            if self.last_path.exists():
+                self.logger.info(f"warning: starting from {self.resume} as asked, not from {self.last_path}")
+            return Path(self.resume), *load(self.resume)
+        if self.last_path.exists():
+            try:
+                return self.last_path, *load(self.last_path)
+            except UnreadableCheckpoint as err:
+                if not self.previous_path.exists():
+                    raise
+                self.logger.info(f"warning: {self.last_path} can not be read ({err}); "
+                                 f"falling back to {self.previous_path}")
+        if self.previous_path.exists():
+            return self.previous_path, *load(self.previous_path)
+        return None, self.loop, None
+
+    @property
     def best_path(self) -> Path:
         return self.run_dir / "best.pth"
 
@@ -300,7 +334,9 @@ class Trainer:
         rng_states = dist_utils.gather_objects(capture_rng_state())
         if self.env.is_main:
             for name in names:
-                save_training_checkpoint(self.run_dir / name, self.model, self.stage, self.loop, rng_states)
+                previous = self.previous_path if name == "last.pth" else None
+                save_training_checkpoint(self.run_dir / name, self.model, self.stage, self.loop, rng_states,
+                                         previous=previous)
             (self.run_dir / "config.gin").write_text(gin.operative_config_str(), encoding="utf-8")
         dist_utils.barrier()
         return self.run_dir / names[0]

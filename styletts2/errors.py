@@ -1,0 +1,43 @@
+"""One-line errors for the command lines (torch-free: the runtime CLI uses it too).
+
+A user error (a missing file, a bad option, a corpus or checkpoint that can not be used) is printed
+as `prog: error: <what, where, how to fix>` and the command exits 2; a traceback appears only for
+bugs, or for every error with `--debug`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+
+class UserError(Exception):
+    """Something the user can fix; mixed into the project's error classes that are not ValueErrors
+    (e.g. CheckpointError) so the command lines report them on one line."""
+
+
+# ValueError: bad options, corpora, configs, audio; OSError: files that are missing or unreadable.
+USER_ERRORS = (UserError, ValueError, OSError)
+USER_ERROR_EXIT_CODE = 2
+
+
+def add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+
+
+def describe(err: BaseException) -> str:
+    """The error as one readable line (OSErrors name their file)."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.strerror}: {err.filename}"
+    return str(err).strip() or type(err).__name__
+
+
+def run_guarded(prog: str, body: Callable[[], int], debug: bool = False) -> int:
+    """Run a command's body; a user error becomes one line on stderr and exit code 2."""
+    try:
+        return body()
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        print(f"{prog}: error: {describe(err)}", file=sys.stderr)
+        return USER_ERROR_EXIT_CODE
