@@ -69,3 +69,70 @@ def test_monotonic_path_of_bf16_attention_equals_float32():
     expected = maximum_path(half.float(), mask_from_lens(half.float(), text, mel))
     assert path.dtype == torch.bfloat16 and torch.equal(path.float(), expected)
     assert expected.sum(dim=(1, 2)).tolist() == [301, 257]
+
+
+# --- loss scaling: one update per training step ---------------------------------------------------
+
+def _scaled_toy(init_scale=2.0**10):
+    from styletts2.train.optim import LossScaler, build_multi_optimizer
+    from styletts2.train.stage import TrainingContext
+
+    torch.manual_seed(0)
+    modules = {"gen": torch.nn.Linear(4, 1), "disc": torch.nn.Linear(4, 1), "unused": torch.nn.Linear(4, 1)}
+    scaler = LossScaler(init_scale=init_scale, growth_interval=2)
+    ctx = TrainingContext(device=torch.device("cpu"), grad_scaler=scaler)
+    return modules, scaler, build_multi_optimizer(modules, lr=1e-2, ctx=ctx)
+
+
+def test_scaler_leaves_optimizers_without_gradients_alone():
+    """Stage 2's SLM generator step on in-distribution styles gives diffusion no gradient; with
+    GradScaler that raised 'No inf checks were recorded for this optimizer'."""
+    modules, scaler, opt = _scaled_toy()
+    before = modules["unused"].weight.detach().clone()
+    opt.step_on(modules["gen"](torch.randn(3, 4)).pow(2).mean(), ["gen", "unused"])
+    scaler.update()
+    assert torch.equal(modules["unused"].weight, before) and not opt.optimizers["unused"].state
+    assert opt.schedulers["unused"].last_epoch == 0 and opt.schedulers["gen"].last_epoch == 1
+
+
+def test_overflow_in_one_loss_skips_only_its_step_and_backs_off_once_per_step():
+    """An overflow in the discriminator's loss skips the discriminator, not the generator, and
+    halves the scale once, at the end of the step; an optimiser may step twice in one step."""
+    modules, scaler, opt = _scaled_toy()
+    x = torch.randn(3, 4)
+    gen_before, disc_before = modules["gen"].weight.detach().clone(), modules["disc"].weight.detach().clone()
+    opt.step_on(torch.sqrt(modules["disc"](torch.zeros(1, 4)).sum() * 0), ["disc"])  # infinite gradient
+    opt.step_on(modules["gen"](x).pow(2).mean(), ["gen"])
+    opt.step_on(modules["gen"](x).pow(2).mean(), ["gen"])  # the same optimiser again (stage 2's SLM step)
+    assert scaler.get_scale() == 2.0**10  # nothing changes before the step ends
+    scaler.update()
+    assert scaler.get_scale() == 2.0**9
+    assert torch.equal(modules["disc"].weight, disc_before) and opt.schedulers["disc"].last_epoch == 0
+    assert not torch.equal(modules["gen"].weight, gen_before) and opt.schedulers["gen"].last_epoch == 2
+    for _ in range(2):  # growth_interval clean steps double it
+        opt.step_on(modules["gen"](x).pow(2).mean(), ["gen"])
+        opt.step_on(modules["disc"](x).pow(2).mean(), ["disc"])
+        scaler.update()
+    assert scaler.get_scale() == 2.0**10
+
+
+def test_scaled_gradients_equal_unscaled_ones():
+    modules, scaler, opt = _scaled_toy(init_scale=2.0**12)
+    x = torch.randn(3, 4)
+    norm = opt.step_on(modules["gen"](x).pow(2).mean(), ["gen"])
+    modules2, _, _ = _scaled_toy()
+    from styletts2.train.optim import build_multi_optimizer
+
+    plain = build_multi_optimizer(modules2, lr=1e-2)
+    assert norm == pytest.approx(plain.step_on(modules2["gen"](x).pow(2).mean(), ["gen"]), rel=1e-6)
+    torch.testing.assert_close(modules["gen"].weight, modules2["gen"].weight)
+
+
+def test_scaler_state_is_gradscalers():
+    from styletts2.train.optim import LossScaler
+
+    torch_state = torch.amp.GradScaler("cpu", init_scale=512.0, growth_interval=7).state_dict()
+    scaler = LossScaler()
+    scaler.load_state_dict(torch_state)
+    assert scaler.get_scale() == 512.0 and scaler.growth_interval == 7
+    assert set(scaler.state_dict()) == set(torch_state)

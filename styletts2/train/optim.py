@@ -12,7 +12,14 @@ Because the schedulers never step, rates are constant: `build_scheduler(kind='co
 
 `MultiOptimizer.step_on` is the one place a stage turns a loss into parameter updates: it refuses
 non-finite losses before touching anything, averages gradients over DDP ranks, unscales fp16
-gradients, clips, and steps the named optimisers and their schedulers.
+gradients, clips, and steps the named optimisers that received a gradient, and their schedulers.
+
+fp16 loss scaling is `LossScaler`'s, not torch's GradScaler: a training step backpropagates 2-4
+losses and steps some optimisers twice (stage 2's generator and SLM steps both step bert,
+bert_encoder, predictor and diffusion), which GradScaler allows only with an `update()` between
+them; that update per loss let an overflow in the discriminator halve the generator's scale, and
+an optimiser without gradients (diffusion on an in-distribution SLM step) made it raise. Here each
+`step_on` unscales and checks its own gradients, and the trainer calls `update()` once per step.
 """
 from __future__ import annotations
 
@@ -84,6 +91,63 @@ def build_scheduler(optimizer: Optimizer, kind: str = "constant", total_steps: i
                           pct_start=pct_start, div_factor=div_factor, final_div_factor=final_div_factor,
                           cycle_momentum=False)
     raise ValueError(f"unknown scheduler kind {kind!r}; choose 'constant', 'cosine' or 'onecycle'")
+
+
+@gin.configurable
+class LossScaler:
+    """Dynamic fp16 loss scaling with one `update()` per training step (see the module docstring).
+
+    The loss is multiplied by the scale before backward and the gradients divided by it after;
+    gradients that overflowed skip their step. `update()` halves the scale (`backoff_factor`) after
+    a step with any overflow, and doubles it (`growth_factor`) after `growth_interval` steps
+    without one, as GradScaler does. `state_dict()` has GradScaler's keys, so either one's state
+    loads into the other. The scale is a python float: applying it costs no device sync.
+    """
+
+    def __init__(self, init_scale: float = 2.0**16, growth_factor: float = 2.0, backoff_factor: float = 0.5,
+                 growth_interval: int = 2000):
+        self.scale_value = float(init_scale)
+        self.growth_factor, self.backoff_factor = float(growth_factor), float(backoff_factor)
+        self.growth_interval = int(growth_interval)
+        self.growth_tracker = 0
+        self._checked = self._overflowed = False  # this step's gradient checks
+
+    def get_scale(self) -> float:
+        return self.scale_value
+
+    def scale(self, loss: torch.Tensor) -> torch.Tensor:
+        return loss * self.scale_value
+
+    def unscale_(self, grads: list[torch.Tensor]) -> None:
+        if grads:
+            torch._foreach_mul_(grads, 1.0 / self.scale_value)
+
+    def record(self, finite: bool) -> None:
+        """The outcome of one gradient check (a `step_on`) in this training step."""
+        self._checked = True
+        self._overflowed |= not finite
+
+    def update(self) -> None:
+        """End of a training step: adjust the scale to what this step's checks found."""
+        if self._overflowed:
+            self.scale_value *= self.backoff_factor
+            self.growth_tracker = 0
+        elif self._checked:
+            self.growth_tracker += 1
+            if self.growth_tracker == self.growth_interval:
+                self.scale_value *= self.growth_factor
+                self.growth_tracker = 0
+        self._checked = self._overflowed = False
+
+    def state_dict(self) -> dict:
+        return {"scale": self.scale_value, "growth_factor": self.growth_factor, "backoff_factor": self.backoff_factor,
+                "growth_interval": self.growth_interval, "_growth_tracker": self.growth_tracker}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.scale_value = float(state["scale"])
+        self.growth_factor, self.backoff_factor = float(state["growth_factor"]), float(state["backoff_factor"])
+        self.growth_interval = int(state["growth_interval"])
+        self.growth_tracker = int(state["_growth_tracker"])
 
 
 class MultiOptimizer:
@@ -160,12 +224,14 @@ class MultiOptimizer:
         1. `loss` and every entry of `losses` must be finite on every rank; otherwise raise
            `NonFiniteLoss` before any backward pass: no gradient, parameter or optimiser state moves.
         2. zero the named gradients, backward (through the fp16 grad scaler when there is one);
-        3. under DDP average those gradients over ranks;
+        3. under DDP average those gradients over ranks; with fp16, unscale them;
         4. a non-finite gradient norm raises `NonFiniteLoss('grad_norm', ...)` too, again before any
-           update (with fp16 the grad scaler handles overflow itself: it skips the step and lowers
-           the scale); `clip` rescales the gradients to at most that total norm;
+           update (with fp16 it is an overflow instead: no optimiser steps, the scaler records it and
+           lowers the scale at the step's `update()`); `clip` rescales the gradients to at most that
+           total norm;
         5. `before_step(gradients)`, if given, may rescale the gradients in place (stage 2's SLM step);
-        6. step the optimisers, then their schedulers.
+        6. step the optimisers, then their schedulers; an optimiser none of whose parameters got a
+           gradient (on any rank) is left alone, its scheduler too.
         """
         names = self._check(names)
         scaler = self.ctx.grad_scaler if self.ctx is not None else None
@@ -179,33 +245,33 @@ class MultiOptimizer:
 
         self.zero_grad(names)
         (scaler.scale(loss) if scaler is not None else loss).backward(retain_graph=retain_graph)
-        params = self.parameters(names)
+        owned = {name: self.parameters([name]) for name in names}
+        params = [p for name in names for p in owned[name]]
         all_reduce_gradients(params)
-        if scaler is not None:
-            for name in names:
-                scaler.unscale_(self.optimizers[name])
         grads = [p.grad for p in params if p.grad is not None]
+        if scaler is not None:
+            scaler.unscale_(grads)
         norm_t = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=device)
         norm = float(norm_t)
-        if scaler is None and not math.isfinite(norm):
+        if not math.isfinite(norm):
             self.zero_grad(names)
-            raise NonFiniteLoss("grad_norm", norm)
+            if scaler is None:
+                raise NonFiniteLoss("grad_norm", norm)
+            scaler.record(False)  # fp16 overflow: nothing steps, not even the schedulers
+            return norm
+        if scaler is not None:
+            scaler.record(True)
         if clip is not None and grads:
             torch.nn.utils.clip_grads_with_norm_(params, clip, norm_t)
         if before_step is not None:
             with torch.no_grad():
                 before_step(grads)
-        # With fp16, an overflow makes the scaler skip every optimiser: keep the schedulers still too.
-        stepped = math.isfinite(norm)
         for name in names:
-            if scaler is not None:
-                scaler.step(self.optimizers[name])
-            else:
-                self.optimizers[name].step()
-            if stepped and name in self.schedulers:
+            if not any(p.grad is not None for p in owned[name]):
+                continue  # no gradient reached it (e.g. diffusion on an in-distribution SLM step)
+            self.optimizers[name].step()
+            if name in self.schedulers:
                 self.schedulers[name].step()
-        if scaler is not None:
-            scaler.update()
         return norm
 
     # --- state -----------------------------------------------------------------------------

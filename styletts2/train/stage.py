@@ -46,7 +46,7 @@ class TrainingContext:
     world_size: int = 1
     # Forward passes run inside this context (autocast for bf16/fp16, nullcontext for fp32).
     autocast: Callable[[], AbstractContextManager] = None  # type: ignore[assignment]
-    # fp16 needs loss scaling; None otherwise.
+    # fp16 needs loss scaling (an `optim.LossScaler`, updated by the trainer once per step); None otherwise.
     grad_scaler: Any = None
     # Logs a waveform as audio plus its log-mel image (rank 0 only; None elsewhere).
     log_audio: Callable[[str, torch.Tensor, int], None] | None = None

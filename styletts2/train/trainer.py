@@ -48,7 +48,7 @@ from styletts2.model import StyleTTS2
 
 from . import distributed as dist_utils
 from .logger import RunningMeans, TrainLogger
-from .optim import MultiOptimizer
+from .optim import LossScaler, MultiOptimizer
 from .stage import NonFiniteLoss, StepOutput, TrainingContext
 from .train_state import (LoopState, capture_rng_state, load_training_checkpoint, restore_rng_state,
                           save_training_checkpoint)
@@ -122,7 +122,7 @@ class Trainer:
     save_every_steps: also write last.pth every this many steps (None: epoch ends only).
     validate_every_epochs: validate (and update best.pth) every this many epochs, and after the last.
     max_nonfinite_in_a_row: stop after this many skipped steps in a row.
-    mixed_precision: None (fp32), 'bf16' (autocast) or 'fp16' (autocast + GradScaler).
+    mixed_precision: None (fp32), 'bf16' (autocast) or 'fp16' (autocast + loss scaling, `LossScaler`).
     device: None = cuda (this rank's GPU) when available, else cpu.
     train_data, val_data: an LJSpeech folder / metadata.csv, or an upstream list file
         (`wav|phonemes|speaker`); data_root: the folder list-file wav paths are relative to.
@@ -182,7 +182,7 @@ class Trainer:
             dtype = torch.bfloat16 if self.mixed_precision == "bf16" else torch.float16
             autocast = partial(torch.autocast, device_type=device.type, dtype=dtype)
         if self.mixed_precision == "fp16":
-            scaler = torch.amp.GradScaler(device.type)
+            scaler = LossScaler()
         return TrainingContext(device=device, rank=self.env.rank, world_size=self.env.world_size,
                                autocast=autocast, grad_scaler=scaler,
                                log_audio=self.logger.log_audio if self.env.is_main else None,
@@ -428,6 +428,8 @@ class Trainer:
                     out = self.stage.train_step(batch, epoch, loop.iters)
                 except NonFiniteLoss as err:
                     out = StepOutput(skipped=True, reason=str(err))
+                if self.ctx.grad_scaler is not None:
+                    self.ctx.grad_scaler.update()  # once per step, whatever the stage stepped
                 loop.batches_done += 1
                 loop.iters += 1
                 skipped, stop, timeout = dist_utils.any_rank(
