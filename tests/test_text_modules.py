@@ -109,6 +109,22 @@ def test_durations_divide_by_speed_before_rounding(predictor):
         assert torch.all(predictor.durations(d, speed=1e3) == 1)
 
 
+@pytest.mark.parametrize("initial", [None, 2.0, 7.5])
+def test_initial_duration_sets_the_untrained_prediction(initial):
+    torch.manual_seed(0)
+    predictor = ProsodyPredictor(style_dim=8, d_hid=64, nlayers=1, max_dur=20, initial_duration=initial).eval()
+    with torch.no_grad():
+        mean = predictor.durations(torch.randn(4, 50, 72)).float().mean().item()
+    # the default init predicts about max_dur / 2
+    assert mean == pytest.approx(10.0 if initial is None else initial, rel=0.25)
+
+
+@pytest.mark.parametrize("initial", [0.0, 20.0, -1.0])
+def test_initial_duration_outside_the_bins_is_refused(initial):
+    with pytest.raises(ValueError, match="initial_duration"):
+        ProsodyPredictor(style_dim=8, d_hid=16, nlayers=1, max_dur=20, initial_duration=initial)
+
+
 def test_durations_with_lengths_match_single_utterances(predictor):
     lengths = torch.tensor([7, 4])
     mask = length_to_mask(lengths)

@@ -84,14 +84,25 @@ def _prosody_branch(d_hid: int, style_dim: int, dropout: float) -> nn.ModuleList
 
 @gin.configurable
 class ProsodyPredictor(nn.Module):
-    """Durations (max_dur ordinal logits per token) and F0 / energy curves from text features."""
+    """Durations (max_dur ordinal logits per token) and F0 / energy curves from text features.
+
+    initial_duration: frames per token the untrained duration head predicts (its bias is set so that
+        the max_dur sigmoids sum to it). None keeps the default init, which predicts about max_dur / 2
+        (25 frames at upstream's 50, several times a typical phoneme): fine over upstream's tens of
+        thousands of steps, slow to unlearn on a short budget.
+    """
 
     def __init__(self, style_dim: int = 128, d_hid: int = 512, nlayers: int = 3, max_dur: int = 50,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, initial_duration: float | None = None):
         super().__init__()
         self.text_encoder = DurationEncoder(sty_dim=style_dim, d_model=d_hid, nlayers=nlayers, dropout=dropout)
         self.lstm = nn.LSTM(d_hid + style_dim, d_hid // 2, num_layers=1, batch_first=True, bidirectional=True)
         self.duration_proj = LinearNorm(d_hid, max_dur)
+        if initial_duration is not None:
+            if not 0 < initial_duration < max_dur:
+                raise ValueError(f"initial_duration must lie in (0, max_dur = {max_dur}), got {initial_duration}")
+            with torch.no_grad():
+                self.duration_proj.linear_layer.bias.fill_(torch.logit(torch.tensor(initial_duration / max_dur)).item())
         self.shared = nn.LSTM(d_hid + style_dim, d_hid // 2, num_layers=1, batch_first=True, bidirectional=True)
         self.F0 = _prosody_branch(d_hid, style_dim, dropout)
         self.N = _prosody_branch(d_hid, style_dim, dropout)
