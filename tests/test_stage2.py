@@ -174,6 +174,17 @@ def test_tiny_stage2_runs_through_diffusion_and_joint_training(first_stage, batc
     assert dur_end < dur_start and diff_end < diff_start, (dur_start, dur_end, diff_start, diff_end)
 
 
+def test_zero_weight_adversarial_losses_are_not_computed(first_stage, batch):
+    """GeneratorLoss.weight = 0 skips the MPD/MSD step and the generator term; WavLMLoss.weight = 0
+    the feature matching: the discriminators stay as they were, the rest trains."""
+    model, stage = make_stage(first_stage[0], ["GeneratorLoss.weight = 0.0", "WavLMLoss.weight = 0.0"])
+    before = snapshot(model)
+    out = stage.train_step(batch, 1, 0)
+    assert set(out.losses) == {"F0", "norm", "mel", "ce", "dur", "diff", "sty"}, out.losses
+    trained = changed(before, model)
+    assert {"mpd", "msd"}.isdisjoint(trained) and {"predictor", "diffusion"} <= trained
+
+
 def test_non_finite_loss_raises_and_changes_nothing(first_stage, batch, monkeypatch):
     """(d) a NaN F0 loss: step_on refuses the generator step before any update."""
     model, stage = make_stage(first_stage[0])

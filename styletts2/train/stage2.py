@@ -226,6 +226,8 @@ class Stage2:
             y_rec = y_rec.float()
             losses["F0"] = self.f0_loss(f0_real, f0_fake.float())
             losses["norm"] = self.norm_loss(n_real, n_fake.float())
+            # A zero-weight loss is not computed: the same update, without the discriminators' cost.
+            adversarial = adversarial and self.gen_loss.weight != 0
             if adversarial:
                 losses["d_loss"] = self.disc_loss(target, y_rec.detach())
                 self.optimizer.step_on(losses["d_loss"], DISCRIMINATORS, losses={"d_loss": losses["d_loss"]})
@@ -233,7 +235,8 @@ class Stage2:
             if adversarial:
                 with frozen(m.mpd, m.msd):
                     losses["gen"] = self.gen_loss(target, y_rec)
-            losses["slm"] = self.slm_loss(target, y_rec)
+            if self.slm_loss.weight != 0:
+                losses["slm"] = self.slm_loss(target, y_rec)
             losses["ce"], losses["dur"] = self.dur_loss(duration_logits.float(), durations, batch.token_lengths)
             if self.finetune:
                 losses["mono"] = self.mono_loss(attention.float(), path.float())
@@ -320,6 +323,13 @@ class Stage2:
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.load_state_dict(state["rng"])
+
+    def rank_state_dict(self) -> dict:
+        """This rank's generators (seeded seed + rank); the trainer saves one per rank."""
+        return {"rng": self.rng.state_dict()}
+
+    def load_rank_state_dict(self, state: dict) -> None:
         self.rng.load_state_dict(state["rng"])
         self.sigma_sum, self.sigma_count = state["sigma_data_estimates"]
 
