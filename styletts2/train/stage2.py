@@ -324,6 +324,7 @@ class Stage2:
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.rng.load_state_dict(state["rng"])
+        self.sigma_sum, self.sigma_count = state["sigma_data_estimates"]
 
     def rank_state_dict(self) -> dict:
         """This rank's generators (seeded seed + rank); the trainer saves one per rank."""
@@ -331,7 +332,6 @@ class Stage2:
 
     def load_rank_state_dict(self, state: dict) -> None:
         self.rng.load_state_dict(state["rng"])
-        self.sigma_sum, self.sigma_count = state["sigma_data_estimates"]
 
 
 @gin.configurable
