@@ -22,6 +22,7 @@ punkt's learned English abbreviations, which no IPA word matches) are not reprod
 import re
 
 from .espeak import LANGUAGE, espeak_backend, espeak_version
+from .sentences import remove_control_characters
 
 _PERIOD_RUN = re.compile(r"\.{2,}")
 _SINGLE_PERIOD = re.compile(r"(?<!\.)\.(?!\.)")
@@ -77,7 +78,7 @@ def phonemize(text: str, language: str = LANGUAGE) -> str:
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    text = text.strip()
+    text = remove_control_characters(text).strip()  # a NUL would end the text for espeak-ng
     if not text:
         raise ValueError("cannot phonemize empty or whitespace-only text")
     raw = espeak_backend(language).phonemize([text])[0]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .sentences import split_sentences, split_token_windows
+from .sentences import remove_control_characters, split_sentences, split_token_windows
 from .tokenizer import Tokenizer
 
 
@@ -19,9 +19,11 @@ def text_to_token_pieces(text: str, phonemize: Callable[[str], str], tokenizer: 
     """Pieces of `text`, each at most `max_positions - 1` ids long. `normalize` (None: none)
     rewrites the whole text first, so an abbreviation's period never ends a sentence. Straight
     double quotes are dropped before phonemizing, as the torch synthesizer does, so both see the
-    same tokens. Raises ValueError for text with nothing to say."""
+    same tokens; control characters become spaces first (a NUL would end the text for espeak-ng).
+    Raises ValueError for text with nothing to say."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
+    text = remove_control_characters(text)
     if normalize is not None:
         normalized = normalize(text)
         if text.strip() and not normalized.strip():

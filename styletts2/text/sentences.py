@@ -7,6 +7,7 @@
   cut at spaces so no word is split and nothing is truncated.
 """
 import re
+import unicodedata
 
 from .symbols import SPACE_ID
 
@@ -21,6 +22,15 @@ _ABBREVIATION_END = re.compile(
     r"(?:^|[\s(\[\"'“‘.])(?:Mr|Mrs|Ms|Mx|Dr|Prof|St|Mt|Ft|Jr|Sr|Rev|Hon|Gen|Col|Capt|Lt|Sgt|Gov|Sen|Rep|Pres|"
     r"vs|etc|e\.g|i\.e|cf|approx|Inc|Ltd|Co|Corp|Bros|No|Nos|Vol|vol|pp|p|Ch|ch|Fig|fig|Eq|Jan|Feb|Mar|Apr|"
     r"Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|[A-Za-z])\.$")
+
+
+def remove_control_characters(text: str) -> str:
+    """`text` with each control character (Unicode Cc: NUL, ESC, DEL, C1 codes...) and lone surrogate
+    replaced by a space. espeak-ng reads text as a C string, so a NUL would silently end it there;
+    whitespace controls (tab, newline) are spaces to it anyway."""
+    if text.isprintable():  # the common case: nothing to do
+        return text
+    return "".join(" " if unicodedata.category(c) in ("Cc", "Cs") else c for c in text)
 
 
 def split_sentences(text: str) -> list[str]:
