@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # run as a script: make `bench`, `export` and `st
 import numpy as np
 
 from export.metrics import log_mel_distance, snr_db
+from styletts2.errors import add_debug_flag, run_guarded
 
 COMPONENTS = ("text_encoder", "diffusion_sampler", "decoder")
 UNGUIDED = "diffusion_sampler_unguided"  # the sampler's one-pass graph for embedding_scale 1, where exported
@@ -434,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "longest sentence")
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory marks")
     parser.add_argument("--json", help="write the results here")
+    add_debug_flag(parser)
     return parser
 
 
@@ -442,15 +444,15 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     grad, threads = torch.is_grad_enabled(), torch.get_num_threads()
+    args = build_parser().parse_args(argv)
     try:
-        return _main(argv)
+        return run_guarded("rtf.py", lambda: _main(args, argv), debug=args.debug)
     finally:
         torch.set_grad_enabled(grad)
         torch.set_num_threads(threads)
 
 
-def _main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     backends_wanted = parse_backends(args.backends)
     names = [s.strip() for s in args.sentences.split(",") if s.strip()]
     unknown = [s for s in names if s not in SENTENCES]

@@ -12,9 +12,10 @@ import torch
 from torch import Tensor, nn
 
 from export.wrappers import build_graphs, prepare_for_export
+from styletts2.errors import UserError, add_debug_flag
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """The export cannot go on; the message says why and what to do."""
 
 
@@ -33,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="RNG seed of --random-init weights (default 0)")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip running the exported graphs against torch eager after the export")
+    add_debug_flag(parser)
 
 
 @dataclass

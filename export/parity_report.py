@@ -37,6 +37,7 @@ from export.common import add_arguments, build_random_model, graphs_for, io_spec
 from export.to_onnx import export_onnx, ort_session
 from export.to_torchscript import export_torchscript
 from export.wrappers import HIFIGAN_TAIL_TRIM, noise_direction, source_noise
+from styletts2.errors import run_guarded
 
 GRAPH_ORDER = ("style_encoder", "text_encoder", "diffusion_sampler", "diffusion_sampler_unguided", "decoder")
 
@@ -284,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
                              "voiced (random F0 sits near 0 Hz, below the 10 Hz voicing threshold); default 150")
     parser.add_argument("--skip-reference", action="store_true", help="skip the Synthesizer comparison")
     args = parser.parse_args(argv)
+    return run_guarded("parity_report.py", lambda: _report(args), debug=args.debug, exit_code=1)
+
+
+def _report(args: argparse.Namespace) -> int:
     torch.set_grad_enabled(False)
     loaded = load_for_export(args)
     model = loaded.model

@@ -28,6 +28,7 @@ import torch
 from export.common import ExportError, add_arguments, dynamic_axes, example_inputs, graphs_for, io_spec, \
     load_for_export
 from export.model_card import model_json, save_model_card
+from styletts2.errors import run_guarded
 
 MIN_OPSET = 17
 
@@ -154,15 +155,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="decoder speed input during int8 calibration (default 1; random-init models "
                              "predict ~25 frames per token, use ~5-10 there)")
     args = parser.parse_args(argv)
-    try:
-        if args.opset < MIN_OPSET:
-            raise ExportError(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
-        loaded = load_for_export(args)
-        export_onnx(loaded, Path(args.out), args.steps, args.opset, verify=not args.no_verify,
-                    int8_decoder=args.int8_decoder, calibration_speed=args.calibration_speed)
-    except ExportError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    return run_guarded("to_onnx.py", lambda: _export(args), debug=args.debug, exit_code=1)
+
+
+def _export(args: argparse.Namespace) -> int:
+    if args.opset < MIN_OPSET:
+        raise ExportError(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
+    loaded = load_for_export(args)
+    export_onnx(loaded, Path(args.out), args.steps, args.opset, verify=not args.no_verify,
+                int8_decoder=args.int8_decoder, calibration_speed=args.calibration_speed)
     return 0
 
 

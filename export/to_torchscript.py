@@ -23,6 +23,7 @@ import torch
 
 from export.common import ExportError, add_arguments, example_inputs, graphs_for, io_spec, load_for_export
 from export.model_card import write_model_card
+from styletts2.errors import run_guarded
 
 
 def trace_graph(graph: torch.nn.Module, inputs: tuple) -> torch.jit.ScriptModule:
@@ -74,12 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        loaded = load_for_export(args)
-        export_torchscript(loaded, Path(args.out), args.steps, verify=not args.no_verify)
-    except ExportError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    return run_guarded("to_torchscript.py", lambda: _export(args), debug=args.debug, exit_code=1)
+
+
+def _export(args: argparse.Namespace) -> int:
+    loaded = load_for_export(args)
+    export_torchscript(loaded, Path(args.out), args.steps, verify=not args.no_verify)
     return 0
 
 

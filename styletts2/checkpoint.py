@@ -46,6 +46,15 @@ def torch_load(path: str | os.PathLike) -> dict:
         raise UnreadableCheckpoint(f"{path}: cannot be read as a torch checkpoint ({exc})") from exc
 
 
+def net_entry(state: Any, path: str | os.PathLike) -> Mapping[str, Mapping[str, torch.Tensor]]:
+    """checkpoint['net'] ({module: state_dict}), or a CheckpointError saying the file is not a model checkpoint."""
+    net = state.get("net") if isinstance(state, Mapping) else None
+    if not isinstance(net, Mapping):
+        found = sorted(map(str, state)) if isinstance(state, Mapping) else type(state).__name__
+        raise CheckpointError(f"{path}: not a StyleTTS2 checkpoint (no 'net' entry of module weights; found {found})")
+    return net
+
+
 def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     if state and all(k.startswith(prefix) for k in state):
         return {k[len(prefix):]: v for k, v in state.items()}

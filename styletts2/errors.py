@@ -32,12 +32,13 @@ def describe(err: BaseException) -> str:
     return str(err).strip() or type(err).__name__
 
 
-def run_guarded(prog: str, body: Callable[[], int], debug: bool = False) -> int:
-    """Run a command's body; a user error becomes one line on stderr and exit code 2."""
+def run_guarded(prog: str, body: Callable[[], int], debug: bool = False,
+                exit_code: int = USER_ERROR_EXIT_CODE) -> int:
+    """Run a command's body; a user error becomes one line on stderr and `exit_code`."""
     try:
         return body()
     except USER_ERRORS as err:
         if debug:
             raise
         print(f"{prog}: error: {describe(err)}", file=sys.stderr)
-        return USER_ERROR_EXIT_CODE
+        return exit_code

@@ -7,6 +7,7 @@ the built model's state-dict manifest in the reference files' format.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Iterable
 
@@ -110,29 +111,50 @@ def build_model_from_config(config_files: Iterable[str] = (), bindings: Iterable
     return StyleTTS2(modules=modules)
 
 
+# Training stages whose checkpoints hold untrained synthesis modules: what is missing in each.
+PARTIAL_STAGES = {
+    "Stage1": "stage 1 trains the acoustic modules only (its prosody predictor, style diffusion and "
+              "PL-BERT are untrained)",
+    "Stage0Aligner": "it holds the text aligner only",
+    "Stage0Pitch": "it holds the pitch extractor only",
+    "Stage0PLBert": "it holds PL-BERT only",
+}
+
+
+def trained_stage(gin_config: str | None) -> str | None:
+    """The stage class a training checkpoint's operative config binds (`Trainer.stage = @Stage1`)."""
+    match = re.search(r"^Trainer\.stage\s*=\s*@(?:[\w.]+/)?([\w.]+?)(?:\(\))?\s*$", gin_config or "", re.M)
+    return match.group(1).rsplit(".", 1)[-1] if match else None
+
+
 def load_model(checkpoint: str, config_files: Iterable[str] = (), bindings: Iterable[str] = (),
-               modules: Iterable[str] = INFERENCE_MODULES) -> tuple[StyleTTS2, dict]:
+               modules: Iterable[str] = INFERENCE_MODULES, allow_partial: bool = False) -> tuple[StyleTTS2, dict]:
     """Rebuild a model from a checkpoint and load its weights strictly.
 
     Our checkpoints carry their operative gin config; upstream's do not, so give theirs a model
     config: `gin/model/ljspeech.gin` / `gin/model/libritts.gin`, or the upstream `config.yml` it
     came with. Configs given here override the saved one. Returns (model in eval mode, the
-    checkpoint dict without its weights).
+    checkpoint dict without its weights). A checkpoint of a stage that leaves synthesis modules
+    untrained (stage 1, stage 0) is refused unless `allow_partial`.
     """
-    from .checkpoint import CheckpointError, load_net_state, torch_load
+    from .checkpoint import CheckpointError, load_net_state, net_entry, torch_load
     from .upstream_config import split_configs
 
     state = torch_load(checkpoint)
-    if "net" not in state:
-        raise CheckpointError(f"{checkpoint}: no 'net' entry; found keys {sorted(state)}")
+    net = net_entry(state, checkpoint)
     saved_config = state.get("gin_config")
+    stage = trained_stage(saved_config)
+    if stage in PARTIAL_STAGES and not allow_partial:
+        raise CheckpointError(f"{checkpoint} is a {stage} checkpoint: {PARTIAL_STAGES[stage]}, so it cannot "
+                              "synthesize. Train stage 2 from it (gin/stage2_*.gin, Stage2.first_stage_checkpoint) "
+                              "and use that checkpoint")
     config_files, yaml_bindings = split_configs(config_files)
     bindings = [*yaml_bindings, *bindings]
     if saved_config is None and not config_files:
         raise CheckpointError(f"{checkpoint} carries no gin config (an upstream checkpoint?): pass a model "
                               "config such as gin/model/ljspeech.gin, gin/model/libritts.gin or its upstream config.yml")
     model = build_model_from_config(config_files, bindings, saved_config, modules)
-    load_net_state(model.nets, state["net"])
+    load_net_state(model.nets, net)
     if "sigma_data" in state and hasattr(model, "diffusion"):
         model.diffusion.sigma_data = float(state["sigma_data"])
     meta = {k: v for k, v in state.items() if k not in ("net", "optimizer")}

@@ -7,6 +7,7 @@ import sys
 import time
 
 from .audio.io import save_wav
+from .errors import add_debug_flag, run_guarded
 from .inference import SynthesisOptions, Synthesizer
 from .model import load_model
 
@@ -29,8 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--no-normalize", action="store_true",
                    help="read the text as written (default: numbers, dates, abbreviations... as words)")
+    add_debug_flag(p)
     args = p.parse_args(argv)
+    return run_guarded("python -m styletts2.synthesize", lambda: _synthesize(args), debug=args.debug)
 
+
+def _synthesize(args: argparse.Namespace) -> int:
     model, meta = load_model(args.checkpoint, args.config, args.gin_param)
     synthesizer = Synthesizer(model, options=SynthesisOptions(), device=args.device, normalize=not args.no_normalize)
     start = time.perf_counter()

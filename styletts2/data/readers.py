@@ -22,6 +22,7 @@ phonemes (upstream list files) are neither normalized nor phonemized.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -32,6 +33,8 @@ import gin
 
 from styletts2.text.espeak import LANGUAGE
 from styletts2.text.normalize import TextNormalizer
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,11 +77,29 @@ def _report(issue: Issue, issues: list[Issue] | None) -> None:
     issues.append(issue)
 
 
-def _lines(path: Path):
-    """(line number, stripped line) for every non-blank line."""
-    with open(path, encoding="utf-8") as f:
+# Where the corpora the gin/data files name come from (said when one is missing).
+CORPUS_HINT = ("get the corpus (LJSpeech: https://keithito.com/LJ-Speech-Dataset/ unpacked to data/LJSpeech-1.1; "
+               "LibriTTS: https://www.openslr.org/60/) and upstream's lists (train_list.txt, val_list.txt, "
+               "OOD_texts.txt from https://github.com/yl4579/StyleTTS2/tree/main/Data) where gin/data/*.gin "
+               "expects them, or bind Trainer.train_data / val_data / data_root / ood_data to your copies")
+
+
+def _lines(path: Path, issues: list[Issue] | None = None):
+    """(line number, stripped line) for every non-blank line. A line that is not UTF-8 is reported
+    (`undecodable`, with its line number) and skipped, or raises without `issues`."""
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus file not found: {path} ({'a folder' if path.is_dir() else 'no such file'}); "
+                                + CORPUS_HINT)
+    with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
-            line = raw.rstrip("\r\n")
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as err:
+                _report(Issue("undecodable", path, number, f"not UTF-8: byte 0x{raw[err.start]:02x} at column "
+                              f"{err.start + 1} ({raw[max(0, err.start - 20):err.start + 20]!r})"), issues)
+                continue
+            if number == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark some editors write
             if line.strip():
                 yield number, line
 
@@ -96,7 +117,7 @@ def read_ljspeech(
     metadata = Path(metadata)
     wav_dir = Path(wav_dir) if wav_dir is not None else metadata.parent / "wavs"
     records = []
-    for number, line in _lines(metadata):
+    for number, line in _lines(metadata, issues):
         fields = line.split("|")
         if len(fields) not in (2, 3) or not fields[0].strip():
             _report(Issue("malformed", metadata, number, f"expected 'id|text|normalized text', got {line!r}"), issues)
@@ -108,15 +129,18 @@ def read_ljspeech(
     return records
 
 
-def read_list(path: str | Path, root: str | Path | None = None, issues: list[Issue] | None = None) -> list[Record]:
+def read_list(path: str | Path, root: str | Path | None = None, issues: list[Issue] | None = None,
+              allow_outside_root: bool = False) -> list[Record]:
     """Records of an upstream list file (`wav|phonemes|speaker`; the speaker optional, default 0).
 
     root: the directory wav paths are relative to (upstream's `root_path`; default: the list's folder).
+    allow_outside_root: accept absolute paths and paths that leave `root` through `..` (reported
+        as `outside_root` otherwise: a list should not read audio from anywhere on the machine).
     """
     path = Path(path)
     root = Path(root) if root is not None else path.parent
     records = []
-    for number, line in _lines(path):
+    for number, line in _lines(path, issues):
         fields = line.split("|")
         if len(fields) not in (2, 3) or not fields[0].strip():
             _report(Issue("malformed", path, number, f"expected 'wav|phonemes|speaker', got {line!r}"), issues)
@@ -127,27 +151,43 @@ def read_list(path: str | Path, root: str | Path | None = None, issues: list[Iss
         except ValueError:
             _report(Issue("malformed", path, number, f"speaker id {speaker_field!r} is not an integer"), issues)
             continue
-        records.append(Record(root / fields[0].strip(), speaker, None, fields[1].strip(), path, number))
+        wav = fields[0].strip()
+        if not allow_outside_root and _leaves_root(wav):
+            _report(Issue("outside_root", path, number, f"{wav!r} is not inside the data root {root} (absolute or "
+                          "through '..'); bind scan_corpus.allow_outside_root = True to allow it"), issues)
+            continue
+        records.append(Record(root / wav, speaker, None, fields[1].strip(), path, number))
     return records
 
 
-def read_corpus(path: str | Path, root: str | Path | None = None, issues: list[Issue] | None = None) -> list[Record]:
+def _leaves_root(relative: str) -> bool:
+    """Whether a list entry's path is absolute or climbs above the folder it is relative to (lexically:
+    symbolic links inside the root may point anywhere)."""
+    if os.path.isabs(relative) or Path(relative).drive:
+        return True
+    return os.path.normpath(relative).replace("\\", "/").split("/")[0] == ".."
+
+
+def read_corpus(path: str | Path, root: str | Path | None = None, issues: list[Issue] | None = None,
+                allow_outside_root: bool = False) -> list[Record]:
     """Read either format: a directory or a `metadata.csv` is LJSpeech, any other file a list file."""
     path = Path(path)
     if path.is_dir():
         path = path / "metadata.csv"
     if path.name == "metadata.csv":
         return read_ljspeech(path, wav_dir=root, issues=issues)
-    return read_list(path, root=root, issues=issues)
+    return read_list(path, root=root, issues=issues, allow_outside_root=allow_outside_root)
 
 
 def read_ood_texts(path: str | Path) -> list[str]:
     """Phoneme strings of upstream's `OOD_texts.txt`: one per line, either bare or as the second
     field of a `wav|phonemes|...` line (upstream accepts both)."""
-    texts = []
-    for _, line in _lines(Path(path)):
+    texts, issues = [], []
+    for _, line in _lines(Path(path), issues):
         fields = line.split("|")
         texts.append((fields[1] if ".wav" in fields[0] and len(fields) > 1 else fields[0]).strip())
+    for issue in issues:
+        logger.warning("OOD text skipped: %s", issue)
     return [t for t in texts if t]
 
 
@@ -161,10 +201,18 @@ def cache_path(directory: str | Path, language: str, espeak_version: str, normal
 
 
 def _load_cache(path: Path) -> dict[str, str]:
+    """The cached {text: phonemes}; a damaged cache file is named, then rebuilt (an empty table)."""
     if not path.exists():
         return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)["phonemes"]
+    try:
+        with open(path, encoding="utf-8") as f:
+            table = json.load(f)["phonemes"]
+        if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+            raise ValueError("'phonemes' is not a table of strings")
+        return table
+    except (OSError, ValueError, KeyError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        logger.warning("phoneme cache %s is damaged (%s: %s); rebuilding it", path, type(err).__name__, err)
+        return {}
 
 
 def _save_cache(path: Path, language: str, version: str, table: dict[str, str],

@@ -1,6 +1,8 @@
 """Start-up scan of a corpus: find the clips training cannot use, report them, keep the rest.
 
-Each record is checked for
+The readers report lines they cannot use: `malformed` (field count, speaker id), `undecodable`
+(not UTF-8), `outside_root` (a list path that is absolute or leaves the data root), and
+`phonemize_failed`. Each record is then checked for
 - `empty_text`       no text / phonemes;
 - `unknown_symbols`  phoneme characters outside the 178-symbol table;
 - `missing`          the audio file does not exist;
@@ -43,6 +45,15 @@ class ValidationReport:
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(issue.reason for issue in self.issues))
+
+    def write(self, path: str | Path) -> Path:
+        """Every rejected entry, one per line: `file:line<TAB>reason<TAB>detail` (the console shows a few)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = [f"{issue.source}:{issue.line}\t{issue.reason}\t{' '.join(issue.detail.split())}\n"
+                for issue in self.issues]
+        path.write_text("".join(rows), encoding="utf-8")
+        return path
 
     def summary(self, examples: int = 3) -> str:
         total = len(self.good) + len(self.issues)
@@ -129,11 +140,13 @@ def scan_corpus(
     min_mel_frames: int = 80,
     silence_peak: float | None = 1e-3,
     workers: int = 4,
+    allow_outside_root: bool = False,
 ) -> ValidationReport:
     """Read a corpus (LJSpeech folder / metadata.csv, or an upstream list file), phonemize its text
-    through the cache, validate it and log the summary. `report.good` is what training should use."""
+    through the cache, validate it and log the summary. `report.good` is what training should use.
+    allow_outside_root: accept list entries with absolute paths or paths that leave `root`."""
     issues: list[Issue] = []
-    records = read_corpus(path, root=root, issues=issues)
+    records = read_corpus(path, root=root, issues=issues, allow_outside_root=allow_outside_root)
     records = phonemize_records(records, phonemizer, issues=issues)
     report = validate_records(records, min_mel_frames, silence_peak, workers, issues)
     log = logger.warning if report.issues else logger.info

@@ -12,8 +12,8 @@ import warnings
 import numpy as np
 import soundfile as sf
 
-from ..audio.io import AudioReadError, save_wav
-from .model_dir import ModelDirError, ProviderError
+from ..audio.io import save_wav
+from ..errors import add_debug_flag, run_guarded
 from .synthesizer import Synthesizer
 
 
@@ -50,23 +50,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-normalize", action="store_true",
                    help="read the text as written (default: numbers, dates, abbreviations... as words, "
                         "with the normalizer model.json records)")
+    add_debug_flag(p)
     args = p.parse_args(argv)
+    return run_guarded("python -m styletts2.runtime", lambda: _synthesize(args), debug=args.debug)
+
+
+def _synthesize(args: argparse.Namespace) -> int:
     knobs = dict(speed=args.speed, embedding_scale=args.embedding_scale, alpha=args.alpha, beta=args.beta,
                  blend=args.blend)
 
-    try:
-        synth = Synthesizer(args.model, providers=args.provider, threads=args.threads,
-                            normalize=not args.no_normalize)
-        start = time.perf_counter()
-        if args.stream:
-            samples = _write_streamed(synth, args, knobs)
-        else:
-            wave = synth.synthesize(args.text, args.reference, args.seed, **knobs)
-            save_wav(args.out, wave, synth.sample_rate)
-            samples = len(wave)
-    except (ModelDirError, ProviderError, AudioReadError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    synth = Synthesizer(args.model, providers=args.provider, threads=args.threads, normalize=not args.no_normalize)
+    start = time.perf_counter()
+    if args.stream:
+        samples = _write_streamed(synth, args, knobs)
+    else:
+        wave = synth.synthesize(args.text, args.reference, args.seed, **knobs)
+        save_wav(args.out, wave, synth.sample_rate)
+        samples = len(wave)
     elapsed = time.perf_counter() - start
     seconds = samples / synth.sample_rate
     print(f"wrote {args.out}: {seconds:.2f} s of audio in {elapsed:.2f} s (RTF {elapsed / seconds:.3f}) "

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from ..errors import UserError
 from ..text.normalize import NormalizerError, TextNormalizer
 from ..text.symbols import SYMBOL_TO_ID, SYMBOLS
 
@@ -59,7 +60,7 @@ class ModelDirError(ValueError):
     """An exported model directory is missing a file or holds a malformed one."""
 
 
-class ProviderError(RuntimeError):
+class ProviderError(UserError, RuntimeError):
     """A requested onnxruntime execution provider cannot be used."""
 
 

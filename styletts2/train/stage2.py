@@ -32,7 +32,7 @@ from contextlib import nullcontext
 import gin
 import torch
 
-from styletts2.checkpoint import load_net_state, torch_load
+from styletts2.checkpoint import load_net_state, net_entry, torch_load
 from styletts2.losses import (DiscriminatorLoss, DurationLoss, F0ReconstructionLoss, GeneratorLoss,
                               MonotonicAlignmentLoss, MultiResolutionSTFTLoss, NormReconstructionLoss,
                               S2SCrossEntropyLoss, StyleReconstructionLoss, WavLMLoss)
@@ -64,8 +64,7 @@ SAMPLING_MASK_PROBA = 0.1
 def load_first_stage(model, path: str) -> list[str]:
     """Upstream's stage-2 start from a stage-1 checkpoint (see the module docstring). Loads strictly;
     returns the modules loaded."""
-    state = torch_load(path)
-    loaded = load_net_state(model.nets, state["net"], skip=REINITIALISED)
+    loaded = load_net_state(model.nets, net_entry(torch_load(path), path), skip=REINITIALISED)
     model.predictor_encoder.load_state_dict(model.style_encoder.state_dict())
     fresh = [n for n in REINITIALISED if n != "predictor_encoder"]
     logger.info("stage 2 starts from %s: loaded %s; predictor_encoder copied from style_encoder; %s start fresh",
@@ -360,7 +359,7 @@ class FinetuneStage(Stage2):
         if self.checkpoint is None:
             raise ValueError("fine-tuning needs a stage-2 checkpoint: bind FinetuneStage.pretrained_checkpoint")
         state = torch_load(self.checkpoint)
-        loaded = load_net_state(model.nets, state["net"])
+        loaded = load_net_state(model.nets, net_entry(state, self.checkpoint))
         if "sigma_data" in state:
             model.diffusion.sigma_data = float(state["sigma_data"])
         logger.info("fine-tuning starts from %s: loaded %s", self.checkpoint, ", ".join(loaded))
