@@ -10,7 +10,9 @@ From an empty folder:
 3. stage 2 runs in segments; after each, the checkpoint is exported to ONNX and the held-out
    sentences are synthesized through the onnxruntime runtime (the path users ship) and scored by
    the offline evaluator (`styletts2.evaluate`): phoneme error rate against the recogniser's
-   transcript of the teacher clip, DNSMOS, and the duration ratio to the teacher clip.
+   transcript of the teacher clip, DNSMOS, and the duration ratio to the teacher clip. Twice: with
+   styles sampled by the style diffusion (what the runtime does by default), and with both styles
+   read from one training clip (`alpha = beta = 0`), which tells the diffusion's share apart.
 The teacher clips are scored the same way against the text (their own transcript would give them 0
 by construction), so "PER within 0.10 of the teacher's" is one subtraction.
 
@@ -45,6 +47,7 @@ class Row:
     per: float | None  # against the recogniser's transcript of the teacher's clip of the same text
     dnsmos: float | None
     duration_ratio: float | None  # total synthesized length / total teacher length
+    style: str = "sampled"  # "sampled" by the style diffusion, or "clip": read from a training clip
 
 
 def make_data(out: Path, clips: int) -> tuple[Path, list[str], list[Path]]:
@@ -83,11 +86,18 @@ def score(evaluator, waves: list[np.ndarray], rate: int, texts: list[str], teach
     return summary
 
 
-def synthesize_export(export_dir: Path, texts: list[str], threads: int) -> tuple[list[np.ndarray], int]:
+def synthesize_export(export_dir: Path, texts: list[str], threads: int,
+                      reference: Path | None = None) -> tuple[list[np.ndarray], int]:
+    """The held-out texts through the runtime: styles sampled by the style diffusion, or (reference)
+    both styles read from that clip alone (alpha = beta = 0), which separates what the diffusion
+    has learnt from what the rest of the model has."""
     from styletts2.runtime.synthesizer import Synthesizer
 
     synth = Synthesizer(export_dir, providers="cpu", threads=threads)
-    return [synth.synthesize(text, seed=0) for text in texts], synth.sample_rate
+    if reference is None:
+        return [synth.synthesize(text, seed=0) for text in texts], synth.sample_rate
+    return ([synth.synthesize(text, reference=str(reference), seed=0, alpha=0.0, beta=0.0) for text in texts],
+            synth.sample_rate)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,11 +135,13 @@ def main(argv: list[str] | None = None) -> int:
             result = subprocess.run([sys.executable, *recipe_args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         if result.returncode != 0:
             raise RecipeError(f"export of {checkpoint} failed with exit code {result.returncode}; see {recipe.log}")
-        waves, rate = synthesize_export(export, texts, args.threads)
-        s = score(evaluator, waves, rate, texts, teacher)
-        rows.append(Row(round(recipe.spent, 2), f"stage 2, segment {index + 1}", s.get("per_text"), s.get("per"),
-                        s.get("dnsmos_ovrl"), s.get("total_duration_ratio")))
-        print(f"   scored after {recipe.spent:.1f} min: {rows[-1]}", flush=True)
+        clip = sorted((corpus / "wavs").glob("*.wav"))[0]  # a training clip of the same voice
+        for style, reference in (("sampled", None), ("clip", clip)):
+            waves, rate = synthesize_export(export, texts, args.threads, reference)
+            s = score(evaluator, waves, rate, texts, teacher)
+            rows.append(Row(round(recipe.spent, 2), f"stage 2, segment {index + 1}", s.get("per_text"), s.get("per"),
+                            s.get("dnsmos_ovrl"), s.get("total_duration_ratio"), style))
+            print(f"   scored after {recipe.spent:.1f} min: {rows[-1]}", flush=True)
         write_results(args, rows, teacher_scores, time.time() - started, recipe.timings)  # partial too
 
     try:
@@ -156,14 +168,14 @@ def write_results(args, rows: list[Row], teacher: dict, seconds: float, stage_mi
         return "-" if x is None else f"{x:.3f}"
 
     lines = [f"Command: `{command}`  ", f"Machine: {machine}  ", "",
-             "| minutes | checkpoint | PER (text) | PER - teacher's | PER (teacher's transcript) | DNSMOS | "
-             "duration ratio |", "|---|---|---|---|---|---|---|",
-             f"| - | teacher (espeak-ng) | {fmt(teacher.get('per_text'))} | 0 | 0 | {fmt(teacher.get('dnsmos_ovrl'))} "
-             "| 1 |"]
+             "| minutes | checkpoint | style | PER (text) | PER - teacher's | PER (teacher's transcript) | DNSMOS | "
+             "duration ratio |", "|---|---|---|---|---|---|---|---|",
+             f"| - | teacher (espeak-ng) | - | {fmt(teacher.get('per_text'))} | 0 | 0 | "
+             f"{fmt(teacher.get('dnsmos_ovrl'))} | 1 |"]
     for r in rows:
         gap = None if r.per_text is None or teacher.get("per_text") is None else r.per_text - teacher["per_text"]
-        lines.append(f"| {r.minutes:.1f} | {r.stage} | {fmt(r.per_text)} | {fmt(gap)} | {fmt(r.per)} | {fmt(r.dnsmos)} "
-                     f"| {fmt(r.duration_ratio)} |")
+        lines.append(f"| {r.minutes:.1f} | {r.stage} | {r.style} | {fmt(r.per_text)} | {fmt(gap)} | {fmt(r.per)} "
+                     f"| {fmt(r.dnsmos)} | {fmt(r.duration_ratio)} |")
     (results / "learning.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     plot(rows, teacher, results / "learning.png")
     print("\n".join(lines))
@@ -193,11 +205,15 @@ def plot(rows: list[Row], teacher: dict, path: Path) -> None:
         draw.text((left + 4, height - pad - 8), f"{lo:g}", fill="black")
         if target is not None:
             draw.line([xy(0, target), xy(x_max, target)], fill="green")
-        points = [xy(r.minutes, getattr(r, field)) for r in rows if getattr(r, field) is not None]
-        if len(points) > 1:
-            draw.line(points, fill="blue", width=2)
-        for x, y in points:
-            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill="blue")
+        for style, colour in (("sampled", "blue"), ("clip", "orange")):
+            points = [xy(r.minutes, getattr(r, field)) for r in rows
+                      if getattr(r, field) is not None and r.style == style]
+            if len(points) > 1:
+                draw.line(points, fill=colour, width=2)
+            for x, y in points:
+                draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
+    draw.text((8, height - 14), "blue: sampled styles; orange: styles from a training clip; green: teacher",
+              fill="black")
     image.save(path)
 
 

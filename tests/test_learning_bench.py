@@ -11,18 +11,22 @@ from bench.learning import Row, main, write_results
 
 def test_results_table_json_and_curve(tmp_path):
     args = argparse.Namespace(results=tmp_path, minutes=60.0, clips=160, threads=2, segments=4)
-    rows = [Row(20.0, "stage 2, segment 1", 0.97, 0.95, 1.2, 2.5), Row(40.0, "stage 2, segment 2", 0.60, 0.55, None, 1.1)]
+    rows = [Row(20.0, "stage 2, segment 1", 0.97, 0.95, 1.2, 2.5), Row(40.0, "stage 2, segment 2", 0.60, 0.55, None, 1.1),
+            Row(20.0, "stage 2, segment 1", 0.90, 0.85, 1.3, 1.2, "clip"),
+            Row(40.0, "stage 2, segment 2", 0.50, 0.45, 1.5, 1.0, "clip")]
     teacher = {"per": 0.0, "per_text": 0.28, "dnsmos_ovrl": 2.6}
     write_results(args, rows, teacher, 4000.0, {"aligner": 6.0})
     table = (tmp_path / "learning.md").read_text()
     assert "python bench/learning.py --minutes 60 --clips 160 --threads 2 --segments 4" in table
-    assert "| 40.0 | stage 2, segment 2 | 0.600 | 0.320 | 0.550 | - | 1.100 |" in table
+    assert "| 40.0 | stage 2, segment 2 | sampled | 0.600 | 0.320 | 0.550 | - | 1.100 |" in table
+    assert "| 40.0 | stage 2, segment 2 | clip | 0.500 | 0.220 | 0.450 | 1.500 | 1.000 |" in table
     payload = json.loads((tmp_path / "learning.json").read_text())
     assert payload["rows"][0]["per_text"] == 0.97 and payload["stage_minutes"] == {"aligner": 6.0}
     image = Image.open(tmp_path / "learning.png")
     assert image.size == (960, 240)
-    # the PER curve is drawn in blue inside the first panel
-    assert any(image.getpixel((x, y))[:3] == (0, 0, 255) for x in range(36, 284) for y in range(36, 204))
+    # the PER curves are drawn in blue (sampled styles) and orange (styles from a clip) in the first panel
+    for colour in ((0, 0, 255), (255, 165, 0)):
+        assert any(image.getpixel((x, y))[:3] == colour for x in range(36, 284) for y in range(36, 204))
 
 
 def test_refuses_a_used_folder(tmp_path, capsys):

@@ -23,8 +23,9 @@ from pathlib import Path
 
 from styletts2.gin_paths import REPO_ROOT
 
-# Shares of the budget before stage 2; stage 2 gets the rest.
-SHARES = {"aligner": 0.15, "pitch": 0.04, "plbert": 0.03, "stage1": 0.28}
+# Shares of the budget before stage 2; stage 2 gets the rest (a third). The decoder learns to speak
+# in stage 1 only (it is frozen in stage 2 before the joint phase), so stage 1 gets half.
+SHARES = {"aligner": 0.12, "pitch": 0.03, "plbert": 0.02, "stage1": 0.50}
 
 
 class RecipeError(RuntimeError):
