@@ -27,6 +27,7 @@ from .audio.io import load_wav
 from .audio.mel import log_mel_spectrogram
 from .data.readers import corpus_normalizer
 from .modules.masks import length_to_mask
+from .synthesis_limits import SILENT_REFERENCE_PEAK, check_options, check_piece_frames
 from .text.espeak import LANGUAGE
 from .text.pieces import text_to_token_pieces
 from .text.sentences import BERT_MAX_POSITIONS
@@ -50,10 +51,14 @@ class SynthesisOptions:
     trim_reference_db: float = 30.0  # reference clips are trimmed of silence below this (librosa)
 
     def replace(self, **overrides) -> SynthesisOptions:
+        """A copy with the non-None `overrides`, every option checked against its documented range
+        (`styletts2.synthesis_limits.OPTION_RANGES`; ValueError naming the option)."""
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise TypeError(f"unknown synthesis option(s) {sorted(unknown)}")
-        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        options = dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        check_options(options)
+        return options
 
 
 @dataclass
@@ -79,6 +84,7 @@ class Synthesizer:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.options = options or SynthesisOptions()
+        check_options(self.options)
         self._phonemizer = phonemizer
         # built now, under the gin config the model was loaded with; in the default phonemizer's language
         self.normalizer = corpus_normalizer(language=getattr(phonemizer, "language", LANGUAGE)) if normalize else None
@@ -120,6 +126,7 @@ class Synthesizer:
             from .audio.io import resample
 
             wave = resample(wave, sample_rate, self.model.sample_rate)
+        _check_reference(np.asarray(wave, dtype=np.float32))
         wave, _ = librosa.effects.trim(np.asarray(wave, dtype=np.float32), top_db=self.options.trim_reference_db)
         mel = log_mel_spectrogram(torch.from_numpy(wave).to(self.device)).unsqueeze(0).unsqueeze(1)
         return torch.cat([self.model.style_encoder(mel), self.model.predictor_encoder(mel)], dim=1)
@@ -160,6 +167,7 @@ class Synthesizer:
             raise FloatingPointError("the sampled style is not finite: are the model's weights trained and loaded?")
         d = model.predictor.encode(d_en, prosodic, lengths, mask)
         durations = model.predictor.durations(d, speed=options.speed)[0]
+        check_piece_frames(int(durations.sum()))  # before the decoder allocates for them
         en = d.transpose(-1, -2).repeat_interleave(durations, dim=-1)  # == d^T @ one-hot alignment
         asr = t_en.repeat_interleave(durations, dim=-1)
         if self.hifigan:  # the HiFi-GAN models were trained on alignments one frame late
@@ -194,6 +202,15 @@ class Synthesizer:
     def synthesize(self, text: str, reference=None, seed: int | None = None, **overrides) -> np.ndarray:
         """Whole text -> float32 waveform at the model's sample rate."""
         return np.concatenate(list(self.stream(text, reference, seed, **overrides)))
+
+
+def _check_reference(wave: np.ndarray) -> None:
+    """A reference clip must hold finite samples and some sound to take a voice from."""
+    if wave.size == 0 or not np.all(np.isfinite(wave)):
+        raise ValueError("the reference clip is empty or holds NaN or infinite samples")
+    peak = float(np.abs(wave).max())
+    if peak < SILENT_REFERENCE_PEAK:
+        raise ValueError(f"the reference clip is silent (peak {peak:.1e}): give a clip of the voice speaking")
 
 
 def _delay_one_frame(x: torch.Tensor) -> torch.Tensor:

@@ -51,3 +51,69 @@ def test_phonemize_keeps_the_words_after_a_nul():
 def test_only_control_characters_is_an_error(synth):
     with pytest.raises(ValueError):
         synth.text_to_token_pieces("\x00\x01\x02")
+
+
+# Options, output length, reference (item 3) ------------------------------------------------------------
+
+@pytest.mark.parametrize("name, value", [
+    ("speed", 0), ("speed", -1), ("speed", 1e-6), ("speed", float("nan")), ("speed", float("inf")), ("speed", 100),
+    ("alpha", float("nan")), ("alpha", 1.5), ("beta", float("nan")), ("beta", -0.1), ("blend", float("nan")),
+    ("blend", 2), ("embedding_scale", float("nan")), ("embedding_scale", -1), ("embedding_scale", float("inf")),
+    ("speed", "fast"),
+])
+def test_options_out_of_range_name_the_option_before_any_work(synth, name, value, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("synthesis started before the options were checked")
+
+    monkeypatch.setattr(synth, "text_to_token_pieces", no_work)
+    with pytest.raises(ValueError, match=rf"^{name} must be"):
+        synth.synthesize("Hello.", **{name: value})
+
+
+@pytest.mark.parametrize("steps", [0, 1, 2.5, float("nan"), 1000])
+def test_torch_diffusion_steps_are_checked(torch_synth, steps):
+    with pytest.raises(ValueError, match="diffusion_steps must be an integer"):
+        torch_synth.synthesize("Hello.", diffusion_steps=steps)
+
+
+def test_options_in_range_pass(synth):
+    assert synth.synthesize("Hello.", seed=0, speed=0.25, alpha=0, beta=1, blend=0, embedding_scale=1).size > 0
+
+
+def test_model_json_nan_default_is_refused(tmp_path):
+    import json
+
+    from styletts2.runtime import ModelDirError
+
+    folder = make_fake_model_dir(tmp_path / "m")
+    info = json.loads((folder / "model.json").read_text())
+    info["defaults"]["alpha"] = float("nan")
+    (folder / "model.json").write_text(json.dumps(info))
+    with pytest.raises(ModelDirError, match="defaults.*alpha must be"):
+        RuntimeSynthesizer(folder, providers="cpu", threads=1)
+
+
+def test_a_piece_beyond_the_frame_limit_is_an_error(synth, monkeypatch):
+    import styletts2.synthesis_limits as limits
+
+    monkeypatch.setattr(limits, "MAX_FRAMES_PER_PIECE", 3)
+    with pytest.raises(ValueError, match="more than the 3 a piece may have"):
+        synth.synthesize("Hello there, this is a sentence.", seed=0)
+
+
+@pytest.mark.parametrize("clip", ["zeros", "tiny"])
+def test_silent_reference_is_an_error(synth, clip):
+    wave = np.zeros(48000, np.float32) if clip == "zeros" else np.full(48000, 1e-6, np.float32)
+    with pytest.raises(ValueError, match="silent"):
+        synth.reference_style(wave, 24000)
+
+
+def test_runtime_cli_bad_speed_is_one_line(tmp_path, capsys):
+    from styletts2.runtime.__main__ import main
+
+    folder = make_fake_model_dir(tmp_path / "m")
+    for value in ("nan", "1e-6", "inf"):
+        assert main(["Hello.", "-m", str(folder), "-o", str(tmp_path / "x.wav"), "--speed", value]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "speed must be" in err and "Traceback" not in err
+    assert not (tmp_path / "x.wav").exists()

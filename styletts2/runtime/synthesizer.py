@@ -26,6 +26,7 @@ from ..text.tokenizer import Tokenizer
 from .mel import LogMel
 from .model_dir import (CUDA, UNGUIDED_SAMPLER, GraphSession, ModelConfig, ModelDirError, make_session_options,
                         open_graph, read_model_json, resolve_providers)
+from ..synthesis_limits import SILENT_REFERENCE_PEAK, check_options, check_option, check_piece_frames
 from ..text.pieces import text_to_token_pieces
 
 TRIM_TOP_DB = 30.0  # reference clips lose leading/trailing silence below this, as upstream's demos
@@ -52,9 +53,11 @@ class SynthesisOptions:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise TypeError(f"unknown synthesis option(s) {sorted(unknown)}")
+        for name, value in overrides.items():
+            if value is not None:
+                check_option(name, value)  # before float(): a string or None-like value names its option
         options = dataclasses.replace(self, **{k: float(v) for k, v in overrides.items() if v is not None})
-        if options.speed <= 0:
-            raise ValueError(f"speed must be positive, got {options.speed}")
+        check_options(options)
         return options
 
 
@@ -120,6 +123,10 @@ class Synthesizer:
         self._style_encoder = self._open("style_encoder") if self.config.multispeaker else None
         self.options = SynthesisOptions(**{f.name: float(self.config.defaults[f.name])
                                            for f in dataclasses.fields(SynthesisOptions)})
+        try:
+            check_options(self.options)
+        except ValueError as err:
+            raise ModelDirError(f"{self.config.directory / 'model.json'}: field 'defaults': {err}") from err
         self.tokenizer = Tokenizer()
         try:
             self.mel = LogMel(**self.config.mel)
@@ -191,6 +198,9 @@ class Synthesizer:
             source = "the reference samples"
         if not np.all(np.isfinite(wave)):
             raise ValueError(f"{source} hold NaN or infinite values")
+        peak = float(np.abs(wave).max()) if wave.size else 0.0
+        if peak < SILENT_REFERENCE_PEAK:
+            raise ValueError(f"{source} is silent (peak {peak:.1e}): give a clip of the voice speaking")
         wave, _ = librosa.effects.trim(wave, top_db=TRIM_TOP_DB)
         min_samples = (MIN_REFERENCE_FRAMES - 1) * self.mel.hop_length
         if len(wave) < min_samples:
@@ -248,6 +258,7 @@ class Synthesizer:
                                speed=np.array(options.speed, dtype=np.float32), token_lengths=lengths,
                                noise_seed=np.array(noise_seed, dtype=np.int64))
         wave = np.asarray(decoded["waveform"][0], dtype=np.float32)
+        check_piece_frames(int(decoded["durations"][0].sum()))
         return Piece(wave, sampled, style, decoded["durations"][0], noise_seed)
 
     # Text in, audio out --------------------------------------------------------------------------

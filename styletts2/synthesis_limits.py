@@ -1,0 +1,55 @@
+"""The documented range of every synthesis option and the longest piece either synthesizer renders
+(torch `styletts2.inference` and onnxruntime `styletts2.runtime`; torch-free).
+
+Options are checked before any work, so a bad value is an error naming the option rather than a
+NaN waveform, an onnxruntime traceback or (speed near 0) an allocation without bound.
+"""
+from __future__ import annotations
+
+import math
+
+# name: (lowest, highest, what it is). Inclusive bounds.
+OPTION_RANGES: dict[str, tuple[float, float, str]] = {
+    "speed": (0.25, 4.0, "speaking rate factor; durations are divided by it"),
+    "alpha": (0.0, 1.0, "weight of the sampled acoustic style against the reference's"),
+    "beta": (0.0, 1.0, "weight of the sampled prosodic style against the reference's"),
+    "blend": (0.0, 1.0, "long-form weight of the previous piece's style"),
+    "embedding_scale": (0.0, 10.0, "classifier-free guidance scale of the style sampler"),
+    "diffusion_steps": (2, 100, "style sampler schedule length"),
+    "trim_reference_db": (1.0, 120.0, "reference clips are trimmed of silence below this many dB"),
+}
+INTEGER_OPTIONS = {"diffusion_steps"}
+
+# Longest piece (sentence or window) in alignment frames: 12000 frames of 600 samples = 300 s at
+# 24 kHz, far beyond any sentence at speed >= 0.25. Beyond it synthesis stops with an error.
+MAX_FRAMES_PER_PIECE = 12000
+
+# Reference clips whose peak is below this hold no voice to take a style from.
+SILENT_REFERENCE_PEAK = 1e-4
+
+
+def check_option(name: str, value) -> None:
+    """ValueError naming the option when `value` is not a finite number in its documented range."""
+    low, high, what = OPTION_RANGES[name]
+    integer = name in INTEGER_OPTIONS
+    kind = "an integer" if integer else "a finite number"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or (integer and number != int(number)) \
+            or not low <= number <= high:
+        raise ValueError(f"{name} must be {kind} in [{low:g}, {high:g}] ({what}), got {value!r}")
+
+
+def check_options(options) -> None:
+    """Check every field of a SynthesisOptions dataclass that has a documented range."""
+    for name in OPTION_RANGES:
+        if hasattr(options, name):
+            check_option(name, getattr(options, name))
+
+
+def check_piece_frames(frames: int) -> None:
+    if frames > MAX_FRAMES_PER_PIECE:
+        raise ValueError(f"this piece would be {frames} frames long, more than the {MAX_FRAMES_PER_PIECE} a piece "
+                         "may have: raise speed or split the text into shorter sentences")
