@@ -43,10 +43,10 @@ BERT_BETAS, BERT_WEIGHT_DECAY = (0.9, 0.99), 0.01
 FT_BETAS, FT_MODULES = (0.0, 0.99), ("decoder", "style_encoder")
 
 
-@gin.configurable
 def build_optimizer(params: Iterable[nn.Parameter], lr: float = 1e-4, betas: tuple[float, float] = (0.0, 0.99),
                     eps: float = 1e-9, weight_decay: float = 1e-4) -> AdamW:
-    """Upstream's per-module AdamW."""
+    """Upstream's per-module AdamW. Not gin-configurable: `build_multi_optimizer` passes every
+    argument, so bind its `eps` / `weight_decay` / `betas` instead."""
     return AdamW(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
 
 
