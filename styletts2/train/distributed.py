@@ -88,6 +88,23 @@ def broadcast_module(module: nn.Module, src: int = 0) -> None:
             dist.broadcast(tensor.data, src)
 
 
+def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
+    """Copy rank `src`'s buffers (BatchNorm running statistics) to every rank, one broadcast per
+    dtype: a module in train mode updates them from each rank's own shard, and they would drift
+    apart. DDP's `broadcast_buffers` does the same before every forward."""
+    if not is_distributed():
+        return
+    groups: dict[torch.dtype, list[torch.Tensor]] = {}
+    for b in module.buffers():
+        groups.setdefault(b.dtype, []).append(b)
+    with torch.no_grad():
+        for group in groups.values():
+            flat = _flatten_dense_tensors(group)
+            dist.broadcast(flat, src)
+            for b, value in zip(group, _unflatten_dense_tensors(flat, group)):
+                b.copy_(value)
+
+
 def all_ranks_agree(flag: bool, device: torch.device) -> bool:
     """True only if `flag` is true on every rank (one tiny all_reduce)."""
     if not is_distributed():
@@ -153,6 +170,15 @@ def _buckets(tensors: list[torch.Tensor]) -> list[list[torch.Tensor]]:
         if current:
             buckets.append(current)
     return buckets
+
+
+def broadcast_object(obj, src: int = 0):
+    """Rank `src`'s `obj` on every rank (`obj` itself in a single process)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src)
+    return box[0]
 
 
 def gather_objects(obj) -> list:

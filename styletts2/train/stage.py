@@ -90,3 +90,5 @@ class Stage(Protocol):
     #       pitch labels, PL-BERT's text); default: `trainer.speech_data(path)` with `Collater()`.
     #       The dataset needs `set_epoch(epoch)`; the batches `.to(device, non_blocking)`.
     #   release_entries() -> dict: extra top-level checkpoint entries (an upstream release layout).
+    #   rank_state_dict() / load_rank_state_dict(state): state that differs between DDP ranks
+    #       (the stage's generators); saved and restored per rank (`state_dict` is rank 0's).

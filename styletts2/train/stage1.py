@@ -24,6 +24,7 @@ from styletts2.losses import (DiscriminatorLoss, GeneratorLoss, MonotonicAlignme
 from .batch_ops import (MIN_STYLE_FRAMES, StageRandom, aligner_attention, coin, draw_crop, frozen,
                         full_precision, global_min, log_validation_sample, monotonic_path, prosody_targets,
                         text_padding_mask)
+from .distributed import broadcast_buffers
 from .optim import build_multi_optimizer
 from .pretrained import load_pretrained_parts, load_wavlm
 from .stage import StepOutput, TrainingContext
@@ -100,6 +101,9 @@ class Stage1:
         # Multispeaker: style from another window, so the decoder cannot copy it from its target.
         st = draw_crop(batch.mel_lengths, None, g).mels(batch.mels) if m.multispeaker else gt
         f0_real, n_real = prosody_targets(m.pitch_extractor, gt)
+        # Train mode updated its BatchNorm statistics from this rank's shard: keep rank 0's on every
+        # rank, as upstream's (DDP-wrapped) pitch extractor does.
+        broadcast_buffers(m.pitch_extractor)
         with self.ctx.autocast():
             s = m.style_encoder(st.unsqueeze(1))
             y_rec = m.decoder(crop.aligned(asr), f0_real, n_real, s)
@@ -159,4 +163,11 @@ class Stage1:
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.load_state_dict(state["rng"])
+
+    def rank_state_dict(self) -> dict:
+        """This rank's generators (seeded seed + rank); the trainer saves one per rank."""
+        return {"rng": self.rng.state_dict()}
+
+    def load_rank_state_dict(self, state: dict) -> None:
         self.rng.load_state_dict(state["rng"])

@@ -10,7 +10,8 @@ plus our keys:
                  (torch.save stores tensors shared with `optimizer` once)
     trainer      where the loop stands: epoch index, batches consumed in it, sampler state,
                  best validation loss, grad-scaler state, world size
-    rng          per-rank python / numpy / torch / cuda generator states
+    rng          per-rank python / numpy / torch / cuda generator states, and the stage's own
+                 generators (`stage.rank_state_dict()`, if it has one: each rank seeds its own)
     gin_config   the operative gin config at save time
     sigma_data   the diffusion's sigma_data (models with diffusion only)
     espeak_version  the espeak-ng that phonemized the training text (None if unavailable)
@@ -55,13 +56,18 @@ class LoopState:
     world_size: int = 1
 
 
-def capture_rng_state() -> dict:
-    return {
+def capture_rng_state(stage=None) -> dict:
+    """This rank's generator states; with `stage`, its per-rank state as well (`rank_state_dict()`:
+    the stage's generators, seeded differently on each rank; its `state_dict()` is rank 0's only)."""
+    state = {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
+    if hasattr(stage, "rank_state_dict"):
+        state["stage"] = stage.rank_state_dict()
+    return state
 
 
 def restore_rng_state(state: dict) -> None:
@@ -141,4 +147,6 @@ def load_training_checkpoint(path: str | os.PathLike, model, stage, rank: int = 
     rngs = state["rng"]
     if len(rngs) != loop.world_size or rank >= len(rngs):
         raise CheckpointError(f"{path}: saved by {len(rngs)} rank(s); cannot restore rank {rank}")
+    if "stage" in rngs[rank] and hasattr(stage, "load_rank_state_dict"):
+        stage.load_rank_state_dict(rngs[rank]["stage"])  # this rank's own, not rank 0's
     return loop, rngs[rank]

@@ -4,8 +4,9 @@
 1. joins the DDP process group under torchrun (`distributed.py`), seeds, builds the model from gin
    (`StyleTTS2()`), scans the corpora (bad clips are reported and skipped), builds datasets,
    the length-bucketed sampler and the DataLoaders;
-2. sets the stage up, copies rank 0's parameters to every rank, and resumes from `resume` if
-   given, else from `<run_dir>/last.pth` (or the previous one it keeps, when that is unreadable);
+2. sets the stage up and resumes from `resume` if given, else from `<run_dir>/last.pth` (or the
+   previous one it keeps, when that is unreadable), as rank 0 decides: every rank loads the file
+   rank 0 chose; then copies rank 0's parameters and buffers to every rank;
 3. runs epochs of `stage.train_step`, validating every `validate_every_epochs` epochs;
 4. writes `<run_dir>/last.pth` every `save_every_steps` steps and at every epoch end, and
    `<run_dir>/best.pth` when the validation loss improves (`train_state.py`).
@@ -38,7 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from styletts2.checkpoint import UnreadableCheckpoint
+from styletts2.checkpoint import CheckpointError, UnreadableCheckpoint
 from styletts2.data.collate import Collater
 from styletts2.data.dataset import SpeechDataset
 from styletts2.data.readers import read_ood_texts
@@ -259,14 +260,14 @@ class Trainer:
 
         self.ctx = self._context()
         self.stage.setup(self.model, self.ctx)
-        dist_utils.broadcast_module(self.model)
         _seed_everything(self.seed + self.env.rank)  # ranks draw different dropout / crops
 
         self.loop = LoopState(world_size=self.env.world_size)
         rng_state = None
         if self.env.is_main:
             self._remove_leftover_temporaries()
-        resume, self.loop, rng_state = self._resume()
+        resume, self.loop, rng_state = self._resume_on_every_rank()
+        dist_utils.broadcast_module(self.model)  # rank 0's parameters and buffers, resumed or fresh
         if resume:
             self.sampler.load_state_dict(self.loop.sampler)
             if self.ctx.grad_scaler is not None and self.loop.grad_scaler is not None:
@@ -320,6 +321,39 @@ class Trainer:
             return self.previous_path, *load(self.previous_path)
         return None, self.loop, None
 
+    def _resume_on_every_rank(self) -> tuple[Path | None, LoopState, dict | None]:
+        """`_resume` as rank 0 decides it: every rank continues from the file rank 0 loaded, or all
+        start fresh. Ranks deciding alone could disagree (a node-local run folder), then count
+        steps differently and all-reduce different gradients: a hang or silent corruption. A rank
+        that can not read that file stops every rank at once, with a message naming it."""
+        if not self.env.distributed:
+            return self._resume()
+        result, error = (None, self.loop, None), None
+        if self.env.is_main:
+            try:
+                result = self._resume()
+            except Exception as err:
+                error = err
+        path = dist_utils.broadcast_object(str(result[0]) if result[0] is not None else None)
+        if not self.env.is_main and path is not None:
+            try:
+                if not Path(path).is_file():
+                    raise CheckpointError(f"{path} does not exist on this rank's machine")
+                result = (Path(path), *load_training_checkpoint(path, self.model, self.stage, self.env.rank))
+            except Exception as err:
+                error = err
+        failed = [(rank, message) for rank, message in
+                  enumerate(dist_utils.gather_objects(None if error is None else f"{type(error).__name__}: {error}"))
+                  if message is not None]
+        if error is not None:
+            raise error
+        if failed:
+            where = "; ".join(f"rank {rank}: {message}" for rank, message in failed)
+            raise CheckpointError(f"cannot resume every rank from {path or 'the checkpoint'} ({where}). Every rank "
+                                  "reads the checkpoint rank 0 chose: put the run folder (Trainer.run_dir) on a "
+                                  "filesystem all nodes share, or copy the checkpoint to the same path on each.")
+        return result
+
     @property
     def best_path(self) -> Path:
         return self.run_dir / "best.pth"
@@ -331,7 +365,7 @@ class Trainer:
             return None
         self.loop.sampler = self.sampler.state_dict(consumed=self.loop.batches_done)
         self.loop.grad_scaler = self.ctx.grad_scaler.state_dict() if self.ctx.grad_scaler is not None else None
-        rng_states = dist_utils.gather_objects(capture_rng_state())
+        rng_states = dist_utils.gather_objects(capture_rng_state(self.stage))
         if self.env.is_main:
             for name in names:
                 previous = self.previous_path if name == "last.pth" else None
