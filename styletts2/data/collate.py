@@ -40,15 +40,24 @@ class Batch:
     ood_lengths: torch.Tensor | None
     paths: list[str]
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
-        def move(value):
+    def _map(self, fn) -> "Batch":
+        """A Batch with `fn` applied to every tensor (lists of tensors included)."""
+        def apply(value):
             if isinstance(value, torch.Tensor):
-                return value.to(device, non_blocking=non_blocking)
+                return fn(value)
             if isinstance(value, list) and value and isinstance(value[0], torch.Tensor):
-                return [v.to(device, non_blocking=non_blocking) for v in value]
+                return [fn(v) for v in value]
             return value
 
-        return Batch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
+        return Batch(**{f.name: apply(getattr(self, f.name)) for f in fields(self)})
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> "Batch":
+        """Page-locked copies. `DataLoader(pin_memory=True)` calls this (without it the batch stays
+        pageable), so `.to(cuda, non_blocking=True)` really copies asynchronously."""
+        return self._map(lambda t: t.pin_memory())
 
     def __len__(self) -> int:
         return len(self.paths)
