@@ -1,9 +1,13 @@
-"""What both exporters share: the command line, loading the model, the graphs' I/O specification
-and the example inputs the graphs are traced with."""
+"""What both exporters share: the command line, loading the model, the graphs' I/O specification,
+the example inputs the graphs are traced with, and the staging folder an export is written into."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import os
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +21,64 @@ from styletts2.errors import UserError, add_debug_flag
 
 class ExportError(UserError, RuntimeError):
     """The export cannot go on; the message says why and what to do."""
+
+
+# Staging ---------------------------------------------------------------------------------------------
+
+STAGING_PREFIX = ".export-"  # sibling `.export-<pid>-<name>`: the export being written
+RETIRED_PREFIX = ".retired-"  # sibling `.retired-<pid>-<name>`: the export it replaces, deleted right after
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_leftovers(out_dir: Path) -> None:
+    """Staging folders of exports into out_dir that were killed (their process is gone)."""
+    for prefix in (STAGING_PREFIX, RETIRED_PREFIX):
+        for leftover in out_dir.parent.glob(f"{prefix}*-{out_dir.name}"):
+            pid = leftover.name[len(prefix):].split("-", 1)[0]
+            if pid.isdigit() and leftover.name == f"{prefix}{pid}-{out_dir.name}" and not _pid_alive(int(pid)):
+                print(f"note: removing {leftover}, left by an export that was stopped", flush=True)
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_export(out_dir: Path) -> Iterator[Path]:
+    """Yield a fresh sibling folder of out_dir to write an export into; when the body succeeds it
+    takes out_dir's place (two renames on one file system), so an export that is stopped or fails
+    leaves out_dir as it was: never graphs of two exports side by side. An existing out_dir must be an
+    export (model.json) or empty: it is replaced whole, and other files there would be lost."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise ExportError(f"--out {out_dir} is a file; give a folder")
+        if any(out_dir.iterdir()) and not (out_dir / "model.json").is_file():
+            raise ExportError(f"--out {out_dir} holds files but no model.json: an export replaces its folder "
+                              "whole, so give a new or empty folder")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(out_dir)
+    staging = out_dir.parent / f"{STAGING_PREFIX}{os.getpid()}-{out_dir.name}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if out_dir.exists():
+        retired = out_dir.parent / f"{RETIRED_PREFIX}{os.getpid()}-{out_dir.name}"
+        out_dir.rename(retired)
+        staging.rename(out_dir)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        staging.rename(out_dir)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import importlib.metadata
 import json
 from pathlib import Path
@@ -175,8 +176,18 @@ def readme(info: dict, backend: str, verification: dict[str, dict[str, float]] |
     return "\n".join(lines)
 
 
+def record_graph_hashes(out_dir: Path, info: dict) -> None:
+    """Each graph's sha256 in its model.json entry: the runtime refuses graphs that do not match
+    (styletts2.runtime.model_dir.check_graph_hashes)."""
+    for entry in info["graphs"].values():
+        if (out_dir / entry["file"]).is_file():
+            with open(out_dir / entry["file"], "rb") as stream:
+                entry["sha256"] = hashlib.file_digest(stream, "sha256").hexdigest()
+
+
 def save_model_card(out_dir: Path, info: dict, backend: str,
                     verification: dict[str, dict[str, float]] | None = None) -> None:
+    record_graph_hashes(out_dir, info)
     (out_dir / "model.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out_dir / "README.md").write_text(readme(info, backend, verification), encoding="utf-8")
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from export.common import ExportError, add_arguments, dynamic_axes, example_inputs, graphs_for, io_spec, \
-    load_for_export
+    load_for_export, staged_export
 from export.model_card import model_json, save_model_card
 from styletts2.errors import run_guarded
 
@@ -91,10 +91,17 @@ def compare(graph: torch.nn.Module, spec: dict, inputs: tuple, outputs: list[np.
 def export_onnx(loaded, out_dir: Path, steps: int = 5, opset: int = MIN_OPSET, verify: bool = True,
                 int8_decoder: bool = False, calibration_speed: float = 1.0) -> dict:
     """Trace and write every graph (the decoder in int8 if asked) and the model card; returns
-    model.json's content."""
+    model.json's content. Written into a staging folder that replaces out_dir at the end only."""
     if opset < MIN_OPSET:
         raise ExportError(f"--opset must be >= {MIN_OPSET}, got {opset}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with staged_export(Path(out_dir)) as staging:
+        info = _export_into(loaded, staging, steps, opset, verify, int8_decoder, calibration_speed)
+    print(f"wrote {out_dir / 'model.json'} and {out_dir / 'README.md'}")
+    return info
+
+
+def _export_into(loaded, out_dir: Path, steps: int, opset: int, verify: bool, int8_decoder: bool,
+                 calibration_speed: float) -> dict:
     model = loaded.model
     graphs = graphs_for(model, steps)
     spec = io_spec(model, steps)
@@ -117,7 +124,6 @@ def export_onnx(loaded, out_dir: Path, steps: int = 5, opset: int = MIN_OPSET, v
     if int8_decoder:  # calibration drives the graphs just written, through model.json
         info["precision"]["decoder"] = quantize_decoder_in_place(out_dir, calibration_speed)
         save_model_card(out_dir, info, "onnxruntime", verification or None)
-    print(f"wrote {out_dir / 'model.json'} and {out_dir / 'README.md'}")
     return info
 
 

@@ -21,7 +21,8 @@ if __package__ in (None, ""):  # run as a script: make `export` and `styletts2` 
 
 import torch
 
-from export.common import ExportError, add_arguments, example_inputs, graphs_for, io_spec, load_for_export
+from export.common import ExportError, add_arguments, example_inputs, graphs_for, io_spec, load_for_export, \
+    staged_export
 from export.model_card import write_model_card
 from styletts2.errors import run_guarded
 
@@ -47,8 +48,15 @@ def compare(graph: torch.nn.Module, traced: torch.jit.ScriptModule, spec: dict, 
 
 
 def export_torchscript(loaded, out_dir: Path, steps: int = 5, verify: bool = True) -> dict:
-    """Trace and save every graph and the model card; returns model.json's content."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Trace and save every graph and the model card; returns model.json's content. Written into a
+    staging folder that replaces out_dir at the end only."""
+    with staged_export(Path(out_dir)) as staging:
+        info = _export_into(loaded, staging, steps, verify)
+    print(f"wrote {out_dir / 'model.json'} and {out_dir / 'README.md'}")
+    return info
+
+
+def _export_into(loaded, out_dir: Path, steps: int, verify: bool) -> dict:
     model = loaded.model
     graphs = graphs_for(model, steps)
     spec = io_spec(model, steps)
@@ -66,9 +74,7 @@ def export_torchscript(loaded, out_dir: Path, steps: int = 5, verify: bool = Tru
             verification[name] = errors
             print("  TorchScript vs eager, max abs error: " + ", ".join(f"{k} {v:.3g}" for k, v in errors.items()),
                   flush=True)
-    info = write_model_card(out_dir, loaded, steps, spec, "pt", None, "TorchScript", verification or None)
-    print(f"wrote {out_dir / 'model.json'} and {out_dir / 'README.md'}")
-    return info
+    return write_model_card(out_dir, loaded, steps, spec, "pt", None, "TorchScript", verification or None)
 
 
 def main(argv: list[str] | None = None) -> int:

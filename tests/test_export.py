@@ -7,6 +7,7 @@ model from one of our checkpoints, and a multispeaker HiFi-GAN model from an ups
 source is voiced (random F0 sits below the voicing threshold and would leave that path untested).
 """
 import argparse
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -132,6 +133,8 @@ def test_model_json_follows_the_contract(which, request):
         assert (exp["dir"] / sub / "README.md").read_text(encoding="utf-8").startswith("# StyleTTS2 export")
         for name, graph in info["graphs"].items():
             assert graph["file"] == f"{name}.{ext}" and (exp["dir"] / sub / graph["file"]).is_file()
+            assert graph["sha256"] == hashlib.sha256((exp["dir"] / sub / graph["file"]).read_bytes()).hexdigest()
+        assert sorted(p.name for p in exp["dir"].iterdir() if p.name.startswith(".")) == []  # no staging left
     reference = ["reference_style"] if multispeaker else []
     sampler_inputs = [t["name"] for t in info["graphs"]["diffusion_sampler"]["inputs"]]
     assert sampler_inputs == ["bert", "noise", "step_noises", "embedding_scale"] + reference

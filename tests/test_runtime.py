@@ -4,6 +4,7 @@
 The plumbing runs on a FAKE exported model: tiny ONNX graphs with the export contract's names and
 shapes whose outputs are simple functions of their inputs, so every step can be checked exactly.
 """
+import hashlib
 import json
 import subprocess
 import sys
@@ -165,7 +166,9 @@ def _fake_style_encoder(path):
           [_const("axis1", [1], np.int64), _const("ramp", 0.01 * np.arange(2 * S)[None])])
 
 
-def make_fake_model_dir(path, multispeaker=False, with_style_encoder=True, espeak=None, unguided=False):
+def make_fake_model_dir(path, multispeaker=False, with_style_encoder=True, espeak=None, unguided=False,
+                        hashes=False):
+    """hashes: record each graph's sha256 as exports do (without: an export from before they existed)."""
     path.mkdir(parents=True, exist_ok=True)
     _fake_text_encoder(path / "text_encoder.onnx")
     _fake_sampler(path / "diffusion_sampler.onnx", multispeaker)
@@ -177,6 +180,9 @@ def make_fake_model_dir(path, multispeaker=False, with_style_encoder=True, espea
     if multispeaker or with_style_encoder:
         _fake_style_encoder(path / "style_encoder.onnx")
         graphs["style_encoder"] = {"file": "style_encoder.onnx"}
+    if hashes:
+        for entry in graphs.values():
+            entry["sha256"] = hashlib.sha256((path / entry["file"]).read_bytes()).hexdigest()
     info = {
         "format_version": 1, "sample_rate": 24000, "hop_length": HOP, "symbols": list(SYMBOLS),
         "pad_id": 0, "apostrophe_id": 176,

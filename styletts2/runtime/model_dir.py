@@ -4,7 +4,10 @@ session per graph.
 The directory holds text_encoder.onnx, diffusion_sampler.onnx, decoder.onnx, style_encoder.onnx
 (required for multispeaker models, optional otherwise), diffusion_sampler_unguided.onnx (optional;
 exports from before it existed lack it) and model.json. Every problem found is raised
-as `ModelDirError` naming the file and the field, before anything is synthesized.
+as `ModelDirError` naming the file and the field, before anything is synthesized: each field's type
+and range, the model.json fields the graphs fix (style_dim, diffusion_steps, n_mels) against the
+graphs' input and output shapes, and each graph file against the sha256 model.json records for it
+(exports from before the hashes existed record none; they load with a note).
 
 model.json's `text_normalizer` ({name, version, language, settings}, or null for a model whose text
 is read as written) says how text is normalized before phonemization; exports from before it
@@ -12,8 +15,10 @@ existed get their language's default normalizer, with a note in the log.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -24,6 +29,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..errors import UserError
+from ..synthesis_limits import OPTION_RANGES, check_option
 from ..text.normalize import NormalizerError, TextNormalizer
 from ..text.symbols import SYMBOL_TO_ID, SYMBOLS
 
@@ -54,6 +60,9 @@ UNGUIDED_SAMPLER = "diffusion_sampler_unguided"  # optional: the sampler at embe
 _PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+DECODER_TYPES = ("istftnet", "hifigan")
+DEFAULT_OPTIONS = ("embedding_scale", "alpha", "beta", "speed", "blend")
+REEXPORT = "export the model again (export/to_onnx.py)"
 
 
 class ModelDirError(ValueError):
@@ -105,12 +114,55 @@ def _field(data: dict, key: str, kind: type | tuple[type, ...], where: str):
     return value
 
 
+def _number(data: dict, key: str, where: str, positive: bool = False, integer: bool = False):
+    """A finite number (an integer where asked), above 0 where asked; the error names the field."""
+    value = _field(data, key, int if integer else (int, float), where)
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise ModelDirError(f"{where}: field '{key}' must be a finite number{' above 0' if positive else ''}, "
+                            f"got {value!r}")
+    return value
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def check_graph_hashes(directory: Path, graphs: dict, where: str) -> None:
+    """Each graph file against the sha256 model.json records for it. A mismatch means the folder
+    mixes files of two exports (e.g. a re-export into it that was stopped half way, from before
+    exports were staged) or a graph was replaced by hand: configs may agree, weights do not."""
+    recorded = {name: entry.get("sha256") for name, entry in graphs.items() if name in GRAPH_INPUTS}
+    if not any(recorded.values()):
+        logger.warning("note: %s records no graph hashes (exported before they existed): the graphs are not "
+                       "checked against it", where)
+        return
+    for name, digest in recorded.items():
+        file = directory / graphs[name]["file"]
+        if not isinstance(digest, str):
+            raise ModelDirError(f"{where}: graphs.{name} has no sha256 although the other graphs do; {REEXPORT}")
+        if file_sha256(file) != digest.lower():
+            raise ModelDirError(f"{file} does not match the sha256 recorded in {where} (graphs.{name}.sha256): "
+                                f"the folder holds graphs of another export; {REEXPORT}")
+
+
+def check_language(language: str, where: str) -> None:
+    """An espeak-ng language code in form ('en-us', 'fr', 'cmn'); whether espeak-ng has it is checked
+    when the phonemizer is made (loading espeak-ng's language list takes about a second)."""
+    parts = language.split("-")
+    if not (1 <= len(parts) <= 3 and all(p.isascii() and p.isalnum() for p in parts) and parts[0].isalpha()):
+        raise ModelDirError(f"{where}: field 'phonemizer.language' is not an espeak-ng language code: {language!r}")
+
+
 def read_text_normalizer(data: dict, where: str) -> dict | None:
     """model.json's `text_normalizer` entry, checked (a normalizer and settings this version has);
     None where the model reads text as written. Older exports without the entry: the default
     normalizer of their phonemizer's language."""
     if "text_normalizer" not in data:
-        entry = TextNormalizer(data["phonemizer"]["language"]).describe()
+        try:
+            entry = TextNormalizer(data["phonemizer"]["language"]).describe()
+        except NormalizerError as err:
+            raise ModelDirError(f"{where}: phonemizer.language: {err}") from err
         logger.warning("note: %s records no text_normalizer (exported before text normalization existed): "
                        "text is normalized with the default %s normalizer", where, entry["name"])
         return entry
@@ -163,7 +215,7 @@ def read_model_json(model_dir: str | os.PathLike) -> ModelConfig:
 
     phonemizer = _field(data, "phonemizer", dict, where)
     backend = _field(phonemizer, "backend", str, f"{where}: phonemizer")
-    _field(phonemizer, "language", str, f"{where}: phonemizer")
+    check_language(_field(phonemizer, "language", str, f"{where}: phonemizer"), where)
     if backend != "espeak-ng":
         raise ModelDirError(f"{where}: phonemizer backend {backend!r} is not supported (only 'espeak-ng')")
     for flag in ("preserve_punctuation", "with_stress"):
@@ -171,16 +223,22 @@ def read_model_json(model_dir: str | os.PathLike) -> ModelConfig:
             raise ModelDirError(f"{where}: phonemizer.{flag} must be true (the only front-end implemented)")
 
     steps = _field(data, "diffusion_steps", int, where)
-    if steps < 2:
-        raise ModelDirError(f"{where}: diffusion_steps must be at least 2, got {steps}")
+    low, high, _ = OPTION_RANGES["diffusion_steps"]
+    if not low <= steps <= high:
+        raise ModelDirError(f"{where}: field 'diffusion_steps' must be in [{low}, {high}], got {steps}")
     defaults = _field(data, "defaults", dict, where)
-    for knob in ("embedding_scale", "alpha", "beta", "speed", "blend"):
+    for knob in DEFAULT_OPTIONS:
         _field(defaults, knob, (int, float), f"{where}: defaults")
+        try:  # finite and in the range a caller may pass (synthesis_limits.OPTION_RANGES)
+            check_option(knob, defaults[knob])
+        except ValueError as err:
+            raise ModelDirError(f"{where}: field 'defaults': {err}") from err
     mel = _field(data, "mel", dict, where)
     for key in ("n_fft", "win_length", "hop_length", "n_mels", "filterbank_sample_rate"):
-        _field(mel, key, int, f"{where}: mel")
-    for key in ("f_min", "f_max", "mean", "std", "log_offset"):
-        _field(mel, key, (int, float), f"{where}: mel")
+        _number(mel, key, f"{where}: mel", positive=True, integer=True)
+    for key in ("f_min", "f_max", "mean", "log_offset"):
+        _number(mel, key, f"{where}: mel")
+    _number(mel, "std", f"{where}: mel", positive=True)
     _field(mel, "htk", bool, f"{where}: mel")
 
     multispeaker = _field(data, "multispeaker", bool, where)
@@ -198,22 +256,25 @@ def read_model_json(model_dir: str | os.PathLike) -> ModelConfig:
             raise ModelDirError(f"{where}: graphs.{name} must be an object with a 'file' field")
         if not (directory / file).is_file():
             raise ModelDirError(f"{directory / file} not found (listed in {where} as graphs.{name})")
+    check_graph_hashes(directory, graphs, where)
 
-    sample_rate = _field(data, "sample_rate", int, where)
+    decoder_type = _field(data, "decoder_type", str, where)
+    if decoder_type not in DECODER_TYPES:
+        raise ModelDirError(f"{where}: field 'decoder_type' must be one of {list(DECODER_TYPES)}, got {decoder_type!r}")
     return ModelConfig(
         directory=directory,
-        sample_rate=sample_rate,
-        hop_length=_field(data, "hop_length", int, where),
+        sample_rate=_number(data, "sample_rate", where, positive=True, integer=True),
+        hop_length=_number(data, "hop_length", where, positive=True, integer=True),
         symbols=tuple(symbols),
         pad_id=pad_id,
         apostrophe_id=apostrophe_id,
         phonemizer=phonemizer,
         multispeaker=multispeaker,
-        style_dim=_field(data, "style_dim", int, where),
-        decoder_type=_field(data, "decoder_type", str, where),
-        sigma_data=float(_field(data, "sigma_data", (int, float), where)),
+        style_dim=_number(data, "style_dim", where, positive=True, integer=True),
+        decoder_type=decoder_type,
+        sigma_data=float(_number(data, "sigma_data", where, positive=True)),
         diffusion_steps=steps,
-        bert_max_positions=_field(data, "bert_max_positions", int, where),
+        bert_max_positions=_number(data, "bert_max_positions", where, positive=True, integer=True),
         defaults=defaults,
         mel=mel,
         graphs=graphs,
@@ -289,6 +350,7 @@ class GraphSession:
         missing = [o for o in GRAPH_OUTPUTS[name] if o not in self.output_names]
         if missing:
             raise ModelDirError(f"{path}: graph outputs {self.output_names} lack {missing}")
+        self.shapes = {t.name: t.shape for t in self.session.get_inputs() + self.session.get_outputs()}
 
     @property
     def providers(self) -> list[str]:
@@ -305,4 +367,31 @@ def open_graph(config: ModelConfig, name: str, providers: list[str], options: or
     onnxruntime cannot start is an error; otherwise a warning, and the session runs on CPU."""
     if not config.has_graph(name):
         raise ModelDirError(f"{config.directory / MODEL_JSON}: this model has no '{name}' graph")
-    return GraphSession(name, config.graph_file(name), config.multispeaker, providers, options, require_cuda)
+    graph = GraphSession(name, config.graph_file(name), config.multispeaker, providers, options, require_cuda)
+    check_graph_shapes(config, graph)
+    return graph
+
+
+def expected_sizes(config: ModelConfig) -> dict[str, dict[int, tuple[int, str]]]:
+    """{tensor: {axis: (size, model.json field)}}: the axes whose size a model.json field fixes (the
+    style vector is [acoustic | prosodic], 2 * style_dim wide; the sampler unrolls diffusion_steps - 1
+    iterations). Negative axes count from the end."""
+    style = (2 * config.style_dim, "style_dim")
+    return {"noise": {-1: style}, "step_noises": {0: (config.diffusion_steps - 1, "diffusion_steps"), -1: style},
+            "reference_style": {-1: style}, "style": {-1: style}, "mel": {1: (config.mel["n_mels"], "mel.n_mels")}}
+
+
+def check_graph_shapes(config: ModelConfig, graph: GraphSession) -> None:
+    """A model.json field that disagrees with a graph's static axis would fail inside onnxruntime
+    mid-synthesis (or silently feed wrong noise): name the field now."""
+    for tensor, axes in expected_sizes(config).items():
+        shape = graph.shapes.get(tensor)
+        if not shape:
+            continue
+        for axis, (size, field_name) in axes.items():
+            actual = shape[axis] if -len(shape) <= axis < len(shape) else None
+            if isinstance(actual, int) and actual != size:  # symbolic axes (str/None) are free
+                raise ModelDirError(
+                    f"{config.directory / MODEL_JSON}: field '{field_name}' does not fit {graph.path.name}: its "
+                    f"'{tensor}' has {actual} at axis {axis}, the field implies {size}; model.json belongs to "
+                    f"another export: {REEXPORT}")

@@ -121,12 +121,9 @@ class Synthesizer:
         self.decoder = self._open("decoder")
         # single-speaker models may ship a style encoder for reference clips: opened on first use
         self._style_encoder = self._open("style_encoder") if self.config.multispeaker else None
+        # read_model_json checked the defaults (finite, in range)
         self.options = SynthesisOptions(**{f.name: float(self.config.defaults[f.name])
                                            for f in dataclasses.fields(SynthesisOptions)})
-        try:
-            check_options(self.options)
-        except ValueError as err:
-            raise ModelDirError(f"{self.config.directory / 'model.json'}: field 'defaults': {err}") from err
         self.tokenizer = Tokenizer()
         try:
             self.mel = LogMel(**self.config.mel)
@@ -146,7 +143,14 @@ class Synthesizer:
     def _espeak(self) -> Callable[[str], str]:
         from ..text.phonemizer import EspeakPhonemizer
 
-        return EspeakPhonemizer(self.config.phonemizer["language"])
+        language = self.config.phonemizer["language"]
+        try:
+            return EspeakPhonemizer(language)
+        except RuntimeError as err:  # phonemizer's 'language "xx" is not supported by the espeak backend'
+            if "not supported" not in str(err):
+                raise
+            raise ModelDirError(f"{self.config.directory / 'model.json'}: field 'phonemizer.language': espeak-ng "
+                                f"has no language {language!r}") from err
 
     def _check_espeak_version(self) -> None:
         wanted = self.config.phonemizer.get("espeak_version")

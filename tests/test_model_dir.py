@@ -1,0 +1,197 @@
+"""model.json checked field by field against the graphs, graph hashes, and staged exports (issue 11).
+
+The model folders are test_runtime's fake exports (tiny ONNX graphs with the contract's names and
+shapes); the staging is exercised without a model.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import onnx
+import pytest
+from test_runtime import STEPS, S, make_fake_model_dir
+
+from conftest import REPO
+from styletts2.runtime import ModelDirError, Synthesizer, read_model_json
+
+
+def _edit(folder, **changes):
+    info = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    for key, value in changes.items():
+        target = info
+        *parents, last = key.split(".")
+        for parent in parents:
+            target = target[parent]
+        target[last] = value
+    (folder / "model.json").write_text(json.dumps(info), encoding="utf-8")  # NaN is written as NaN
+    return folder
+
+
+def _load(folder):
+    return Synthesizer(folder, providers="cpu", threads=1)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("sample_rate", 0, "field 'sample_rate' must be a finite number above 0, got 0"),
+    ("hop_length", -600, "field 'hop_length' must be a finite number above 0"),
+    ("style_dim", 0, "field 'style_dim' must be a finite number above 0"),
+    ("sigma_data", float("nan"), "field 'sigma_data' must be a finite number above 0, got nan"),
+    ("diffusion_steps", 1000, r"field 'diffusion_steps' must be in \[2, 100\]"),
+    ("decoder_type", "wavenet", "field 'decoder_type' must be one of"),
+    ("defaults.speed", float("inf"), "field 'defaults': speed must be a finite number"),
+    ("defaults.alpha", 2.0, r"field 'defaults': alpha must be a finite number in \[0, 1\]"),
+    ("mel.std", 0.0, "mel: field 'std' must be a finite number above 0"),
+    ("mel.mean", float("nan"), "mel: field 'mean' must be a finite number, got nan"),
+    ("phonemizer.language", "en us!", "field 'phonemizer.language' is not an espeak-ng language code"),
+])
+def test_bad_fields_are_named_before_loading(tmp_path, key, value, message):
+    folder = _edit(make_fake_model_dir(tmp_path / "m"), **{key: value})
+    with pytest.raises(ModelDirError, match=message):
+        read_model_json(folder)
+
+
+@pytest.mark.parametrize("key, value, field", [
+    ("style_dim", S + 1, "style_dim"),  # the graphs' style vectors are 2 * S wide
+    ("diffusion_steps", STEPS + 1, "diffusion_steps"),  # step_noises has STEPS - 1 rows
+    ("mel.n_mels", 64, "mel.n_mels"),  # the style encoder reads 80 mel bins
+])
+def test_fields_that_disagree_with_the_graphs_are_named(tmp_path, key, value, field):
+    folder = _edit(make_fake_model_dir(tmp_path / "m", multispeaker=True), **{key: value})
+    read_model_json(folder)  # well-formed on its own: only the graphs tell
+    with pytest.raises(ModelDirError, match=f"field '{field}' does not fit .*another export"):
+        _load(folder)
+
+
+def test_a_language_espeak_does_not_have_is_named(tmp_path):
+    folder = _edit(make_fake_model_dir(tmp_path / "m"), **{"phonemizer.language": "xx-zz"})
+    with pytest.raises(ModelDirError, match="field 'phonemizer.language': espeak-ng has no language 'xx-zz'"):
+        _load(folder)
+
+
+def test_graphs_must_match_their_recorded_hashes(tmp_path, caplog):
+    good = make_fake_model_dir(tmp_path / "good", hashes=True)
+    assert _load(good).synthesize("Hello.", seed=0).size > 0
+
+    # a graph of "another export": the same contract, other bytes (as after a half-finished re-export)
+    mixed = make_fake_model_dir(tmp_path / "mixed", hashes=True)
+    decoder = onnx.load(mixed / "decoder.onnx")
+    decoder.doc_string = "from another export"
+    onnx.save(decoder, mixed / "decoder.onnx")
+    with pytest.raises(ModelDirError, match=r"decoder.onnx does not match the sha256 recorded in .*model.json "
+                                            r"\(graphs.decoder.sha256\).*export the model again"):
+        read_model_json(mixed)
+
+    partial = make_fake_model_dir(tmp_path / "partial", hashes=True)
+    info = json.loads((partial / "model.json").read_text())
+    del info["graphs"]["text_encoder"]["sha256"]
+    (partial / "model.json").write_text(json.dumps(info))
+    with pytest.raises(ModelDirError, match="graphs.text_encoder has no sha256"):
+        read_model_json(partial)
+
+    old = make_fake_model_dir(tmp_path / "old")  # exported before hashes existed: loads, with a note
+    with caplog.at_level("WARNING"):
+        read_model_json(old)
+    assert "records no graph hashes" in caplog.text
+
+
+# Staged exports ----------------------------------------------------------------------------------------
+
+def _siblings(folder):
+    return sorted(p.name for p in folder.parent.iterdir())
+
+
+def test_staged_export_replaces_the_folder_only_when_done(tmp_path):
+    from export.common import ExportError, staged_export
+
+    out = tmp_path / "exported"
+    with staged_export(out) as staging:
+        assert staging.parent == tmp_path and not out.exists()
+        (staging / "model.json").write_text("{}")
+        (staging / "decoder.onnx").write_text("first")
+    assert (out / "decoder.onnx").read_text() == "first" and _siblings(out) == ["exported"]
+
+    with pytest.raises(RuntimeError, match="stopped"):
+        with staged_export(out) as staging:
+            (staging / "decoder.onnx").write_text("second")
+            raise RuntimeError("stopped half way")
+    assert (out / "decoder.onnx").read_text() == "first" and _siblings(out) == ["exported"]
+
+    with staged_export(out) as staging:
+        (staging / "model.json").write_text("{}")
+        (staging / "text_encoder.onnx").write_text("second")
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "text_encoder.onnx"]  # replaced whole
+    assert _siblings(out) == ["exported"]
+
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep")
+    with pytest.raises(ExportError, match="holds files but no model.json"):
+        with staged_export(other):
+            pass
+    assert (other / "mine.txt").read_text() == "keep"
+
+
+def test_a_killed_export_leaves_the_old_folder_whole(tmp_path):
+    from export.common import staged_export
+
+    out = tmp_path / "exported"
+    with staged_export(out) as staging:
+        (staging / "model.json").write_text("old")
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(REPO)!r})
+        from pathlib import Path
+        from export.common import staged_export
+        with staged_export(Path({str(out)!r})) as staging:
+            (staging / "model.json").write_text("new, half written")
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120)
+    assert result.returncode == -signal.SIGKILL, result.stderr.decode()
+    assert (out / "model.json").read_text() == "old"
+    assert len(_siblings(out)) == 2  # the dead export's staging folder is left ...
+    with staged_export(out) as staging:  # ... until the next export into the folder removes it
+        (staging / "model.json").write_text("new")
+    assert (out / "model.json").read_text() == "new" and _siblings(out) == ["exported"]
+
+
+def test_export_onnx_writes_hashes_and_a_failed_re_export_leaves_the_old_folder(tmp_path, monkeypatch):
+    """export_onnx through its staging folder, the tracing replaced by stand-in graph files (the real
+    graphs are test_export's): a re-export that fails at its second graph leaves the previous export
+    as it was; one that completes replaces it, with each graph's sha256 in model.json."""
+    import hashlib
+
+    from export import to_onnx
+    from export.common import LoadedModel, build_random_model
+
+    out = make_fake_model_dir(tmp_path / "exported", hashes=True)  # the previous export
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    written = []
+
+    def export_graph(graph, inputs, spec, path, opset):
+        if fail and written:
+            raise OSError(28, "No space left on device", str(path))
+        written.append(path)
+        path.write_bytes(f"graph {path.name}".encode())
+
+    monkeypatch.setattr(to_onnx, "export_graph", export_graph)
+    monkeypatch.setattr(to_onnx, "stamp_io_shapes", lambda path, spec: None)
+    loaded = LoadedModel(build_random_model(str(REPO / "gin/model/tiny.gin"), seed=0), "random-init:tiny", "")
+    fail = True
+    with pytest.raises(OSError, match="No space left"):
+        to_onnx.export_onnx(loaded, out, 3, verify=False)
+    assert written and written[0].parent != out  # the first graph went to the staging folder
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before and _siblings(out) == ["exported"]
+    _load(out)  # still whole: hashes and shapes agree
+
+    fail, written[:] = False, []
+    info = to_onnx.export_onnx(loaded, out, 3, verify=False)
+    assert _siblings(out) == ["exported"] and "style_encoder.onnx" not in {p.name for p in out.iterdir()}
+    saved = json.loads((out / "model.json").read_text(encoding="utf-8"))
+    assert saved["graphs"] == info["graphs"]
+    for name, entry in saved["graphs"].items():
+        assert entry["sha256"] == hashlib.sha256(f"graph {name}.onnx".encode()).hexdigest()
