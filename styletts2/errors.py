@@ -26,10 +26,13 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def describe(err: BaseException) -> str:
-    """The error as one readable line (OSErrors name their file)."""
+    """The error as one readable line (OSErrors name their file). gin appends "In call to
+    configurable 'X'" lines to errors raised inside a configurable: the message already says where."""
     if isinstance(err, OSError) and err.filename is not None and err.strerror:
         return f"{err.strerror}: {err.filename}"
-    return str(err).strip() or type(err).__name__
+    lines = [line for line in str(err).strip().splitlines()
+             if not line.strip().startswith("In call to configurable ")]
+    return "\n".join(lines).strip() or type(err).__name__
 
 
 def run_guarded(prog: str, body: Callable[[], int], debug: bool = False,

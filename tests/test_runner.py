@@ -56,6 +56,17 @@ def test_bad_config_is_a_clear_error(args, message, capsys):
     assert "bad gin config" in err and message in err
 
 
+@pytest.mark.parametrize("binding, message", [
+    ("Trainer.epochs = 'one'", "runner.py: error: Trainer.epochs must be an integer, got 'one'"),
+    ("Trainer.max_steps = 1.5", "runner.py: error: Trainer.max_steps must be an integer or None, got 1.5"),
+])
+def test_a_wrongly_typed_trainer_setting_is_one_line(binding, message, tmp_path, capsys):
+    config = experiment(tmp_path / "exp.gin", tmp_path / "no_corpus", tmp_path / "run")
+    assert runner.main(["--gin", str(config), "--gin_param", binding]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines() == [err.strip()] and message in err, err
+
+
 def test_end_to_end_and_resume(corpus, tmp_path, capsys):
     config = experiment(tmp_path / "exp.gin", corpus, tmp_path / "ignored", epochs=1)
     run_dir = tmp_path / "run"

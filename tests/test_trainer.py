@@ -213,6 +213,60 @@ def test_isolated_nonfinite_step_is_skipped_and_counted(corpus, tmp_path):
 def test_bad_trainer_settings_are_refused():
     with pytest.raises(ValueError, match="mixed_precision"):
         Trainer(stage=ToyStage(), train_data="x", mixed_precision="fp8")
+    # wrongly typed settings name themselves (not a TypeError from the first comparison)
+    with pytest.raises(ValueError, match=r"^Trainer.epochs must be an integer, got 'one' \(fix the gin binding"):
+        Trainer(stage=ToyStage(), train_data="x", epochs="one")
+    with pytest.raises(ValueError, match="Trainer.batch_size must be an integer, got 2.5"):
+        Trainer(stage=ToyStage(), train_data="x", batch_size=2.5)
+    with pytest.raises(ValueError, match="Trainer.max_minutes must be a number or None, got '10'"):
+        Trainer(stage=ToyStage(), train_data="x", max_minutes="10")
+    with pytest.raises(ValueError, match="Trainer.keep_epoch_checkpoints must be true or false, got 1"):
+        Trainer(stage=ToyStage(), train_data="x", keep_epoch_checkpoints=1)
+    with pytest.raises(ValueError, match="Trainer.train_data must be a string, got 3"):
+        Trainer(stage=ToyStage(), train_data=3)
+    Trainer(stage=ToyStage(), train_data=Path("x"), max_minutes=10, run_dir=Path("runs/x"))  # ints, paths pass
+
+
+def test_corpus_issues_file_and_clips_lost_mid_epoch(tmp_path, caplog, monkeypatch):
+    """Every rejected line is listed in the run folder with file:line and reason; a clip deleted or
+    damaged while training runs is skipped with a warning, and the run completes."""
+    corpus = write_corpus(tmp_path / "corpus")  # its own copy: clips get broken
+    listing = corpus / "train_list.txt"
+    with listing.open("a", encoding="utf-8") as stream:
+        stream.write(f"../elsewhere.wav|{PHONEMES}|0\nno fields here\n")
+    original = ToyStage.train_step
+
+    def breaking_step(self, batch, epoch, step):
+        if step == 0:  # after the start-up scan accepted every clip
+            (corpus / "train2.wav").unlink()
+            (corpus / "train3.wav").write_bytes(b"RIFF\x00\x00 not audio any more")
+        return original(self, batch, epoch, step)
+
+    monkeypatch.setattr(ToyStage, "train_step", breaking_step)
+    with caplog.at_level("WARNING", logger="styletts2.data.dataset"):
+        _, result = run_toy(corpus, tmp_path / "run", epochs=2)
+    assert result.status == "completed" and result.iters == 6
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping")]
+    assert any(f"{listing}:4" in m and "train2.wav" in m for m in skipped), skipped
+    assert any(f"{listing}:5" in m and "train3.wav" in m for m in skipped), skipped
+
+    issues = (tmp_path / "run" / "corpus_issues" / "corpus_train_list.txt.tsv").read_text(encoding="utf-8")
+    rows = [line.split("\t")[:2] for line in issues.splitlines()]
+    assert sorted(rows) == [[f"{listing}:1", "too_short"], [f"{listing}:8", "outside_root"],
+                            [f"{listing}:9", "malformed"]]
+    assert (tmp_path / "run" / "corpus_issues" / "corpus_val_list.txt.tsv").read_text() == ""  # none rejected
+
+
+def test_a_corpus_gone_mid_run_stops_with_a_message(tmp_path):
+    from styletts2.data.dataset import SpeechDataset
+    from styletts2.data.validate import scan_corpus
+
+    corpus = write_corpus(tmp_path / "corpus")
+    dataset = SpeechDataset(scan_corpus(corpus / "train_list.txt", workers=1).good)
+    for wav in corpus.glob("train*.wav"):
+        wav.unlink()
+    with pytest.raises(OSError, match="6 clips in a row from .*train_list.txt:2 on cannot be read"):
+        dataset[0]
 
 
 # --- optimisers ----------------------------------------------------------------------------

@@ -11,9 +11,15 @@ What each item holds follows upstream's `FilePathDataset`:
   (for stage 2's SLM adversarial step).
 The random picks come from a generator seeded by (seed, epoch, index), so an item is the same
 whichever worker loads it and in whatever order; call `set_epoch` to vary them between epochs.
+
+A clip that was fine at start-up but cannot be read when its item is loaded (deleted, truncated,
+unmounted mid-epoch) is skipped with a warning: the next clip of the corpus takes its place in the
+batch (a reference clip: the item's own). Only `MAX_UNREADABLE_IN_A_ROW` failures in a row (the
+corpus itself is gone) stop training.
 """
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +34,10 @@ from styletts2.audio.io import load_wav
 from styletts2.audio.mel import LogMelSpectrogram, n_mel_frames
 from styletts2.data.readers import Record
 from styletts2.text.tokenizer import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+MAX_UNREADABLE_IN_A_ROW = 10
 
 
 @dataclass
@@ -114,15 +124,43 @@ class SpeechDataset(Dataset):
         with torch.no_grad():
             return self.to_mel(wave)
 
+    def _try_wave(self, record: Record) -> torch.Tensor | None:
+        """The record's waveform, or None (with a warning) when its clip cannot be read now."""
+        try:
+            wave = self._wave(record)
+        except Exception as err:  # noqa: BLE001 - whatever the decoder raises, it is this clip's problem
+            logger.warning("skipping %s (%s): its clip can no longer be read: %s", record.where, record.wav,
+                           " ".join(str(err).split()) or type(err).__name__)
+            return None
+        if wave.numel() == 2 * self.edge_padding:
+            logger.warning("skipping %s (%s): its clip holds no samples now", record.where, record.wav)
+            return None
+        return wave
+
+    def usable_wave(self, index: int, records: Sequence[Record] | None = None) -> tuple[int, torch.Tensor]:
+        """(index, waveform) of item `index` of `records` (default: this dataset's), or of the next
+        readable one when its clip fails (see the module docstring): a clip lost mid-epoch costs one
+        item, not the run."""
+        records = self.records if records is None else records
+        tries = min(MAX_UNREADABLE_IN_A_ROW, len(records))
+        for offset in range(tries):
+            candidate = (index + offset) % len(records)
+            wave = self._try_wave(records[candidate])
+            if wave is not None:
+                return candidate, wave
+        raise OSError(f"{tries} clips in a row from {records[index].where} on cannot be read: "
+                      "is the corpus still there?")
+
     def __getitem__(self, index: int) -> Sample:
+        index, wave = self.usable_wave(index)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         record = self.records[index]
-        wave = self._wave(record)
         full_mel = self._mel(wave)
         mel = full_mel[:, : full_mel.shape[-1] // 2 * 2]
 
         ref_index = int(rng.choice(self.by_speaker[record.speaker]))
-        ref_mel = full_mel if ref_index == index else self._mel(self._wave(self.records[ref_index]))
+        ref_wave = None if ref_index == index else self._try_wave(self.records[ref_index])
+        ref_mel = full_mel if ref_wave is None else self._mel(ref_wave)
         if ref_mel.shape[-1] > self.ref_max_frames:
             start = int(rng.integers(0, ref_mel.shape[-1] - self.ref_max_frames + 1))
             ref_mel = ref_mel[:, start : start + self.ref_max_frames]

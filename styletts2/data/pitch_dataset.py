@@ -82,9 +82,10 @@ class PitchDataset(Dataset):
         self.epoch = epoch
 
     def __getitem__(self, index: int) -> PitchSample:
+        # the acoustic stages' wave (resampled, edge-padded); an unreadable clip is skipped for the next
+        index, wave = self.speech.usable_wave(index, self.records)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         record = self.records[index]
-        wave = self.speech._wave(record)  # the acoustic stages' wave: resampled, edge-padded
         if self.gain_range is not None:
             low, high = self.gain_range
             wave = wave * float(low + (high - low) * rng.random())

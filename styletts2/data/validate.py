@@ -10,8 +10,9 @@ The readers report lines they cannot use: `malformed` (field count, speaker id),
 - `too_short`        fewer than `min_mel_frames` mel frames at 24 kHz (the style encoders need 80),
                      counted on the clip itself, before the dataset's edge padding;
 - `silent`           peak amplitude below `silence_peak`.
-The report counts every reason and keeps a few examples with file and line number. Nothing here
-raises because of one bad clip.
+The console summary counts every reason and shows a few examples with file and line number; the
+trainer writes every rejected entry to `<run_dir>/corpus_issues/` (`ValidationReport.write`,
+`issues_file`). Nothing here raises because of one bad clip.
 """
 from __future__ import annotations
 
@@ -65,6 +66,12 @@ class ValidationReport:
             lines.append(f"  {reason}: {len(found)}")
             lines += [f"    {issue}" for issue in found[:examples]]
         return "\n".join(lines)
+
+
+def issues_file(run_dir: str | Path, corpus: str | Path) -> Path:
+    """Where a run keeps the rejected entries of one corpus: `corpus_issues/<folder>_<file>.tsv`
+    (the folder in the name keeps two `metadata.csv` or `train_list.txt` apart)."""
+    return Path(run_dir) / "corpus_issues" / ("_".join(Path(corpus).parts[-2:]) + ".tsv")
 
 
 def _text_issue(record: Record, tokenizer: Tokenizer) -> Issue | None:
