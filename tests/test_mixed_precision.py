@@ -136,3 +136,92 @@ def test_scaler_state_is_gradscalers():
     scaler.load_state_dict(torch_state)
     assert scaler.get_scale() == 512.0 and scaler.growth_interval == 7
     assert set(scaler.state_dict()) == set(torch_state)
+
+
+# --- the training stages under CPU autocast ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    """Two clips of the espeak-ng corpus (with OOD texts for the SLM step) and a tiny stage-1
+    checkpoint whose style encoder ran in train mode (see test_stage2.first_stage)."""
+    import gin
+    from test_stage2 import TINY, _converged_checkpoint
+
+    from styletts2.data.collate import Collater
+    from styletts2.data.dataset import SpeechDataset
+    from styletts2.data.make_corpus import make_corpus
+    from styletts2.data.readers import read_list, read_ood_texts
+
+    root = make_corpus(tmp_path_factory.mktemp("corpus"), n=4)
+    dataset = SpeechDataset(read_list(root / "train_list.txt", root=root),
+                            ood_texts=read_ood_texts(root / "OOD_texts.txt"), ood_min_length=20)
+    gin.clear_config()
+    _, first_stage = _converged_checkpoint(TINY, 123, tmp_path_factory.mktemp("stage1") / "last.pth")
+    return Collater()([dataset[i] for i in range(2)]), first_stage
+
+
+def _context(dtype):
+    from functools import partial
+
+    from styletts2.train.optim import LossScaler
+    from styletts2.train.stage import TrainingContext
+
+    return TrainingContext(device=torch.device("cpu"), autocast=partial(torch.autocast, "cpu", dtype=dtype),
+                           grad_scaler=LossScaler() if dtype == torch.float16 else None)
+
+
+def _run(stage, ctx, batch, phases) -> list[dict]:
+    """One step per epoch in `phases`; the trainer's scale update after each."""
+    out = []
+    for step, epoch in enumerate(phases):
+        result = stage.train_step(batch, epoch, step)
+        if ctx.grad_scaler is not None:
+            ctx.grad_scaler.update()
+        assert not result.skipped, result.reason
+        out.append(result.losses)
+    return out
+
+
+def _all_finite(losses: list[dict]) -> bool:
+    return all(torch.isfinite(torch.tensor(v)) for step in losses for v in step.values())
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("dtype", HALF, ids=["fp16", "bf16"])
+def test_stage1_runs_under_autocast(speech, dtype):
+    """Before and from TMA (aligner, discriminators, WavLM feature matching)."""
+    from test_stage1 import TINY
+
+    from styletts2.model import StyleTTS2, parse_gin
+    from styletts2.train.stage1 import Stage1
+
+    parse_gin(TINY)
+    torch.manual_seed(0)
+    model, ctx = StyleTTS2(), _context(dtype)
+    stage = Stage1(max_len=100, TMA_epoch=1, seed=0)
+    stage.setup(model, ctx)
+    losses = _run(stage, ctx, speech[0], [1])  # from TMA: every loss (before TMA: the mel loss alone)
+    assert set(losses[0]) == {"d_loss", "mel", "mono", "s2s", "gen", "slm"}
+    assert _all_finite(losses), losses
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("dtype", HALF, ids=["fp16", "bf16"])
+def test_stage2_runs_under_autocast_through_joint_training(speech, dtype):
+    """Diffusion + adversarial (a superset of the first phase's work), then joint training with
+    SLM adversarial."""
+    from test_stage2 import TINY
+
+    from styletts2.model import StyleTTS2, parse_gin
+    from styletts2.train.slm_adversarial import SLMAdversarial
+    from styletts2.train.stage2 import Stage2
+
+    parse_gin(TINY)
+    torch.manual_seed(0)
+    model, ctx = StyleTTS2(), _context(dtype)
+    stage = Stage2(speech[1], max_len=100, diff_epoch=1, joint_epoch=2, seed=0,
+                   slm_adversarial=SLMAdversarial(min_len=80, max_len=120, batch_percentage=1.0, skip_update=1))
+    stage.setup(model, ctx)
+    losses = _run(stage, ctx, speech[0], [1, 2])
+    assert {"diff", "sty", "gen"} <= set(losses[0]) and {"slm_gen", "slm_d_loss"} <= set(losses[1])
+    assert _all_finite(losses), losses
