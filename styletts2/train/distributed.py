@@ -69,8 +69,10 @@ def init_distributed(device: str | torch.device | None = None, timeout_minutes: 
 
 
 def shutdown_distributed() -> None:
+    global _patient_group
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    _patient_group = None
 
 
 def barrier() -> None:
@@ -170,6 +172,44 @@ def _buckets(tensors: list[torch.Tensor]) -> list[list[torch.Tensor]]:
         if current:
             buckets.append(current)
     return buckets
+
+
+# Start-up work that only rank 0 does (scanning and phonemizing a corpus) can outlast the process
+# group's timeout; the other ranks wait for it on a side group that allows this long.
+PATIENT_TIMEOUT = datetime.timedelta(hours=48)
+_patient_group = None
+
+
+def _patient():
+    global _patient_group
+    if _patient_group is None:  # created by every rank, in the same order: a collective
+        _patient_group = dist.new_group(backend="gloo", timeout=PATIENT_TIMEOUT)
+    return _patient_group
+
+
+def patient_barrier() -> None:
+    """A barrier without the process group's timeout (ranks may arrive hours apart)."""
+    if is_distributed():
+        dist.barrier(group=_patient())
+
+
+def share_from_main(compute):
+    """`compute()` on rank 0 only; its result on every rank. The others wait without the process
+    group's timeout, and do not repeat the work. An exception on rank 0 stops every rank."""
+    if not is_distributed():
+        return compute()
+    box = [None]
+    if dist.get_rank() == 0:
+        try:
+            box = [(True, compute())]
+        except BaseException as err:
+            dist.broadcast_object_list([(False, f"{type(err).__name__}: {err}")], 0, group=_patient())
+            raise
+    dist.broadcast_object_list(box, 0, group=_patient())
+    ok, value = box[0]
+    if not ok:
+        raise RuntimeError(f"rank 0 failed while the other ranks waited for it: {value}")
+    return value
 
 
 def broadcast_object(obj, src: int = 0):

@@ -114,8 +114,8 @@ class Stage0Pitch:
         env = trainer.env
         statuses = prepare_labels(wavs, roots, spec, self.label_workers, share=(env.rank, env.world_size),
                                   progress=env.is_main)
-        if env.world_size > 1:  # every rank made its share; now all read every label
-            dist_utils.barrier()
+        if env.world_size > 1:  # every rank made its share (hours on a large corpus); now all read every label
+            dist_utils.patient_barrier()
             statuses = prepare_labels(wavs, roots, spec, self.label_workers, progress=False)
         trainer.logger.info(f"corpus {path}: {summary(statuses)}")
         keep = [i for i, s in enumerate(statuses) if s.usable]

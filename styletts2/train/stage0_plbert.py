@@ -93,10 +93,7 @@ class Stage0PLBert:
         def read():
             return read_word_sentences(path, root=trainer.data_root, transcripts=self.transcripts)
 
-        report = read() if trainer.env.is_main else None  # rank 0 writes the phoneme cache first
-        dist_utils.barrier()
-        if report is None:
-            report = read()
+        report = dist_utils.share_from_main(read)  # rank 0 phonemizes; the others wait as long as it takes
         self._log(f"PL-BERT text {path}: {report.summary()}")
         if not report.sentences:
             raise ValueError(f"{path}: no sentence with phonemes to train on")

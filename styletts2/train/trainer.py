@@ -190,13 +190,9 @@ class Trainer:
                                log_image=self.logger.log_image if self.env.is_main else None)
 
     def _scan(self, path: str):
-        """Scan a corpus on rank 0 first: it writes the phoneme cache the others then read."""
-        report = None
-        if self.env.is_main:
-            report = scan_corpus(path, root=self.data_root)
-        dist_utils.barrier()
-        if not self.env.is_main:
-            report = scan_corpus(path, root=self.data_root)
+        """Scan a corpus (phonemize, decode, check every clip) on rank 0 only; the other ranks get
+        its report, waiting as long as that takes (a large corpus outlasts the group's timeout)."""
+        report = dist_utils.share_from_main(lambda: scan_corpus(path, root=self.data_root))
         self.logger.info(f"corpus {path}: {report.summary()}")
         if not report.good:
             raise ValueError(f"corpus {path} has no usable clip")

@@ -1,0 +1,87 @@
+"""Start-up under DDP (two gloo processes, issue 15): rank 0 scans a corpus once and the other
+ranks receive its report, waiting longer than the process group's timeout allows a barrier;
+an error on rank 0 stops the waiting ranks at once."""
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+WORLD = 2
+GROUP_TIMEOUT_S = 2.0  # the process group's own timeout in this test
+SCAN_S = 5.0           # rank 0's scan takes longer than that
+
+
+def _worker(rank: int, port: int, out: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from test_trainer import ToyStage
+
+    from styletts2.data.readers import Record
+    from styletts2.data.validate import ValidationReport
+    from styletts2.train import distributed, trainer as trainer_module
+    from styletts2.train.logger import TrainLogger
+
+    out = Path(out)
+    env = distributed.init_distributed("cpu", timeout_minutes=GROUP_TIMEOUT_S / 60)
+    result = {}
+
+    def slow_scan(path, root=None):
+        with open(out / "scans.txt", "a") as f:
+            f.write(f"{rank}\n")
+        time.sleep(SCAN_S)
+        return ValidationReport(good=[Record(Path(path) / "a.wav", 0, None, "ab", Path(path) / "list.txt", 1)])
+
+    trainer_module.scan_corpus = slow_scan
+    trainer = trainer_module.Trainer(stage=ToyStage(), train_data="unused")
+    trainer.env, trainer.logger, trainer.data_root = env, TrainLogger(out / f"log{rank}", enabled=False), None
+    started = time.monotonic()
+    try:
+        result["records"] = [str(r.wav) for r in trainer._scan(str(out / "corpus"))]
+    except Exception as err:  # noqa: BLE001 - reported to the test
+        result["scan_error"] = f"{type(err).__name__}: {err}"
+    result["scan_seconds"] = time.monotonic() - started
+
+    def failing():
+        raise ValueError("the corpus is unreadable")
+
+    started = time.monotonic()
+    try:
+        distributed.share_from_main(failing)
+    except Exception as err:  # noqa: BLE001
+        result["error"] = f"{type(err).__name__}: {err}"
+    result["error_seconds"] = time.monotonic() - started
+    torch.save(result, out / f"rank{rank}.pt")
+    distributed.shutdown_distributed()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp_startup")
+    mp.start_processes(_worker, args=(_free_port(), str(out)), nprocs=WORLD, start_method="spawn")
+    return out, [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
+
+
+def test_rank0_scans_once_and_the_others_wait_past_the_group_timeout(ranks):
+    out, (r0, r1) = ranks
+    assert "scan_error" not in r0 and "scan_error" not in r1, (r0.get("scan_error"), r1.get("scan_error"))
+    assert (out / "scans.txt").read_text() == "0\n"  # the other rank did not scan again
+    assert r0["records"] == r1["records"] == [str(out / "corpus" / "a.wav")]
+    assert r1["scan_seconds"] > GROUP_TIMEOUT_S
+
+
+def test_an_error_on_rank0_reaches_the_waiting_ranks(ranks):
+    _, (r0, r1) = ranks
+    assert r0["error"] == "ValueError: the corpus is unreadable"
+    assert r1["error"].startswith("RuntimeError: rank 0 failed") and "the corpus is unreadable" in r1["error"]
+    assert r1["error_seconds"] < 30
