@@ -1,0 +1,202 @@
+"""Check, in minutes, that training fits and runs on this machine before a long run starts.
+
+    python -m styletts2.train.gpu_check --batch_size 16 --max_len 400 --precision bf16 \
+        --model gin/model/ljspeech.gin --gin_param "load_wavlm.path = 'checkpoints/wavlm-base-plus'"
+
+Runs a few steps of every phase of stage 1 (before TMA; from TMA: aligner, discriminators, WavLM
+feature matching) and of stage 2 (prosody; diffusion and adversarial; joint with SLM adversarial),
+on a synthetic batch of `batch_size` utterances long enough for every window (`max_len`, the SLM
+window), at the given precision. Stage 2 starts from the stage-1 weights the first phases leave.
+Per phase it reports the peak memory (`memory.py`: the accelerator's allocator, or the process's
+peak RSS on the CPU), steps per second and the host-device synchronisations per step (`syncs.py`).
+An out-of-memory error names the phase and exits with code 1; non-finite losses exit with 2.
+
+Weights are random (loss values mean nothing here); the model's size and the pretrained parts'
+structure are what matter for memory and speed, so bind the real WavLM (`load_wavlm.path`) when
+checking a real config. It works on the CPU too (slowly); that is how it is tested.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import gin
+import torch
+
+from styletts2.checkpoint import atomic_save, make_checkpoint
+from styletts2.data.collate import Collater
+from styletts2.data.dataset import Sample
+from styletts2.audio.mel import LogMelSpectrogram
+from styletts2.model import StyleTTS2, parse_gin
+
+from .memory import PeakMemory
+from .optim import LossScaler
+from .slm_adversarial import SLMAdversarial
+from .stage import TrainingContext
+from .stage1 import Stage1
+from .stage2 import Stage2
+from .syncs import count_syncs
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_MODEL = "gin/model/tiny.gin"
+STAGE_PARTS = ["gin/stage/random_init.gin", "gin/stage/losses.gin", "gin/trainer/stage2_rates.gin"]
+TINY_PARTS = ["gin/stage/tiny_adversaries.gin"]
+SAMPLES_PER_MEL_FRAME = 300
+MEL_FRAMES_PER_TOKEN = 6  # about 13 phonemes a second
+
+
+@dataclass
+class PhaseResult:
+    phase: str
+    steps_per_second: float
+    peak_memory_gb: float
+    syncs_per_step: float
+    losses: dict[str, float]
+
+
+def synthetic_batch(batch_size: int, mel_frames: int, n_tokens: int, seed: int = 0):
+    """A padded batch of noise utterances of `mel_frames` mel frames (lengths spread over the last
+    10 %) with random phoneme ids; OOD texts too (stage 2's SLM step)."""
+    g = torch.Generator().manual_seed(seed)
+    to_mel = LogMelSpectrogram()
+    samples = []
+    for i in range(batch_size):
+        frames = mel_frames - 2 * ((i * mel_frames // 10) // (2 * max(1, batch_size)))
+        frames = frames // 2 * 2  # the aligner's 2 mel frames per step
+        wave = 0.1 * torch.randn(frames * SAMPLES_PER_MEL_FRAME, generator=g)
+        mel = to_mel(wave)[:, :frames]
+        length = max(3, min(frames // MEL_FRAMES_PER_TOKEN, frames // 2 - 1))
+        tokens = torch.cat([torch.zeros(1), torch.randint(1, n_tokens, (length - 2,), generator=g), torch.zeros(1)])
+        ood = torch.cat([torch.zeros(1), torch.randint(1, n_tokens, (length - 2,), generator=g), torch.zeros(1)])
+        samples.append(Sample(tokens.long(), mel, wave, 0, mel[:, :192], ood.long(), f"synthetic{i}.wav"))
+    return Collater()(samples)
+
+
+def _context(device: torch.device, precision: str) -> TrainingContext:
+    autocast = nullcontext
+    if precision != "fp32":
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        autocast = partial(torch.autocast, device_type=device.type, dtype=dtype)
+    return TrainingContext(device=device, autocast=autocast,
+                           grad_scaler=LossScaler() if precision == "fp16" else None)
+
+
+def _run_phase(name: str, stage, ctx: TrainingContext, batch, epoch: int, steps: int, device,
+               warmup: bool = True) -> PhaseResult:
+    memory = PeakMemory(device)
+    losses: dict[str, float] = {}
+    syncs = 0
+    first = 1 if warmup else 0  # a warm-up step (allocator, kernels) is not timed
+    with memory:
+        for step in range(first + steps):
+            if step == first:
+                _synchronize(device)
+                started = time.perf_counter()
+            with count_syncs(device) as counted:
+                out = stage.train_step(batch, epoch, step)
+            if ctx.grad_scaler is not None:
+                ctx.grad_scaler.update()
+            if out.skipped:
+                raise RuntimeError(f"{name}: step skipped ({out.reason})")
+            syncs += counted.total if step >= first else 0
+            losses = out.losses
+        _synchronize(device)
+    seconds = time.perf_counter() - started
+    return PhaseResult(name, steps / seconds, memory.peak_gb, syncs / steps, losses)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def check(model_gin: str = TINY_MODEL, bindings: list[str] = (), batch_size: int = 2, max_len: int = 100,
+          precision: str = "fp32", steps: int = 2, device: str | None = None, warmup: bool = True,
+          report=print) -> list[PhaseResult]:
+    """Run every phase; return their results (see the module docstring)."""
+    if steps < 1:
+        raise ValueError("gpu_check needs at least one step per phase")
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be fp32, bf16 or fp16, not {precision!r}")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from styletts2.train import trainer  # noqa: F401  (registers Trainer for experiment configs)
+
+    configs = [str(REPO / c) if not Path(c).is_absolute() and (REPO / c).exists() else c
+               for c in [model_gin, *STAGE_PARTS, *(TINY_PARTS if model_gin == TINY_MODEL else [])]]
+    gin.clear_config()
+    parse_gin(configs, list(bindings))
+    slm = SLMAdversarial(**{"min_len": min(400, max_len), "max_len": min(500, max_len + 100), "skip_update": 1})
+    mel_frames = max(max_len, slm.max_len) + 20
+    ctx = _context(device, precision)
+    torch.manual_seed(0)
+    model = StyleTTS2().to(device)
+    n_tokens = model.text_encoder.embedding.num_embeddings
+    batch = synthetic_batch(batch_size, mel_frames, n_tokens).to(device)
+    report(f"gpu_check on {device} ({_device_name(device)}): batch {batch_size}, max_len {max_len}, "
+           f"utterances of {mel_frames} mel frames, {precision}, {steps} timed steps per phase")
+    results = []
+
+    def phase(name, stage, epoch):
+        try:
+            result = _run_phase(name, stage, ctx, batch, epoch, steps, device, warmup)
+        except torch.OutOfMemoryError as err:
+            raise SystemExit(f"gpu_check: OUT OF MEMORY in {name} (batch {batch_size}, max_len {max_len}, "
+                             f"{precision}): lower Trainer.batch_size or the stage's max_len. {err}") from None
+        finite = all(torch.isfinite(torch.tensor(v)) for v in result.losses.values())
+        report(f"  {name:<18} {result.steps_per_second:7.2f} steps/s  peak {result.peak_memory_gb:7.2f} GB  "
+               f"{result.syncs_per_step:6.1f} syncs/step" + ("" if finite else f"  NON-FINITE {result.losses}"))
+        if not finite:
+            raise SystemExit(2)
+        results.append(result)
+        return result
+
+    stage1 = Stage1(max_len=max_len, TMA_epoch=1, seed=0)
+    stage1.setup(model, ctx)
+    phase("stage1", stage1, 0)
+    phase("stage1 TMA", stage1, 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        first = atomic_save(make_checkpoint(model.nets), Path(tmp) / "stage1.pth")
+        del stage1
+        torch.manual_seed(0)
+        model = StyleTTS2().to(device)
+        stage2 = Stage2(str(first), max_len=max_len, diff_epoch=1, joint_epoch=2, seed=0, slm_adversarial=slm)
+        stage2.setup(model, ctx)
+    phase("stage2", stage2, 0)
+    phase("stage2 diffusion", stage2, 1)
+    joint = phase("stage2 joint (SLM)", stage2, 2)
+    if "slm_gen" not in joint.losses:
+        raise SystemExit("gpu_check: the SLM adversarial step did not run (fewer than two utterances of the batch "
+                         "are taken: raise --batch_size or bind SLMAdversarial.batch_percentage)")
+    return results
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return f"{props.name}, {props.total_memory / 2**30:.0f} GB"
+    return f"{torch.get_num_threads()} threads"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m styletts2.train.gpu_check", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=TINY_MODEL, help="model gin file (default: the tiny model)")
+    parser.add_argument("--gin_param", action="append", default=[], help="extra gin binding (repeatable)")
+    parser.add_argument("--batch_size", type=int, default=2, help="utterances per batch on one device")
+    parser.add_argument("--max_len", type=int, default=100, help="training window in mel frames (stage max_len)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per phase (after one warm-up step)")
+    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    args = parser.parse_args(argv)
+    check(args.model, args.gin_param, args.batch_size, args.max_len, args.precision, args.steps, args.device)
+    print("gpu_check: every phase ran")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
