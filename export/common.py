@@ -176,11 +176,14 @@ def converge_spectral_norms(model: nn.Module, iterations: int = 50) -> None:
                 setattr(module, hook.name, hook.compute_weight(module, do_power_iteration=False))
 
 
+def has_style_encoders(model: nn.Module) -> bool:
+    return hasattr(model, "style_encoder") and hasattr(model, "predictor_encoder")
+
+
 def graphs_for(model: nn.Module, steps: int) -> dict[str, nn.Module]:
-    graphs = build_graphs(model, steps)
-    if not model.multispeaker:  # the single-speaker sampler takes no reference style
-        graphs.pop("style_encoder", None)
-    return graphs
+    """The graphs to export. A single-speaker model's style_encoder is exported too: its sampler takes
+    no reference, but the runtime can read a clip's styles with it (alpha / beta against a reference)."""
+    return build_graphs(model, steps)
 
 
 # I/O specification ---------------------------------------------------------------------------------
@@ -214,7 +217,7 @@ def io_spec(model: nn.Module, steps: int) -> dict[str, dict[str, list[dict]]]:
             "outputs": [t("waveform", "float32", ["batch", "samples"]),
                         t("durations", "int64", ["batch", "tokens"])]},
     }
-    if model.multispeaker:
+    if has_style_encoders(model):
         spec["style_encoder"] = {"inputs": [t("mel", "float32", ["batch", 80, "frames"])],
                                  "outputs": [t("reference_style", "float32", ["batch", S2])]}
     return spec
@@ -253,11 +256,11 @@ def example_inputs(model: nn.Module, graphs: dict[str, nn.Module], steps: int, l
     step_noises = torch.randn(steps - 1, batch, 1, S2, generator=gen)
     scale = torch.tensor(1.0)
     sampler = (bert, noise, step_noises, scale)
-    if model.multispeaker:
+    if "style_encoder" in graphs:
         mel = torch.randn(batch, 80, mel_frames, generator=gen) * 2 - 4
         inputs["style_encoder"] = (mel,)
-        reference = graphs["style_encoder"](mel)
-        sampler = sampler + (reference,)
+        if model.multispeaker:
+            sampler = sampler + (graphs["style_encoder"](mel),)
     inputs["diffusion_sampler"] = sampler
     inputs["diffusion_sampler_unguided"] = sampler[:3] + sampler[4:]  # without the scale
     style = graphs["diffusion_sampler"](*sampler)

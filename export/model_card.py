@@ -135,9 +135,9 @@ def readme(info: dict, backend: str, verification: dict[str, dict[str, float]] |
         "at embedding_scale 1 (no guidance) `diffusion_sampler_unguided`, the same without the scale input, "
         "computes it in half the time",
         "3. long-form: s = blend * previous + (1 - blend) * s; "
-        + ("with a reference r: acoustic = alpha * s[:, :S] + (1 - alpha) * r[:, :S], "
-           "prosodic = beta * s[:, S:] + (1 - beta) * r[:, S:]; style = [acoustic | prosodic]"
-           if info["multispeaker"] else "style = s"),
+        + "with a reference r (from `style_encoder`): acoustic = alpha * s[:, :S] + (1 - alpha) * r[:, :S], "
+          "prosodic = beta * s[:, S:] + (1 - beta) * r[:, S:]; style = [acoustic | prosodic]"
+        + ("" if info["multispeaker"] else "; without a reference, style = s"),
         "4. `decoder`(t_en, d_en, style, speed, token_lengths, noise_seed) -> waveform, durations. "
         "Item b's audio is its first sum(durations[b]) * hop_length"
         + (f" - {info['decoder_noise']['tail_trim']}" if info["decoder_noise"]["tail_trim"] else "")

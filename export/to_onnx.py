@@ -1,5 +1,5 @@
 """Export a StyleTTS2 model to ONNX: text_encoder, diffusion_sampler (and diffusion_sampler_unguided,
-its one-pass form for embedding_scale 1), decoder (and style_encoder for multispeaker models) plus
+its one-pass form for embedding_scale 1), decoder and style_encoder (reference clips; the multispeaker sampler's reference style) plus
 model.json and a README.md model card.
 
     python export/to_onnx.py --checkpoint runs/ljspeech/stage2/last.pth --out exported/ljspeech

@@ -125,8 +125,8 @@ def test_model_json_follows_the_contract(which, request):
         assert info["defaults"] == {"embedding_scale": 1.0, "alpha": 0.3, "beta": 0.7, "speed": 1.0, "blend": 0.7}
         assert info["mel"]["n_fft"] == 2048 and info["mel"]["hop_length"] == 300
         assert info["decoder_noise"]["scheme"] == "feistel16-box-muller-v2-merged"
-        expected = {"text_encoder", "diffusion_sampler", "diffusion_sampler_unguided", "decoder"} | (
-            {"style_encoder"} if multispeaker else set())
+        # single-speaker models ship a style encoder too, for reference clips
+        expected = {"text_encoder", "diffusion_sampler", "diffusion_sampler_unguided", "decoder", "style_encoder"}
         assert set(info["graphs"]) == expected
         assert info["exported_with"]["checkpoint"] == exp["checkpoint"].name
         assert len(info["exported_with"]["gin_config_sha256"]) == 64

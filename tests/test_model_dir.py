@@ -190,7 +190,9 @@ def test_export_onnx_writes_hashes_and_a_failed_re_export_leaves_the_old_folder(
 
     fail, written[:] = False, []
     info = to_onnx.export_onnx(loaded, out, 3, verify=False)
-    assert _siblings(out) == ["exported"] and "style_encoder.onnx" not in {p.name for p in out.iterdir()}
+    assert _siblings(out) == ["exported"]
+    # the folder is the new export's alone: nothing of the previous one is left over
+    assert {p.name for p in out.iterdir()} == {g["file"] for g in info["graphs"].values()} | {"model.json", "README.md"}
     saved = json.loads((out / "model.json").read_text(encoding="utf-8"))
     assert saved["graphs"] == info["graphs"]
     for name, entry in saved["graphs"].items():
