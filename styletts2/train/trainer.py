@@ -44,10 +44,11 @@ from styletts2.data.collate import Collater
 from styletts2.data.dataset import SpeechDataset
 from styletts2.data.readers import read_ood_texts
 from styletts2.data.sampler import LengthBucketBatchSampler
-from styletts2.data.validate import scan_corpus
+from styletts2.data.validate import issues_file, scan_corpus
 from styletts2.model import StyleTTS2
 
 from . import distributed as dist_utils
+from .knobs import check_setting_types
 from .logger import RunningMeans, TrainLogger
 from .optim import LossScaler, MultiOptimizer
 from .stage import NonFiniteLoss, StepOutput, TrainingContext
@@ -146,6 +147,7 @@ class Trainer:
                  data_root: str | None = None, ood_data: str | None = None, resume: str | None = None,
                  max_steps: int | None = None, max_minutes: float | None = None, val_metric: str | None = None,
                  keep_epoch_checkpoints: bool = False):
+        check_setting_types("Trainer", Trainer.__init__, locals())
         if mixed_precision not in (None, "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be None, 'bf16' or 'fp16', not {mixed_precision!r}")
         if epochs < 1 or batch_size < 1 or max_nonfinite_in_a_row < 1 or validate_every_epochs < 1:
@@ -194,6 +196,9 @@ class Trainer:
         its report, waiting as long as that takes (a large corpus outlasts the group's timeout)."""
         report = dist_utils.share_from_main(lambda: scan_corpus(path, root=self.data_root))
         self.logger.info(f"corpus {path}: {report.summary()}")
+        if self.env.is_main:
+            self.logger.info(f"corpus {path}: every rejected entry (file:line, reason) is listed in "
+                             f"{report.write(issues_file(self.run_dir, path))}")
         if not report.good:
             raise ValueError(f"corpus {path} has no usable clip")
         return report.good
