@@ -294,6 +294,16 @@ def test_upstream_optimizer_groups():
         build_multi_optimizer(modules, ["nope"])
 
 
+def test_module_lr_overrides_one_module_rate_and_keeps_its_kind():
+    modules = _toy_modules()
+    opt = build_multi_optimizer(modules, bert_lr=1e-5, ft_lr=2e-5, module_lr={"a": 3e-3, "decoder": 4e-3})
+    a, b, dec, bert = (opt.optimizers[n].param_groups[0] for n in ("a", "b", "decoder", "bert"))
+    assert (a["lr"], a["betas"]) == (3e-3, UPSTREAM_BETAS) and b["lr"] == 1e-4
+    assert (dec["lr"], dec["betas"]) == (4e-3, (0.0, 0.99)) and bert["lr"] == 1e-5
+    with pytest.raises(KeyError, match="no module"):
+        build_multi_optimizer(modules, module_lr={"nope": 1e-3})
+
+
 def test_upstream_betas_are_what_onecycle_leaves_behind():
     """Upstream wraps AdamW(betas=(0, 0.99)) in a OneCycleLR it never steps; its constructor sets beta1."""
     p = [torch.nn.Parameter(torch.zeros(2))]

@@ -316,7 +316,7 @@ def build_multi_optimizer(model, names: Iterable[str] | None = None, lr: float =
                           bert_lr: float | None = None, ft_lr: float | None = None,
                           betas: tuple[float, float] = UPSTREAM_BETAS, eps: float = 1e-9,
                           weight_decay: float = 1e-4, ctx: TrainingContext | None = None,
-                          scheduler: bool = True) -> MultiOptimizer:
+                          scheduler: bool = True, module_lr: dict[str, float] | None = None) -> MultiOptimizer:
     """Upstream's optimiser set: an AdamW per module of `model` (a StyleTTS2 or {name: module}).
 
     names: the modules to optimise (default: all).
@@ -325,21 +325,29 @@ def build_multi_optimizer(model, names: Iterable[str] | None = None, lr: float =
     ft_lr: None (stage 1) or stage 2's rate for decoder and style_encoder (1e-5; 1e-4 when
         fine-tuning), with betas (0.0, 0.99).
     scheduler: give every optimiser `build_scheduler(optimizer)` (constant unless bound otherwise).
+    module_lr: {module: rate} overriding the rate above for those modules (betas and weight decay
+        as theirs would be). Not upstream's: Adam moves a weight by about its rate per step, so on a
+        short budget a module that must move far (the duration head) needs a rate of its own.
     """
     nets = model.nets if hasattr(model, "nets") else dict(model)
     names = list(nets) if names is None else list(names)
-    missing = [n for n in names if n not in nets]
+    missing = [n for n in [*names, *(module_lr or {})] if n not in nets]
     if missing:
         raise KeyError(f"model has no module(s) {missing}; it has {sorted(nets)}")
     optimizers = {}
     for name in names:
         params = nets[name].parameters()
-        if name == "bert" and bert_lr is not None:
-            optimizers[name] = build_optimizer(params, lr=bert_lr, betas=BERT_BETAS, eps=eps,
-                                               weight_decay=BERT_WEIGHT_DECAY)
-        elif name in FT_MODULES and ft_lr is not None:
-            optimizers[name] = build_optimizer(params, lr=ft_lr, betas=FT_BETAS, eps=eps, weight_decay=weight_decay)
+        if module_lr and name in module_lr:
+            lr_here = module_lr[name]
+            bert_here, ft_here = (lr_here if bert_lr is not None else None), (lr_here if ft_lr is not None else None)
         else:
-            optimizers[name] = build_optimizer(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+            lr_here, bert_here, ft_here = lr, bert_lr, ft_lr
+        if name == "bert" and bert_here is not None:
+            optimizers[name] = build_optimizer(params, lr=bert_here, betas=BERT_BETAS, eps=eps,
+                                               weight_decay=BERT_WEIGHT_DECAY)
+        elif name in FT_MODULES and ft_here is not None:
+            optimizers[name] = build_optimizer(params, lr=ft_here, betas=FT_BETAS, eps=eps, weight_decay=weight_decay)
+        else:
+            optimizers[name] = build_optimizer(params, lr=lr_here, betas=betas, eps=eps, weight_decay=weight_decay)
     schedulers = {name: build_scheduler(opt) for name, opt in optimizers.items()} if scheduler else None
     return MultiOptimizer(optimizers, schedulers, ctx=ctx, modules={n: nets[n] for n in names})
