@@ -25,7 +25,7 @@ from .hifigan import HARMONIC_NUM, SAMPLING_RATE, VOICED_THRESHOLD, AdaINResBloc
     multi_receptive_field
 from .norms import weight_norm
 from .nsf import SourceModuleHnNSF
-from .stft import STFT
+from .stft import STFT, at_least_float32
 
 LRELU_SLOPE = 0.1
 
@@ -87,7 +87,7 @@ class ISTFTNetGenerator(nn.Module):
         x = self.conv_post(F.leaky_relu(x))  # default slope 0.01 here, as upstream
         # float32 from here on: CUDA autocast would run exp in float32 but sin in half precision,
         # and the inverse STFT needs one dtype (see stft.py).
-        x = x.float()
+        x, = at_least_float32(x)
         magnitude = torch.exp(x[:, :self.n_bins])
         phase = torch.sin(x[:, self.n_bins:])
         return self.stft.inverse(magnitude, phase)

@@ -9,7 +9,7 @@ Two interchangeable backends, chosen by `backend`:
 Neither backend has state-dict entries (upstream's window is a plain attribute), so the bases and
 the window are non-persistent buffers.
 
-Both directions compute in float32 whatever their inputs' dtype: under mixed precision the
+Both directions compute in float32 at least (float64 stays float64): under mixed precision the
 decoder hands in half-precision tensors, which `torch.polar` refuses (it needs one dtype, and has no
 bf16 kernel), cuFFT only takes for power-of-two sizes, and the overlap-add would lose the waveform's
 low bits to.
@@ -21,6 +21,15 @@ import torch.nn.functional as F
 from torch import nn
 
 BACKENDS = ("torch", "conv")
+
+
+def at_least_float32(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensors in one dtype, float32 at least: half precision goes up to float32, float64 (the
+    precise parity path) stays float64."""
+    dtype = torch.float32
+    for t in tensors:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return tuple(t.to(dtype) for t in tensors)
 
 
 def _dft_bases(n_fft: int, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,7 +81,7 @@ class STFT(nn.Module):
         self._backend = value
 
     def transform(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = x.float()
+        x, = at_least_float32(x)
         if self.backend == "torch":
             spec = torch.stft(x, self.n_fft, self.hop_length, self.n_fft, window=self.window, return_complex=True)
             return spec.abs(), spec.angle()
@@ -83,7 +92,7 @@ class STFT(nn.Module):
         return torch.sqrt(real * real + imag * imag), torch.atan2(imag, real)
 
     def inverse(self, magnitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
-        magnitude, phase = magnitude.float(), phase.float()
+        magnitude, phase = at_least_float32(magnitude, phase)
         if self.backend == "torch":
             spec = torch.polar(magnitude, phase)
             wav = torch.istft(spec, self.n_fft, self.hop_length, self.n_fft, window=self.window)
