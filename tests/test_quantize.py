@@ -48,7 +48,7 @@ def test_model_json_records_precision_and_quality(exports):
     fp32, int8 = exports
     assert json.loads((fp32 / "model.json").read_text())["precision"] == {
         "text_encoder": "fp32", "diffusion_sampler": "fp32", "diffusion_sampler_unguided": "fp32",
-        "decoder": "fp32"}  # single speaker: no style_encoder
+        "decoder": "fp32", "style_encoder": "fp32"}  # single speaker too: for reference clips
     record = json.loads((int8 / "model.json").read_text())["precision"]
     assert record["text_encoder"] == "fp32" and record["diffusion_sampler"] == "fp32"
     decoder = record["decoder"]
