@@ -5,20 +5,17 @@ batch (exact in exact arithmetic: the mean loss over the union is the mean of th
 means), that a non-finite loss on one rank makes every rank skip, and that the Trainer under DDP
 keeps the ranks' parameters identical with only rank 0 writing the checkpoint.
 """
-import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from ddp_ranks import WORLD, join_as_rank, run_ranks
 
 from styletts2.checkpoint import torch_load
 from styletts2.train.optim import build_multi_optimizer
 from styletts2.train.stage import NonFiniteLoss
 
 REPO = Path(__file__).resolve().parents[1]
-WORLD = 2
 STEPS = 3
 
 
@@ -35,9 +32,7 @@ def _loss(modules, x, y):
 
 
 def _worker(rank: int, port: int, out: str, corpus: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
+    join_as_rank(rank, port)
     import gin
     from test_trainer import toy_bindings  # registers @ToyStage
 
@@ -78,20 +73,13 @@ def _worker(rank: int, port: int, out: str, corpus: str) -> None:
     shutdown_distributed()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     from test_trainer import write_corpus
 
     out = tmp_path_factory.mktemp("ddp")
     corpus = write_corpus(out / "corpus")
-    mp.start_processes(_worker, args=(_free_port(), str(out), str(corpus)), nprocs=WORLD, start_method="spawn")
-    return out, [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
+    return out, run_ranks(_worker, out, str(corpus))
 
 
 def test_ranks_equal_one_process_on_the_union_batch(ddp_run):

@@ -5,18 +5,16 @@ counters, while each restores its own stage generators (seeded seed + rank), whi
 that cannot see the checkpoint rank 0 chose (a node-local run folder) stops every rank at once."""
 import os
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from ddp_ranks import join_as_rank, run_ranks
 
 from styletts2.checkpoint import torch_load
 
 REPO = Path(__file__).resolve().parents[1]
-WORLD = 2
 CONFIG = ["gin/model/tiny.gin", "gin/stage/random_init.gin", "gin/stage/tiny_adversaries.gin", "gin/stage/stage1.gin"]
 
 
@@ -51,9 +49,7 @@ def _fit(corpus: Path, run_dir: str, max_steps: int, cwd: Path | None = None) ->
 
 
 def _worker(rank: int, port: int, out: str, corpus: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
+    join_as_rank(rank, port)
     from styletts2.train.distributed import init_distributed, shutdown_distributed
 
     init_distributed("cpu", timeout_minutes=1)  # a rank left waiting fails the test instead of hanging it
@@ -74,20 +70,13 @@ def _worker(rank: int, port: int, out: str, corpus: str) -> None:
     shutdown_distributed()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     from test_trainer import write_corpus
 
     out = tmp_path_factory.mktemp("ddp_resume")
     corpus = write_corpus(out / "corpus", n_train=4, n_val=0)
-    mp.start_processes(_worker, args=(_free_port(), str(out), str(corpus)), nprocs=WORLD, start_method="spawn")
-    return out, [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
+    return out, run_ranks(_worker, out, str(corpus))
 
 
 def _equal_states(a: dict, b: dict) -> list[str]:

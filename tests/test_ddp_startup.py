@@ -1,24 +1,19 @@
 """Start-up under DDP (two gloo processes, issue 15): rank 0 scans a corpus once and the other
 ranks receive its report, waiting longer than the process group's timeout allows a barrier;
 an error on rank 0 stops the waiting ranks at once."""
-import os
-import socket
 import time
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from ddp_ranks import join_as_rank, run_ranks
 
-WORLD = 2
 GROUP_TIMEOUT_S = 2.0  # the process group's own timeout in this test
 SCAN_S = 5.0           # rank 0's scan takes longer than that
 
 
 def _worker(rank: int, port: int, out: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
+    join_as_rank(rank, port)
     from test_trainer import ToyStage
 
     from styletts2.data.readers import Record
@@ -59,17 +54,10 @@ def _worker(rank: int, port: int, out: str) -> None:
     distributed.shutdown_distributed()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp_startup")
-    mp.start_processes(_worker, args=(_free_port(), str(out)), nprocs=WORLD, start_method="spawn")
-    return out, [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
+    return out, run_ranks(_worker, out)
 
 
 def test_rank0_scans_once_and_the_others_wait_past_the_group_timeout(ranks):
