@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.out} holds an earlier run; give a new --out (the benchmark starts from nothing)")
 
     from styletts2.audio.io import load_wav
+    from styletts2.data.make_corpus import first_clip
     from styletts2.evaluate import Evaluator
     from styletts2.train.recipe import Recipe, RecipeError
 
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"teacher: PER against the text {teacher_scores['per_text']:.3f}, DNSMOS {teacher_scores['dnsmos_ovrl']:.2f}",
           flush=True)
 
+    clip = first_clip(corpus)  # a training clip of the same voice, for the clip-style scores
     recipe, rows, started = Recipe(corpus, out, args.minutes, threads=args.threads), [], time.time()
 
     def after_segment(index: int, checkpoint: Path) -> None:
@@ -135,7 +137,6 @@ def main(argv: list[str] | None = None) -> int:
             result = subprocess.run([sys.executable, *recipe_args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         if result.returncode != 0:
             raise RecipeError(f"export of {checkpoint} failed with exit code {result.returncode}; see {recipe.log}")
-        clip = sorted((corpus / "wavs").glob("*.wav"))[0]  # a training clip of the same voice
         for style, reference in (("sampled", None), ("clip", clip)):
             waves, rate = synthesize_export(export, texts, args.threads, reference)
             s = score(evaluator, waves, rate, texts, teacher)

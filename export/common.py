@@ -15,7 +15,7 @@ import gin
 import torch
 from torch import Tensor, nn
 
-from export.wrappers import build_graphs, prepare_for_export
+from export.wrappers import build_graphs, has_style_encoders, prepare_for_export
 from styletts2.errors import UserError, add_debug_flag
 
 
@@ -139,7 +139,7 @@ def load_for_export(args: argparse.Namespace) -> LoadedModel:
                if not hasattr(model, n)]
     if missing:
         raise ExportError(f"the model lacks the inference module(s) {missing}")
-    if model.multispeaker and not (hasattr(model, "style_encoder") and hasattr(model, "predictor_encoder")):
+    if model.multispeaker and not has_style_encoders(model):
         raise ExportError("a multispeaker model needs style_encoder and predictor_encoder for its reference style")
     origin = "checkpoint" if "sigma_data" in meta else "gin config"
     print(f"sigma_data = {model.diffusion.sigma_data:.6g} (from the {origin})", flush=True)
@@ -174,10 +174,6 @@ def converge_spectral_norms(model: nn.Module, iterations: int = 50) -> None:
                 for _ in range(iterations):
                     hook.compute_weight(module, do_power_iteration=True)
                 setattr(module, hook.name, hook.compute_weight(module, do_power_iteration=False))
-
-
-def has_style_encoders(model: nn.Module) -> bool:
-    return hasattr(model, "style_encoder") and hasattr(model, "predictor_encoder")
 
 
 def graphs_for(model: nn.Module, steps: int) -> dict[str, nn.Module]:

@@ -408,6 +408,11 @@ class StyleEncoderGraph(nn.Module):
         return torch.cat([self.style_encoder(mel), self.predictor_encoder(mel)], dim=1)
 
 
+def has_style_encoders(model: nn.Module) -> bool:
+    """Whether the model can read a reference clip's styles (its style_encoder graph)."""
+    return hasattr(model, "style_encoder") and hasattr(model, "predictor_encoder")
+
+
 def build_graphs(model: nn.Module, steps: int) -> dict[str, nn.Module]:
     """{graph name: wrapper} for a model already passed through `prepare_for_export`."""
     graphs = {
@@ -416,6 +421,6 @@ def build_graphs(model: nn.Module, steps: int) -> dict[str, nn.Module]:
         "diffusion_sampler_unguided": UnguidedSamplerGraph(model, steps),
         "decoder": DecoderGraph(model),
     }
-    if hasattr(model, "style_encoder") and hasattr(model, "predictor_encoder"):
+    if has_style_encoders(model):
         graphs["style_encoder"] = StyleEncoderGraph(model)
     return {name: graph.eval() for name, graph in graphs.items()}

@@ -48,7 +48,7 @@ def _scores(text: str, wavs: dict[str, Path]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from .audio.io import save_wav
-    from .data.make_corpus import SAMPLE_RATE, speak_as_corpus
+    from .data.make_corpus import SAMPLE_RATE, first_clip, speak_as_corpus
     from .train.recipe import Recipe, RecipeError
 
     parser = argparse.ArgumentParser(prog="python -m styletts2.demo", description=__doc__.split("\n")[0])
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     # The same text with both styles read from a training clip instead of sampled by the style
     # diffusion, which a short budget trains least (the learning benchmark scores both ways).
     clip_wav = out / "demo_clip_style.wav"
-    clip = sorted((corpus / "wavs").glob("*.wav"))[0]
+    clip = first_clip(corpus)
     _run("synthesize, styles from a clip", ["-m", "styletts2.runtime", args.text, "-m", str(exported), "-o",
                                             str(clip_wav), "--seed", "0", "--reference", str(clip), "--alpha", "0",
                                             "--beta", "0"], timings)

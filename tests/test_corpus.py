@@ -149,3 +149,12 @@ def test_speak_as_corpus_is_the_corpus_voice(tmp_path):
     assert len(spoken) == len(recorded)
     assert np.abs(spoken - recorded).max() < 1e-3  # PCM-16 rounding
     assert np.abs(speak_as_corpus(text, seed=1)[:len(recorded)] - recorded).max() > 0.01  # another speaker
+
+
+def test_first_clip_is_the_first_by_name_and_an_empty_corpus_is_named(tmp_path):
+    (tmp_path / "wavs").mkdir()
+    with pytest.raises(FileNotFoundError, match="no clips in"):
+        mc.first_clip(tmp_path)
+    for name in ("SPK00-0002.wav", "SPK00-0000.wav", "SPK00-0001.wav"):
+        (tmp_path / "wavs" / name).write_bytes(b"")
+    assert mc.first_clip(tmp_path).name == "SPK00-0000.wav"

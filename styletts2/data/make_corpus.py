@@ -206,6 +206,14 @@ def speak_as_corpus(text: str, voice: str = DEFAULT_VOICES[0], seed: int = 0,
     return resample(wave, rate, SAMPLE_RATE)
 
 
+def first_clip(corpus: str | Path) -> Path:
+    """The corpus's first clip (by name): a reference clip of its first speaker's voice."""
+    clips = sorted(Path(corpus, "wavs").glob("*.wav"))
+    if not clips:
+        raise FileNotFoundError(f"no clips in {Path(corpus, 'wavs')}")
+    return clips[0]
+
+
 def plan_clips(n: int, speakers: Sequence[Speaker], rng: np.random.Generator) -> list[Clip]:
     """Speakers in turn; sentences in a seeded order, reused only once all were used."""
     order: list[int] = []

@@ -336,18 +336,14 @@ def build_multi_optimizer(model, names: Iterable[str] | None = None, lr: float =
         raise KeyError(f"model has no module(s) {missing}; it has {sorted(nets)}")
     optimizers = {}
     for name in names:
-        params = nets[name].parameters()
-        if module_lr and name in module_lr:
-            lr_here = module_lr[name]
-            bert_here, ft_here = (lr_here if bert_lr is not None else None), (lr_here if ft_lr is not None else None)
+        if name == "bert" and bert_lr is not None:
+            rate, module_betas, decay = bert_lr, BERT_BETAS, BERT_WEIGHT_DECAY
+        elif name in FT_MODULES and ft_lr is not None:
+            rate, module_betas, decay = ft_lr, FT_BETAS, weight_decay
         else:
-            lr_here, bert_here, ft_here = lr, bert_lr, ft_lr
-        if name == "bert" and bert_here is not None:
-            optimizers[name] = build_optimizer(params, lr=bert_here, betas=BERT_BETAS, eps=eps,
-                                               weight_decay=BERT_WEIGHT_DECAY)
-        elif name in FT_MODULES and ft_here is not None:
-            optimizers[name] = build_optimizer(params, lr=ft_here, betas=FT_BETAS, eps=eps, weight_decay=weight_decay)
-        else:
-            optimizers[name] = build_optimizer(params, lr=lr_here, betas=betas, eps=eps, weight_decay=weight_decay)
+            rate, module_betas, decay = lr, betas, weight_decay
+        rate = (module_lr or {}).get(name, rate)
+        optimizers[name] = build_optimizer(nets[name].parameters(), lr=rate, betas=module_betas, eps=eps,
+                                           weight_decay=decay)
     schedulers = {name: build_scheduler(opt) for name, opt in optimizers.items()} if scheduler else None
     return MultiOptimizer(optimizers, schedulers, ctx=ctx, modules={n: nets[n] for n in names})
