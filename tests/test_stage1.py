@@ -173,3 +173,20 @@ def test_stage1_experiments_bind_upstream_values(path, epochs, max_len, tma):
     assert gin.query_parameter("MultiResolutionSTFTLoss.weight") == 5.0
     assert gin.query_parameter("build_multi_optimizer.lr") == 1e-4
     assert gin.query_parameter("load_pretrained_parts.allow_random_init") == ("tiny" in path)
+
+
+def test_cached_frozen_targets_before_tma_only(clips, monkeypatch):
+    """Stage1.cache_frozen_targets: before TMA the second step on the same clips runs neither the
+    aligner nor the pitch extractor; from TMA the aligner runs (and trains) again."""
+    model, stage = make_stage(cache_frozen_targets=True)
+    batch = Collater()(clips[:2])
+    stage.train_step(batch, 0, 0)
+    monkeypatch.setattr(model.text_aligner, "forward", lambda *a, **k: pytest.fail("aligner ran again"))
+    monkeypatch.setattr(model.pitch_extractor, "forward", lambda *a, **k: pytest.fail("pitch extractor ran again"))
+    before = snapshot(model)
+    out = stage.train_step(batch, 0, 1)
+    assert set(out.losses) == {"mel"} and changed(before, model) == {"text_encoder", "style_encoder", "decoder"}
+    monkeypatch.undo()
+    before = snapshot(model)
+    stage.train_step(batch, 1, 2)
+    assert "text_aligner" in changed(before, model)

@@ -303,3 +303,29 @@ def test_stage2_experiments_bind_upstream_values(path, values):
         common["build_multi_optimizer.ft_lr"] = 1e-5
     for name, value in {**common, **values}.items():
         assert gin.query_parameter(name) == value, name
+
+
+def test_cached_frozen_targets_give_the_same_alignment_and_skip_the_aligner(first_stage, batch, monkeypatch):
+    """Stage2.cache_frozen_targets: the path comes from the eval-mode aligner without random <unk>
+    masking, and once every clip is cached neither the aligner nor the pitch extractor runs."""
+    model, stage = make_stage(first_stage[0], cache_frozen_targets=True)
+    stage._set_modes()
+    asr, path, _, _ = stage._alignment(batch)
+    _, attention, align_lengths = aligner_attention(model.text_aligner, batch.mels, batch.mel_lengths, batch.tokens,
+                                                    batch.token_lengths, mask_unk=False)
+    assert torch.equal(path, monotonic_path(attention, batch.token_lengths, align_lengths))
+    with torch.no_grad():
+        t_en = model.text_encoder(batch.tokens, batch.token_lengths, text_padding_mask(batch.tokens, batch.token_lengths))
+    assert torch.equal(asr, t_en @ path)
+
+    model, stage = make_stage(first_stage[0], cache_frozen_targets=True)
+    stage.train_step(batch, 0, 0)
+    monkeypatch.setattr(model.text_aligner, "forward", lambda *a, **k: pytest.fail("aligner ran again"))
+    monkeypatch.setattr(model.pitch_extractor, "forward", lambda *a, **k: pytest.fail("pitch extractor ran again"))
+    out = stage.train_step(batch, 0, 1)
+    assert not out.skipped and all(torch.isfinite(torch.tensor(v)) for v in out.losses.values())
+
+
+def test_fine_tuning_never_caches_the_aligner():
+    assert "cache_frozen_targets" not in FinetuneStage.__init__.__code__.co_varnames
+    assert FinetuneStage.finetune and Stage2(cache_frozen_targets=True).cache is not None

@@ -25,6 +25,7 @@ from .batch_ops import (MIN_STYLE_FRAMES, StageRandom, aligner_attention, coin, 
                         full_precision, global_min, log_validation_sample, monotonic_path, prosody_targets,
                         text_padding_mask)
 from .distributed import broadcast_buffers
+from .frozen_targets import FrozenTargetCache
 from .optim import build_multi_optimizer
 from .pretrained import load_pretrained_parts, load_wavlm
 from .stage import StepOutput, TrainingContext
@@ -45,13 +46,16 @@ class Stage1:
     soft_attention_p: probability of decoding from the soft attention rather than the hard path.
     seed: seed of the stage's generators; None = drawn from the global RNG at setup (the trainer
         seeds it), plus the rank.
+    cache_frozen_targets: before TMA, compute each clip's alignment and F0 once and reuse them
+        (`FrozenTargetCache`: faster, not upstream's per-step computation). Off by default.
     """
 
     name = "stage1"
 
     def __init__(self, max_len: int = 400, TMA_epoch: int = 50, soft_attention_p: float = 0.5,
-                 seed: int | None = None):
+                 seed: int | None = None, cache_frozen_targets: bool = False):
         self.max_len = max_len
+        self.cache = FrozenTargetCache() if cache_frozen_targets else None
         self.TMA_epoch = TMA_epoch
         self.soft_attention_p = soft_attention_p
         self.seed = seed
@@ -82,12 +86,16 @@ class Stage1:
         tma = epoch >= self.TMA_epoch
         g = self.rng.cpu
 
+        cached = self.cache is not None and not tma
         with self.ctx.autocast():
-            # Before TMA the aligner is not trained: no graph through it.
-            with torch.set_grad_enabled(tma):
-                s2s_logits, attention, align_lengths = aligner_attention(
-                    m.text_aligner, batch.mels, batch.mel_lengths, batch.tokens, batch.token_lengths)
-            path = monotonic_path(attention, batch.token_lengths, align_lengths)
+            if cached:
+                attention, path = self.cache.alignment(m.text_aligner, batch)
+            else:
+                # Before TMA the aligner is not trained: no graph through it.
+                with torch.set_grad_enabled(tma):
+                    s2s_logits, attention, align_lengths = aligner_attention(
+                        m.text_aligner, batch.mels, batch.mel_lengths, batch.tokens, batch.token_lengths)
+                path = monotonic_path(attention, batch.token_lengths, align_lengths)
             t_en = m.text_encoder(batch.tokens, batch.token_lengths,
                                   text_padding_mask(batch.tokens, batch.token_lengths))
             asr = t_en @ (attention if coin(g, self.soft_attention_p) else path).to(t_en.dtype)
@@ -100,10 +108,13 @@ class Stage1:
         wav = crop.waves(batch.waves, device)
         # Multispeaker: style from another window, so the decoder cannot copy it from its target.
         st = draw_crop(batch.mel_lengths, None, g).mels(batch.mels) if m.multispeaker else gt
-        f0_real, n_real = prosody_targets(m.pitch_extractor, gt)
-        # Train mode updated its BatchNorm statistics from this rank's shard: keep rank 0's on every
-        # rank, as upstream's (DDP-wrapped) pitch extractor does.
-        broadcast_buffers(m.pitch_extractor)
+        if cached:
+            f0_real, n_real = self.cache.prosody(m.pitch_extractor, batch, crop, gt)
+        else:
+            f0_real, n_real = prosody_targets(m.pitch_extractor, gt)
+            # Train mode updated its BatchNorm statistics from this rank's shard: keep rank 0's on
+            # every rank, as upstream's (DDP-wrapped) pitch extractor does.
+            broadcast_buffers(m.pitch_extractor)
         with self.ctx.autocast():
             s = m.style_encoder(st.unsqueeze(1))
             y_rec = m.decoder(crop.aligned(asr), f0_real, n_real, s)

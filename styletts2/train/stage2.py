@@ -41,6 +41,7 @@ from .batch_ops import (MIN_STYLE_FRAMES, StageRandom, aligner_attention, coin, 
                         full_precision, global_min, log_validation_sample, monotonic_path, prosody_targets, randint,
                         text_padding_mask, utterance_styles)
 from .distributed import all_ranks_agree
+from .frozen_targets import FrozenTargetCache
 from .optim import build_multi_optimizer
 from .pretrained import load_pretrained_parts, load_wavlm
 from .slm_adversarial import SLMAdversarial
@@ -86,6 +87,8 @@ class Stage2:
         are the loss objects' `weight` bindings.
     slm_adversarial: the SLM adversarial settings (`SLMAdversarial`, upstream's slmadv_params).
     seed: seed of the stage's generators; None = drawn from the global RNG at setup, plus the rank.
+    cache_frozen_targets: compute each clip's alignment and F0 once and reuse them while the aligner
+        and pitch extractor are frozen (`FrozenTargetCache`; not when fine-tuning). Off by default.
     """
 
     name = "stage2"
@@ -93,7 +96,8 @@ class Stage2:
 
     def __init__(self, first_stage_checkpoint: str | None = None, max_len: int = 400, diff_epoch: int = 20,
                  joint_epoch: int = 50, estimate_sigma_data: bool = True,
-                 lambda_diff: float = 1.0, slm_adversarial: SLMAdversarial | None = None, seed: int | None = None):
+                 lambda_diff: float = 1.0, slm_adversarial: SLMAdversarial | None = None, seed: int | None = None,
+                 cache_frozen_targets: bool = False):
         if joint_epoch < diff_epoch:
             raise ValueError(f"joint_epoch ({joint_epoch}) must not come before diff_epoch ({diff_epoch}): the SLM "
                              "adversarial step samples styles from the diffusion model")
@@ -104,6 +108,7 @@ class Stage2:
         self.estimate_sigma_data = estimate_sigma_data
         self.slm_adversarial = slm_adversarial if slm_adversarial is not None else SLMAdversarial()
         self.seed = seed
+        self.cache = FrozenTargetCache() if cache_frozen_targets and not self.finetune else None
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -147,6 +152,10 @@ class Stage2:
         """(asr, hard path, s2s logits, attention); the last two only when the aligner trains."""
         m, g = self.model, self.rng.cpu
         text_mask = text_padding_mask(batch.tokens, batch.token_lengths)
+        if self.cache is not None:
+            _, path = self.cache.alignment(m.text_aligner, batch)
+            with torch.no_grad():  # as below: the text encoder trains only when fine-tuning
+                return m.text_encoder(batch.tokens, batch.token_lengths, text_mask) @ path, path, None, None
         with torch.set_grad_enabled(self.finetune):
             s2s_logits, attention, align_lengths = aligner_attention(
                 m.text_aligner, batch.mels, batch.mel_lengths, batch.tokens, batch.token_lengths,
@@ -208,7 +217,8 @@ class Stage2:
         real = crop.waves(batch.waves, device).unsqueeze(1)
         # Multispeaker stage 2 takes both styles from another window of the utterance.
         st = draw_crop(batch.mel_lengths, None, g).mels(batch.mels) if m.multispeaker and not self.finetune else gt
-        f0_real, n_real = prosody_targets(m.pitch_extractor, gt)
+        f0_real, n_real = (prosody_targets(m.pitch_extractor, gt) if self.cache is None
+                           else self.cache.prosody(m.pitch_extractor, batch, crop, gt))
         with ctx.autocast():
             s_dur = m.predictor_encoder(st.unsqueeze(1))
             with torch.set_grad_enabled(real_target):  # the style encoder trains with the decoder

@@ -1,0 +1,81 @@
+"""Per-clip cache of what frozen networks compute from a clip alone: the text aligner's attention and
+monotonic path, and the pitch extractor's F0. Off by default (gin `Stage1.cache_frozen_targets`,
+`Stage2.cache_frozen_targets`): a speed-up for small budgets, not upstream's computation.
+
+Both are computed once per clip, over the whole clip, by the network in eval mode:
+- Alignment: the attention and monotonic path with no random `<unk>` masking and no dropout, the
+  aligner's best guess. Upstream recomputes it every step, with dropout (stage 1, train mode) or
+  random `<unk>` tokens (stage 2), so its alignment varies from step to step around this one.
+- F0: cropped from the whole clip's. Upstream runs the pitch extractor on each training window (in
+  train mode in stage 1: batch statistics); the values differ near the window's edges and by the
+  batch-norm statistics used.
+
+On this 2-core CPU the aligner and pitch extractor take a third of a learning-benchmark stage-1
+step (bench/README.md).
+"""
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+import torch
+from torch import nn
+
+from styletts2.audio.mel import log_norm
+
+from .batch_ops import Crop, aligner_attention, monotonic_path, prosody_targets
+
+T = TypeVar("T")
+
+
+class FrozenTargetCache:
+    """Keyed by the clip's path (`Batch.paths`); tensors stay on the device they were made on."""
+
+    def __init__(self):
+        self._alignments: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._f0: dict[str, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self._alignments) + len(self._f0)
+
+    def alignment(self, aligner: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(attention, path), each [B, T_text, T_align] padded as `aligner_attention` pads them."""
+        if any(p not in self._alignments for p in batch.paths):
+            with torch.no_grad():
+                _, attention, align_lengths = _in_eval_mode(aligner, lambda: aligner_attention(
+                    aligner, batch.mels, batch.mel_lengths, batch.tokens, batch.token_lengths, mask_unk=False))
+                path = monotonic_path(attention, batch.token_lengths, align_lengths)
+            for i, key in enumerate(batch.paths):
+                t, a = int(batch.token_lengths[i]), int(align_lengths[i])
+                self._alignments[key] = (attention[i, :t, :a].clone(), path[i, :t, :a].clone())
+            return attention, path
+        shape = (len(batch.paths), batch.tokens.shape[1], batch.mels.shape[-1] // 2)
+        return (self._padded(shape, [self._alignments[p][0] for p in batch.paths]),
+                self._padded(shape, [self._alignments[p][1] for p in batch.paths]))
+
+    def prosody(self, pitch_extractor: nn.Module, batch, crop: Crop, gt: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(F0, log energy) of the window `gt` = crop.mels(batch.mels), as `prosody_targets` returns
+        them, with F0 cut from the whole clip's."""
+        for i, key in enumerate(batch.paths):
+            if key not in self._f0:
+                mel = batch.mels[i:i + 1, :, :int(batch.mel_lengths[i])]
+                self._f0[key] = _in_eval_mode(pitch_extractor, lambda: prosody_targets(pitch_extractor, mel)[0][0])
+        frames = batch.mels.shape[-1]
+        f0 = torch.stack([nn.functional.pad(self._f0[p], (0, frames - self._f0[p].shape[-1])) for p in batch.paths])
+        return crop.mels(f0.unsqueeze(1)).squeeze(1), log_norm(gt.unsqueeze(1)).squeeze(1)
+
+    @staticmethod
+    def _padded(shape: tuple[int, int, int], items: list[torch.Tensor]) -> torch.Tensor:
+        out = items[0].new_zeros(shape)
+        for i, x in enumerate(items):
+            out[i, :x.shape[0], :x.shape[1]] = x
+        return out
+
+
+def _in_eval_mode(module: nn.Module, fn: Callable[[], T]) -> T:
+    was_training = module.training
+    module.eval()
+    try:
+        return fn()
+    finally:
+        module.train(was_training)
