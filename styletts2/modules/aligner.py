@@ -215,14 +215,24 @@ class ASRS2S(nn.Module):
 
 @gin.configurable
 class ASRCNN(nn.Module):
-    """The text aligner. Defaults are the released `Utils/ASR/config.yml` values."""
+    """The text aligner. Defaults are the released `Utils/ASR/config.yml` values.
+
+    token_row_offset: which decoder step's attention row the stages read as token i's: step i + 1
+        in upstream (1, its `s2s_attn[..., 1:]`), or step i (0), the step whose output is trained to
+        predict token i. Not a weight: the checkpoint is the same either way. On the learning
+        benchmark's aligner, step i put espeak-ng's word starts 74 ms off against 99 ms for step i + 1
+        (bench/README.md).
+    """
 
     # The encoder halves the frame rate once: alignment frames are 2 mel frames (600 samples).
     n_down = 1
 
     def __init__(self, input_dim: int = 80, hidden_dim: int = 256, n_token: int = 178,
-                 n_layers: int = 6, token_embedding_dim: int = 512):
+                 n_layers: int = 6, token_embedding_dim: int = 512, token_row_offset: int = 1):
         super().__init__()
+        if token_row_offset not in (0, 1):
+            raise ValueError(f"token_row_offset must be 0 or 1, got {token_row_offset}")
+        self.token_row_offset = token_row_offset
         if hidden_dim % 8:
             raise ValueError(f"hidden_dim must be a multiple of 8 (GroupNorm with 8 groups), "
                              f"got {hidden_dim}")

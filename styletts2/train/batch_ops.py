@@ -81,14 +81,16 @@ def run_aligner(aligner: nn.Module, mels: torch.Tensor, mel_lengths: torch.Tenso
     """Run the text aligner, teacher-forced on `tokens`.
 
     The aligner's decoder makes one more step than there are tokens (it starts from a begin
-    symbol). Step i predicts token i, so the logits keep the first T_text steps; the attention
-    rows are taken from step 1 on, so row i is where token i sits (upstream's pairing of both).
+    symbol). Step i predicts token i, so the logits keep the first T_text steps. The attention rows
+    start at the aligner's `token_row_offset`: step 1 in upstream (row i is step i + 1's attention),
+    step 0 if bound so (row i is the attention of the step that predicts token i).
     """
     frames = (mels.shape[-1] + ALIGN_FRAME - 1) // ALIGN_FRAME
     align_lengths = (mel_lengths // ALIGN_FRAME).to(mels.device)
     frame_padding = length_to_mask(align_lengths, frames)
     ctc_logits, s2s_logits, attention = aligner(mels, frame_padding, tokens, mask_unk=mask_unk)
-    attention = attention[:, 1:, :]
+    offset = getattr(aligner, "token_row_offset", 1)
+    attention = attention[:, offset:offset + tokens.shape[1], :]
     valid = mask_from_lens(attention, token_lengths, align_lengths).bool()
     return AlignerOutputs(ctc_logits, s2s_logits[:, :tokens.shape[1]], attention.masked_fill(~valid, 0.0),
                           align_lengths)
