@@ -109,6 +109,7 @@ def calibrate_speed(eager, feeds: dict[str, np.ndarray], target_frames: int) -> 
     import torch
 
     from export.wrappers import padding_mask
+    from styletts2.modules.prosody_predictor import frames_per_token
 
     torch.set_grad_enabled(False)
     graph = eager.graphs["decoder"]
@@ -119,12 +120,12 @@ def calibrate_speed(eager, feeds: dict[str, np.ndarray], target_frames: int) -> 
     prosodic = style[:, graph.style_dim:]
     d = graph.duration_encoder(d_en, prosodic, lengths, mask)
     x = graph.duration_lstm(d, lengths, mask)
-    expected = torch.sigmoid(graph.predictor.duration_proj(x)).sum(dim=-1)[0].numpy()
+    expected = graph.predictor.expected_frames(x)[0]
 
     # Frame counts over a fine log grid of speeds; of the speeds closest to the target, take the
     # middle one: away from a rounding step, a backend's last-bit differences cannot flip a duration.
     speeds = np.geomspace(1e-2, 1e3, 20001).astype(np.float32)
-    frames = np.maximum(np.round(expected[None, :] / speeds[:, None]), 1).sum(axis=1)
+    frames = frames_per_token(expected[None, :] / torch.from_numpy(speeds)[:, None]).sum(dim=1).numpy()
     best = np.flatnonzero(np.abs(frames - target_frames) == np.abs(frames - target_frames).min())
     return float(speeds[best[len(best) // 2]])
 

@@ -10,14 +10,14 @@ from pathlib import Path
 from torch import nn
 
 from export.common import LoadedModel
-from export.wrappers import DECODER_NOISE_DOC, HIFIGAN_TAIL_TRIM
+from export.wrappers import DECODER_NOISE_DOC
 from styletts2.audio import mel as mel_frontend
 # imported before any checkpoint's gin config is parsed, so its corpus_normalizer bindings are read
 from styletts2.data.readers import corpus_normalizer
+from styletts2.graph_contract import FORMAT_VERSION, MODEL_JSON
 from styletts2.text.sentences import BERT_MAX_POSITIONS
 from styletts2.text.symbols import PAD_ID, SYMBOL_TO_ID, SYMBOLS
 
-FORMAT_VERSION = 1
 LANGUAGE = "en-us"  # the phonemizer language the exported graphs are driven with
 DEFAULTS = {"embedding_scale": 1.0, "alpha": 0.3, "beta": 0.7, "speed": 1.0, "blend": 0.7}
 
@@ -77,15 +77,15 @@ def model_json(loaded: LoadedModel, steps: int, spec: dict, extension: str, opse
                        "preserve_punctuation": True, "with_stress": True},
         "text_normalizer": text_normalizer_entry(),
         "multispeaker": bool(model.multispeaker),
-        "style_dim": int(model.diffusion.unet.channels // 2),
-        "decoder_type": "hifigan" if "hifigan" in type(model.decoder).__name__.lower() else "istftnet",
+        "style_dim": int(model.style_dim),
+        "decoder_type": model.decoder_type,
         "sigma_data": float(model.diffusion.sigma_data),
         "diffusion_steps": int(steps),
         "bert_max_positions": BERT_MAX_POSITIONS,
         "defaults": dict(DEFAULTS),
         "mel": mel_config(),
         "decoder_noise": {**DECODER_NOISE_DOC, "harmonic_phase": "float64",
-                          "tail_trim": HIFIGAN_TAIL_TRIM if "hifigan" in type(model.decoder).__name__.lower() else 0},
+                          "tail_trim": int(model.tail_trim)},
         "graphs": {name: {"file": f"{name}.{extension}", **io} for name, io in spec.items()},
         "precision": {name: "fp32" for name in spec},
         "exported_with": {
@@ -188,7 +188,7 @@ def record_graph_hashes(out_dir: Path, info: dict) -> None:
 def save_model_card(out_dir: Path, info: dict, backend: str,
                     verification: dict[str, dict[str, float]] | None = None) -> None:
     record_graph_hashes(out_dir, info)
-    (out_dir / "model.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out_dir / MODEL_JSON).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out_dir / "README.md").write_text(readme(info, backend, verification), encoding="utf-8")
 
 

@@ -6,7 +6,7 @@
 Exports the model (ONNX and TorchScript, into --out or a temporary directory), then for token
 sequences of each length: every graph fed identical inputs (max abs error per output against eager;
 durations must be equal), and the whole chain run in each backend (waveform SNR in dB against the
-eager chain). Also reports the eager export wrappers against the eager `Synthesizer` pipeline.
+eager chain). Also reports the eager export wrappers against the eager `TorchSynthesizer` pipeline.
 
 The waveform is ill-conditioned in float32: the NSF source integrates the predicted F0 into a phase,
 and the iSTFTNet reads the raw STFT phase of that source, which jumps by 2 pi where a bin crosses
@@ -36,7 +36,7 @@ import torch
 from export.common import add_arguments, build_random_model, graphs_for, io_spec, load_for_export
 from export.to_onnx import export_onnx, ort_session
 from export.to_torchscript import export_torchscript
-from export.wrappers import HIFIGAN_TAIL_TRIM, noise_direction, source_noise
+from export.wrappers import noise_direction, source_noise
 from styletts2.errors import run_guarded
 
 GRAPH_ORDER = ("style_encoder", "text_encoder", "diffusion_sampler", "diffusion_sampler_unguided", "decoder")
@@ -158,18 +158,18 @@ def item_waves(wave: torch.Tensor, durations: torch.Tensor, hop: int, trim: int)
 @torch.no_grad()
 def synthesizer_reference(model, ids: list[int], noise, noise_generator_seed: int, steps: int, scale: float,
                           speed: float, seed: int, reference=None) -> torch.Tensor:
-    """The eager `Synthesizer.synthesize_tokens` waveform with the graphs' noises: the sampler's step
+    """The eager `TorchSynthesizer.synthesize_tokens` waveform with the graphs' noises: the sampler's step
     noises drawn from a generator seeded `noise_generator_seed` (see `step_noises_from`), the decoder's
     source noise (drawn by `torch.randn_like` in SineGen) replaced by `source_noise(seed)`."""
-    from styletts2.inference import SynthesisOptions, Synthesizer
+    from styletts2.inference import TorchSynthesisOptions, TorchSynthesizer
 
     direction = noise_direction(model.decoder)
 
     def randn_like(x):
         return source_noise(torch.tensor(seed), x.shape[0], x.shape[1], direction)
 
-    syn = Synthesizer(model, phonemizer=object(), device="cpu")
-    options = SynthesisOptions(diffusion_steps=steps, embedding_scale=scale, speed=speed)
+    syn = TorchSynthesizer(model, phonemizer=object(), device="cpu")
+    options = TorchSynthesisOptions(diffusion_steps=steps, embedding_scale=scale, speed=speed)
     deterministic = model.decoder.deterministic
     model.decoder.deterministic = False  # draw (i.e. take) the patched noise
     try:
@@ -195,8 +195,8 @@ def parity_rows(model, graphs, backends, token_counts, steps, speed, seed=0, sca
     """One row per (token count, backend): max abs error per graph output with the eager graph's inputs,
     durations equal, end-to-end SNR."""
     gen = torch.Generator().manual_seed(seed)
-    S2 = model.diffusion.unet.channels
-    hop, trim = model.hop_length, (HIFIGAN_TAIL_TRIM if "hifigan" in type(model.decoder).__name__.lower() else 0)
+    S2 = 2 * model.style_dim
+    hop, trim = model.hop_length, model.tail_trim
     eager, fp64 = EagerBackend(graphs), Float64Backend(graphs)
     rows = []
     for n in token_counts:
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--f0-bias", type=float, default=150.0,
                         help="random models only: Hz added to the F0 projection's bias, so the harmonic source is "
                              "voiced (random F0 sits near 0 Hz, below the 10 Hz voicing threshold); default 150")
-    parser.add_argument("--skip-reference", action="store_true", help="skip the Synthesizer comparison")
+    parser.add_argument("--skip-reference", action="store_true", help="skip the TorchSynthesizer comparison")
     args = parser.parse_args(argv)
     return run_guarded("parity_report.py", lambda: _report(args), debug=args.debug, exit_code=1)
 
@@ -317,7 +317,7 @@ def voice(model, args) -> None:
 
 @torch.no_grad()
 def reference_table(args, token_counts, speed) -> str:
-    """Eager export wrappers vs eager Synthesizer on the unprepared model (torch STFT; harmonic phase in
+    """Eager export wrappers vs eager TorchSynthesizer on the unprepared model (torch STFT; harmonic phase in
     float64 and in upstream's float32): SNR in dB, durations equal, style max abs error."""
     from styletts2.model import load_model
 
@@ -337,8 +337,8 @@ def reference_table(args, token_counts, speed) -> str:
         model = fresh()
         model.decoder.generator.m_source.l_sin_gen.precise_phase = precise
         gen = torch.Generator().manual_seed(args.seed + 1)
-        S2 = model.diffusion.unet.channels
-        hop, trim = model.hop_length, (HIFIGAN_TAIL_TRIM if "hifigan" in type(model.decoder).__name__.lower() else 0)
+        S2 = 2 * model.style_dim
+        hop, trim = model.hop_length, model.tail_trim
         for n in token_counts:
             ids = random_ids(n, gen)
             tokens, lengths = batch_tokens([ids])
@@ -350,7 +350,7 @@ def reference_table(args, token_counts, speed) -> str:
             reference = out["style_encoder"][0] if mel is not None else None
             want = synthesizer_reference(model, ids, noise, n, args.steps, 1.0, speed, n, reference)
             wave = item_waves(out["decoder"][0], out["decoder"][1], hop, trim)[0]
-            label = "Synthesizer, torch STFT, phase " + ("float64" if precise else "float32")
+            label = "TorchSynthesizer, torch STFT, phase " + ("float64" if precise else "float32")
             lines.append(f"| {n} | {label} | {snr_db(want, wave):.1f} | {want.numel() == wave.numel()} |")
     return "\n".join(lines)
 

@@ -1,6 +1,6 @@
 """Export-friendly forms of StyleTTS2's inference graphs (the contract in the export README/model.json).
 
-Each wrapper computes what `styletts2.inference.Synthesizer.synthesize_tokens` computes for its part,
+Each wrapper computes what `styletts2.inference.TorchSynthesizer.synthesize_tokens` computes for its part,
 written with ops that trace into graphs with dynamic batch and length axes:
 
 - lengths never leave the graph as Python numbers: masks come from `arange < length` comparisons and
@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from styletts2.modules.norms import fold_norms
 from styletts2.modules.nsf import SineGen
+from styletts2.modules.prosody_predictor import frames_per_token
 from styletts2.modules.stft import STFT
 
 # Source-noise hash: a 4-round Feistel network on 16-bit halves with a squaring round function.
@@ -32,7 +33,6 @@ from styletts2.modules.stft import STFT
 _HALF = 2 ** 16
 _WORD = 2 ** 32
 _FEISTEL_ROUNDS = 4
-HIFIGAN_TAIL_TRIM = 50  # the HiFi-GAN models' last samples click (upstream's LibriTTS demo cuts them)
 
 DECODER_NOISE_DOC = {
     "scheme": "feistel16-box-muller-v2-merged",
@@ -363,8 +363,7 @@ class DecoderGraph(nn.Module):
         self.duration_lstm = MaskedBiLSTM(model.predictor.lstm)
         self.decoder = model.decoder
         self.register_buffer("noise_direction", noise_direction(model.decoder), persistent=False)
-        self.style_dim = model.diffusion.unet.channels // 2
-        self.hifigan = "hifigan" in type(model.decoder).__name__.lower()
+        self.style_dim = model.style_dim
 
     def forward(self, t_en: Tensor, d_en: Tensor, style: Tensor, speed: Tensor, token_lengths: Tensor,
                 noise_seed: Tensor) -> tuple[Tensor, Tensor]:
@@ -373,23 +372,19 @@ class DecoderGraph(nn.Module):
 
         d = self.duration_encoder(d_en, prosodic, token_lengths, mask)
         x = self.duration_lstm(d, token_lengths, mask)
-        expected = torch.sigmoid(self.predictor.duration_proj(x)).sum(dim=-1) / speed
-        durations = torch.round(expected).clamp(min=1).long().masked_fill(mask, 0)
+        durations = frames_per_token(self.predictor.expected_frames(x) / speed).masked_fill(mask, 0)
 
         # x @ one-hot alignment copies values exactly (x * 1 plus zeros), like repeat_interleave,
         # and keeps the channel axis static for ONNX shape inference (a gather does not).
         alignment = alignment_matrix(durations).to(d.dtype)
         en = d.transpose(-1, -2) @ alignment
         asr = t_en @ alignment
-        if self.hifigan:  # trained on alignments one frame late
-            en = torch.cat([en[..., :1], en[..., :-1]], dim=-1)
-            asr = torch.cat([asr[..., :1], asr[..., :-1]], dim=-1)
+        en, asr = self.decoder.delay_aligned(en), self.decoder.delay_aligned(asr)
         F0, N = self.predictor.prosody(en, prosodic)
         batch, samples, _ = self.decoder.noise_shape(F0)
         noise = source_noise(noise_seed, batch, samples, self.noise_direction).to(F0.dtype)
         wave = self.decoder(asr, F0, N, acoustic, noise=noise).squeeze(1)
-        if self.hifigan:
-            wave = wave[:, :-HIFIGAN_TAIL_TRIM]
+        wave = self.decoder.trim_tail(wave)
         return wave, durations
 
 

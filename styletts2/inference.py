@@ -34,12 +34,11 @@ from .text.sentences import BERT_MAX_POSITIONS
 from .text.tokenizer import Tokenizer
 
 # HiFi-GAN models leave a click in their last samples; upstream's LibriTTS demo cuts them.
-HIFIGAN_TAIL_TRIM = 50
 
 
-@gin.configurable
+@gin.configurable("SynthesisOptions")  # the gin name it has always had
 @dataclass
-class SynthesisOptions:
+class TorchSynthesisOptions:
     """Knobs of one synthesis call (all bindable by gin, all overridable per call)."""
 
     diffusion_steps: int = 5        # sampler schedule length: num_steps - 1 ADPM2 iterations
@@ -50,7 +49,7 @@ class SynthesisOptions:
     blend: float = 0.7              # long-form: weight of the previous piece's style
     trim_reference_db: float = 30.0  # reference clips are trimmed of silence below this (librosa)
 
-    def replace(self, **overrides) -> SynthesisOptions:
+    def replace(self, **overrides) -> TorchSynthesisOptions:
         """A copy with the non-None `overrides`, every option checked against its documented range
         (`styletts2.synthesis_limits.OPTION_RANGES`; ValueError naming the option)."""
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
@@ -68,14 +67,14 @@ class PieceResult:
     durations: torch.Tensor   # [tokens] frames per token
 
 
-class Synthesizer:
+class TorchSynthesizer:
     """Synthesis with a StyleTTS2 model (`styletts2.model.StyleTTS2`, inference modules present).
 
     normalize: normalize text before phonemizing it (see the module docstring); False reads it as
         written. `normalizer` is the normalizer in use (None: none).
     """
 
-    def __init__(self, model, phonemizer=None, options: SynthesisOptions | None = None,
+    def __init__(self, model, phonemizer=None, options: TorchSynthesisOptions | None = None,
                  device: str | torch.device | None = None, normalize: bool = True):
         missing = [n for n in ("bert", "bert_encoder", "predictor", "decoder", "text_encoder", "diffusion")
                    if not hasattr(model, n)]
@@ -83,14 +82,13 @@ class Synthesizer:
             raise ValueError(f"model lacks the inference module(s) {missing}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
-        self.options = options or SynthesisOptions()
+        self.options = options or TorchSynthesisOptions()
         check_options(self.options)
         self._phonemizer = phonemizer
         # built now, under the gin config the model was loaded with; in the default phonemizer's language
         self.normalizer = corpus_normalizer(language=getattr(phonemizer, "language", LANGUAGE)) if normalize else None
         self.tokenizer = Tokenizer()
-        self.style_dim = model.diffusion.unet.channels // 2  # styles are [acoustic | prosodic]
-        self.hifigan = "hifigan" in type(model.decoder).__name__.lower()
+        self.style_dim = model.style_dim  # styles are [acoustic | prosodic]
 
     # Text ----------------------------------------------------------------------------------------
 
@@ -134,7 +132,7 @@ class Synthesizer:
     # One piece -----------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def synthesize_tokens(self, ids: list[int], options: SynthesisOptions, reference: torch.Tensor | None = None,
+    def synthesize_tokens(self, ids: list[int], options: TorchSynthesisOptions, reference: torch.Tensor | None = None,
                           previous_style: torch.Tensor | None = None, noise: torch.Tensor | None = None,
                           step_noises: torch.Tensor | None = None,
                           generator: torch.Generator | None = None) -> PieceResult:
@@ -170,12 +168,10 @@ class Synthesizer:
         check_piece_frames(int(durations.sum()))  # before the decoder allocates for them
         en = d.transpose(-1, -2).repeat_interleave(durations, dim=-1)  # == d^T @ one-hot alignment
         asr = t_en.repeat_interleave(durations, dim=-1)
-        if self.hifigan:  # the HiFi-GAN models were trained on alignments one frame late
-            en, asr = _delay_one_frame(en), _delay_one_frame(asr)
+        en, asr = model.decoder.delay_aligned(en), model.decoder.delay_aligned(asr)
         F0, N = model.predictor.prosody(en, prosodic)
         wave = model.decoder(asr, F0, N, acoustic).reshape(-1)
-        if self.hifigan:
-            wave = wave[:-HIFIGAN_TAIL_TRIM]
+        wave = model.decoder.trim_tail(wave)
         return PieceResult(wave, torch.cat([acoustic, prosodic], dim=1), durations)
 
     # Text in, audio out --------------------------------------------------------------------------
@@ -211,8 +207,3 @@ def _check_reference(wave: np.ndarray) -> None:
     peak = float(np.abs(wave).max())
     if peak < SILENT_REFERENCE_PEAK:
         raise ValueError(f"the reference clip is silent (peak {peak:.1e}): give a clip of the voice speaking")
-
-
-def _delay_one_frame(x: torch.Tensor) -> torch.Tensor:
-    """Shift [B, C, F] right by one frame, repeating the first frame."""
-    return torch.cat([x[..., :1], x[..., :-1]], dim=-1)

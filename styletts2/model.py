@@ -53,7 +53,6 @@ class StyleTTS2(nn.Module):
             raise ValueError(f"unknown module name(s) {sorted(unknown)}; choose from {MODULE_NAMES}")
         self.multispeaker = multispeaker
         self.sample_rate = sample_rate
-        self.decoder_type = getattr(decoder, "decoder_type", decoder.__name__)
         builders = {
             "bert": PLBert,
             "bert_encoder": lambda: nn.Linear(self.bert.config.hidden_size, hidden_dim),
@@ -86,6 +85,28 @@ class StyleTTS2(nn.Module):
     def hop_length(self) -> int:
         """Waveform samples per alignment (text-frame) step: two mel frames of 300 samples."""
         return 600
+
+    # Facts synthesis needs, in one place (inference, export wrappers, model card, parity report).
+
+    @property
+    def decoder_type(self) -> str:
+        """The decoder's kind, "istftnet" or "hifigan" (what `model.json` records)."""
+        return self.decoder.decoder_type
+
+    @property
+    def alignment_delay(self) -> int:
+        """Frames the aligned decoder inputs are shifted late (1 for the HiFi-GAN models)."""
+        return self.decoder.alignment_delay
+
+    @property
+    def tail_trim(self) -> int:
+        """Samples cut from the end of every waveform (50 for the HiFi-GAN models)."""
+        return self.decoder.tail_trim
+
+    @property
+    def style_dim(self) -> int:
+        """Width of each half of a style vector [acoustic | prosodic] (the diffusion samples both)."""
+        return self.diffusion.unet.channels // 2
 
     def manifest(self) -> list[tuple[str, str, str, str]]:
         return manifest_rows(self.nets)

@@ -44,3 +44,31 @@ def test_inference_subset_and_bad_names():
 def test_cli_requires_a_config():
     with pytest.raises(SystemExit):
         main([])
+
+
+@pytest.mark.parametrize("config, facts", [
+    ("gin/model/tiny.gin", ("istftnet", 0, 0, 32)),
+    ("gin/model/tiny_multispeaker.gin", ("hifigan", 1, 50, None)),
+])
+def test_synthesis_facts_come_from_the_model(config, facts):
+    """Decoder kind, alignment delay, tail trim and style width are the model's, read by every
+    synthesis path (inference, export wrappers, model card, parity report)."""
+    import torch
+    parse_gin([config])
+    model = StyleTTS2(modules=("bert", "diffusion", "decoder"))
+    kind, delay, trim, style_dim = facts
+    assert (model.decoder_type, model.alignment_delay, model.tail_trim) == (kind, delay, trim)
+    assert model.style_dim == (style_dim or model.style_dim) and 2 * model.style_dim == model.diffusion.unet.channels
+    x = torch.arange(12.0).reshape(1, 2, 6)
+    delayed = model.decoder.delay_aligned(x)
+    assert delayed.shape == x.shape
+    assert torch.equal(delayed, x if not delay else torch.cat([x[..., :1], x[..., :-1]], dim=-1))
+    assert model.decoder.trim_tail(torch.zeros(3, 100)).shape == (3, 100 - trim)
+
+
+def test_durations_round_half_to_even_and_are_at_least_one_frame():
+    import torch
+    from styletts2.modules.prosody_predictor import frames_per_token
+    expected = torch.tensor([0.0, 0.2, 0.5, 1.5, 2.5, 2.51, 7.0])
+    assert frames_per_token(expected).tolist() == [1, 1, 1, 2, 2, 3, 7]
+    assert frames_per_token(expected).dtype == torch.long

@@ -86,7 +86,30 @@ class StyleDecoder(nn.Module):
     `upsample_initial_channel` channels. Upstream hard-codes the widths 1024 (`hidden_dim`) and
     64 (`asr_res_dim`); they are arguments here only so that tests can build small models.
     `asr_res` reads `dim_in` channels (upstream hard-codes 512, the same at upstream's sizes).
+
+    What synthesis must know about a decoder, as class attributes (read through `StyleTTS2`):
+    decoder_type: the name `model.json` records ("istftnet" / "hifigan").
+    alignment_delay: frames by which the aligned inputs are shifted late before decoding (the HiFi-GAN
+        models were trained on alignments one frame late).
+    tail_trim: samples cut from the end of the waveform (the HiFi-GAN models' last samples click;
+        upstream's LibriTTS demo cuts 50).
     """
+
+    decoder_type = ""
+    alignment_delay = 0
+    tail_trim = 0
+
+    def delay_aligned(self, x: torch.Tensor) -> torch.Tensor:
+        """Aligned inputs [B, C, F] as this decoder was trained on them: `alignment_delay` frames
+        late, the first frame repeated in front."""
+        d = self.alignment_delay
+        if not d:
+            return x
+        return torch.cat([x[..., :1]] * d + [x[..., :-d]], dim=-1)  # slices and a concat: exports as before
+
+    def trim_tail(self, wave: torch.Tensor) -> torch.Tensor:
+        """Cut `tail_trim` samples from the end of [..., samples]."""
+        return wave[..., :-self.tail_trim] if self.tail_trim else wave
 
     def __init__(self, dim_in: int, style_dim: int, upsample_initial_channel: int, hidden_dim: int,
                  asr_res_dim: int):
@@ -198,6 +221,10 @@ class HiFiGANDecoder(StyleDecoder):
 
     `dim_out` is accepted for config compatibility and unused (as upstream).
     """
+
+    decoder_type = "hifigan"
+    alignment_delay = 1
+    tail_trim = 50
 
     def __init__(self, dim_in: int = 512, style_dim: int = 128, dim_out: int = 80,
                  resblock_kernel_sizes=(3, 7, 11), upsample_rates=(10, 5, 3, 2),

@@ -98,6 +98,8 @@ class ISTFTNetDecoder(StyleDecoder):
     """StyleTTS2's iSTFTNet decoder (LJSpeech config). `dim_out` is accepted for config
     compatibility and unused (as upstream)."""
 
+    decoder_type = "istftnet"
+
     def __init__(self, dim_in: int = 512, style_dim: int = 128, dim_out: int = 80,
                  resblock_kernel_sizes=(3, 7, 11), upsample_rates=(10, 6), upsample_initial_channel: int = 512,
                  resblock_dilation_sizes=((1, 3, 5), (1, 3, 5), (1, 3, 5)), upsample_kernel_sizes=(20, 12),

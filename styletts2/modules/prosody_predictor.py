@@ -82,6 +82,12 @@ def _prosody_branch(d_hid: int, style_dim: int, dropout: float) -> nn.ModuleList
     ])
 
 
+def frames_per_token(expected: torch.Tensor) -> torch.Tensor:
+    """Upstream's rounding of expected durations (already divided by the speed) to whole frames:
+    round half to even, at least 1 (long). Every synthesis path rounds through here."""
+    return torch.round(expected).clamp(min=1).long()
+
+
 @gin.configurable
 class ProsodyPredictor(nn.Module):
     """Durations (max_dur ordinal logits per token) and F0 / energy curves from text features.
@@ -150,11 +156,15 @@ class ProsodyPredictor(nn.Module):
         A per-utterance `speed` tensor must broadcast against [B, T] (shape [B, 1]).
         """
         x = self.lstm(d)[0] if lengths is None else packed_lstm(self.lstm, d, lengths)
-        expected = torch.sigmoid(self.duration_proj(x)).sum(dim=-1) / speed
-        frames = torch.round(expected).clamp(min=1).long()
+        frames = frames_per_token(self.expected_frames(x) / speed)
         if lengths is not None:
             frames = frames.masked_fill(length_to_mask(lengths, d.shape[1]).to(frames.device), 0)
         return frames
+
+    def expected_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """The duration LSTM's output [B, T, d_hid] -> expected frames per token [B, T] (float):
+        the sum of the ordinal head's sigmoids."""
+        return torch.sigmoid(self.duration_proj(x)).sum(dim=-1)
 
     def prosody(self, en: torch.Tensor, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """en [B, d_hid + style_dim, F] (d aligned to frames) -> F0 [B, 2F], N [B, 2F]."""
