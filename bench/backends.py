@@ -152,7 +152,7 @@ def int8_decoder(model_dir: Path, config, out_dir: Path, feeds: dict[str, dict[s
 
 
 class SynthesizerBackend(Backend):
-    """The library's own torch path, `styletts2.inference.Synthesizer.synthesize_tokens`, on a model
+    """The library's own torch path, `styletts2.inference.TorchSynthesizer.synthesize_tokens`, on a model
     NOT prepared for export (weight-norm hooks, packed LSTMs, torch.stft, float32 harmonic source,
     source noise drawn by torch): what a torch user runs. Its source noise is its own, so its audio
     is not compared sample by sample; its durations are (same predictor weights and inputs).
@@ -163,10 +163,10 @@ class SynthesizerBackend(Backend):
     name = "torch"
 
     def __init__(self, model: nn.Module, steps: int):
-        from styletts2.inference import SynthesisOptions, Synthesizer
+        from styletts2.inference import TorchSynthesisOptions, TorchSynthesizer
 
-        self.synthesizer = Synthesizer(model, phonemizer=object(), device="cpu")
-        self.options = SynthesisOptions(diffusion_steps=steps)
+        self.synthesizer = TorchSynthesizer(model, phonemizer=object(), device="cpu")
+        self.options = TorchSynthesisOptions(diffusion_steps=steps)
         self.marks: dict[str, float] = {}
         model.bert_encoder.register_forward_hook(lambda *_: self._mark("text_encoder"))
         sample = model.diffusion.sample

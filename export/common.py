@@ -16,6 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from export.wrappers import build_graphs, has_style_encoders, prepare_for_export
+from styletts2 import graph_contract
+from styletts2.graph_contract import MODEL_JSON
 from styletts2.errors import UserError, add_debug_flag
 
 
@@ -59,7 +61,7 @@ def staged_export(out_dir: Path) -> Iterator[Path]:
     if out_dir.exists():
         if not out_dir.is_dir():
             raise ExportError(f"--out {out_dir} is a file; give a folder")
-        if any(out_dir.iterdir()) and not (out_dir / "model.json").is_file():
+        if any(out_dir.iterdir()) and not (out_dir / MODEL_JSON).is_file():
             raise ExportError(f"--out {out_dir} holds files but no model.json: an export replaces its folder "
                               "whole, so give a new or empty folder")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -185,38 +187,11 @@ def graphs_for(model: nn.Module, steps: int) -> dict[str, nn.Module]:
 # I/O specification ---------------------------------------------------------------------------------
 
 def io_spec(model: nn.Module, steps: int) -> dict[str, dict[str, list[dict]]]:
-    """{graph: {"inputs": [...], "outputs": [...]}} with names, dtypes and shapes (axis names or sizes)."""
-    S2 = model.diffusion.unet.channels
-    C = model.text_encoder.embedding.embedding_dim
-    E = model.bert.config.hidden_size
-
-    def t(name, dtype, shape):
-        return {"name": name, "dtype": dtype, "shape": list(shape)}
-
-    sampler_inputs = [t("bert", "float32", ["batch", "tokens", E]), t("noise", "float32", ["batch", 1, S2]),
-                      t("step_noises", "float32", [steps - 1, "batch", 1, S2]),
-                      t("embedding_scale", "float32", [])]
-    if model.multispeaker:
-        sampler_inputs.append(t("reference_style", "float32", ["batch", S2]))
-    spec = {
-        "text_encoder": {
-            "inputs": [t("tokens", "int64", ["batch", "tokens"]), t("token_lengths", "int64", ["batch"])],
-            "outputs": [t("t_en", "float32", ["batch", C, "tokens"]), t("bert", "float32", ["batch", "tokens", E]),
-                        t("d_en", "float32", ["batch", C, "tokens"])]},
-        "diffusion_sampler": {"inputs": sampler_inputs, "outputs": [t("style", "float32", ["batch", S2])]},
-        "diffusion_sampler_unguided": {"inputs": [i for i in sampler_inputs if i["name"] != "embedding_scale"],
-                                       "outputs": [t("style", "float32", ["batch", S2])]},
-        "decoder": {
-            "inputs": [t("t_en", "float32", ["batch", C, "tokens"]), t("d_en", "float32", ["batch", C, "tokens"]),
-                       t("style", "float32", ["batch", S2]), t("speed", "float32", []),
-                       t("token_lengths", "int64", ["batch"]), t("noise_seed", "int64", [])],
-            "outputs": [t("waveform", "float32", ["batch", "samples"]),
-                        t("durations", "int64", ["batch", "tokens"])]},
-    }
-    if has_style_encoders(model):
-        spec["style_encoder"] = {"inputs": [t("mel", "float32", ["batch", 80, "frames"])],
-                                 "outputs": [t("reference_style", "float32", ["batch", S2])]}
-    return spec
+    """{graph: {"inputs": [...], "outputs": [...]}} with names, dtypes and shapes (axis names or sizes):
+    the contract (`styletts2/graph_contract.py`) at this model's sizes."""
+    return graph_contract.io_spec(style_width=2 * model.style_dim, channels=model.text_encoder.embedding.embedding_dim,
+                                  bert_hidden=model.bert.config.hidden_size, steps=steps,
+                                  multispeaker=model.multispeaker, style_encoder=has_style_encoders(model))
 
 
 def dynamic_axes(spec: dict[str, list[dict]]) -> dict[str, dict[int, str]]:
@@ -245,7 +220,7 @@ def example_inputs(model: nn.Module, graphs: dict[str, nn.Module], steps: int, l
     token_lengths = torch.tensor(lengths, dtype=torch.long)
     for i, n in enumerate(lengths):
         tokens[i, n:] = 0
-    S2 = model.diffusion.unet.channels
+    S2 = 2 * model.style_dim
     inputs = {"text_encoder": (tokens, token_lengths)}
     t_en, bert, d_en = graphs["text_encoder"](tokens, token_lengths)
     noise = torch.randn(batch, 1, S2, generator=gen)

@@ -8,7 +8,7 @@ import time
 
 from .audio.io import save_wav
 from .errors import add_debug_flag, run_guarded
-from .inference import SynthesisOptions, Synthesizer
+from .inference import TorchSynthesisOptions, TorchSynthesizer
 from .model import load_model
 
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _synthesize(args: argparse.Namespace) -> int:
     model, meta = load_model(args.checkpoint, args.config, args.gin_param)
-    synthesizer = Synthesizer(model, options=SynthesisOptions(), device=args.device, normalize=not args.no_normalize)
+    synthesizer = TorchSynthesizer(model, options=TorchSynthesisOptions(), device=args.device, normalize=not args.no_normalize)
     start = time.perf_counter()
     wave = synthesizer.synthesize(args.text, reference=args.reference, seed=args.seed,
                                   diffusion_steps=args.steps, embedding_scale=args.embedding_scale,

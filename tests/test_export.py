@@ -30,7 +30,7 @@ from export.wrappers import ExportableSineGen, ExportableSTFT, MaskedBiLSTM, ali
 from styletts2.audio.io import load_wav
 from styletts2.audio.mel import log_mel_spectrogram
 from styletts2.checkpoint import atomic_save, make_checkpoint
-from styletts2.inference import SynthesisOptions as TorchOptions, Synthesizer as TorchSynthesizer
+from styletts2.inference import TorchSynthesisOptions as TorchOptions, TorchSynthesizer
 from styletts2.modules.masks import packed_lstm
 from styletts2.modules.nsf import SineGen
 from styletts2.modules.stft import STFT
@@ -226,7 +226,7 @@ def test_unguided_sampler_is_the_guided_one_at_scale_1(which, request):
         assert _max_abs(style, ref["diffusion_sampler"][0]) < 1e-5, backend.name
 
 
-# The wrappers compute what the eager Synthesizer computes ---------------------------------------------
+# The wrappers compute what the eager TorchSynthesizer computes---------------------------------------------
 
 @pytest.mark.parametrize("which", ["single", "multi"])
 def test_wrappers_match_the_synthesizer(which, request):
@@ -241,7 +241,7 @@ def test_wrappers_match_the_synthesizer(which, request):
     out = chain(exp["eager"], tokens, lengths, noise, step_noises, torch.tensor(2.0), torch.tensor(1.3),
                 torch.tensor(77), mel=mel)
     reference = out["style_encoder"][0] if mel is not None else None
-    # The prepared model in the Synthesizer: the same modules, so the same numbers, bit for bit.
+    # The prepared model in the TorchSynthesizer: the same modules, so the same numbers, bit for bit.
     want = synthesizer_reference(model, ids, noise, 11, STEPS, 2.0, 1.3, 77, reference)
     trim = 50 if model.multispeaker else 0
     assert torch.equal(item_waves(*out["decoder"], 600, trim)[0], want)

@@ -6,7 +6,7 @@ import torch
 
 from conftest import build_tiny
 from styletts2.checkpoint import atomic_save, make_checkpoint
-from styletts2.inference import SynthesisOptions, Synthesizer
+from styletts2.inference import TorchSynthesisOptions, TorchSynthesizer
 from styletts2.synthesize import main as synthesize_main
 
 TEXT = "The quick brown fox jumps over the lazy dog. It was not amused!"
@@ -14,7 +14,7 @@ TEXT = "The quick brown fox jumps over the lazy dog. It was not amused!"
 
 @pytest.fixture(scope="module")
 def synthesizer():
-    return Synthesizer(build_tiny(), device="cpu")
+    return TorchSynthesizer(build_tiny(), device="cpu")
 
 
 def test_same_seed_same_samples_and_lengths_follow_durations(synthesizer):
@@ -77,7 +77,7 @@ def test_reference_style_mixing(synthesizer):
     assert ref.shape == (1, synthesizer.style_dim * 2)
     ids = synthesizer.text_to_token_pieces("Hello there.")[0]
     noise = torch.randn(1, 1, synthesizer.style_dim * 2)
-    full_ref = synthesizer.synthesize_tokens(ids, SynthesisOptions(alpha=0.0, beta=0.0), reference=ref,
+    full_ref = synthesizer.synthesize_tokens(ids, TorchSynthesisOptions(alpha=0.0, beta=0.0), reference=ref,
                                              noise=noise, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(full_ref.style, ref)  # alpha = beta = 0: the reference's style alone
 

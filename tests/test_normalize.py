@@ -232,13 +232,13 @@ def test_runtime_normalizes_unless_told_not_to(tmp_path):
 
 def test_torch_synthesizer_uses_the_configured_normalizer():
     from conftest import build_tiny
-    from styletts2.inference import Synthesizer
+    from styletts2.inference import TorchSynthesizer
 
     model = build_tiny()
-    assert Synthesizer(model, device="cpu").normalizer == TextNormalizer("en-us")
-    assert Synthesizer(model, device="cpu", normalize=False).normalizer is None
+    assert TorchSynthesizer(model, device="cpu").normalizer == TextNormalizer("en-us")
+    assert TorchSynthesizer(model, device="cpu", normalize=False).normalizer is None
     gin.parse_config("corpus_normalizer.enabled = False")  # as a checkpoint trained without it says
-    assert Synthesizer(model, device="cpu").normalizer is None
+    assert TorchSynthesizer(model, device="cpu").normalizer is None
 
 
 def test_command_lines(capsys):

@@ -21,7 +21,7 @@ def runtime(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def torch_synth():
-    return inference.Synthesizer(build_tiny(), device="cpu")
+    return inference.TorchSynthesizer(build_tiny(), device="cpu")
 
 
 @pytest.fixture(params=["torch", "runtime"])

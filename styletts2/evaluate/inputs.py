@@ -122,11 +122,11 @@ def runtime_synthesizer(model_dir: str | os.PathLike, voice: str | None = None, 
                         threads: int | None = None) -> tuple[Callable[[str], np.ndarray], int]:
     """(text -> wave, sample rate) with an exported model on onnxruntime (styletts2.runtime).
     voice: a reference wav for the voice (multispeaker models need one)."""
-    from ..runtime import ModelDirError, Synthesizer
+    from ..runtime import ModelDirError, TorchSynthesizer
 
     _folder(model_dir, "exported model")
     try:
-        synth = Synthesizer(model_dir, providers="cpu", threads=threads)
+        synth = TorchSynthesizer(model_dir, providers="cpu", threads=threads)
     except ModelDirError as err:
         raise InputError(str(err)) from err
     return (lambda text: synth.synthesize(text, voice, seed)), synth.sample_rate
@@ -138,7 +138,7 @@ def checkpoint_synthesizer(checkpoint: str | os.PathLike, configs: list[str] = (
     """(text -> wave, sample rate) with a training checkpoint on the torch synthesizer
     (styletts2.inference). configs: model gin files / upstream config.yml (upstream checkpoints)."""
     from ..checkpoint import CheckpointError
-    from ..inference import SynthesisOptions, Synthesizer
+    from ..inference import TorchSynthesisOptions, TorchSynthesizer
     from ..model import load_model
 
     if not Path(checkpoint).is_file():
@@ -147,5 +147,5 @@ def checkpoint_synthesizer(checkpoint: str | os.PathLike, configs: list[str] = (
         model, _ = load_model(str(checkpoint), list(configs), list(bindings))
     except CheckpointError as err:
         raise InputError(str(err)) from err
-    synth = Synthesizer(model, options=SynthesisOptions(), device=device or "cpu")
+    synth = TorchSynthesizer(model, options=TorchSynthesisOptions(), device=device or "cpu")
     return (lambda text: synth.synthesize(text, reference=voice, seed=seed, diffusion_steps=steps)), model.sample_rate

@@ -29,38 +29,18 @@ import numpy as np
 import onnxruntime as ort
 
 from ..errors import UserError
+from ..graph_contract import (DECODER_TYPES, FORMAT_VERSION, GRAPH_INPUTS, GRAPH_OUTPUTS,  # noqa: F401 (re-exported)
+                              MODEL_JSON, MULTISPEAKER_SAMPLER_INPUT, REQUIRED_GRAPHS, STYLE_ENCODER,
+                              UNGUIDED_SAMPLER)
 from ..synthesis_limits import OPTION_RANGES, check_option
 from ..text.normalize import NormalizerError, TextNormalizer
 from ..text.symbols import SYMBOL_TO_ID, SYMBOLS
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-MODEL_JSON = "model.json"
-
-# Input and output names of each graph, as the export contract fixes them. The multispeaker
-# diffusion samplers take `reference_style` as well.
-GRAPH_INPUTS = {
-    "text_encoder": ("tokens", "token_lengths"),
-    "diffusion_sampler": ("bert", "noise", "step_noises", "embedding_scale"),
-    "diffusion_sampler_unguided": ("bert", "noise", "step_noises"),
-    "decoder": ("t_en", "d_en", "style", "speed", "token_lengths", "noise_seed"),
-    "style_encoder": ("mel",),
-}
-GRAPH_OUTPUTS = {
-    "text_encoder": ("t_en", "bert", "d_en"),
-    "diffusion_sampler": ("style",),
-    "diffusion_sampler_unguided": ("style",),
-    "decoder": ("waveform", "durations"),
-    "style_encoder": ("reference_style",),
-}
-MULTISPEAKER_SAMPLER_INPUT = "reference_style"
-UNGUIDED_SAMPLER = "diffusion_sampler_unguided"  # optional: the sampler at embedding_scale 1, one pass per step
-
 _PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-DECODER_TYPES = ("istftnet", "hifigan")
 DEFAULT_OPTIONS = ("embedding_scale", "alpha", "beta", "speed", "blend")
 REEXPORT = "export the model again (export/to_onnx.py)"
 
@@ -243,11 +223,11 @@ def read_model_json(model_dir: str | os.PathLike) -> ModelConfig:
 
     multispeaker = _field(data, "multispeaker", bool, where)
     graphs = _field(data, "graphs", dict, where)
-    required = ["text_encoder", "diffusion_sampler", "decoder"] + ["style_encoder"] * multispeaker
+    required = list(REQUIRED_GRAPHS) + [STYLE_ENCODER] * multispeaker
     for name in required:
         if name not in graphs:
             raise ModelDirError(f"{where}: graphs has no '{name}' entry"
-                                + (" (multispeaker models need it)" if name == "style_encoder" else ""))
+                                + (" (multispeaker models need it)" if name == STYLE_ENCODER else ""))
     for name, entry in graphs.items():
         if name not in GRAPH_INPUTS:
             continue  # e.g. a fused graph this runtime does not use

@@ -21,10 +21,11 @@ import numpy as np
 import onnxruntime as ort
 
 from ..audio.io import load_wav, resample
+from ..graph_contract import UNGUIDED_SAMPLER
 from ..text.normalize import TextNormalizer
 from ..text.tokenizer import Tokenizer
 from .mel import LogMel
-from .model_dir import (CUDA, UNGUIDED_SAMPLER, GraphSession, ModelConfig, ModelDirError, make_session_options,
+from .model_dir import (CUDA, GraphSession, ModelConfig, ModelDirError, make_session_options,
                         open_graph, read_model_json, resolve_providers)
 from ..synthesis_limits import SILENT_REFERENCE_PEAK, check_options, check_option, check_piece_frames
 from ..text.pieces import text_to_token_pieces

@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "parity"))
 from make_fixtures_aux import state_checksums  # noqa: E402
 
-from styletts2.inference import SynthesisOptions, Synthesizer  # noqa: E402
+from styletts2.inference import TorchSynthesisOptions, TorchSynthesizer  # noqa: E402
 from styletts2.model import INFERENCE_MODULES, build_model_from_config  # noqa: E402
 from styletts2.text.tokenizer import Tokenizer  # noqa: E402
 
@@ -55,8 +55,8 @@ def noises(style_channels: int):
 
 
 def run_ours(model, noise, step_noises, reference=None, alpha=0.3, beta=0.7):
-    synthesizer = Synthesizer(model, phonemizer=lambda text: "", device="cpu")
-    options = SynthesisOptions(diffusion_steps=STEPS, alpha=alpha, beta=beta)
+    synthesizer = TorchSynthesizer(model, phonemizer=lambda text: "", device="cpu")
+    options = TorchSynthesisOptions(diffusion_steps=STEPS, alpha=alpha, beta=beta)
     result = synthesizer.synthesize_tokens(TOKENS, options, reference=reference, noise=noise,
                                            step_noises=step_noises)
     return result.wave, result.durations, result.style
