@@ -137,6 +137,19 @@ def test_tprls_known_values():
     assert tprls_discriminator_loss([torch.ones(4)], [torch.zeros(4)]).item() == 0.0  # no point below
 
 
+def test_tprls_reads_nothing_on_the_host():
+    """No `if` on a tensor and no boolean indexing: a GPU step does not wait for the device here."""
+    from styletts2.train.syncs import count_syncs
+    # small scores, so the deviation stays under tau and gradients flow
+    real = [(0.05 * torch.randn(2, 50)).requires_grad_()]
+    fake = [(0.05 * torch.randn(2, 50)).requires_grad_()]
+    with count_syncs() as syncs:
+        loss = tprls_discriminator_loss(real, fake) + tprls_generator_loss(real, fake)
+        loss.backward()
+    assert syncs.total == 0, syncs.table()
+    assert torch.isfinite(real[0].grad).all() and real[0].grad.abs().sum() > 0
+
+
 class TinyDiscriminator(nn.Module):
     """Two sub-discriminators of two conv layers each, in the MPD/MSD calling convention."""
 

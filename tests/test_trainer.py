@@ -426,3 +426,13 @@ def test_checkpoints_record_the_text_normalizer(corpus, tmp_path):
     run_toy(corpus, tmp_path, epochs=1, max_steps=1)
     recorded = torch_load(tmp_path / "last.pth")["text_normalizer"]
     assert recorded == TextNormalizer("en-us").describe() and recorded["version"]
+
+
+def test_step_output_reads_every_loss_in_one_transfer():
+    from styletts2.train.stage import StepOutput
+    from styletts2.train.syncs import count_syncs
+    losses = {"mel": torch.tensor(0.5), "dur": torch.tensor([2.0]), "ce": torch.tensor(1.0, dtype=torch.float64)}
+    with count_syncs() as syncs:
+        out = StepOutput.of(losses)
+    assert out.losses == {"mel": 0.5, "dur": 2.0, "ce": 1.0} and syncs.total == 1
+    assert StepOutput.of({}).losses == {}

@@ -45,12 +45,12 @@ def lsgan_generator_loss(fake_scores: Scores) -> torch.Tensor:
 def _truncated_relativistic(first: torch.Tensor, second: torch.Tensor, tau: float) -> torch.Tensor:
     # Squared deviation of (first - second) from its median, over the points where it lies below
     # the median, capped at tau. torch.median takes the lower middle value, as upstream.
+    # Written without reading a value on the host (no `if`, no boolean indexing: a GPU step runs on).
     gap = first - second
     median = torch.median(gap)
-    below = first < second + median
-    if not bool(below.any()):  # upstream would return NaN (mean of nothing); count it as 0
-        return gap.new_zeros(())
-    deviation = torch.mean(((gap - median) ** 2)[below])
+    below = (first < second + median).to(gap.dtype)
+    count = below.sum()
+    deviation = ((gap - median) ** 2 * below).sum() / count.clamp(min=1)  # 0 where upstream's mean is NaN
     return torch.clamp(deviation, max=tau)
 
 

@@ -186,7 +186,7 @@ def prosody_targets(pitch_extractor: nn.Module, mels: torch.Tensor) -> tuple[tor
 def utterance_styles(encoder: nn.Module, mels: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
     """Style of each whole utterance [B, style_dim], one item at a time: the encoder's average
     pooling would otherwise include the padding."""
-    return torch.cat([encoder(mels[i:i + 1, :, :int(n)].unsqueeze(1)) for i, n in enumerate(mel_lengths)])
+    return torch.cat([encoder(mels[i:i + 1, :, :n].unsqueeze(1)) for i, n in enumerate(mel_lengths.tolist())])
 
 
 def full_precision(device: torch.device):

@@ -36,6 +36,14 @@ class StepOutput:
     skipped: bool = False
     reason: str = ""
 
+    @classmethod
+    def of(cls, losses: dict[str, torch.Tensor]) -> "StepOutput":
+        """The losses read to Python in one transfer (one host-device sync, not one per loss)."""
+        if not losses:
+            return cls({})
+        values = torch.stack([v.detach().float().reshape(()) for v in losses.values()]).tolist()
+        return cls(dict(zip(losses, values)))
+
 
 @dataclass
 class TrainingContext:

@@ -130,7 +130,7 @@ class Stage0Aligner:
             total = total + self.guided_attention_weight * losses["guided"]
         self.optimizer.step_on(total, TRAINED, losses=losses,
                                before_step=self._clip if self.grad_clip_value else None)
-        return StepOutput({k: v.item() for k, v in losses.items()})
+        return StepOutput.of(losses)
 
     # --- validation ----------------------------------------------------------------------------
 

@@ -170,7 +170,7 @@ class Stage0Pitch:
             f0, unvoiced = jdc.forward_with_voicing(batch.mels.unsqueeze(1), dropout=self.dropout)
         losses = self._losses(f0.float(), unvoiced.float(), batch)
         self.optimizer.step_on(losses["loss"], TRAINED, losses=losses)
-        return StepOutput({k: v.item() for k, v in losses.items()})
+        return StepOutput.of(losses)
 
     @torch.no_grad()
     def validation_step(self, batch, epoch: int) -> dict[str, float]:

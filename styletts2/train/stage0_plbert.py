@@ -163,7 +163,7 @@ class Stage0PLBert:
         self.model.train()
         losses = self._losses(batch)
         self.optimizer.step_on(sum(losses.values()), TRAINED, losses=losses)
-        return StepOutput({k: v.item() for k, v in losses.items()})
+        return StepOutput.of(losses)
 
     @torch.no_grad()
     def validation_step(self, batch: MaskedBatch, epoch: int) -> dict[str, float]:

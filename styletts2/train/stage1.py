@@ -139,7 +139,7 @@ class Stage1:
             else:
                 total, names = losses["mel"], ACOUSTIC
         self.optimizer.step_on(total, names, losses={k: v for k, v in losses.items() if k != "d_loss"})
-        return StepOutput({k: v.item() for k, v in losses.items()})
+        return StepOutput.of(losses)
 
     # --- validation ----------------------------------------------------------------------------
 

@@ -261,7 +261,7 @@ class Stage2:
                 self._slm_step(batch, step, real, reconstructed, target_styles, reference, losses)
         if self.estimate_sigma_data and self.sigma_count:
             m.diffusion.sigma_data = self.sigma_sum / self.sigma_count  # what a checkpoint records
-        return StepOutput({k: v.item() for k, v in losses.items()})
+        return StepOutput.of(losses)
 
     def _weighted_sum(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         weights = {"mel": self.stft_loss.weight, "F0": self.f0_loss.weight, "norm": self.norm_loss.weight,
