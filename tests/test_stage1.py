@@ -53,9 +53,11 @@ def changed(before, model: StyleTTS2) -> set[str]:
 
 
 def test_tiny_stage1_overfits_the_corpus(clips):
-    """(a) the mel loss on the same 4 clips falls to under half its first value."""
+    """(a) the mel loss on the same 4 clips falls to under half its first value. The frozen aligner's
+    and pitch extractor's targets are cached (the full-size pitch extractor would be a third of
+    each step); the uncached step is trained in the tests below."""
     batch = Collater()(clips[:4])
-    _, stage = make_stage(["build_multi_optimizer.lr = 5e-3"], TMA_epoch=1000)
+    _, stage = make_stage(["build_multi_optimizer.lr = 5e-3"], TMA_epoch=1000, cache_frozen_targets=True)
     losses = [stage.train_step(batch, 0, step).losses["mel"] for step in range(25)]
     assert sum(losses[-5:]) / 5 < 0.5 * losses[0], losses
 
