@@ -34,9 +34,6 @@ class FrozenTargetCache:
         self._alignments: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._f0: dict[str, torch.Tensor] = {}
 
-    def __len__(self) -> int:
-        return len(self._alignments) + len(self._f0)
-
     def alignment(self, aligner: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(attention, path), each [B, T_text, T_align] padded as `aligner_attention` pads them."""
         if any(p not in self._alignments for p in batch.paths):
