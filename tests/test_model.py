@@ -48,7 +48,7 @@ def test_cli_requires_a_config():
 
 @pytest.mark.parametrize("config, facts", [
     ("gin/model/tiny.gin", ("istftnet", 0, 0, 32)),
-    ("gin/model/tiny_multispeaker.gin", ("hifigan", 1, 50, None)),
+    ("gin/model/tiny_multispeaker.gin", ("hifigan", 1, 50, 32)),
 ])
 def test_synthesis_facts_come_from_the_model(config, facts):
     """Decoder kind, alignment delay, tail trim and style width are the model's, read by every
@@ -58,7 +58,7 @@ def test_synthesis_facts_come_from_the_model(config, facts):
     model = StyleTTS2(modules=("bert", "diffusion", "decoder"))
     kind, delay, trim, style_dim = facts
     assert (model.decoder_type, model.alignment_delay, model.tail_trim) == (kind, delay, trim)
-    assert model.style_dim == (style_dim or model.style_dim) and 2 * model.style_dim == model.diffusion.unet.channels
+    assert model.style_dim == style_dim and 2 * model.style_dim == model.diffusion.unet.channels
     x = torch.arange(12.0).reshape(1, 2, 6)
     delayed = model.decoder.delay_aligned(x)
     assert delayed.shape == x.shape
