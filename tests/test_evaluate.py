@@ -245,3 +245,15 @@ def test_cli_missing_folder_is_one_line(tmp_path):
     assert run.returncode == 2
     assert run.stderr.strip() == f"error: wav folder not found: {tmp_path / 'nowhere'}"
     assert "Traceback" not in run.stderr and run.stdout == ""
+
+
+def test_runtime_synthesizer_reads_an_exported_folder(tmp_path):
+    """`--model DIR`: the texts are synthesized by the onnxruntime runtime from the exported folder."""
+    from test_runtime import make_fake_model_dir
+    from styletts2.evaluate.inputs import runtime_synthesizer
+
+    synthesize, rate = runtime_synthesizer(make_fake_model_dir(tmp_path / "m"), threads=1)
+    wave = synthesize("Hello there.")
+    assert rate == 24000 and wave.ndim == 1 and len(wave) > 0 and np.isfinite(wave).all()
+    with pytest.raises(InputError, match="model.json"):
+        runtime_synthesizer(tmp_path, threads=1)  # a folder that is no export

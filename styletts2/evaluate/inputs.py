@@ -122,11 +122,11 @@ def runtime_synthesizer(model_dir: str | os.PathLike, voice: str | None = None, 
                         threads: int | None = None) -> tuple[Callable[[str], np.ndarray], int]:
     """(text -> wave, sample rate) with an exported model on onnxruntime (styletts2.runtime).
     voice: a reference wav for the voice (multispeaker models need one)."""
-    from ..runtime import ModelDirError, TorchSynthesizer
+    from ..runtime import ModelDirError, Synthesizer
 
     _folder(model_dir, "exported model")
     try:
-        synth = TorchSynthesizer(model_dir, providers="cpu", threads=threads)
+        synth = Synthesizer(model_dir, providers="cpu", threads=threads)
     except ModelDirError as err:
         raise InputError(str(err)) from err
     return (lambda text: synth.synthesize(text, voice, seed)), synth.sample_rate
