@@ -86,17 +86,13 @@ class StyleTTS2(nn.Module):
         """Waveform samples per alignment (text-frame) step: two mel frames of 300 samples."""
         return 600
 
-    # Facts synthesis needs, in one place (inference, export wrappers, model card, parity report).
+    # Facts synthesis needs, in one place (inference, export wrappers, model card, parity report);
+    # the decoder also shifts and trims for itself (`delay_aligned`, `trim_tail`).
 
     @property
     def decoder_type(self) -> str:
         """The decoder's kind, "istftnet" or "hifigan" (what `model.json` records)."""
         return self.decoder.decoder_type
-
-    @property
-    def alignment_delay(self) -> int:
-        """Frames the aligned decoder inputs are shifted late (1 for the HiFi-GAN models)."""
-        return self.decoder.alignment_delay
 
     @property
     def tail_trim(self) -> int:

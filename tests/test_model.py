@@ -57,7 +57,7 @@ def test_synthesis_facts_come_from_the_model(config, facts):
     parse_gin([config])
     model = StyleTTS2(modules=("bert", "diffusion", "decoder"))
     kind, delay, trim, style_dim = facts
-    assert (model.decoder_type, model.alignment_delay, model.tail_trim) == (kind, delay, trim)
+    assert (model.decoder_type, model.decoder.alignment_delay, model.tail_trim) == (kind, delay, trim)
     assert model.style_dim == style_dim and 2 * model.style_dim == model.diffusion.unet.channels
     x = torch.arange(12.0).reshape(1, 2, 6)
     delayed = model.decoder.delay_aligned(x)

@@ -89,7 +89,7 @@ def run_aligner(aligner: nn.Module, mels: torch.Tensor, mel_lengths: torch.Tenso
     align_lengths = (mel_lengths // ALIGN_FRAME).to(mels.device)
     frame_padding = length_to_mask(align_lengths, frames)
     ctc_logits, s2s_logits, attention = aligner(mels, frame_padding, tokens, mask_unk=mask_unk)
-    offset = getattr(aligner, "token_row_offset", 1)
+    offset = aligner.token_row_offset
     attention = attention[:, offset:offset + tokens.shape[1], :]
     valid = mask_from_lens(attention, token_lengths, align_lengths).bool()
     return AlignerOutputs(ctc_logits, s2s_logits[:, :tokens.shape[1]], attention.masked_fill(~valid, 0.0),
