@@ -187,7 +187,8 @@ class SynthesizerBackend(Backend):
         # dataclasses.replace, not .replace: the benchmark's calibrated speeds for random models
         # (~5-10) lie outside the range users may ask for, and these are the graphs' own feeds
         options = dataclasses.replace(self.options, speed=float(feeds["speed"]),
-                                      embedding_scale=float(feeds["embedding_scale"]))
+                                      embedding_scale=float(feeds["embedding_scale"]),
+                                      tail_frames=int(feeds["tail_frames"]))
         start = time.perf_counter()
         result = self.synthesizer.synthesize_tokens(ids, options, noise=torch.from_numpy(feeds["noise"]),
                                                     step_noises=torch.from_numpy(feeds["step_noises"]))

@@ -90,14 +90,15 @@ def synthesize_export(export_dir: Path, texts: list[str], threads: int,
                       reference: Path | None = None) -> tuple[list[np.ndarray], int]:
     """The held-out texts through the runtime: styles sampled by the style diffusion, or (reference)
     both styles read from that clip alone (alpha = beta = 0), which separates what the diffusion
-    has learnt from what the rest of the model has."""
+    has learnt from what the rest of the model has. No tail frames: the duration ratio measures
+    the learnt durations alone (and stays comparable with runs from before the option existed)."""
     from styletts2.runtime.synthesizer import Synthesizer
 
     synth = Synthesizer(export_dir, providers="cpu", threads=threads)
     if reference is None:
-        return [synth.synthesize(text, seed=0) for text in texts], synth.sample_rate
-    return ([synth.synthesize(text, reference=str(reference), seed=0, alpha=0.0, beta=0.0) for text in texts],
-            synth.sample_rate)
+        return [synth.synthesize(text, seed=0, tail_frames=0) for text in texts], synth.sample_rate
+    return ([synth.synthesize(text, reference=str(reference), seed=0, alpha=0.0, beta=0.0, tail_frames=0)
+             for text in texts], synth.sample_rate)
 
 
 def main(argv: list[str] | None = None) -> int:

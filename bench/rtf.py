@@ -72,7 +72,9 @@ def base_feeds(ids: list[int], style_width: int, steps: int, seed: int) -> dict[
             "noise": rng.standard_normal((1, 1, style_width), dtype=np.float32),
             "step_noises": rng.standard_normal((steps - 1, 1, 1, style_width), dtype=np.float32),
             "embedding_scale": np.array(1.0, dtype=np.float32), "speed": np.array(1.0, dtype=np.float32),
-            "noise_seed": np.array(seed, dtype=np.int64)}
+            "noise_seed": np.array(seed, dtype=np.int64),
+            # no tail: each sentence renders exactly the frames calibrate_speed aims at
+            "tail_frames": np.array(0, dtype=np.int64)}
 
 
 def run_chain(backend, feeds: dict[str, np.ndarray]) -> tuple[dict[str, float], dict[str, np.ndarray]]:

@@ -235,5 +235,6 @@ def example_inputs(model: nn.Module, graphs: dict[str, nn.Module], steps: int, l
     inputs["diffusion_sampler"] = sampler
     inputs["diffusion_sampler_unguided"] = sampler[:3] + sampler[4:]  # without the scale
     style = graphs["diffusion_sampler"](*sampler)
-    inputs["decoder"] = (t_en, d_en, style, torch.tensor(4.0), token_lengths, torch.tensor(1234, dtype=torch.long))
+    inputs["decoder"] = (t_en, d_en, style, torch.tensor(4.0), token_lengths, torch.tensor(1234, dtype=torch.long),
+                         torch.tensor(5, dtype=torch.long))
     return inputs

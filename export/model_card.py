@@ -15,6 +15,7 @@ from styletts2.audio import mel as mel_frontend
 # imported before any checkpoint's gin config is parsed, so its corpus_normalizer bindings are read
 from styletts2.data.readers import corpus_normalizer
 from styletts2.graph_contract import FORMAT_VERSION, MODEL_JSON
+from styletts2.synthesis_limits import default_tail_frames
 from styletts2.text.sentences import BERT_MAX_POSITIONS
 from styletts2.text.symbols import PAD_ID, SYMBOL_TO_ID, SYMBOLS
 
@@ -82,7 +83,7 @@ def model_json(loaded: LoadedModel, steps: int, spec: dict, extension: str, opse
         "sigma_data": float(model.diffusion.sigma_data),
         "diffusion_steps": int(steps),
         "bert_max_positions": BERT_MAX_POSITIONS,
-        "defaults": dict(DEFAULTS),
+        "defaults": {**DEFAULTS, "tail_frames": default_tail_frames(model.multispeaker)},
         "mel": mel_config(),
         "decoder_noise": {**DECODER_NOISE_DOC, "harmonic_phase": "float64",
                           "tail_trim": int(model.tail_trim)},
@@ -138,7 +139,8 @@ def readme(info: dict, backend: str, verification: dict[str, dict[str, float]] |
         + "with a reference r (from `style_encoder`): acoustic = alpha * s[:, :S] + (1 - alpha) * r[:, :S], "
           "prosodic = beta * s[:, S:] + (1 - beta) * r[:, S:]; style = [acoustic | prosodic]"
         + ("" if info["multispeaker"] else "; without a reference, style = s"),
-        "4. `decoder`(t_en, d_en, style, speed, token_lengths, noise_seed) -> waveform, durations. "
+        "4. `decoder`(t_en, d_en, style, speed, token_lengths, noise_seed, tail_frames) -> waveform, durations "
+        "(tail_frames more on the last token: 5 in upstream's LJSpeech notebook, 0 in its LibriTTS one). "
         "Item b's audio is its first sum(durations[b]) * hop_length"
         + (f" - {info['decoder_noise']['tail_trim']}" if info["decoder_noise"]["tail_trim"] else "")
         + " samples; the rest of a padded batch row is filler.",

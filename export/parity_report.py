@@ -38,6 +38,7 @@ from export.to_onnx import export_onnx, ort_session
 from export.to_torchscript import export_torchscript
 from export.wrappers import noise_direction, source_noise
 from styletts2.errors import run_guarded
+from styletts2.synthesis_limits import default_tail_frames
 
 GRAPH_ORDER = ("style_encoder", "text_encoder", "diffusion_sampler", "diffusion_sampler_unguided", "decoder")
 
@@ -130,7 +131,8 @@ def batch_tokens(id_lists: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]
 
 
 @torch.no_grad()
-def chain(backend, tokens, lengths, noise, step_noises, scale, speed, seed, mel=None, alpha=0.3, beta=0.7):
+def chain(backend, tokens, lengths, noise, step_noises, scale, speed, seed, mel=None, alpha=0.3, beta=0.7,
+          tail_frames: int = 0):
     """The whole synthesis in one backend; returns every graph's outputs."""
     out = {"text_encoder": backend.run("text_encoder", (tokens, lengths))}
     t_en, bert, d_en = out["text_encoder"]
@@ -146,7 +148,7 @@ def chain(backend, tokens, lengths, noise, step_noises, scale, speed, seed, mel=
         half = style.shape[1] // 2
         style = torch.cat([alpha * style[:, :half] + (1 - alpha) * reference[:, :half],
                            beta * style[:, half:] + (1 - beta) * reference[:, half:]], dim=1)
-    out["decoder"] = backend.run("decoder", (t_en, d_en, style, speed, lengths, seed))
+    out["decoder"] = backend.run("decoder", (t_en, d_en, style, speed, lengths, seed, torch.tensor(tail_frames)))
     return out
 
 
@@ -157,7 +159,7 @@ def item_waves(wave: torch.Tensor, durations: torch.Tensor, hop: int, trim: int)
 
 @torch.no_grad()
 def synthesizer_reference(model, ids: list[int], noise, noise_generator_seed: int, steps: int, scale: float,
-                          speed: float, seed: int, reference=None) -> torch.Tensor:
+                          speed: float, seed: int, reference=None, tail_frames: int = 0) -> torch.Tensor:
     """The eager `TorchSynthesizer.synthesize_tokens` waveform with the graphs' noises: the sampler's step
     noises drawn from a generator seeded `noise_generator_seed` (see `step_noises_from`), the decoder's
     source noise (drawn by `torch.randn_like` in SineGen) replaced by `source_noise(seed)`."""
@@ -169,7 +171,7 @@ def synthesizer_reference(model, ids: list[int], noise, noise_generator_seed: in
         return source_noise(torch.tensor(seed), x.shape[0], x.shape[1], direction)
 
     syn = TorchSynthesizer(model, phonemizer=object(), device="cpu")
-    options = TorchSynthesisOptions(diffusion_steps=steps, embedding_scale=scale, speed=speed)
+    options = TorchSynthesisOptions(diffusion_steps=steps, embedding_scale=scale, speed=speed, tail_frames=tail_frames)
     deterministic = model.decoder.deterministic
     model.decoder.deterministic = False  # draw (i.e. take) the patched noise
     try:
@@ -196,7 +198,7 @@ def parity_rows(model, graphs, backends, token_counts, steps, speed, seed=0, sca
     durations equal, end-to-end SNR."""
     gen = torch.Generator().manual_seed(seed)
     S2 = 2 * model.style_dim
-    hop, trim = model.hop_length, model.tail_trim
+    hop, trim, tail = model.hop_length, model.tail_trim, default_tail_frames(model.multispeaker)
     eager, fp64 = EagerBackend(graphs), Float64Backend(graphs)
     rows = []
     for n in token_counts:
@@ -207,12 +209,12 @@ def parity_rows(model, graphs, backends, token_counts, steps, speed, seed=0, sca
         args = (tokens, lengths, noise, step_noises, torch.tensor(scale), torch.tensor(speed),
                 torch.tensor(seed + n))
         start = time.perf_counter()
-        ref = chain(eager, *args, mel=mel)
+        ref = chain(eager, *args, mel=mel, tail_frames=tail)
         eager_s = time.perf_counter() - start
         ref_wave = item_waves(ref["decoder"][0], ref["decoder"][1], hop, trim)[0]
-        exact = chain(fp64, *args, mel=mel)
+        exact = chain(fp64, *args, mel=mel, tail_frames=tail)
         exact_wave = item_waves(exact["decoder"][0], exact["decoder"][1], hop, trim)[0]
-        t_en, d_en, style, *rest = _graph_inputs("decoder", ref, args, mel)
+        t_en, d_en, style, *rest = _graph_inputs("decoder", ref, args, mel, tail)
         moved = eager.run("decoder", (one_ulp(t_en, 1), one_ulp(d_en, 2), one_ulp(style, 3), *rest))
         floor = {"eager_fp64_snr_db": snr_db(exact_wave, ref_wave),
                  "eager_1ulp_snr_db": snr_db(ref_wave, item_waves(*moved, hop, trim)[0])}
@@ -222,13 +224,13 @@ def parity_rows(model, graphs, backends, token_counts, steps, speed, seed=0, sca
             for graph in GRAPH_ORDER:
                 if graph not in graphs or (graph == "style_encoder" and mel is None):
                     continue
-                inputs = _graph_inputs(graph, ref, args, mel)
+                inputs = _graph_inputs(graph, ref, args, mel, tail)
                 want_all = ref[graph] if graph in ref else eager.run(graph, inputs)
                 got = backend.run(graph, inputs)
                 for t, want, have in zip(io_spec(model, steps)[graph]["outputs"], want_all, got):
                     row[f"{graph}.{t['name']}"] = max_abs(want, have)
             start = time.perf_counter()
-            out = chain(backend, *args, mel=mel)
+            out = chain(backend, *args, mel=mel, tail_frames=tail)
             row["chain_seconds"] = time.perf_counter() - start
             row["eager_seconds"] = eager_s
             row["durations_equal"] = bool(torch.equal(out["decoder"][1], ref["decoder"][1]))
@@ -240,7 +242,7 @@ def parity_rows(model, graphs, backends, token_counts, steps, speed, seed=0, sca
     return rows
 
 
-def _graph_inputs(graph: str, ref: dict, args: tuple, mel) -> tuple:
+def _graph_inputs(graph: str, ref: dict, args: tuple, mel, tail_frames: int) -> tuple:
     tokens, lengths, noise, step_noises, scale, speed, seed = args
     t_en, bert, d_en = ref["text_encoder"]
     if graph == "text_encoder":
@@ -255,7 +257,7 @@ def _graph_inputs(graph: str, ref: dict, args: tuple, mel) -> tuple:
         reference, half = ref["style_encoder"][0], style.shape[1] // 2
         style = torch.cat([0.3 * style[:, :half] + 0.7 * reference[:, :half],
                            0.7 * style[:, half:] + 0.3 * reference[:, half:]], dim=1)
-    return t_en, d_en, style, speed, lengths, seed
+    return t_en, d_en, style, speed, lengths, seed, torch.tensor(tail_frames)
 
 
 def format_table(rows: list[dict]) -> str:
@@ -338,7 +340,7 @@ def reference_table(args, token_counts, speed) -> str:
         model.decoder.generator.m_source.l_sin_gen.precise_phase = precise
         gen = torch.Generator().manual_seed(args.seed + 1)
         S2 = 2 * model.style_dim
-        hop, trim = model.hop_length, model.tail_trim
+        hop, trim, tail = model.hop_length, model.tail_trim, default_tail_frames(model.multispeaker)
         for n in token_counts:
             ids = random_ids(n, gen)
             tokens, lengths = batch_tokens([ids])
@@ -346,9 +348,9 @@ def reference_table(args, token_counts, speed) -> str:
             step_noises = step_noises_from(n, args.steps, (1, 1, S2))
             mel = (torch.randn(1, 80, 160, generator=gen) - 4) if model.multispeaker else None
             out = chain(eager, tokens, lengths, noise, step_noises, torch.tensor(1.0), torch.tensor(speed),
-                        torch.tensor(n), mel=mel)
+                        torch.tensor(n), mel=mel, tail_frames=tail)
             reference = out["style_encoder"][0] if mel is not None else None
-            want = synthesizer_reference(model, ids, noise, n, args.steps, 1.0, speed, n, reference)
+            want = synthesizer_reference(model, ids, noise, n, args.steps, 1.0, speed, n, reference, tail)
             wave = item_waves(out["decoder"][0], out["decoder"][1], hop, trim)[0]
             label = "TorchSynthesizer, torch STFT, phase " + ("float64" if precise else "float32")
             lines.append(f"| {n} | {label} | {snr_db(want, wave):.1f} | {want.numel() == wave.numel()} |")

@@ -79,7 +79,8 @@ def calibration_feeds(model_dir: Path, texts: Sequence[str] = CALIBRATION_TEXTS,
             sampler_in["reference_style"] = np.zeros((1, width), dtype=np.float32)
         style = sessions["diffusion_sampler"].run(None, sampler_in)[0]
         feeds.append({"t_en": t_en, "d_en": d_en, "style": style, "speed": np.array(speed, dtype=np.float32),
-                      "token_lengths": lengths, "noise_seed": np.array(seed + index, dtype=np.int64)})
+                      "token_lengths": lengths, "noise_seed": np.array(seed + index, dtype=np.int64),
+                      "tail_frames": np.array(config.defaults["tail_frames"], dtype=np.int64)})
     return feeds
 
 

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from styletts2.modules.norms import fold_norms
 from styletts2.modules.nsf import SineGen
-from styletts2.modules.prosody_predictor import frames_per_token
+from styletts2.modules.prosody_predictor import add_tail_frames, frames_per_token
 from styletts2.modules.stft import STFT
 
 # Source-noise hash: a 4-round Feistel network on 16-bit halves with a squaring round function.
@@ -350,7 +350,8 @@ def alignment_matrix(durations: Tensor) -> Tensor:
 
 class DecoderGraph(nn.Module):
     """t_en [B, C, T], d_en [B, C, T], style [B, 2S] ([acoustic | prosodic], already mixed), speed [],
-    token_lengths [B], noise_seed [] -> waveform [B, samples], durations [B, T] (0 at padding).
+    token_lengths [B], noise_seed [], tail_frames [] -> waveform [B, samples], durations [B, T]
+    (0 at padding; tail_frames more on each item's last token).
 
     An item's own samples are its first sum(durations) * hop_length (minus the HiFi-GAN tail trim);
     the rest of a padded batch row is filler.
@@ -366,13 +367,14 @@ class DecoderGraph(nn.Module):
         self.style_dim = model.style_dim
 
     def forward(self, t_en: Tensor, d_en: Tensor, style: Tensor, speed: Tensor, token_lengths: Tensor,
-                noise_seed: Tensor) -> tuple[Tensor, Tensor]:
+                noise_seed: Tensor, tail_frames: Tensor) -> tuple[Tensor, Tensor]:
         mask = padding_mask(token_lengths, t_en.shape[2])
         acoustic, prosodic = style[:, :self.style_dim], style[:, self.style_dim:]
 
         d = self.duration_encoder(d_en, prosodic, token_lengths, mask)
         x = self.duration_lstm(d, token_lengths, mask)
-        durations = frames_per_token(self.predictor.expected_frames(x) / speed).masked_fill(mask, 0)
+        durations = frames_per_token(self.predictor.expected_frames(x) / speed)
+        durations = add_tail_frames(durations, tail_frames, token_lengths).masked_fill(mask, 0)
 
         # x @ one-hot alignment copies values exactly (x * 1 plus zeros), like repeat_interleave,
         # and keeps the channel axis static for ONNX shape inference (a gather does not).

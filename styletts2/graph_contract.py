@@ -9,7 +9,7 @@ Shapes are lists of sizes (int) and axis names (str): "batch", "tokens", "sample
 """
 from __future__ import annotations
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the decoder takes tail_frames
 MODEL_JSON = "model.json"
 
 REQUIRED_GRAPHS = ("text_encoder", "diffusion_sampler", "decoder")
@@ -52,7 +52,8 @@ def io_spec(*, style_width: int, channels: int, bert_hidden: int, steps: int, n_
             "inputs": [_tensor("t_en", "float32", ["batch", C, "tokens"]),
                        _tensor("d_en", "float32", ["batch", C, "tokens"]),
                        _tensor("style", "float32", ["batch", S2]), _tensor("speed", "float32", []),
-                       _tensor("token_lengths", "int64", ["batch"]), _tensor("noise_seed", "int64", [])],
+                       _tensor("token_lengths", "int64", ["batch"]), _tensor("noise_seed", "int64", []),
+                       _tensor("tail_frames", "int64", [])],
             "outputs": [_tensor("waveform", "float32", ["batch", "samples"]),
                         _tensor("durations", "int64", ["batch", "tokens"])]},
     }

@@ -4,7 +4,8 @@ The steps follow upstream's inference notebooks (LJSpeech and LibriTTS):
 - style: the diffusion sampler (ADPM2, Karras sigmas) conditioned on PL-BERT's embedding and, for
   multispeaker models, on a reference clip's style; the reference is then mixed in with `alpha`
   (acoustic half) and `beta` (prosodic half);
-- durations: round(sum(sigmoid(duration logits)) / speed), at least one frame per token;
+- durations: round(sum(sigmoid(duration logits)) / speed), at least one frame per token, and
+  `tail_frames` more on the last token (the LJSpeech notebook's `pred_dur[-1] += 5`);
 - the decoder renders the text encoding expanded by those durations, with the predicted F0 and energy.
 Text is normalized first (numbers, dates, abbreviations... as words; `normalize=False` reads it as
 written) with the normalizer the model's gin config binds (`corpus_normalizer`, the one its
@@ -27,14 +28,12 @@ from .audio.io import load_wav
 from .audio.mel import log_mel_spectrogram
 from .data.readers import corpus_normalizer
 from .modules.masks import length_to_mask
-from .synthesis_limits import SILENT_REFERENCE_PEAK, check_options, check_piece_frames
+from .modules.prosody_predictor import add_tail_frames
+from .synthesis_limits import SILENT_REFERENCE_PEAK, check_options, check_piece_frames, default_tail_frames
 from .text.espeak import LANGUAGE
 from .text.pieces import text_to_token_pieces
 from .text.sentences import BERT_MAX_POSITIONS
 from .text.tokenizer import Tokenizer
-
-# HiFi-GAN models leave a click in their last samples; upstream's LibriTTS demo cuts them.
-
 
 @gin.configurable("SynthesisOptions")  # the gin name it has always had
 @dataclass
@@ -48,6 +47,8 @@ class TorchSynthesisOptions:
     speed: float = 1.0              # > 1 speaks faster (durations are divided by it)
     blend: float = 0.7              # long-form: weight of the previous piece's style
     trim_reference_db: float = 30.0  # reference clips are trimmed of silence below this (librosa)
+    tail_frames: int | None = None  # frames added to each piece's last token; None: the notebooks'
+                                    # value for the model (5 single-speaker, 0 multispeaker)
 
     def replace(self, **overrides) -> TorchSynthesisOptions:
         """A copy with the non-None `overrides`, every option checked against its documented range
@@ -164,7 +165,8 @@ class TorchSynthesizer:
         if not torch.isfinite(style).all():
             raise FloatingPointError("the sampled style is not finite: are the model's weights trained and loaded?")
         d = model.predictor.encode(d_en, prosodic, lengths, mask)
-        durations = model.predictor.durations(d, speed=options.speed)[0]
+        tail = options.tail_frames if options.tail_frames is not None else default_tail_frames(model.multispeaker)
+        durations = add_tail_frames(model.predictor.durations(d, speed=options.speed), tail)[0]
         check_piece_frames(int(durations.sum()))  # before the decoder allocates for them
         en = d.transpose(-1, -2).repeat_interleave(durations, dim=-1)  # == d^T @ one-hot alignment
         asr = t_en.repeat_interleave(durations, dim=-1)

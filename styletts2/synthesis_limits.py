@@ -17,8 +17,23 @@ OPTION_RANGES: dict[str, tuple[float, float, str]] = {
     "embedding_scale": (0.0, 10.0, "classifier-free guidance scale of the style sampler"),
     "diffusion_steps": (2, 100, "style sampler schedule length"),
     "trim_reference_db": (1.0, 120.0, "reference clips are trimmed of silence below this many dB"),
+    "tail_frames": (0, 100, "frames added to each piece's last token"),
 }
-INTEGER_OPTIONS = {"diffusion_steps"}
+INTEGER_OPTIONS = {"diffusion_steps", "tail_frames"}
+# Options whose None stands for the model's own default, resolved by the synthesizer.
+MODEL_DEFAULT_OPTIONS = {"tail_frames"}
+
+# Upstream's LJSpeech notebook lengthens the last token of each sentence it synthesizes by 5 frames
+# (`pred_dur[-1] += 5`, as train_second.py's validation audio does); its LibriTTS notebook adds
+# none. With these defaults both synthesizers render the notebooks' waveforms; without them the
+# whole waveform differs (the F0/N LSTM reads both directions and the decoder normalises over the
+# whole length), not only its end.
+NOTEBOOK_TAIL_FRAMES = {False: 5, True: 0}  # by multispeaker
+
+
+def default_tail_frames(multispeaker: bool) -> int:
+    """Frames added to a piece's last token unless the caller says otherwise (the notebooks' value)."""
+    return NOTEBOOK_TAIL_FRAMES[bool(multispeaker)]
 
 # Longest piece (sentence or window) in alignment frames: 12000 frames of 600 samples = 300 s at
 # 24 kHz, far beyond any sentence at speed >= 0.25. Beyond it synthesis stops with an error.
@@ -45,7 +60,7 @@ def check_option(name: str, value) -> None:
 def check_options(options) -> None:
     """Check every field of a SynthesisOptions dataclass that has a documented range."""
     for name in OPTION_RANGES:
-        if hasattr(options, name):
+        if hasattr(options, name) and not (name in MODEL_DEFAULT_OPTIONS and getattr(options, name) is None):
             check_option(name, getattr(options, name))
 
 

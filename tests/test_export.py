@@ -30,6 +30,7 @@ from export.wrappers import ExportableSineGen, ExportableSTFT, MaskedBiLSTM, ali
 from styletts2.audio.io import load_wav
 from styletts2.audio.mel import log_mel_spectrogram
 from styletts2.checkpoint import atomic_save, make_checkpoint
+from styletts2.graph_contract import FORMAT_VERSION
 from styletts2.inference import TorchSynthesisOptions as TorchOptions, TorchSynthesizer
 from styletts2.modules.masks import packed_lstm
 from styletts2.modules.nsf import SineGen
@@ -115,14 +116,15 @@ def test_model_json_follows_the_contract(which, request):
     multispeaker = which == "multi"
     for sub, ext in (("onnx", "onnx"), ("ts", "pt")):
         info = json.loads((exp["dir"] / sub / "model.json").read_text(encoding="utf-8"))
-        assert info["format_version"] == 1 and info["sample_rate"] == 24000 and info["hop_length"] == 600
+        assert info["format_version"] == FORMAT_VERSION and info["sample_rate"] == 24000 and info["hop_length"] == 600
         assert len(info["symbols"]) == 178 and info["pad_id"] == 0 and info["apostrophe_id"] == 176
         assert info["symbols"][176] == "'"
         assert info["phonemizer"]["backend"] == "espeak-ng" and info["phonemizer"]["with_stress"] is True
         assert info["multispeaker"] is multispeaker and info["style_dim"] == 32
         assert info["decoder_type"] == ("hifigan" if multispeaker else "istftnet")
         assert info["diffusion_steps"] == STEPS and info["bert_max_positions"] == 512
-        assert info["defaults"] == {"embedding_scale": 1.0, "alpha": 0.3, "beta": 0.7, "speed": 1.0, "blend": 0.7}
+        assert info["defaults"] == {"embedding_scale": 1.0, "alpha": 0.3, "beta": 0.7, "speed": 1.0, "blend": 0.7,
+                                    "tail_frames": 0 if multispeaker else 5}  # upstream's notebooks
         assert info["mel"]["n_fft"] == 2048 and info["mel"]["hop_length"] == 300
         assert info["decoder_noise"]["scheme"] == "feistel16-box-muller-v2-merged"
         # single-speaker models ship a style encoder too, for reference clips
@@ -169,10 +171,10 @@ def test_exported_graphs_match_eager(which, lengths, request):
     exp = request.getfixturevalue(which)
     hop, trim = 600, (50 if which == "multi" else 0)
     _, args, mel = _case(exp, lengths, seed=len(lengths))
-    ref = chain(exp["eager"], *args, mel=mel)
+    ref = chain(exp["eager"], *args, mel=mel, tail_frames=5)
     ref_waves = item_waves(*ref["decoder"], hop, trim)
     for backend, exact in ((exp["ts"], True), (exp["onnx"], False)):
-        out = chain(backend, *args, mel=mel)
+        out = chain(backend, *args, mel=mel, tail_frames=5)
         for graph, outputs in ref.items():
             for t, want, got in zip(exp["spec"][graph]["outputs"], outputs, out[graph]):
                 if t["name"] in ("waveform", "durations"):
@@ -213,6 +215,17 @@ def test_padding_gives_no_frames_and_audio_length_follows_durations(single):
     assert wave.shape[1] == int(durations.sum(dim=1).max()) * 600
 
 
+@pytest.mark.parametrize("backend", ["ts", "onnx"])
+def test_tail_frames_lengthen_each_items_last_token(single, backend):
+    """The notebook's `pred_dur[-1] += 5`, per item of a padded batch: only token lengths - 1 changes."""
+    _, args, _ = _case(single, (29, 5, 16), seed=3)
+    plain = chain(single[backend], *args)["decoder"][1]
+    tailed = chain(single[backend], *args, tail_frames=4)["decoder"][1]
+    last = torch.zeros_like(plain)
+    last[torch.arange(3), args[1] - 1] = 4
+    assert torch.equal(tailed, plain + last)
+
+
 @pytest.mark.parametrize("which", ["single", "multi"])
 def test_unguided_sampler_is_the_guided_one_at_scale_1(which, request):
     """At embedding_scale 1 the guidance pass is weighted by zero: the one-pass graph gives the same
@@ -239,10 +252,10 @@ def test_wrappers_match_the_synthesizer(which, request):
     step_noises = step_noises_from(11, STEPS, (1, 1, S2))
     mel = torch.randn(1, 80, 90, generator=gen) - 4 if model.multispeaker else None
     out = chain(exp["eager"], tokens, lengths, noise, step_noises, torch.tensor(2.0), torch.tensor(1.3),
-                torch.tensor(77), mel=mel)
+                torch.tensor(77), mel=mel, tail_frames=3)
     reference = out["style_encoder"][0] if mel is not None else None
     # The prepared model in the TorchSynthesizer: the same modules, so the same numbers, bit for bit.
-    want = synthesizer_reference(model, ids, noise, 11, STEPS, 2.0, 1.3, 77, reference)
+    want = synthesizer_reference(model, ids, noise, 11, STEPS, 2.0, 1.3, 77, reference, tail_frames=3)
     trim = 50 if model.multispeaker else 0
     assert torch.equal(item_waves(*out["decoder"], 600, trim)[0], want)
 

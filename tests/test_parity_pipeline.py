@@ -42,3 +42,18 @@ def test_tokens_to_waveform_equal_upstream(ours):
     error = (wave - FIXTURE["wave"]).double()
     snr = 10 * torch.log10(FIXTURE["wave"].double().pow(2).sum() / error.pow(2).sum().clamp(min=1e-300))
     assert snr > 50, f"waveform SNR against upstream {snr:.1f} dB"
+
+
+def test_notebook_tail_is_the_single_speaker_default(ours):
+    """The LJSpeech notebook adds 5 frames to the last token; the synthesizer's default for a
+    single-speaker model does the same and renders the notebook's waveform."""
+    model, _ = ours
+    notebook = FIXTURE["notebook"]
+    wave, durations, _ = pipeline.run_ours(model, FIXTURE["noise"], FIXTURE["step_noises"], tail_frames=None)
+    assert torch.equal(durations, notebook["durations"])
+    assert torch.equal(durations[:-1], FIXTURE["durations"][:-1])
+    assert int(durations[-1]) == int(FIXTURE["durations"][-1]) + notebook["tail_frames"]
+    error = (wave - notebook["wave"]).double()
+    snr = 10 * torch.log10(notebook["wave"].double().pow(2).sum() / error.pow(2).sum().clamp(min=1e-300))
+    assert snr > 50, f"waveform SNR against the notebook {snr:.1f} dB"
+

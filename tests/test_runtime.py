@@ -20,6 +20,7 @@ from onnx import TensorProto, helper
 
 from conftest import REPO, voice_like
 from styletts2.audio.io import resample
+from styletts2.graph_contract import FORMAT_VERSION
 from styletts2.runtime import (EspeakVersionWarning, LogMel, ModelDirError, ProviderError, Synthesizer,
                                SynthesisOptions)
 from styletts2.runtime.__main__ import main as runtime_main
@@ -137,7 +138,8 @@ def _fake_decoder(path):
         # inputs the fake does not need, used by zero so they stay graph inputs
         n("ReduceSum", ["d_en"], ["dsum"], keepdims=0), n("Cast", ["token_lengths"], ["lf"], to=F),
         n("ReduceSum", ["lf"], ["lsum"], keepdims=0), n("Cast", ["noise_seed"], ["nf"], to=F),
-        n("Add", ["dsum", "lsum"], ["u0"]), n("Add", ["u0", "nf"], ["u1"]), n("Mul", ["u1", "zero"], ["u2"]),
+        n("Cast", ["tail_frames"], ["tf"], to=F), n("Add", ["dsum", "lsum"], ["u0"]), n("Add", ["u0", "nf"], ["ua"]),
+        n("Add", ["ua", "tf"], ["u1"]), n("Mul", ["u1", "zero"], ["u2"]),
         n("Add", ["s0", "u2"], ["s1"]),
         n("Expand", ["s1", "wave_shape"], ["waveform"]),
     ], [helper.make_tensor_value_info("t_en", F, ["batch", C, "tokens"]),
@@ -145,7 +147,8 @@ def _fake_decoder(path):
         helper.make_tensor_value_info("style", F, ["batch", 2 * S]),
         helper.make_tensor_value_info("speed", F, []),
         helper.make_tensor_value_info("token_lengths", I64, ["batch"]),
-        helper.make_tensor_value_info("noise_seed", I64, [])],
+        helper.make_tensor_value_info("noise_seed", I64, []),
+        helper.make_tensor_value_info("tail_frames", I64, [])],
         [helper.make_tensor_value_info("waveform", F, ["batch", "samples"]),
          helper.make_tensor_value_info("durations", I64, ["batch", "tokens"])],
         [_const("zero", 0.0), _const("one", 1.0), _const("two", float(FRAMES_PER_TOKEN)),
@@ -184,13 +187,14 @@ def make_fake_model_dir(path, multispeaker=False, with_style_encoder=True, espea
         for entry in graphs.values():
             entry["sha256"] = hashlib.sha256((path / entry["file"]).read_bytes()).hexdigest()
     info = {
-        "format_version": 1, "sample_rate": 24000, "hop_length": HOP, "symbols": list(SYMBOLS),
+        "format_version": FORMAT_VERSION, "sample_rate": 24000, "hop_length": HOP, "symbols": list(SYMBOLS),
         "pad_id": 0, "apostrophe_id": 176,
         "phonemizer": {"backend": "espeak-ng", "language": "en-us", "espeak_version": espeak or espeak_version(),
                        "preserve_punctuation": True, "with_stress": True},
         "multispeaker": multispeaker, "style_dim": S, "decoder_type": "istftnet", "sigma_data": 0.2,
         "diffusion_steps": STEPS, "bert_max_positions": 512,
-        "defaults": {"embedding_scale": 1.0, "alpha": 0.3, "beta": 0.7, "speed": 1.0, "blend": 0.7},
+        "defaults": {"embedding_scale": 1.0, "alpha": 0.3, "beta": 0.7, "speed": 1.0, "blend": 0.7,
+                     "tail_frames": 5},
         "mel": {"n_fft": 2048, "win_length": 1200, "hop_length": 300, "n_mels": 80,
                 "filterbank_sample_rate": 16000, "f_min": 0, "f_max": 8000, "mean": -4.0, "std": 4.0,
                 "htk": True, "log_offset": 1e-5},
@@ -287,6 +291,7 @@ def test_tokens_noises_and_decoder_inputs(synth, monkeypatch):
         assert np.array_equal(d_in["token_lengths"], [tokens.shape[1]])
         assert d_in["noise_seed"].dtype == np.int64 and d_in["noise_seed"] == decoder_noise_seed(root, index)
         assert piece.noise_seed == int(d_in["noise_seed"])
+        assert d_in["tail_frames"].dtype == np.int64 and d_in["tail_frames"] == 5  # model.json's default
         assert np.array_equal(d_in["t_en"][0, 0], tokens[0])
         assert piece.durations.tolist() == [1] * tokens.shape[1]  # round(2 / speed 2)
         assert piece.wave.dtype == np.float32 and piece.wave.shape == (tokens.shape[1] * HOP,)
@@ -416,8 +421,8 @@ def test_model_dir_errors_name_the_file(tmp_path):
     with pytest.raises(ModelDirError, match="model.json is not valid JSON"):
         Synthesizer(d)
     d = fresh("version")
-    _edit_json(d, format_version=2)
-    with pytest.raises(ModelDirError, match="format_version 2"):
+    _edit_json(d, format_version=FORMAT_VERSION - 1)
+    with pytest.raises(ModelDirError, match=f"format_version {FORMAT_VERSION - 1}"):
         Synthesizer(d)
     d = fresh("field")
     info = json.loads((d / "model.json").read_text(encoding="utf-8"))

@@ -59,7 +59,7 @@ def test_only_control_characters_is_an_error(synth):
     ("speed", 0), ("speed", -1), ("speed", 1e-6), ("speed", float("nan")), ("speed", float("inf")), ("speed", 100),
     ("alpha", float("nan")), ("alpha", 1.5), ("beta", float("nan")), ("beta", -0.1), ("blend", float("nan")),
     ("blend", 2), ("embedding_scale", float("nan")), ("embedding_scale", -1), ("embedding_scale", float("inf")),
-    ("speed", "fast"),
+    ("speed", "fast"), ("tail_frames", -1), ("tail_frames", 2.5), ("tail_frames", 101),
 ])
 def test_options_out_of_range_name_the_option_before_any_work(synth, name, value, monkeypatch):
     def no_work(*args, **kwargs):
@@ -78,6 +78,15 @@ def test_torch_diffusion_steps_are_checked(torch_synth, steps):
 
 def test_options_in_range_pass(synth):
     assert synth.synthesize("Hello.", seed=0, speed=0.25, alpha=0, beta=1, blend=0, embedding_scale=1).size > 0
+
+
+def test_tail_frames_lengthen_each_piece(torch_synth):
+    """Each piece (sentence) gets `tail_frames` more frames on its last token; a single-speaker
+    model's default is the LJSpeech notebook's 5."""
+    text = "Hello there. How are you?"  # two pieces
+    lengths = {tail: torch_synth.synthesize(text, seed=0, tail_frames=tail).size for tail in (0, 3, None)}
+    assert lengths[3] - lengths[0] == 2 * 3 * torch_synth.model.hop_length
+    assert lengths[None] - lengths[0] == 2 * 5 * torch_synth.model.hop_length
 
 
 def test_model_json_nan_default_is_refused(tmp_path):

@@ -88,6 +88,17 @@ def frames_per_token(expected: torch.Tensor) -> torch.Tensor:
     return torch.round(expected).clamp(min=1).long()
 
 
+def add_tail_frames(durations: torch.Tensor, tail_frames: int | torch.Tensor,
+                    lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """durations [B, T] (long) with `tail_frames` more on each item's last token (index lengths - 1;
+    T - 1 without lengths): upstream's LJSpeech notebook lengthens the last token of every sentence
+    it synthesizes (`pred_dur[-1] += 5`; `styletts2.synthesis_limits.default_tail_frames`).
+    A comparison with a position ramp rather than an indexed write, so that it exports to ONNX."""
+    positions = torch.arange(durations.shape[1], device=durations.device).unsqueeze(0)
+    last = durations.shape[1] - 1 if lengths is None else (lengths - 1).unsqueeze(1)
+    return durations + (positions == last).long() * tail_frames
+
+
 @gin.configurable
 class ProsodyPredictor(nn.Module):
     """Durations (max_dur ordinal logits per token) and F0 / energy curves from text features.

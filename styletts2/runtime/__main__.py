@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--alpha", type=float, help="sampled vs reference acoustic style weight (default 0.3)")
     p.add_argument("--beta", type=float, help="sampled vs reference prosodic style weight (default 0.7)")
     p.add_argument("--blend", type=float, help="long-form weight of the previous sentence's style (default 0.7)")
+    p.add_argument("--tail-frames", type=int, help="frames added to each sentence's last token "
+                                                   "(default: model.json's, the notebooks' 5 or 0)")
     p.add_argument("--stream", action="store_true", help="write each sentence as soon as it is synthesized")
     p.add_argument("--provider", choices=["cpu", "cuda"], help="execution provider (default: cuda if available)")
     p.add_argument("--threads", type=int, help="intra-op threads per onnxruntime session")
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _synthesize(args: argparse.Namespace) -> int:
     knobs = dict(speed=args.speed, embedding_scale=args.embedding_scale, alpha=args.alpha, beta=args.beta,
-                 blend=args.blend)
+                 blend=args.blend, tail_frames=args.tail_frames)
 
     synth = Synthesizer(args.model, providers=args.provider, threads=args.threads, normalize=not args.no_normalize)
     start = time.perf_counter()

@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 _PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-DEFAULT_OPTIONS = ("embedding_scale", "alpha", "beta", "speed", "blend")
+DEFAULT_OPTIONS = ("embedding_scale", "alpha", "beta", "speed", "blend", "tail_frames")
 REEXPORT = "export the model again (export/to_onnx.py)"
 
 

@@ -6,7 +6,7 @@ Per piece of text (a sentence, or a window of a long one):
   (diffusion_sampler_unguided, one network pass per step, when embedding_scale is 1 and it exists)
   style blended with the previous piece's (`blend` of the previous), then mixed with the reference
   style if there is one (`alpha` acoustic, `beta` prosodic weight of the sampled half)
-  t_en, d_en, style, speed, noise_seed -> decoder -> waveform, durations
+  t_en, d_en, style, speed, noise_seed, tail_frames -> decoder -> waveform, durations
 The same steps and the same order of noise draws as the torch synthesizer (`styletts2.inference`).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ..text.tokenizer import Tokenizer
 from .mel import LogMel
 from .model_dir import (CUDA, GraphSession, ModelConfig, ModelDirError, make_session_options,
                         open_graph, read_model_json, resolve_providers)
-from ..synthesis_limits import SILENT_REFERENCE_PEAK, check_options, check_option, check_piece_frames
+from ..synthesis_limits import INTEGER_OPTIONS, SILENT_REFERENCE_PEAK, check_options, check_option, check_piece_frames
 from ..text.pieces import text_to_token_pieces
 
 TRIM_TOP_DB = 30.0  # reference clips lose leading/trailing silence below this, as upstream's demos
@@ -48,6 +48,13 @@ class SynthesisOptions:
     beta: float = 0.7             # weight of the sampled prosodic style against the reference's
     speed: float = 1.0            # > 1 speaks faster (the decoder divides durations by it)
     blend: float = 0.7            # long-form: weight of the previous piece's style
+    tail_frames: int = 0          # frames added to each piece's last token (model.json records the
+                                  # notebooks' value: 5 single-speaker, 0 multispeaker)
+
+    @classmethod
+    def of(cls, values: dict) -> SynthesisOptions:
+        """Options from {name: number} (model.json's "defaults"), each as its field's type."""
+        return cls(**{f.name: _as_option(f.name, values[f.name]) for f in dataclasses.fields(cls)})
 
     def replace(self, **overrides: float | None) -> SynthesisOptions:
         """A copy with the non-None `overrides` applied; unknown names raise TypeError."""
@@ -57,9 +64,13 @@ class SynthesisOptions:
         for name, value in overrides.items():
             if value is not None:
                 check_option(name, value)  # before float(): a string or None-like value names its option
-        options = dataclasses.replace(self, **{k: float(v) for k, v in overrides.items() if v is not None})
+        options = dataclasses.replace(self, **{k: _as_option(k, v) for k, v in overrides.items() if v is not None})
         check_options(options)
         return options
+
+
+def _as_option(name: str, value) -> int | float:
+    return int(value) if name in INTEGER_OPTIONS else float(value)
 
 
 @dataclass
@@ -123,8 +134,7 @@ class Synthesizer:
         # single-speaker models may ship a style encoder for reference clips: opened on first use
         self._style_encoder = self._open("style_encoder") if self.config.multispeaker else None
         # read_model_json checked the defaults (finite, in range)
-        self.options = SynthesisOptions(**{f.name: float(self.config.defaults[f.name])
-                                           for f in dataclasses.fields(SynthesisOptions)})
+        self.options = SynthesisOptions.of(self.config.defaults)
         self.tokenizer = Tokenizer()
         try:
             self.mel = LogMel(**self.config.mel)
@@ -261,7 +271,8 @@ class Synthesizer:
 
         decoded = self.decoder(t_en=encoded["t_en"], d_en=encoded["d_en"], style=style,
                                speed=np.array(options.speed, dtype=np.float32), token_lengths=lengths,
-                               noise_seed=np.array(noise_seed, dtype=np.int64))
+                               noise_seed=np.array(noise_seed, dtype=np.int64),
+                               tail_frames=np.array(options.tail_frames, dtype=np.int64))
         wave = np.asarray(decoded["waveform"][0], dtype=np.float32)
         check_piece_frames(int(decoded["durations"][0].sum()))
         return Piece(wave, sampled, style, decoded["durations"][0], noise_seed)
@@ -292,22 +303,26 @@ class Synthesizer:
 
     def stream(self, text: str, reference=None, seed: int | None = None, *,
                embedding_scale: float | None = None, alpha: float | None = None, beta: float | None = None,
-               speed: float | None = None, blend: float | None = None) -> Iterator[np.ndarray]:
+               speed: float | None = None, blend: float | None = None,
+               tail_frames: int | None = None) -> Iterator[np.ndarray]:
         """Float32 audio at `sample_rate`, yielded sentence by sentence as it is synthesized.
         Arguments as `synthesize`; the chunks joined equal `synthesize`'s output for the same seed."""
         pieces = self.synthesize_pieces(text, reference, seed, embedding_scale=embedding_scale, alpha=alpha,
-                                        beta=beta, speed=speed, blend=blend)
+                                        beta=beta, speed=speed, blend=blend, tail_frames=tail_frames)
         return (piece.wave for piece in pieces)
 
     def synthesize(self, text: str, reference=None, seed: int | None = None, *,
                    embedding_scale: float | None = None, alpha: float | None = None, beta: float | None = None,
-                   speed: float | None = None, blend: float | None = None) -> np.ndarray:
+                   speed: float | None = None, blend: float | None = None,
+                   tail_frames: int | None = None) -> np.ndarray:
         """Text -> float32 waveform [samples] at `sample_rate` (24 kHz).
 
         reference: the voice: a wav path, mono float32 samples at 24 kHz, or a style [1, 2S] from
             `reference_style`; required by multispeaker models.
         seed: the same text, seed and knobs give the same samples (None: random).
-        embedding_scale, alpha, beta, speed, blend: override model.json's defaults for this call.
+        embedding_scale, alpha, beta, speed, blend, tail_frames: override model.json's defaults for
+            this call.
         """
         return np.concatenate(list(self.stream(text, reference, seed, embedding_scale=embedding_scale,
-                                               alpha=alpha, beta=beta, speed=speed, blend=blend)))
+                                               alpha=alpha, beta=beta, speed=speed, blend=blend,
+                                               tail_frames=tail_frames)))

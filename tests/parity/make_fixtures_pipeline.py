@@ -9,8 +9,9 @@ and the sampler's noises are given.
 
     STYLETTS2_UPSTREAM=/work/upstream python tests/parity/make_fixtures_pipeline.py [--libritts]
 
-writes tests/fixtures/parity_pipeline.pt (LJSpeech) and prints the errors; --libritts also runs the
-multispeaker model (slow; printed only). The helpers above `# --- upstream side ---` are imported by
+writes tests/fixtures/parity_pipeline.pt (LJSpeech: without a tail, and with the LJSpeech notebook's
+5 frames on the last token) and prints the errors; --libritts also runs the multispeaker model
+(slow; printed only). The helpers above `# --- upstream side ---` are imported by
 the test.
 """
 import argparse
@@ -54,9 +55,10 @@ def noises(style_channels: int):
     return noise, step_noises, reference
 
 
-def run_ours(model, noise, step_noises, reference=None, alpha=0.3, beta=0.7):
+def run_ours(model, noise, step_noises, reference=None, alpha=0.3, beta=0.7, tail_frames=0):
+    """tail_frames None: the synthesizer's default for the model."""
     synthesizer = TorchSynthesizer(model, phonemizer=lambda text: "", device="cpu")
-    options = TorchSynthesisOptions(diffusion_steps=STEPS, alpha=alpha, beta=beta)
+    options = TorchSynthesisOptions(diffusion_steps=STEPS, alpha=alpha, beta=beta, tail_frames=tail_frames)
     result = synthesizer.synthesize_tokens(TOKENS, options, reference=reference, noise=noise,
                                            step_noises=step_noises)
     return result.wave, result.durations, result.style
@@ -84,9 +86,10 @@ def patched_randomness(step_noises):
         torch.randn_like, torch.rand = real_randn_like, real_rand
 
 
-def run_upstream(nets, noise, step_noises, ref_s=None, alpha=0.3, beta=0.7, hifigan=False):
-    """The notebooks' `inference` (LJSpeech) / `inference` (LibriTTS) steps, without the +5 frames
-    the LJSpeech notebook adds to the last token (its long-form variant does not add them)."""
+def run_upstream(nets, noise, step_noises, ref_s=None, alpha=0.3, beta=0.7, hifigan=False, tail_frames=0):
+    """The notebooks' `inference` (LJSpeech) / `inference` (LibriTTS) steps. The LJSpeech notebook's
+    `inference` adds 5 frames to the last token (`tail_frames=5`); its long-form `LFinference` and
+    the LibriTTS notebook add none."""
     from Modules.diffusion.sampler import ADPM2Sampler, DiffusionSampler, KarrasSchedule
 
     sampler = DiffusionSampler(nets.diffusion.diffusion, sampler=ADPM2Sampler(),
@@ -109,6 +112,7 @@ def run_upstream(nets, noise, step_noises, ref_s=None, alpha=0.3, beta=0.7, hifi
         x, _ = nets.predictor.lstm(d)
         duration = torch.sigmoid(nets.predictor.duration_proj(x)).sum(axis=-1)
         pred_dur = torch.round(duration.squeeze()).clamp(min=1)
+        pred_dur[-1] += tail_frames
         aln = torch.zeros(int(lengths), int(pred_dur.sum()))
         frame = 0
         for i in range(aln.size(0)):
@@ -126,7 +130,7 @@ def run_upstream(nets, noise, step_noises, ref_s=None, alpha=0.3, beta=0.7, hifi
     return wave, pred_dur.long(), torch.cat([ref, s], -1)
 
 
-def compare(config: str, upstream_config: str, multispeaker: bool):
+def compare(config: str, upstream_config: str, multispeaker: bool, tail_frames: int = 0):
     from upstream_harness import build_upstream_model
 
     model, weights = build_ours(config)
@@ -136,9 +140,9 @@ def compare(config: str, upstream_config: str, multispeaker: bool):
         getattr(nets, name).eval()
     noise, step_noises, reference = noises(model.diffusion.unet.channels)
     reference = reference if multispeaker else None
-    ours = run_ours(model, noise, step_noises, reference)
-    theirs = run_upstream(nets, noise, step_noises, reference, hifigan=multispeaker)
-    print(f"{config}: {len(ours[0])} samples, durations equal: {torch.equal(ours[1], theirs[1])}, "
+    ours = run_ours(model, noise, step_noises, reference, tail_frames=tail_frames)
+    theirs = run_upstream(nets, noise, step_noises, reference, hifigan=multispeaker, tail_frames=tail_frames)
+    print(f"{config}, tail {tail_frames}: {len(ours[0])} samples, durations equal: {torch.equal(ours[1], theirs[1])}, "
           f"style max abs err {(ours[2] - theirs[2]).abs().max():.3e}, "
           f"waveform max abs err {(ours[0] - theirs[0]).abs().max():.3e}")
     return model, weights, noise, step_noises, theirs
@@ -150,8 +154,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     _, weights, noise, step_noises, theirs = compare("ljspeech", "config.yml", multispeaker=False)
+    notebook = compare("ljspeech", "config.yml", multispeaker=False, tail_frames=5)[4]
     torch.save({"tokens": TOKENS, "noise": noise, "step_noises": step_noises, "wave": theirs[0],
                 "durations": theirs[1], "style": theirs[2],
+                "notebook": {"tail_frames": 5, "wave": notebook[0], "durations": notebook[1]},
                 "checksums": {name: state_checksums(w) for name, w in weights.items()}}, FIXTURE)
     print(f"wrote {FIXTURE} ({FIXTURE.stat().st_size / 1e6:.2f} MB)")
     if args.libritts:
