@@ -185,6 +185,20 @@ def test_zero_weight_adversarial_losses_are_not_computed(first_stage, batch):
     assert {"mpd", "msd"}.isdisjoint(trained) and {"predictor", "diffusion"} <= trained
 
 
+def test_without_decoder_losses_the_decoder_does_not_run(first_stage, batch, monkeypatch):
+    """Before the joint phase, with the mel, adversarial and SLM weights all 0, nothing reads the
+    decoder's output: it is not run, and the predictor and diffusion still train."""
+    model, stage = make_stage(first_stage[0], ["GeneratorLoss.weight = 0.0", "WavLMLoss.weight = 0.0",
+                                               "MultiResolutionSTFTLoss.weight = 0.0"])
+    calls = []
+    monkeypatch.setattr(model.decoder, "forward", lambda *a, **k: calls.append(1))
+    before = snapshot(model)
+    out = stage.train_step(batch, 1, 0)
+    assert not calls
+    assert set(out.losses) == {"F0", "norm", "ce", "dur", "diff", "sty"}, out.losses
+    assert {"predictor", "diffusion"} <= changed(before, model)
+
+
 def test_non_finite_loss_raises_and_changes_nothing(first_stage, batch, monkeypatch):
     """(d) a NaN F0 loss: step_on refuses the generator step before any update."""
     model, stage = make_stage(first_stage[0])

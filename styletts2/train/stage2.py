@@ -219,33 +219,29 @@ class Stage2:
         st = draw_crop(batch.mel_lengths, None, g).mels(batch.mels) if m.multispeaker and not self.finetune else gt
         f0_real, n_real = (prosody_targets(m.pitch_extractor, gt) if self.cache is None
                            else self.cache.prosody(m.pitch_extractor, batch, crop, gt))
+        # A zero-weight loss is not computed: the same update, without its cost. Before the joint phase,
+        # with the mel, adversarial and SLM weights all 0, the decoder does not run at all.
+        adversarial = adversarial and self.gen_loss.weight != 0
+        decoding = real_target or adversarial or self.stft_loss.weight != 0 or self.slm_loss.weight != 0
         with ctx.autocast():
             s_dur = m.predictor_encoder(st.unsqueeze(1))
-            with torch.set_grad_enabled(real_target):  # the style encoder trains with the decoder
-                s = m.style_encoder(st.unsqueeze(1))
-            with torch.no_grad():
-                reconstructed = m.decoder(en, f0_real, n_real, s).float()
+            if decoding:
+                with torch.set_grad_enabled(real_target):  # the style encoder trains with the decoder
+                    s = m.style_encoder(st.unsqueeze(1))
+                with torch.no_grad():
+                    reconstructed = m.decoder(en, f0_real, n_real, s).float()
             f0_fake, n_fake = m.predictor.F0Ntrain(p_en, s_dur)
-            # Before joint training the decoder is frozen: gradients pass through it to F0 / N only.
-            with nullcontext() if real_target else frozen(m.decoder):
-                y_rec = m.decoder(en, f0_fake, n_fake, s)
-        target = real if real_target else reconstructed
+            if decoding:  # (in this order: the decoders and F0Ntrain's dropout draw from one generator)
+                # Before joint training the decoder is frozen: gradients pass through it to F0 / N only.
+                with nullcontext() if real_target else frozen(m.decoder):
+                    y_rec = m.decoder(en, f0_fake, n_fake, s)
 
         with full_precision(device):
-            y_rec = y_rec.float()
             losses["F0"] = self.f0_loss(f0_real, f0_fake.float())
             losses["norm"] = self.norm_loss(n_real, n_fake.float())
-            # A zero-weight loss is not computed: the same update, without the discriminators' cost.
-            adversarial = adversarial and self.gen_loss.weight != 0
-            if adversarial:
-                losses["d_loss"] = self.disc_loss(target, y_rec.detach())
-                self.optimizer.step_on(losses["d_loss"], DISCRIMINATORS, losses={"d_loss": losses["d_loss"]})
-            losses["mel"] = self.stft_loss(y_rec, target)
-            if adversarial:
-                with frozen(m.mpd, m.msd):
-                    losses["gen"] = self.gen_loss(target, y_rec)
-            if self.slm_loss.weight != 0:
-                losses["slm"] = self.slm_loss(target, y_rec)
+            if decoding:
+                y_rec = y_rec.float()
+                self._decoder_loss_terms(y_rec, real if real_target else reconstructed, adversarial, losses)
             losses["ce"], losses["dur"] = self.dur_loss(duration_logits.float(), durations, batch.token_lengths)
             if self.finetune:
                 losses["mono"] = self.mono_loss(attention.float(), path.float())
@@ -262,6 +258,21 @@ class Stage2:
         if self.estimate_sigma_data and self.sigma_count:
             m.diffusion.sigma_data = self.sigma_sum / self.sigma_count  # what a checkpoint records
         return StepOutput.of(losses)
+
+    def _decoder_loss_terms(self, y_rec: torch.Tensor, target: torch.Tensor, adversarial: bool,
+                            losses: dict[str, torch.Tensor]) -> None:
+        """Mel, and the adversarial and SLM terms where their weights are not 0; the discriminators
+        take their step here."""
+        if adversarial:
+            losses["d_loss"] = self.disc_loss(target, y_rec.detach())
+            self.optimizer.step_on(losses["d_loss"], DISCRIMINATORS, losses={"d_loss": losses["d_loss"]})
+        if self.stft_loss.weight != 0:
+            losses["mel"] = self.stft_loss(y_rec, target)
+        if adversarial:
+            with frozen(self.model.mpd, self.model.msd):
+                losses["gen"] = self.gen_loss(target, y_rec)
+        if self.slm_loss.weight != 0:
+            losses["slm"] = self.slm_loss(target, y_rec)
 
     def _weighted_sum(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         weights = {"mel": self.stft_loss.weight, "F0": self.f0_loss.weight, "norm": self.norm_loss.weight,
