@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .audio.io import load_wav
+from .audio.trim import trim_silence
 from .audio.mel import log_mel_spectrogram
 from .data.readers import corpus_normalizer
 from .modules.masks import length_to_mask
@@ -46,7 +47,7 @@ class TorchSynthesisOptions:
     beta: float = 0.7               # multispeaker: weight of the sampled prosodic style vs the reference
     speed: float = 1.0              # > 1 speaks faster (durations are divided by it)
     blend: float = 0.7              # long-form: weight of the previous piece's style
-    trim_reference_db: float = 30.0  # reference clips are trimmed of silence below this (librosa)
+    trim_reference_db: float = 30.0  # reference clips are trimmed of silence below this (audio/trim.py)
     tail_frames: int | None = None  # frames added to each piece's last token; None: the notebooks'
                                     # value for the model (5 single-speaker, 0 multispeaker)
 
@@ -113,8 +114,6 @@ class TorchSynthesizer:
     @torch.no_grad()
     def reference_style(self, wave: np.ndarray | str | os.PathLike, sample_rate: int | None = None) -> torch.Tensor:
         """[acoustic | prosodic] style [1, 2 * style_dim] of a reference clip (a path or samples)."""
-        import librosa
-
         if not hasattr(self.model, "style_encoder") or not hasattr(self.model, "predictor_encoder"):
             raise ValueError("the model has no style encoders to read a reference clip with")
         if isinstance(wave, (str, os.PathLike)):
@@ -126,7 +125,7 @@ class TorchSynthesizer:
 
             wave = resample(wave, sample_rate, self.model.sample_rate)
         _check_reference(np.asarray(wave, dtype=np.float32))
-        wave, _ = librosa.effects.trim(np.asarray(wave, dtype=np.float32), top_db=self.options.trim_reference_db)
+        wave, _ = trim_silence(np.asarray(wave, dtype=np.float32), top_db=self.options.trim_reference_db)
         mel = log_mel_spectrogram(torch.from_numpy(wave).to(self.device)).unsqueeze(0).unsqueeze(1)
         return torch.cat([self.model.style_encoder(mel), self.model.predictor_encoder(mel)], dim=1)
 

@@ -4,6 +4,7 @@ import pytest
 import soundfile as sf
 
 from styletts2.audio.io import AudioReadError, load_wav, resample, save_wav
+from styletts2.audio.trim import trim_silence
 
 
 def test_load_averages_channels_to_float32_mono(tmp_path):
@@ -52,3 +53,42 @@ def test_save_round_trip_and_clipping_warning(tmp_path):
         save_wav(path, np.array([0.0, np.nan]), 24000)
     with pytest.raises(ValueError, match="mono"):
         save_wav(path, np.zeros((2, 10)), 24000)
+
+
+# The runtime's numpy-only versions against librosa's (which training and the evaluator use) -------
+
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100, 48000])
+def test_resample_is_librosas_soxr_hq(rate):
+    librosa = pytest.importorskip("librosa")
+    wave = np.random.default_rng(rate).standard_normal(rate // 3 + 7).astype(np.float32)
+    want = librosa.resample(wave, orig_sr=rate, target_sr=24000, res_type="soxr_hq")
+    have = resample(wave, rate, 24000)
+    assert have.dtype == want.dtype and np.array_equal(have, want)
+    stereo = np.stack([wave, -wave]).astype(np.float64)
+    assert np.array_equal(resample(stereo, rate, 24000),
+                          librosa.resample(stereo, orig_sr=rate, target_sr=24000, res_type="soxr_hq"))
+
+
+def test_trim_silence_is_librosas_trim():
+    librosa = pytest.importorskip("librosa")
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        n = int(rng.integers(100, 40000))
+        burst = np.exp(-(((np.arange(n) - rng.integers(0, n)) / (n / rng.uniform(2, 20))) ** 2))
+        wave = (rng.standard_normal(n) * burst).astype(np.float32)
+        wave[:rng.integers(0, n)] *= rng.uniform(0, 0.01)  # a quiet lead-in, sometimes under the threshold
+        for top_db in (30, 60):
+            want, want_span = librosa.effects.trim(wave, top_db=top_db)
+            have, have_span = trim_silence(wave, top_db=top_db)
+            assert have_span == tuple(want_span) and np.array_equal(have, want)
+
+
+def test_trim_silence_edges():
+    assert trim_silence(np.zeros(5000, np.float32))[1] == (0, 5000)  # uniform: nothing is quieter
+    tone = np.sin(np.arange(24000) / 5).astype(np.float32)
+    padded = np.concatenate([np.zeros(12000, np.float32), tone, np.zeros(12000, np.float32)])
+    _, (start, end) = trim_silence(padded, top_db=30)
+    assert 12000 - 2048 <= start <= 12000 and 36000 <= end <= 36000 + 2048
+    with pytest.raises(ValueError, match="mono"):
+        trim_silence(np.zeros((2, 100)))
+

@@ -46,8 +46,29 @@ def test_runtime_dependencies_leave_torch_out():
     project = _project()
     runtime = _names(project["dependencies"]) | _names(project["optional-dependencies"]["runtime"])
     assert "torch" not in runtime and "onnxruntime" in runtime
-    assert "onnxruntime" not in _names(project["optional-dependencies"]["runtime-gpu"])
+    assert "onnxruntime" not in _names(project["optional-dependencies"]["gpu"])
     assert "torch" in _names(project["optional-dependencies"]["train"])
+    assert not _names(project["dependencies"] + project["optional-dependencies"]["runtime"]) & {"librosa", "scipy"}
+
+
+def _requirements(path: Path) -> dict[str, str]:
+    lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+    return {Requirement(line).name.lower(): str(Requirement(line).specifier) for line in lines if line}
+
+
+def test_requirements_files_agree_with_pyproject():
+    """requirements.txt holds every declared package with the same version range (and the
+    development extras beside them); requirements-gpu.txt the same with onnxruntime-gpu instead."""
+    project = _project()
+    extras = project["optional-dependencies"]
+    cpu, gpu = _requirements(REPO / "requirements.txt"), _requirements(REPO / "requirements-gpu.txt")
+    for group, wanted in (("cpu", project["dependencies"] + extras["runtime"] + extras["train"] + extras["export"]),
+                          ("gpu", project["dependencies"] + extras["gpu"] + extras["train"] + extras["export"])):
+        have = cpu if group == "cpu" else gpu
+        for requirement in map(Requirement, wanted):
+            name = requirement.name.lower()
+            assert have.get(name) == str(requirement.specifier), (group, name, have.get(name))
+    assert "onnxruntime-gpu" not in cpu and "onnxruntime" not in gpu
 
 
 def test_every_package_the_runtime_imports_is_declared():

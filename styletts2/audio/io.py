@@ -1,9 +1,10 @@
-"""Reading and writing wav files (soundfile) and resampling (soxr 'HQ' through librosa).
+"""Reading and writing wav files (soundfile) and resampling (soxr 'HQ').
 
 `load_wav` returns float32 mono: channels are averaged, as `librosa.load` (used by upstream's
 inference demos) does; upstream's training loader kept the first channel only, which differs for
-the rare stereo clip. Resampling is `librosa.resample(res_type="soxr_hq")`, the resampler that
-upstream's `librosa.resample` calls by default in librosa >= 0.10. This module does not import torch.
+the rare stereo clip. Resampling is what `librosa.resample(res_type="soxr_hq")` computes (the
+resampler upstream's `librosa.resample` calls by default in librosa >= 0.10), with soxr called
+directly: the runtime installs without librosa. This module does not import torch.
 """
 import os
 import warnings
@@ -23,9 +24,15 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
         raise ValueError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
     if orig_sr == target_sr:
         return wave
-    import librosa  # imported here: slow to import and only needed when rates differ
+    import soxr  # imported here: only needed when rates differ
 
-    return librosa.resample(wave, orig_sr=orig_sr, target_sr=target_sr, res_type="soxr_hq")
+    wave = np.asarray(wave)
+    out = np.apply_along_axis(soxr.resample, -1, wave, orig_sr, target_sr, quality="HQ")
+    # librosa's length: ceil(samples * ratio), zero-padded or cut to it
+    samples = int(np.ceil(wave.shape[-1] * float(target_sr) / orig_sr))
+    if out.shape[-1] < samples:
+        out = np.pad(out, [(0, 0)] * (out.ndim - 1) + [(0, samples - out.shape[-1])])
+    return np.asarray(out[..., :samples], dtype=wave.dtype)
 
 
 def load_wav(path: str | os.PathLike, target_sr: int | None = None) -> tuple[np.ndarray, int]:

@@ -1,5 +1,5 @@
 """Synthesis with an exported StyleTTS2 model on onnxruntime, for applications: numpy, onnxruntime,
-phonemizer/espeak-ng and soundfile/librosa only. Nothing here (nor anything it imports) imports torch.
+phonemizer/espeak-ng, soundfile and soxr only. Nothing here (nor anything it imports) imports torch.
 
     from styletts2.runtime import Synthesizer
     tts = Synthesizer("exported/ljspeech")               # CUDA when onnxruntime has it, else CPU

@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..audio.io import load_wav, resample
+from ..audio.trim import trim_silence
 from ..graph_contract import UNGUIDED_SAMPLER
 from ..text.normalize import TextNormalizer
 from ..text.tokenizer import Tokenizer
@@ -199,8 +200,6 @@ class Synthesizer:
                         sample_rate: int | None = None) -> np.ndarray:
         """[acoustic | prosodic] style [1, 2S] of a reference clip: a wav path, or mono float samples
         at `sample_rate` (default: the model's, 24 kHz). Silence below 30 dB is trimmed first."""
-        import librosa  # torch-free; imported here as it is slow to import and only needed here
-
         if isinstance(reference, (str, os.PathLike)):
             wave, _ = load_wav(reference, target_sr=self.sample_rate)
             source = str(reference)
@@ -216,7 +215,7 @@ class Synthesizer:
         peak = float(np.abs(wave).max()) if wave.size else 0.0
         if peak < SILENT_REFERENCE_PEAK:
             raise ValueError(f"{source} is silent (peak {peak:.1e}): give a clip of the voice speaking")
-        wave, _ = librosa.effects.trim(wave, top_db=TRIM_TOP_DB)
+        wave, _ = trim_silence(wave, top_db=TRIM_TOP_DB)
         min_samples = (MIN_REFERENCE_FRAMES - 1) * self.mel.hop_length
         if len(wave) < min_samples:
             raise ValueError(f"{source}: {len(wave) / self.sample_rate:.2f} s of sound after trimming silence; "
