@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from .audio.io import load_wav
-from .audio.trim import trim_silence
 from .audio.mel import log_mel_spectrogram
+from .audio.trim import trim_silence
 from .data.readers import corpus_normalizer
 from .modules.masks import length_to_mask
 from .modules.prosody_predictor import add_tail_frames
@@ -35,6 +35,7 @@ from .text.espeak import LANGUAGE
 from .text.pieces import text_to_token_pieces
 from .text.sentences import BERT_MAX_POSITIONS
 from .text.tokenizer import Tokenizer
+
 
 @gin.configurable("SynthesisOptions")  # the gin name it has always had
 @dataclass

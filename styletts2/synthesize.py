@@ -26,8 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--alpha", type=float, help="acoustic style weight vs the reference (default 0.3)")
     p.add_argument("--beta", type=float, help="prosodic style weight vs the reference (default 0.7)")
     p.add_argument("--speed", type=float, help="speaking rate factor (default 1)")
-    p.add_argument("--tail-frames", type=int, help="frames added to each sentence's last token "
-                                                   "(default: 5 single-speaker, 0 multispeaker, as upstream's notebooks)")
+    p.add_argument("--tail-frames", type=int,
+                   help="frames added to each sentence's last token (default: 5 single-speaker, 0 multispeaker, "
+                        "as upstream's notebooks)")
     p.add_argument("--seed", type=int, help="seed: the same text and seed give the same samples")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--no-normalize", action="store_true",
