@@ -1,6 +1,7 @@
 """`pip install ".[runtime]"` into a fresh virtual environment: no torch (nor librosa) comes with
 it, and the runtime CLI synthesizes a wav from an exported folder (test_runtime's fake graphs).
-Installs from the package index pip is configured with: 2-3 minutes here, nearly all of it pip."""
+Installs from the package index pip is configured with: 14 s here with pip's cache warm, 2-3 minutes
+when the CPU is busy, nearly all of it pip."""
 import shutil
 import subprocess
 import sys
