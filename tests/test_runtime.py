@@ -304,6 +304,7 @@ def test_scale_1_runs_the_one_pass_sampler_where_exported(synth, tmp_path):
     """Exports have `diffusion_sampler_unguided` for embedding_scale 1; older ones (the `synth`
     fixture) only the guided sampler, which then runs at every scale."""
     with_unguided = Synthesizer(make_fake_model_dir(tmp_path / "m", unguided=True), providers="cpu", threads=1)
+    assert with_unguided._diffusion_sampler is None  # not opened until a call asks for guidance
     for runtime, scale, mark in ((with_unguided, 1.0, UNGUIDED_MARK), (with_unguided, 1.5, 0.0), (synth, 1.0, 0.0)):
         piece = next(runtime.synthesize_pieces("Hello there.", seed=2, embedding_scale=scale))
         rng = np.random.default_rng(2)

@@ -128,9 +128,10 @@ class Synthesizer:
         self._require_cuda = providers is not None and CUDA in self.providers  # asked for, not picked
         self.session_options = make_session_options(threads, session_options)
         self.text_encoder = self._open("text_encoder")
-        self.diffusion_sampler = self._open("diffusion_sampler")
-        # embedding_scale 1 (the default) needs no guidance pass: the one-pass graph, where exported
+        # embedding_scale 1 (the default) needs no guidance pass: the one-pass graph, where exported;
+        # the guided sampler is then opened on the first call that asks for guidance
         self.unguided_sampler = self._open(UNGUIDED_SAMPLER) if self.config.has_graph(UNGUIDED_SAMPLER) else None
+        self._diffusion_sampler = None if self.unguided_sampler is not None else self._open("diffusion_sampler")
         self.decoder = self._open("decoder")
         # single-speaker models may ship a style encoder for reference clips: opened on first use
         self._style_encoder = self._open("style_encoder") if self.config.multispeaker else None
@@ -179,6 +180,16 @@ class Synthesizer:
     @property
     def style_dim(self) -> int:
         return self.config.style_dim
+
+    @property
+    def diffusion_sampler(self) -> GraphSession:
+        if self._diffusion_sampler is None:
+            self._diffusion_sampler = self._open("diffusion_sampler")
+        return self._diffusion_sampler
+
+    @diffusion_sampler.setter
+    def diffusion_sampler(self, session: GraphSession) -> None:
+        self._diffusion_sampler = session
 
     @property
     def style_encoder(self) -> GraphSession:
