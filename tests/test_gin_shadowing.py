@@ -1,6 +1,9 @@
 """A gin binding does nothing when the code calls the configurable with that argument itself (gin
-only fills the arguments a call leaves out). Every binding in gin/ is checked against every call of
-its configurable in the package: none may pass the bound parameter explicitly."""
+only fills the arguments a call leaves out). For each experiment file, every binding it applies is
+checked against the calls of its configurable that the experiment's stage runs (the package's code,
+read statically); a binding that every such call overrides, in every experiment that applies it,
+fails the test. A configurable that no code calls (gin builds it from a reference) is never
+overridden."""
 import ast
 from pathlib import Path
 
