@@ -1,8 +1,9 @@
-"""The backends bench/rtf.py times: one object per (runtime, precision) that runs an exported graph by
-name on numpy inputs and returns numpy outputs by name, so every backend is fed the same arrays.
+"""The backends bench/rtf.py times: executors (`styletts2.runtime.executor`, `styletts2.torch_executor`)
+that run an exported graph by name on numpy inputs and return numpy outputs by name, the same ones
+the runtime's synthesizer and the parity report use, so every backend is fed the same arrays.
 
 - torch fp32: the library's torch synthesizer (`SynthesizerBackend`) on the unprepared model;
-- eager fp32: the export wrappers (export/wrappers.py) in torch eager, the graphs that were exported;
+- eager fp32: the export wrappers (styletts2/graphs.py) in torch eager, the graphs that were exported;
 - eager bf16: the same, with the vocoder (the decoder graph's `decoder` module, ~95 % of the FLOPs)
   under CPU bf16 autocast; durations, F0 and energy stay fp32 so the audio keeps its length;
 - torchscript fp32: the traced .pt files;
@@ -20,38 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
-
-class Backend:
-    name: str
-    precision: str = "fp32"
-
-    @property
-    def label(self) -> str:
-        return f"{self.name}/{self.precision}"
-
-    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        raise NotImplementedError
-
-    def has_graph(self, graph: str) -> bool:
-        return False
-
-
-class TorchBackend(Backend):
-    """Graphs as torch modules (eager wrappers or TorchScript), called positionally in spec order."""
-
-    def __init__(self, name: str, graphs: dict[str, nn.Module], spec: dict, precision: str = "fp32"):
-        self.name, self.graphs, self.spec, self.precision = name, graphs, spec, precision
-
-    def has_graph(self, graph: str) -> bool:
-        return graph in self.graphs and graph in self.spec
-
-    @torch.no_grad()
-    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        io = self.spec[graph]
-        outputs = self.graphs[graph](*(torch.from_numpy(feeds[t["name"]]) for t in io["inputs"]))
-        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-        return {t["name"]: o.float().numpy() if o.is_floating_point() else o.numpy()
-                for t, o in zip(io["outputs"], outputs)}
+from styletts2.graphs import DecoderGraph
+from styletts2.runtime.executor import Executor, OnnxExecutor
+from styletts2.runtime.model_dir import ModelConfig, read_model_json
+from styletts2.torch_executor import TorchExecutor
 
 
 class Autocast(nn.Module):
@@ -73,44 +46,29 @@ class Autocast(nn.Module):
         return out.float()
 
 
-def eager_backend(model: nn.Module, steps: int, spec: dict, precision: str = "fp32") -> TorchBackend:
-    from export.common import graphs_for
-    from export.wrappers import DecoderGraph
-
-    graphs = graphs_for(model, steps)
+def eager_backend(model: nn.Module, steps: int, precision: str = "fp32") -> TorchExecutor:
+    executor = TorchExecutor.eager(model, steps)
     if precision == "bf16":
         decoder = DecoderGraph(model).eval()
         decoder.decoder = Autocast(model.decoder)  # this graph's own attribute: the model is untouched
-        graphs["decoder"] = decoder
+        executor.graphs["decoder"], executor.precision = decoder, "bf16"
     elif precision != "fp32":
         raise ValueError(f"eager runs fp32 or bf16, not {precision}")
-    return TorchBackend("eager", graphs, spec, precision)
+    return executor
 
 
-def torchscript_backend(directory: Path, spec: dict) -> TorchBackend:
-    missing = [n for n in spec if not (directory / f"{n}.pt").is_file()]
-    if missing:
-        raise FileNotFoundError(f"{directory} has no TorchScript graph(s) {missing} (export/to_torchscript.py)")
-    return TorchBackend("torchscript", {n: torch.jit.load(str(directory / f"{n}.pt")) for n in spec}, spec)
+def torchscript_backend(directory: Path) -> TorchExecutor:
+    if not (directory / "model.json").is_file():
+        raise FileNotFoundError(f"{directory} has no TorchScript export (export/to_torchscript.py)")
+    return TorchExecutor.torchscript(read_model_json(directory))
 
 
-class OnnxBackend(Backend):
-    name = "onnxruntime"
-
-    def __init__(self, files: dict[str, Path], options, precision: str = "fp32"):
-        import onnxruntime as ort
-
-        self.precision, self.options, self.files = precision, options, files
-        self.sessions = {n: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
-                         for n, p in files.items()}
-
-    def has_graph(self, graph: str) -> bool:
-        return graph in self.sessions
-
-    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        session = self.sessions[graph]
-        names = [o.name for o in session.get_outputs()]
-        return dict(zip(names, session.run(names, {i.name: feeds[i.name] for i in session.get_inputs()})))
+def onnx_backend(config: ModelConfig, graphs: list[str], options, precision: str = "fp32",
+                 files: dict[str, Path] | None = None) -> OnnxExecutor:
+    """The export's graphs on onnxruntime's CPU provider, opened now (not inside the first timed run)."""
+    executor = OnnxExecutor(config, "cpu", session_options=options, files=files, precision=precision)
+    executor.load(graphs)
+    return executor
 
 
 def session_options(threads: int, optimization: str = "all", execution: str = "sequential",
@@ -151,7 +109,7 @@ def int8_decoder(model_dir: Path, config, out_dir: Path, feeds: dict[str, dict[s
     return target
 
 
-class SynthesizerBackend(Backend):
+class SynthesizerBackend(Executor):
     """The library's own torch path, `styletts2.inference.TorchSynthesizer.synthesize_tokens`, on a model
     NOT prepared for export (weight-norm hooks, packed LSTMs, torch.stft, float32 harmonic source,
     source noise drawn by torch): what a torch user runs. Its source noise is its own, so its audio
@@ -177,6 +135,9 @@ class SynthesizerBackend(Backend):
             return out
 
         model.diffusion.sample = timed_sample  # instance attribute: this benchmark's own model copy
+
+    def has_graph(self, graph: str) -> bool:
+        return False  # it runs its own pipeline (run_chain), not graphs
 
     def _mark(self, name: str) -> None:
         self.marks[name] = time.perf_counter()

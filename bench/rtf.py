@@ -110,7 +110,7 @@ def calibrate_speed(eager, feeds: dict[str, np.ndarray], target_frames: int) -> 
     (at speed 1), and frames(speed) is then evaluated as the graph rounds it, in float32."""
     import torch
 
-    from export.wrappers import padding_mask
+    from styletts2.graphs import padding_mask
     from styletts2.modules.prosody_predictor import frames_per_token
 
     torch.set_grad_enabled(False)
@@ -469,8 +469,9 @@ def _main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
-    from bench.backends import OnnxBackend, SynthesizerBackend, decoder_precision, eager_backend, int8_decoder, \
+    from bench.backends import SynthesizerBackend, decoder_precision, eager_backend, int8_decoder, onnx_backend, \
         session_options, torchscript_backend
+    from styletts2.runtime.executor import OnnxExecutor
     from styletts2.runtime.mel import LogMel
     from styletts2.runtime.model_dir import read_model_json
 
@@ -487,15 +488,13 @@ def _main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         if config.multispeaker:
             raise SystemExit("error: the benchmark sentences run without a reference clip: single-speaker models only")
         graphs = [*COMPONENTS, *([UNGUIDED] if config.has_graph(UNGUIDED) else [])]
-        spec = {n: config.graphs[n] for n in graphs}
-        onnx_files = {n: model_dir / f"{n}.onnx" for n in graphs}
         tokens = sentence_tokens(names)
         width = 2 * config.style_dim
         feeds = {n: base_feeds(tokens[n], width, config.diffusion_steps, args.seed + i) for i, n in enumerate(names)}
         frames_per_second = config.sample_rate / config.hop_length
         if speed_arg == "auto" and model is None:
             raise SystemExit("error: --speed auto needs the torch model (--checkpoint or --random-init)")
-        calibrator = eager_backend(model, config.diffusion_steps, spec) if speed_arg == "auto" else None
+        calibrator = eager_backend(model, config.diffusion_steps) if speed_arg == "auto" else None
         for n, feed in feeds.items():
             speed = (calibrate_speed(calibrator, feed, round(SENTENCES[n][1] * frames_per_second))
                      if calibrator else float(speed_arg))
@@ -510,17 +509,17 @@ def _main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
             if name == "torch":
                 backends.append(SynthesizerBackend(unprepared_model(args), config.diffusion_steps))
             elif name == "eager":
-                backends.append(eager_backend(model, config.diffusion_steps, spec, precision))
+                backends.append(eager_backend(model, config.diffusion_steps, precision))
             elif name == "torchscript":
-                backends.append(torchscript_backend(model_dir / "torchscript" if model is not None else model_dir, spec))
+                backends.append(torchscript_backend(model_dir / "torchscript" if model is not None else model_dir))
             elif precision == "fp32":  # an export made with --int8-decoder is int8 already
-                backends.append(OnnxBackend(onnx_files, session_options(args.threads, **ort_kwargs),
-                                            decoder_precision(config)))
+                backends.append(onnx_backend(config, graphs, session_options(args.threads, **ort_kwargs),
+                                             decoder_precision(config)))
             else:
                 if decoder_precision(config) == "int8":
                     raise SystemExit("error: this export's decoder is int8 already: ask for the onnxruntime backend")
-                files = dict(onnx_files, decoder=int8_decoder(model_dir, config, export_dir / "int8", feeds))
-                backends.append(OnnxBackend(files, session_options(args.threads, **ort_kwargs), "int8"))
+                files = {"decoder": int8_decoder(model_dir, config, export_dir / "int8", feeds)}
+                backends.append(onnx_backend(config, graphs, session_options(args.threads, **ort_kwargs), "int8", files))
 
         reference = QUALITY_REFERENCE if any(b.label == QUALITY_REFERENCE for b in backends) else None
         times, memory, outputs = benchmark(backends, feeds, args.repeats, args.warmup, config.sample_rate,
@@ -548,8 +547,8 @@ def _main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
             longest = max(names, key=lambda n: feeds[n]["tokens"].shape[1])
             # graph-level inputs (t_en, d_en, style) from a backend that runs the exported graphs
             source = next(b.label for b in backends if "t_en" in outputs[b.label][longest])
-            decoders = {b.label: b.files["decoder"] for b in backends if isinstance(b, OnnxBackend)}
-            result["profile"] = profile_decoder(decoders, eager_backend(model, config.diffusion_steps, spec),
+            decoders = {b.label: b.graph_file("decoder") for b in backends if isinstance(b, OnnxExecutor)}
+            result["profile"] = profile_decoder(decoders, eager_backend(model, config.diffusion_steps),
                                                 outputs[source][longest], args.threads, ort_kwargs)
     table = markdown(rows, floors, result.get("flops"))
     print()

@@ -15,7 +15,7 @@ import gin
 import torch
 from torch import Tensor, nn
 
-from export.wrappers import build_graphs, has_style_encoders, prepare_for_export
+from styletts2.graphs import build_graphs, has_style_encoders, prepare_for_export
 from styletts2 import graph_contract
 from styletts2.graph_contract import MODEL_JSON
 from styletts2.errors import UserError, add_debug_flag

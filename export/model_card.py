@@ -10,7 +10,7 @@ from pathlib import Path
 from torch import nn
 
 from export.common import LoadedModel
-from export.wrappers import DECODER_NOISE_DOC
+from styletts2.graphs import DECODER_NOISE_DOC
 from styletts2.audio import mel as mel_frontend
 # imported before any checkpoint's gin config is parsed, so its corpus_normalizer bindings are read
 from styletts2.data.readers import corpus_normalizer

@@ -20,7 +20,6 @@ Random weights: --speed scales the random predictor's ~25 frames per token down 
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 import sys
 import tempfile
@@ -31,135 +30,107 @@ from unittest import mock
 if __package__ in (None, ""):  # run as a script: make `export` and `styletts2` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np
 import torch
 
-from export.common import add_arguments, build_random_model, graphs_for, io_spec, load_for_export
-from export.to_onnx import export_onnx, ort_session
+from export.common import add_arguments, build_random_model, graphs_for, load_for_export
+from export.to_onnx import export_onnx
 from export.to_torchscript import export_torchscript
-from export.wrappers import noise_direction, source_noise
 from styletts2.errors import run_guarded
+from styletts2.graph_contract import GRAPH_OUTPUTS
+from styletts2.graphs import noise_direction, source_noise
+from styletts2.runtime.executor import Executor, OnnxExecutor
+from styletts2.runtime.model_dir import read_model_json
+from styletts2.runtime.synthesizer import SynthesisOptions, mix_styles
 from styletts2.synthesis_limits import default_tail_frames
+from styletts2.torch_executor import TorchExecutor
 
 GRAPH_ORDER = ("style_encoder", "text_encoder", "diffusion_sampler", "diffusion_sampler_unguided", "decoder")
+SAMPLED_STYLE = "sampled_style"  # a chain's sampler output (its "style" is what the decoder got)
 
 
-class EagerBackend:
-    name = "eager"
-
-    def __init__(self, graphs: dict[str, torch.nn.Module]):
-        self.graphs = graphs
-
-    @torch.no_grad()
-    def run(self, graph: str, inputs: tuple) -> tuple:
-        out = self.graphs[graph](*inputs)
-        return out if isinstance(out, tuple) else (out,)
-
-
-class Float64Backend(EagerBackend):
-    """The eager graphs copied to float64 (float inputs widened, float outputs rounded to float32):
-    the reference that float32 backends are measured against."""
-    name = "eager-fp64"
-
-    def __init__(self, graphs: dict[str, torch.nn.Module]):
-        # one deep copy of the whole dict: the modules the graphs share (e.g. the diffusion model of
-        # both samplers) are copied once and stay shared
-        super().__init__({name: graph.double() for name, graph in copy.deepcopy(graphs).items()})
-
-    def run(self, graph: str, inputs: tuple) -> tuple:
-        inputs = tuple(x.double() if x.is_floating_point() else x for x in inputs)
-        return tuple(o.float() if o.is_floating_point() else o for o in super().run(graph, inputs))
-
-
-def one_ulp(x: torch.Tensor, seed: int) -> torch.Tensor:
+def one_ulp(x: np.ndarray, seed: int) -> np.ndarray:
     """x with every element moved by about one float32 rounding step (relative 2^-24, random sign)."""
-    sign = torch.randint(0, 2, x.shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1
-    return x * (1 + sign * 2.0 ** -24)
+    sign = np.random.default_rng(seed).integers(0, 2, x.shape) * 2 - 1
+    return (x * (1 + sign * 2.0 ** -24)).astype(np.float32)
 
 
-class TorchScriptBackend(EagerBackend):
-    name = "torchscript"
-
-    def __init__(self, directory: Path, names):
-        super().__init__({n: torch.jit.load(str(directory / f"{n}.pt")) for n in names})
-
-
-class OnnxBackend:
-    name = "onnxruntime"
-
-    def __init__(self, directory: Path, spec: dict, threads: int | None = None):
-        self.spec = spec
-        self.sessions = {n: ort_session(directory / f"{n}.onnx", threads) for n in spec}
-
-    def run(self, graph: str, inputs: tuple) -> tuple:
-        io = self.spec[graph]
-        feed = {t["name"]: x.numpy() for t, x in zip(io["inputs"], inputs)}
-        return tuple(torch.from_numpy(o) for o in self.sessions[graph].run([t["name"] for t in io["outputs"]], feed))
-
-
-def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
+def max_abs(a: np.ndarray, b: np.ndarray) -> float:
     if a.shape != b.shape:
         return math.inf
-    return float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0
 
 
-def snr_db(reference: torch.Tensor, other: torch.Tensor) -> float:
+def snr_db(reference: np.ndarray, other: np.ndarray) -> float:
     if reference.shape != other.shape:
         return -math.inf
-    noise = float(((reference.double() - other.double()) ** 2).sum())
-    signal = float((reference.double() ** 2).sum())
+    noise = float(((reference.astype(np.float64) - other.astype(np.float64)) ** 2).sum())
+    signal = float((reference.astype(np.float64) ** 2).sum())
     return math.inf if noise == 0 else 10 * math.log10(signal / noise)
 
 
-def frames_off(reference: torch.Tensor, other: torch.Tensor, hop: int, threshold: float = 1e-2) -> str:
+def frames_off(reference: np.ndarray, other: np.ndarray, hop: int, threshold: float = 1e-2) -> str:
     """'k/n': how many of the n duration frames (hop samples) differ somewhere by more than threshold
     (localised bursts, e.g. a source-phase bin flipped by 2 pi, versus an error spread everywhere)."""
     if reference.shape != other.shape:
         return "shape differs"
-    error = (reference - other).abs()
-    n = math.ceil(error.numel() / hop)
-    error = torch.nn.functional.pad(error, (0, n * hop - error.numel())).view(n, hop).amax(dim=1)
+    error = np.abs(reference - other)
+    n = math.ceil(error.size / hop)
+    error = np.pad(error, (0, n * hop - error.size)).reshape(n, hop).max(axis=1)
     return f"{int((error > threshold).sum())}/{n}"
 
 
-def batch_tokens(id_lists: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token id lists (no pad) -> tokens [B, T] ([0] + ids, zero-padded) and lengths [B]."""
-    lengths = torch.tensor([len(ids) + 1 for ids in id_lists])
-    tokens = torch.zeros(len(id_lists), int(lengths.max()), dtype=torch.long)
+def batch_tokens(id_lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Token id lists (no pad) -> tokens [B, T] ([0] + ids, zero-padded) and lengths [B], int64."""
+    lengths = np.array([len(ids) + 1 for ids in id_lists], dtype=np.int64)
+    tokens = np.zeros((len(id_lists), int(lengths.max())), dtype=np.int64)
     for i, ids in enumerate(id_lists):
-        tokens[i, 1:len(ids) + 1] = torch.tensor(ids)
+        tokens[i, 1:len(ids) + 1] = ids
     return tokens, lengths
 
 
-@torch.no_grad()
-def chain(backend, tokens, lengths, noise, step_noises, scale, speed, seed, mel=None, alpha=0.3, beta=0.7,
-          tail_frames: int = 0):
-    """The whole synthesis in one backend; returns every graph's outputs."""
-    out = {"text_encoder": backend.run("text_encoder", (tokens, lengths))}
-    t_en, bert, d_en = out["text_encoder"]
-    sampler_in = (bert, noise, step_noises, scale)
-    reference = None
-    if mel is not None:
-        out["style_encoder"] = backend.run("style_encoder", (mel,))
-        reference = out["style_encoder"][0]
-        sampler_in += (reference,)
-    out["diffusion_sampler"] = backend.run("diffusion_sampler", sampler_in)
-    style = out["diffusion_sampler"][0]
-    if reference is not None:
-        half = style.shape[1] // 2
-        style = torch.cat([alpha * style[:, :half] + (1 - alpha) * reference[:, :half],
-                           beta * style[:, half:] + (1 - beta) * reference[:, half:]], dim=1)
-    out["decoder"] = backend.run("decoder", (t_en, d_en, style, speed, lengths, seed, torch.tensor(tail_frames)))
+def chain_feeds(tokens: np.ndarray, lengths: np.ndarray, noise: np.ndarray, step_noises: np.ndarray,
+                scale: float, speed: float, seed: int, mel: np.ndarray | None = None,
+                tail_frames: int = 0) -> dict[str, np.ndarray]:
+    """The inputs of one whole synthesis by the contract's names (`mel`: a reference clip's)."""
+    feeds = {"tokens": tokens, "token_lengths": lengths, "noise": noise, "step_noises": step_noises,
+             "embedding_scale": np.array(scale, np.float32), "speed": np.array(speed, np.float32),
+             "noise_seed": np.array(seed, np.int64), "tail_frames": np.array(tail_frames, np.int64)}
+    return feeds if mel is None else {**feeds, "mel": mel}
+
+
+def chain(executor: Executor, feeds: dict[str, np.ndarray], alpha: float = 0.3, beta: float = 0.7) -> dict:
+    """The whole synthesis in one executor, the graphs fed by name: `feeds` (see `chain_feeds`) plus
+    every graph's outputs; the sampler's style is `SAMPLED_STYLE`, "style" the decoder's (mixed with
+    the reference's, where `mel` gives one, as the runtime mixes it)."""
+    out = dict(feeds)
+    out.update(executor.run("text_encoder", out))
+    if "mel" in out:
+        out.update(executor.run("style_encoder", out))
+    out[SAMPLED_STYLE] = executor.run("diffusion_sampler", out)["style"]
+    options = SynthesisOptions(alpha=alpha, beta=beta)
+    out["style"] = mix_styles(out[SAMPLED_STYLE], None, out.get("reference_style"), options,
+                              out[SAMPLED_STYLE].shape[1] // 2)
+    out.update(executor.run("decoder", out))
     return out
 
 
-def item_waves(wave: torch.Tensor, durations: torch.Tensor, hop: int, trim: int) -> list[torch.Tensor]:
-    """Each batch item's own samples."""
+def graph_outputs(graph: str, out: dict) -> dict[str, np.ndarray]:
+    """A graph's outputs as a `chain` recorded them."""
+    return {name: out[SAMPLED_STYLE if name == "style" and graph.startswith("diffusion") else name]
+            for name in GRAPH_OUTPUTS[graph]}
+
+
+def item_waves(out: dict, hop: int, trim: int) -> list[np.ndarray]:
+    """Each batch item's own samples of a chain's waveform."""
+    wave, durations = out["waveform"], out["durations"]
     return [wave[i, :int(durations[i].sum()) * hop - trim] for i in range(wave.shape[0])]
 
 
 @torch.no_grad()
-def synthesizer_reference(model, ids: list[int], noise, noise_generator_seed: int, steps: int, scale: float,
-                          speed: float, seed: int, reference=None, tail_frames: int = 0) -> torch.Tensor:
+def synthesizer_reference(model, ids: list[int], noise: np.ndarray, noise_generator_seed: int, steps: int,
+                          scale: float, speed: float, seed: int, reference: np.ndarray | None = None,
+                          tail_frames: int = 0) -> np.ndarray:
     """The eager `TorchSynthesizer.synthesize_tokens` waveform with the graphs' noises: the sampler's step
     noises drawn from a generator seeded `noise_generator_seed` (see `step_noises_from`), the decoder's
     source noise (drawn by `torch.randn_like` in SineGen) replaced by `source_noise(seed)`."""
@@ -172,92 +143,73 @@ def synthesizer_reference(model, ids: list[int], noise, noise_generator_seed: in
 
     syn = TorchSynthesizer(model, phonemizer=object(), device="cpu")
     options = TorchSynthesisOptions(diffusion_steps=steps, embedding_scale=scale, speed=speed, tail_frames=tail_frames)
+    reference = None if reference is None else torch.from_numpy(reference)
     deterministic = model.decoder.deterministic
     model.decoder.deterministic = False  # draw (i.e. take) the patched noise
     try:
         with mock.patch("torch.randn_like", randn_like):
-            return syn.synthesize_tokens(ids, options, reference=reference, noise=noise,
-                                         generator=torch.Generator().manual_seed(noise_generator_seed)).wave
+            return syn.synthesize_tokens(ids, options, reference=reference, noise=torch.from_numpy(noise),
+                                         generator=torch.Generator().manual_seed(noise_generator_seed)).wave.numpy()
     finally:
         model.decoder.deterministic = deterministic
 
 
-def step_noises_from(seed: int, steps: int, shape: tuple[int, ...]) -> torch.Tensor:
+def step_noises_from(seed: int, steps: int, shape: tuple[int, ...]) -> np.ndarray:
     """The sampler's step noises as `sample` draws them from a generator seeded `seed`, one per step."""
     gen = torch.Generator().manual_seed(seed)
-    return torch.stack([torch.randn(shape, generator=gen) for _ in range(steps - 1)])
+    return torch.stack([torch.randn(shape, generator=gen) for _ in range(steps - 1)]).numpy()
 
 
-def random_ids(n: int, gen: torch.Generator, n_symbols: int = 178) -> list[int]:
-    return torch.randint(1, n_symbols, (n,), generator=gen).tolist()
+def random_case(n: int, rng: np.random.Generator, style_width: int, steps: int, multispeaker: bool,
+                n_symbols: int = 178) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray | None]:
+    """Random token ids, the sampler's noises and (multispeaker) a reference mel for `n` tokens."""
+    ids = rng.integers(1, n_symbols, n).tolist()
+    noise = rng.standard_normal((1, 1, style_width), dtype=np.float32)
+    step_noises = rng.standard_normal((steps - 1, 1, 1, style_width), dtype=np.float32)
+    mel = (rng.standard_normal((1, 80, 160), dtype=np.float32) - 4) if multispeaker else None
+    return ids, noise, step_noises, mel
 
 
-@torch.no_grad()
-def parity_rows(model, graphs, backends, token_counts, steps, speed, seed=0, scale=1.0):
-    """One row per (token count, backend): max abs error per graph output with the eager graph's inputs,
-    durations equal, end-to-end SNR."""
-    gen = torch.Generator().manual_seed(seed)
-    S2 = 2 * model.style_dim
+def parity_rows(model, graphs, executors, token_counts, steps, speed, seed=0, scale=1.0):
+    """One row per (token count, executor): max abs error per graph output with the eager graph's
+    inputs, durations equal, end-to-end SNR."""
+    rng = np.random.default_rng(seed)
     hop, trim, tail = model.hop_length, model.tail_trim, default_tail_frames(model.multispeaker)
-    eager, fp64 = EagerBackend(graphs), Float64Backend(graphs)
+    eager = TorchExecutor(graphs, model.multispeaker)
+    fp64 = TorchExecutor.float64(graphs, model.multispeaker)
     rows = []
     for n in token_counts:
-        tokens, lengths = batch_tokens([random_ids(n, gen)])
-        noise = torch.randn(1, 1, S2, generator=gen)
-        step_noises = torch.randn(steps - 1, 1, 1, S2, generator=gen)
-        mel = (torch.randn(1, 80, 160, generator=gen) - 4) if model.multispeaker else None
-        args = (tokens, lengths, noise, step_noises, torch.tensor(scale), torch.tensor(speed),
-                torch.tensor(seed + n))
+        ids, noise, step_noises, mel = random_case(n, rng, 2 * model.style_dim, steps, model.multispeaker)
+        feeds = chain_feeds(*batch_tokens([ids]), noise, step_noises, scale, speed, seed + n, mel, tail)
         start = time.perf_counter()
-        ref = chain(eager, *args, mel=mel, tail_frames=tail)
+        ref = chain(eager, feeds)
         eager_s = time.perf_counter() - start
-        ref_wave = item_waves(ref["decoder"][0], ref["decoder"][1], hop, trim)[0]
-        exact = chain(fp64, *args, mel=mel, tail_frames=tail)
-        exact_wave = item_waves(exact["decoder"][0], exact["decoder"][1], hop, trim)[0]
-        t_en, d_en, style, *rest = _graph_inputs("decoder", ref, args, mel, tail)
-        moved = eager.run("decoder", (one_ulp(t_en, 1), one_ulp(d_en, 2), one_ulp(style, 3), *rest))
+        ref_wave = item_waves(ref, hop, trim)[0]
+        exact_wave = item_waves(chain(fp64, feeds), hop, trim)[0]
+        moved = eager.run("decoder", {**ref, **{k: one_ulp(ref[k], i) for i, k in enumerate(("t_en", "d_en", "style"))}})
         floor = {"eager_fp64_snr_db": snr_db(exact_wave, ref_wave),
-                 "eager_1ulp_snr_db": snr_db(ref_wave, item_waves(*moved, hop, trim)[0])}
-        for backend in backends:
-            row = {"tokens": n, "backend": backend.name, "seconds_audio": ref_wave.numel() / model.sample_rate}
+                 "eager_1ulp_snr_db": snr_db(ref_wave, item_waves(moved, hop, trim)[0])}
+        for executor in executors:
+            row = {"tokens": n, "backend": executor.name, "seconds_audio": ref_wave.size / model.sample_rate}
             # Each graph on the eager chain's inputs.
             for graph in GRAPH_ORDER:
                 if graph not in graphs or (graph == "style_encoder" and mel is None):
                     continue
-                inputs = _graph_inputs(graph, ref, args, mel, tail)
-                want_all = ref[graph] if graph in ref else eager.run(graph, inputs)
-                got = backend.run(graph, inputs)
-                for t, want, have in zip(io_spec(model, steps)[graph]["outputs"], want_all, got):
-                    row[f"{graph}.{t['name']}"] = max_abs(want, have)
+                want = graph_outputs(graph, ref) if graph != "diffusion_sampler_unguided" else eager.run(graph, ref)
+                got = executor.run(graph, ref)
+                for name in GRAPH_OUTPUTS[graph]:
+                    row[f"{graph}.{name}"] = max_abs(want[name], got[name])
             start = time.perf_counter()
-            out = chain(backend, *args, mel=mel, tail_frames=tail)
+            out = chain(executor, feeds)
             row["chain_seconds"] = time.perf_counter() - start
             row["eager_seconds"] = eager_s
-            row["durations_equal"] = bool(torch.equal(out["decoder"][1], ref["decoder"][1]))
-            wave = item_waves(out["decoder"][0], out["decoder"][1], hop, trim)[0]
+            row["durations_equal"] = bool(np.array_equal(out["durations"], ref["durations"]))
+            wave = item_waves(out, hop, trim)[0]
             row["e2e_snr_db"] = snr_db(ref_wave, wave)
             row["e2e_frames_off"] = frames_off(ref_wave, wave, hop)
             row["fp64_snr_db"] = snr_db(exact_wave, wave)
             rows.append({**row, **floor})
     return rows
-
-
-def _graph_inputs(graph: str, ref: dict, args: tuple, mel, tail_frames: int) -> tuple:
-    tokens, lengths, noise, step_noises, scale, speed, seed = args
-    t_en, bert, d_en = ref["text_encoder"]
-    if graph == "text_encoder":
-        return tokens, lengths
-    if graph == "style_encoder":
-        return (mel,)
-    if graph.startswith("diffusion_sampler"):
-        extra = (ref["style_encoder"][0],) if "style_encoder" in ref else ()
-        return (bert, noise, step_noises) + ((scale,) if graph == "diffusion_sampler" else ()) + extra
-    style = ref["diffusion_sampler"][0]
-    if "style_encoder" in ref:  # the chain's mixed style
-        reference, half = ref["style_encoder"][0], style.shape[1] // 2
-        style = torch.cat([0.3 * style[:, :half] + 0.7 * reference[:, :half],
-                           0.7 * style[:, half:] + 0.3 * reference[:, half:]], dim=1)
-    return t_en, d_en, style, speed, lengths, seed, torch.tensor(tail_frames)
 
 
 def format_table(rows: list[dict]) -> str:
@@ -300,9 +252,9 @@ def _report(args: argparse.Namespace) -> int:
         export_onnx(loaded, out / "onnx", args.steps, verify=False)
         export_torchscript(loaded, out / "torchscript", args.steps, verify=False)
         graphs = graphs_for(model, args.steps)
-        backends = [TorchScriptBackend(out / "torchscript", graphs), OnnxBackend(out / "onnx", io_spec(model, args.steps),
-                                                                              args.threads)]
-        rows = parity_rows(model, graphs, backends, args.tokens, args.steps, args.speed, seed=args.seed)
+        executors = [TorchExecutor.torchscript(read_model_json(out / "torchscript")),
+                     OnnxExecutor(read_model_json(out / "onnx"), "cpu", args.threads)]
+        rows = parity_rows(model, graphs, executors, args.tokens, args.steps, args.speed, seed=args.seed)
     print(format_table(rows))
     if not args.skip_reference:
         print()
@@ -334,26 +286,21 @@ def reference_table(args, token_counts, speed) -> str:
     loaded = load_for_export(args)
     voice(loaded.model, args)
     graphs = graphs_for(loaded.model, args.steps)
-    eager = EagerBackend(graphs)
+    eager = TorchExecutor(graphs, loaded.model.multispeaker)
     for precise in (True, False):
         model = fresh()
         model.decoder.generator.m_source.l_sin_gen.precise_phase = precise
-        gen = torch.Generator().manual_seed(args.seed + 1)
-        S2 = 2 * model.style_dim
+        rng = np.random.default_rng(args.seed + 1)
         hop, trim, tail = model.hop_length, model.tail_trim, default_tail_frames(model.multispeaker)
         for n in token_counts:
-            ids = random_ids(n, gen)
-            tokens, lengths = batch_tokens([ids])
-            noise = torch.randn(1, 1, S2, generator=gen)
-            step_noises = step_noises_from(n, args.steps, (1, 1, S2))
-            mel = (torch.randn(1, 80, 160, generator=gen) - 4) if model.multispeaker else None
-            out = chain(eager, tokens, lengths, noise, step_noises, torch.tensor(1.0), torch.tensor(speed),
-                        torch.tensor(n), mel=mel, tail_frames=tail)
-            reference = out["style_encoder"][0] if mel is not None else None
-            want = synthesizer_reference(model, ids, noise, n, args.steps, 1.0, speed, n, reference, tail)
-            wave = item_waves(out["decoder"][0], out["decoder"][1], hop, trim)[0]
+            ids, noise, _, mel = random_case(n, rng, 2 * model.style_dim, args.steps, model.multispeaker)
+            step_noises = step_noises_from(n, args.steps, (1, 1, 2 * model.style_dim))
+            out = chain(eager, chain_feeds(*batch_tokens([ids]), noise, step_noises, 1.0, speed, n, mel, tail))
+            want = synthesizer_reference(model, ids, noise, n, args.steps, 1.0, speed, n, out.get("reference_style"),
+                                         tail)
+            wave = item_waves(out, hop, trim)[0]
             label = "TorchSynthesizer, torch STFT, phase " + ("float64" if precise else "float32")
-            lines.append(f"| {n} | {label} | {snr_db(want, wave):.1f} | {want.numel() == wave.numel()} |")
+            lines.append(f"| {n} | {label} | {snr_db(want, wave):.1f} | {want.size == wave.size} |")
     return "\n".join(lines)
 
 

@@ -5,7 +5,7 @@ model.json and a README.md model card.
     python export/to_torchscript.py --checkpoint runs/ljspeech/stage2/last.pth --out exported/ljspeech_ts
     python export/to_torchscript.py --random-init gin/model/tiny.gin --out exported/tiny_ts
 
-The graphs are the same wrappers as the ONNX export (export/wrappers.py), with the same inputs and
+The graphs are the same wrappers as the ONNX export (styletts2/graphs.py), with the same inputs and
 outputs; load one with `torch.jit.load(path)` and call it positionally in model.json's input order.
 """
 from __future__ import annotations

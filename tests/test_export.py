@@ -23,9 +23,9 @@ import torch
 from conftest import voice_like
 from export import to_onnx, to_torchscript
 from export.common import build_random_model, graphs_for, io_spec, load_for_export
-from export.parity_report import EagerBackend, OnnxBackend, TorchScriptBackend, batch_tokens, chain, item_waves, \
-    snr_db, step_noises_from, synthesizer_reference
-from export.wrappers import ExportableSineGen, ExportableSTFT, MaskedBiLSTM, alignment_matrix, atan2, noise_direction, \
+from export.parity_report import SAMPLED_STYLE, batch_tokens, chain, chain_feeds, graph_outputs, item_waves, snr_db, \
+    step_noises_from, synthesizer_reference
+from styletts2.graphs import ExportableSineGen, ExportableSTFT, MaskedBiLSTM, alignment_matrix, atan2, noise_direction, \
     seeded_normal, source_noise
 from styletts2.audio.io import load_wav
 from styletts2.audio.mel import log_mel_spectrogram
@@ -35,7 +35,8 @@ from styletts2.inference import TorchSynthesisOptions as TorchOptions, TorchSynt
 from styletts2.modules.masks import packed_lstm
 from styletts2.modules.nsf import SineGen
 from styletts2.modules.stft import STFT
-from styletts2.runtime import Synthesizer
+from styletts2.runtime import OnnxExecutor, Synthesizer, read_model_json
+from styletts2.torch_executor import TorchExecutor
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 4
@@ -63,8 +64,9 @@ def _export(tmp: Path, checkpoint: Path, config: list[str]) -> dict:
     graphs = graphs_for(loaded.model, STEPS)
     spec = io_spec(loaded.model, STEPS)
     return {"dir": tmp, "model": loaded.model, "graphs": graphs, "spec": spec, "checkpoint": checkpoint,
-            "config": config, "eager": EagerBackend(graphs), "onnx": OnnxBackend(tmp / "onnx", spec, threads=1),
-            "ts": TorchScriptBackend(tmp / "ts", graphs)}
+            "config": config, "eager": TorchExecutor(graphs, loaded.model.multispeaker),
+            "onnx": OnnxExecutor(read_model_json(tmp / "onnx"), "cpu", threads=1),
+            "ts": TorchExecutor.torchscript(read_model_json(tmp / "ts"))}
 
 
 @pytest.fixture(scope="module")
@@ -88,24 +90,23 @@ def multi(tmp_path_factory):
     return _export(tmp, checkpoint, [str(REPO / "gin/model/tiny_multispeaker.gin")])
 
 
-def _case(exp, lengths, seed=0):
-    """Inputs of one synthesis: a batch of random token sequences (lengths exclude the leading pad)."""
-    gen = torch.Generator().manual_seed(seed)
-    ids = [torch.randint(1, 178, (n,), generator=gen).tolist() for n in lengths]
-    tokens, token_lengths = batch_tokens(ids)
-    S2 = exp["model"].diffusion.unet.channels
-    B = len(lengths)
-    noise = torch.randn(B, 1, S2, generator=gen)
-    step_noises = torch.randn(STEPS - 1, B, 1, S2, generator=gen)
-    mel = torch.randn(B, 80, 71 + 37 * seed, generator=gen) - 4 if exp["model"].multispeaker else None
+def _case(exp, lengths, seed=0, tail_frames=0):
+    """Feeds of one synthesis (`chain_feeds`): a batch of random token sequences (lengths exclude the
+    leading pad), the sampler's noises and, multispeaker, a reference mel."""
+    rng = np.random.default_rng(seed)
+    ids = [rng.integers(1, 178, n).tolist() for n in lengths]
+    S2, B = 2 * exp["model"].style_dim, len(lengths)
+    noise = rng.standard_normal((B, 1, S2), dtype=np.float32)
+    step_noises = rng.standard_normal((STEPS - 1, B, 1, S2), dtype=np.float32)
+    mel = rng.standard_normal((B, 80, 71 + 37 * seed), dtype=np.float32) - 4 if exp["model"].multispeaker else None
     # speed 4: the random duration head gives ~10 frames per token, keep the audio short
-    args = (tokens, token_lengths, noise, step_noises, torch.tensor(1.0), torch.tensor(4.0), torch.tensor(seed))
-    return ids, args, mel
+    return chain_feeds(*batch_tokens(ids), noise, step_noises, 1.0, 4.0, seed, mel, tail_frames)
 
 
 def _max_abs(a, b):
+    a, b = np.asarray(a), np.asarray(b)
     assert a.shape == b.shape
-    return float((a.double() - b.double()).abs().max())
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
 
 
 # model.json and the files ----------------------------------------------------------------------------
@@ -170,25 +171,25 @@ ONNX_TOL = {"t_en": 1e-5, "bert": 1e-5, "d_en": 1e-5, "style": 1e-4, "reference_
 def test_exported_graphs_match_eager(which, lengths, request):
     exp = request.getfixturevalue(which)
     hop, trim = 600, (50 if which == "multi" else 0)
-    _, args, mel = _case(exp, lengths, seed=len(lengths))
-    ref = chain(exp["eager"], *args, mel=mel, tail_frames=5)
-    ref_waves = item_waves(*ref["decoder"], hop, trim)
+    feeds = _case(exp, lengths, seed=len(lengths), tail_frames=5)
+    ref = chain(exp["eager"], feeds)
+    ref_waves = item_waves(ref, hop, trim)
+    graphs = ["text_encoder", "diffusion_sampler", *(["style_encoder"] if "mel" in feeds else [])]
     for backend, exact in ((exp["ts"], True), (exp["onnx"], False)):
-        out = chain(backend, *args, mel=mel, tail_frames=5)
-        for graph, outputs in ref.items():
-            for t, want, got in zip(exp["spec"][graph]["outputs"], outputs, out[graph]):
-                if t["name"] in ("waveform", "durations"):
-                    continue
-                assert _max_abs(want, got) <= (1e-6 if exact else ONNX_TOL[t["name"]]), (backend.name, t["name"])
-        assert torch.equal(out["decoder"][1], ref["decoder"][1]), backend.name  # durations
-        for want, got in zip(ref_waves, item_waves(*out["decoder"], hop, trim)):
+        out = chain(backend, feeds)
+        for graph in graphs:
+            for name, want in graph_outputs(graph, ref).items():
+                got = graph_outputs(graph, out)[name]
+                assert _max_abs(want, got) <= (1e-6 if exact else ONNX_TOL[name]), (backend.name, name)
+        assert np.array_equal(out["durations"], ref["durations"]), backend.name
+        for want, got in zip(ref_waves, item_waves(out, hop, trim)):
             if exact:
                 assert _max_abs(want, got) <= 1e-6
             else:
                 _assert_close_waveforms(want, got, istftnet=which == "single")
 
 
-def _assert_close_waveforms(want: torch.Tensor, got: torch.Tensor, istftnet: bool) -> None:
+def _assert_close_waveforms(want: np.ndarray, got: np.ndarray, istftnet: bool) -> None:
     """onnxruntime's waveform against eager.
 
     The predicted F0 differs by float32 rounding (~1e-6 relative) and the NSF source integrates it
@@ -200,30 +201,28 @@ def _assert_close_waveforms(want: torch.Tensor, got: torch.Tensor, istftnet: boo
     if not istftnet:
         assert snr_db(want, got) > 40
         return
-    frames = (want - got).abs()[: want.numel() // 600 * 600].view(-1, 600).amax(dim=1)
+    frames = np.abs(want - got)[: want.size // 600 * 600].reshape(-1, 600).max(axis=1)
     off = int((frames > 1e-2).sum())
-    assert frames.median() < 2e-3 and off <= 4 + len(frames) // 10, (snr_db(want, got), frames)
+    assert np.median(frames) < 2e-3 and off <= 4 + len(frames) // 10, (snr_db(want, got), frames)
 
 
 def test_padding_gives_no_frames_and_audio_length_follows_durations(single):
-    _, args, _ = _case(single, (29, 5, 16), seed=3)
-    out = chain(single["onnx"], *args)
-    wave, durations = out["decoder"]
-    lengths = args[1]
-    for i, n in enumerate(lengths.tolist()):
+    feeds = _case(single, (29, 5, 16), seed=3)
+    out = chain(single["onnx"], feeds)
+    wave, durations = out["waveform"], out["durations"]
+    for i, n in enumerate(feeds["token_lengths"].tolist()):
         assert (durations[i, :n] >= 1).all() and (durations[i, n:] == 0).all()
-    assert wave.shape[1] == int(durations.sum(dim=1).max()) * 600
+    assert wave.shape[1] == int(durations.sum(axis=1).max()) * 600
 
 
 @pytest.mark.parametrize("backend", ["ts", "onnx"])
 def test_tail_frames_lengthen_each_items_last_token(single, backend):
     """The notebook's `pred_dur[-1] += 5`, per item of a padded batch: only token lengths - 1 changes."""
-    _, args, _ = _case(single, (29, 5, 16), seed=3)
-    plain = chain(single[backend], *args)["decoder"][1]
-    tailed = chain(single[backend], *args, tail_frames=4)["decoder"][1]
-    last = torch.zeros_like(plain)
-    last[torch.arange(3), args[1] - 1] = 4
-    assert torch.equal(tailed, plain + last)
+    plain = chain(single[backend], _case(single, (29, 5, 16), seed=3))["durations"]
+    tailed = chain(single[backend], _case(single, (29, 5, 16), seed=3, tail_frames=4))["durations"]
+    last = np.zeros_like(plain)
+    last[np.arange(3), np.array([29, 5, 16])] = 4  # token lengths - 1, with the leading pad
+    assert np.array_equal(tailed, plain + last)
 
 
 @pytest.mark.parametrize("which", ["single", "multi"])
@@ -231,12 +230,10 @@ def test_unguided_sampler_is_the_guided_one_at_scale_1(which, request):
     """At embedding_scale 1 the guidance pass is weighted by zero: the one-pass graph gives the same
     style (to rounding: uncond + (cond - uncond) * 1 is not cond bit for bit), in every backend."""
     exp = request.getfixturevalue(which)
-    _, (tokens, lengths, noise, step_noises, _, speed, seed), mel = _case(exp, (23,), seed=7)
-    ref = chain(exp["eager"], tokens, lengths, noise, step_noises, torch.tensor(1.0), speed, seed, mel=mel)
-    inputs = (ref["text_encoder"][1], noise, step_noises) + ((ref["style_encoder"][0],) if mel is not None else ())
+    ref = chain(exp["eager"], _case(exp, (23,), seed=7))
     for backend in (exp["eager"], exp["ts"], exp["onnx"]):
-        style, = backend.run("diffusion_sampler_unguided", inputs)
-        assert _max_abs(style, ref["diffusion_sampler"][0]) < 1e-5, backend.name
+        style = backend.run("diffusion_sampler_unguided", ref)["style"]
+        assert _max_abs(style, ref[SAMPLED_STYLE]) < 1e-5, backend.name
 
 
 # The wrappers compute what the eager TorchSynthesizer computes---------------------------------------------
@@ -244,20 +241,17 @@ def test_unguided_sampler_is_the_guided_one_at_scale_1(which, request):
 @pytest.mark.parametrize("which", ["single", "multi"])
 def test_wrappers_match_the_synthesizer(which, request):
     exp = request.getfixturevalue(which)
-    model, S2 = exp["model"], exp["model"].diffusion.unet.channels
-    gen = torch.Generator().manual_seed(5)
-    ids = torch.randint(1, 178, (23,), generator=gen).tolist()
-    tokens, lengths = batch_tokens([ids])
-    noise = torch.randn(1, 1, S2, generator=gen)
+    model, S2 = exp["model"], 2 * exp["model"].style_dim
+    rng = np.random.default_rng(5)
+    ids = rng.integers(1, 178, 23).tolist()
+    noise = rng.standard_normal((1, 1, S2), dtype=np.float32)
     step_noises = step_noises_from(11, STEPS, (1, 1, S2))
-    mel = torch.randn(1, 80, 90, generator=gen) - 4 if model.multispeaker else None
-    out = chain(exp["eager"], tokens, lengths, noise, step_noises, torch.tensor(2.0), torch.tensor(1.3),
-                torch.tensor(77), mel=mel, tail_frames=3)
-    reference = out["style_encoder"][0] if mel is not None else None
+    mel = rng.standard_normal((1, 80, 90), dtype=np.float32) - 4 if model.multispeaker else None
+    out = chain(exp["eager"], chain_feeds(*batch_tokens([ids]), noise, step_noises, 2.0, 1.3, 77, mel, tail_frames=3))
     # The prepared model in the TorchSynthesizer: the same modules, so the same numbers, bit for bit.
-    want = synthesizer_reference(model, ids, noise, 11, STEPS, 2.0, 1.3, 77, reference, tail_frames=3)
+    want = synthesizer_reference(model, ids, noise, 11, STEPS, 2.0, 1.3, 77, out.get("reference_style"), tail_frames=3)
     trim = 50 if model.multispeaker else 0
-    assert torch.equal(item_waves(*out["decoder"], 600, trim)[0], want)
+    assert np.array_equal(item_waves(out, 600, trim)[0], want)
 
 
 # The onnxruntime runtime against the torch synthesizer -------------------------------------------------
@@ -320,19 +314,44 @@ def test_runtime_matches_the_torch_synthesizer(which, request, tmp_path):
             previous = want.style
             assert np.abs(want.style.numpy() - piece.style).max() < 1e-5  # blended and mixed (measured 3e-7)
             assert np.array_equal(want.durations.numpy(), piece.durations)
-            got = torch.from_numpy(piece.wave)
-            assert got.shape == want.wave.shape  # the HiFi-GAN tail trim included
+            got, want_wave = piece.wave, want.wave.numpy()
+            assert got.shape == want_wave.shape  # the HiFi-GAN tail trim included
             if model.multispeaker:
                 # The source phase integrates F0, which differs by float32 rounding. Measured here
                 # 70 and 72 dB (max abs 1.2e-3 at a peak of 1.0); over 32 pieces of other seeds and
                 # texts 59-79 dB, max abs <= 4.7e-3.
-                assert snr_db(want.wave, got) > 50 and _max_abs(want.wave, got) < 1e-2
+                assert snr_db(want_wave, got) > 50 and _max_abs(want_wave, got) < 1e-2
             else:
                 # Voiced iSTFTNet: here 83 and 91 dB (max abs 4.7e-4), but other seeds flip a
                 # source-phase bin by 2 pi in a few frames (up to 11 of 275), as against eager above.
-                _assert_close_waveforms(want.wave, got, istftnet=True)
+                _assert_close_waveforms(want_wave, got, istftnet=True)
     finally:
         del model.decoder.forward  # the class's forward again
+
+
+@pytest.mark.parametrize("which", ["single", "multi"])
+def test_one_synthesizer_over_every_executor(which, request, tmp_path):
+    """The runtime's synthesizer runs the same steps whatever executes the graphs: torch eager (the
+    export wrappers), TorchScript and onnxruntime get the same inputs, so they give the same durations,
+    TorchScript eager's waveform to the last bit, onnxruntime to float32 rounding (as in
+    test_exported_graphs_match_eager). Multispeaker: a reference clip, read through each executor."""
+    exp = request.getfixturevalue(which)
+    reference = None
+    if exp["model"].multispeaker:
+        reference = tmp_path / "reference.wav"
+        sf.write(reference, voice_like(2.0), 24000)
+    runs = {}
+    for name, folder in (("eager", "onnx"), ("ts", "ts"), ("onnx", "onnx")):
+        synth = Synthesizer(exp["dir"] / folder, executor=exp[name])
+        runs[name] = list(synth.synthesize_pieces(RUNTIME_TEXT, reference=reference, seed=4, speed=2.0))
+    assert len(runs["eager"]) == 2
+    for eager, ts, ort_piece in zip(runs["eager"], runs["ts"], runs["onnx"]):
+        assert np.array_equal(eager.durations, ts.durations) and np.array_equal(eager.durations, ort_piece.durations)
+        assert _max_abs(eager.style, ts.style) <= 1e-6 and _max_abs(eager.style, ort_piece.style) < 1e-4
+        assert _max_abs(eager.wave, ts.wave) <= 1e-6
+        _assert_close_waveforms(eager.wave, ort_piece.wave, istftnet=not exp["model"].multispeaker)
+    with pytest.raises(ValueError, match="give them to the executor"):
+        Synthesizer(exp["dir"] / "onnx", threads=1, executor=exp["eager"])
 
 
 # Export-specific pieces ------------------------------------------------------------------------------

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from conftest import REPO
-from export.common import LoadedModel, build_random_model, graphs_for, io_spec
-from export.parity_report import OnnxBackend, parity_rows
+from export.common import LoadedModel, build_random_model, graphs_for
+from export.parity_report import parity_rows
 from export.to_onnx import export_onnx
-from export.wrappers import prepare_for_export
+from styletts2.graphs import prepare_for_export
+from styletts2.runtime import OnnxExecutor, read_model_json
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 STEPS = 4
@@ -27,8 +28,8 @@ def test_onnxruntime_is_as_accurate_as_eager(gin_file, tmp_path):
     prepare_for_export(model)
     export_onnx(LoadedModel(model, f"random-init:{gin_file}", ""), tmp_path, STEPS, verify=False)
     graphs = graphs_for(model, STEPS)
-    backend = OnnxBackend(tmp_path, io_spec(model, STEPS), threads=1)
-    row, = parity_rows(model, graphs, [backend], token_counts=[200], steps=STEPS, speed=4.0)
+    executor = OnnxExecutor(read_model_json(tmp_path), "cpu", threads=1)
+    row, = parity_rows(model, graphs, [executor], token_counts=[200], steps=STEPS, speed=4.0)
     assert row["durations_equal"]
     assert row["diffusion_sampler.style"] < 1e-5 and row["text_encoder.t_en"] < 1e-5
     floor = min(row["eager_fp64_snr_db"], row["eager_1ulp_snr_db"])

@@ -21,7 +21,7 @@ from onnx import TensorProto, helper
 from conftest import REPO, voice_like
 from styletts2.audio.io import resample
 from styletts2.graph_contract import FORMAT_VERSION
-from styletts2.runtime import (EspeakVersionWarning, LogMel, ModelDirError, ProviderError, Synthesizer,
+from styletts2.runtime import (EspeakVersionWarning, Executor, LogMel, ModelDirError, ProviderError, Synthesizer,
                                SynthesisOptions)
 from styletts2.runtime.__main__ import main as runtime_main
 from styletts2.runtime.synthesizer import decoder_noise_seed, mix_styles
@@ -204,15 +204,21 @@ def make_fake_model_dir(path, multispeaker=False, with_style_encoder=True, espea
     return path
 
 
-class Recorder:
-    """Wraps a GraphSession and keeps the inputs of every call."""
+class Recorder(Executor):
+    """Wraps an executor and keeps the inputs each graph was run with, per graph name (the sampler
+    under "sampler", whichever of the two ran)."""
 
-    def __init__(self, graph):
-        self.graph, self.calls = graph, []
+    def __init__(self, executor):
+        self.executor, self.calls = executor, {}
 
-    def __call__(self, **inputs):
-        self.calls.append(inputs)
-        return self.graph(**inputs)
+    def has_graph(self, graph):
+        return self.executor.has_graph(graph)
+
+    def run(self, graph, feeds):
+        outputs = self.executor.run(graph, feeds)
+        name = "sampler" if graph.startswith("diffusion_sampler") else graph
+        self.calls.setdefault(name, []).append({k: feeds[k] for k in self.executor.session(graph).input_names})
+        return outputs
 
 
 @pytest.fixture(scope="module")
@@ -264,9 +270,8 @@ def test_numpy_mel_matches_torch_front_end():
 # Plumbing --------------------------------------------------------------------------------------------
 
 def test_tokens_noises_and_decoder_inputs(synth, monkeypatch):
-    sampler, decoder = Recorder(synth.diffusion_sampler), Recorder(synth.decoder)
-    monkeypatch.setattr(synth, "diffusion_sampler", sampler)
-    monkeypatch.setattr(synth, "decoder", decoder)
+    recorder = Recorder(synth.executor)
+    monkeypatch.setattr(synth, "executor", recorder)
     pieces = list(synth.synthesize_pieces(TEXT, seed=11, speed=2.0, embedding_scale=1.5))
     token_pieces = synth.text_to_token_pieces(TEXT)
     assert len(pieces) == len(token_pieces) == 3  # one per sentence
@@ -274,7 +279,8 @@ def test_tokens_noises_and_decoder_inputs(synth, monkeypatch):
     root = np.random.SeedSequence(11)
     rng = np.random.default_rng(11)  # an int seed and SeedSequence(seed) seed the same Generator
     previous = None
-    for index, (piece, ids, s_in, d_in) in enumerate(zip(pieces, token_pieces, sampler.calls, decoder.calls)):
+    calls = zip(recorder.calls["sampler"], recorder.calls["decoder"])
+    for index, (piece, ids, (s_in, d_in)) in enumerate(zip(pieces, token_pieces, calls)):
         tokens = np.array([[0, *ids]])
         # noise, then the step noises, drawn piece after piece from the one seeded Generator
         noise = rng.standard_normal((1, 1, 2 * S), dtype=np.float32)
@@ -304,7 +310,7 @@ def test_scale_1_runs_the_one_pass_sampler_where_exported(synth, tmp_path):
     """Exports have `diffusion_sampler_unguided` for embedding_scale 1; older ones (the `synth`
     fixture) only the guided sampler, which then runs at every scale."""
     with_unguided = Synthesizer(make_fake_model_dir(tmp_path / "m", unguided=True), providers="cpu", threads=1)
-    assert with_unguided._diffusion_sampler is None  # not opened until a call asks for guidance
+    assert "diffusion_sampler" not in with_unguided.executor.sessions  # opened when a call asks for guidance
     for runtime, scale, mark in ((with_unguided, 1.0, UNGUIDED_MARK), (with_unguided, 1.5, 0.0), (synth, 1.0, 0.0)):
         piece = next(runtime.synthesize_pieces("Hello there.", seed=2, embedding_scale=scale))
         rng = np.random.default_rng(2)
@@ -469,18 +475,19 @@ def test_model_dir_errors_name_the_file(tmp_path):
 
 def test_providers_threads_and_options(single_dir):
     synth = Synthesizer(single_dir, providers=["CPUExecutionProvider"], threads=2)
-    assert synth.decoder.providers == ["CPUExecutionProvider"]
-    options = synth.session_options
+    assert synth.executor.session("decoder").providers == ["CPUExecutionProvider"]
+    assert synth.executor.device == "CPUExecutionProvider"
+    options = synth.executor.session_options
     assert options.intra_op_num_threads == 2
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     custom = ort.SessionOptions()
     custom.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     synth = Synthesizer(single_dir, providers="cpu", session_options=custom)
-    assert synth.session_options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    assert synth.executor.session_options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         with pytest.raises(ProviderError, match="onnxruntime-gpu"):
             Synthesizer(single_dir, providers="cuda")
-        assert Synthesizer(single_dir).providers == ["CPUExecutionProvider"]  # auto
+        assert Synthesizer(single_dir).executor.providers == ["CPUExecutionProvider"]  # auto
     with pytest.raises(ProviderError, match="not available"):
         Synthesizer(single_dir, providers="TensorrtExecutionProvider")
 

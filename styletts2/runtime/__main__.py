@@ -72,7 +72,7 @@ def _synthesize(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     seconds = samples / synth.sample_rate
     print(f"wrote {args.out}: {seconds:.2f} s of audio in {elapsed:.2f} s (RTF {elapsed / seconds:.3f}) "
-          f"on {synth.decoder.providers[0]}")
+          f"on {synth.executor.device}")
     return 0
 
 

@@ -342,12 +342,13 @@ class GraphSession:
 
 
 def open_graph(config: ModelConfig, name: str, providers: list[str], options: ort.SessionOptions,
-               require_cuda: bool = False) -> GraphSession:
-    """The session of graph `name` of an exported model. With `require_cuda`, a CUDA provider that
-    onnxruntime cannot start is an error; otherwise a warning, and the session runs on CPU."""
-    if not config.has_graph(name):
+               require_cuda: bool = False, path: Path | None = None) -> GraphSession:
+    """The session of graph `name` of an exported model (from `path` instead of the folder's file,
+    where given). With `require_cuda`, a CUDA provider that onnxruntime cannot start is an error;
+    otherwise a warning, and the session runs on CPU."""
+    if path is None and not config.has_graph(name):
         raise ModelDirError(f"{config.directory / MODEL_JSON}: this model has no '{name}' graph")
-    graph = GraphSession(name, config.graph_file(name), config.multispeaker, providers, options, require_cuda)
+    graph = GraphSession(name, path or config.graph_file(name), config.multispeaker, providers, options, require_cuda)
     check_graph_shapes(config, graph)
     return graph
 

@@ -1,4 +1,5 @@
-"""Text -> 24 kHz waveform with an exported model on onnxruntime (numpy only, no torch).
+"""Text -> 24 kHz waveform with an exported model, its graphs run by an executor (`runtime.executor`:
+onnxruntime by default; numpy only, no torch here).
 
 Per piece of text (a sentence, or a window of a long one):
   phonemes -> tokens [0] + ids -> text_encoder -> (t_en, bert, d_en)
@@ -22,12 +23,12 @@ import onnxruntime as ort
 
 from ..audio.io import load_wav, resample
 from ..audio.trim import trim_silence
-from ..graph_contract import UNGUIDED_SAMPLER
+from ..graph_contract import STYLE_ENCODER, UNGUIDED_SAMPLER
 from ..text.normalize import TextNormalizer
 from ..text.tokenizer import Tokenizer
 from .mel import LogMel
-from .model_dir import (CUDA, GraphSession, ModelConfig, ModelDirError, make_session_options,
-                        open_graph, read_model_json, resolve_providers)
+from .executor import Executor, OnnxExecutor
+from .model_dir import ModelConfig, ModelDirError, read_model_json
 from ..synthesis_limits import INTEGER_OPTIONS, SILENT_REFERENCE_PEAK, check_options, check_option, check_piece_frames
 from ..text.pieces import text_to_token_pieces
 
@@ -107,7 +108,11 @@ def decoder_noise_seed(root: np.random.SeedSequence, index: int) -> int:
 class Synthesizer:
     """Synthesis with an exported model directory (see export/to_onnx.py and the export contract).
 
-    model_dir: the exported directory (model.json and the .onnx graphs).
+    The steps are written here once; the graphs run in an executor (`runtime.executor`): by default
+    onnxruntime on the folder's .onnx files, or any other given as `executor` (e.g. torch eager or
+    TorchScript, `styletts2.torch_executor`), which then gets the same inputs in the same order.
+
+    model_dir: the exported directory (model.json and the graphs).
     providers: onnxruntime execution providers, e.g. 'cpu', 'cuda' or ['CUDAExecutionProvider',
         'CPUExecutionProvider']; None picks CUDA when this onnxruntime has it, else CPU. CUDA asked
         for by name must start (ProviderError otherwise); picked by None, it may fall back to CPU
@@ -115,6 +120,8 @@ class Synthesizer:
     threads: intra-op threads per session (None: onnxruntime's default).
     session_options: an `onnxruntime.SessionOptions` to use instead of the default one (all graph
         optimisations on); `threads` still applies.
+    executor: runs the graphs instead of the default onnxruntime one (then providers, threads and
+        session_options belong to that executor and must not be given here).
     phonemizer: text -> phoneme string (default: espeak-ng as model.json describes it).
     normalize: normalize text before phonemizing it with the normalizer model.json records (its
         `text_normalizer`); False reads text as written. `normalizer` is the one in use (None: none).
@@ -122,19 +129,19 @@ class Synthesizer:
 
     def __init__(self, model_dir: str | os.PathLike, providers: str | list[str] | None = None,
                  threads: int | None = None, session_options: ort.SessionOptions | None = None,
-                 phonemizer: Callable[[str], str] | None = None, normalize: bool = True):
+                 phonemizer: Callable[[str], str] | None = None, normalize: bool = True,
+                 executor: Executor | None = None):
         self.config: ModelConfig = read_model_json(model_dir)
-        self.providers = resolve_providers(providers)
-        self._require_cuda = providers is not None and CUDA in self.providers  # asked for, not picked
-        self.session_options = make_session_options(threads, session_options)
-        self.text_encoder = self._open("text_encoder")
+        if executor is not None and any(x is not None for x in (providers, threads, session_options)):
+            raise ValueError("providers, threads and session_options configure the default onnxruntime "
+                             "executor: give them to the executor instead")
+        self.executor = executor if executor is not None else OnnxExecutor(self.config, providers, threads,
+                                                                           session_options)
         # embedding_scale 1 (the default) needs no guidance pass: the one-pass graph, where exported;
-        # the guided sampler is then opened on the first call that asks for guidance
-        self.unguided_sampler = self._open(UNGUIDED_SAMPLER) if self.config.has_graph(UNGUIDED_SAMPLER) else None
-        self._diffusion_sampler = None if self.unguided_sampler is not None else self._open("diffusion_sampler")
-        self.decoder = self._open("decoder")
-        # single-speaker models may ship a style encoder for reference clips: opened on first use
-        self._style_encoder = self._open("style_encoder") if self.config.multispeaker else None
+        # the guided sampler is then opened on the first call that asks for guidance. Single-speaker
+        # models may ship a style encoder for reference clips: opened on first use.
+        sampler = UNGUIDED_SAMPLER if self.executor.has_graph(UNGUIDED_SAMPLER) else "diffusion_sampler"
+        self.executor.load(["text_encoder", sampler, "decoder", *([STYLE_ENCODER] if self.config.multispeaker else [])])
         # read_model_json checked the defaults (finite, in range)
         self.options = SynthesisOptions.of(self.config.defaults)
         self.tokenizer = Tokenizer()
@@ -149,9 +156,6 @@ class Synthesizer:
                            if normalize and entry is not None else None)
 
     # Set-up --------------------------------------------------------------------------------------
-
-    def _open(self, name: str) -> GraphSession:
-        return open_graph(self.config, name, self.providers, self.session_options, self._require_cuda)
 
     def _espeak(self) -> Callable[[str], str]:
         from ..text.phonemizer import EspeakPhonemizer
@@ -180,25 +184,6 @@ class Synthesizer:
     @property
     def style_dim(self) -> int:
         return self.config.style_dim
-
-    @property
-    def diffusion_sampler(self) -> GraphSession:
-        if self._diffusion_sampler is None:
-            self._diffusion_sampler = self._open("diffusion_sampler")
-        return self._diffusion_sampler
-
-    @diffusion_sampler.setter
-    def diffusion_sampler(self, session: GraphSession) -> None:
-        self._diffusion_sampler = session
-
-    @property
-    def style_encoder(self) -> GraphSession:
-        if self._style_encoder is None:
-            if not self.config.has_graph("style_encoder"):
-                raise ModelDirError(f"{self.config.directory} has no style_encoder graph: this model "
-                                    "cannot read a reference clip")
-            self._style_encoder = self._open("style_encoder")
-        return self._style_encoder
 
     # Text and reference --------------------------------------------------------------------------
 
@@ -231,8 +216,11 @@ class Synthesizer:
         if len(wave) < min_samples:
             raise ValueError(f"{source}: {len(wave) / self.sample_rate:.2f} s of sound after trimming silence; "
                              f"the style encoder needs at least {min_samples / self.sample_rate:.2f} s")
+        if not self.executor.has_graph(STYLE_ENCODER):
+            raise ModelDirError(f"{self.config.directory} has no style_encoder graph: this model "
+                                "cannot read a reference clip")
         mel = self.mel(wave)[None]  # [1, n_mels, frames]
-        return self.style_encoder(mel=mel)["reference_style"]
+        return self.executor.run(STYLE_ENCODER, {"mel": mel})["reference_style"]
 
     def _reference(self, reference) -> np.ndarray | None:
         """A reference given to `stream`/`synthesize` as a style [1, 2S] (a path, samples at the
@@ -261,7 +249,7 @@ class Synthesizer:
             raise ValueError(f"{tokens.shape[1]} tokens exceed PL-BERT's {self.config.bert_max_positions} "
                              "positions; split the text (text_to_token_pieces does)")
         lengths = np.array([tokens.shape[1]], dtype=np.int64)
-        encoded = self.text_encoder(tokens=tokens, token_lengths=lengths)
+        encoded = self.executor.run("text_encoder", {"tokens": tokens, "token_lengths": lengths})
 
         width = 2 * self.style_dim
         feeds = {
@@ -272,17 +260,14 @@ class Synthesizer:
         }
         if self.config.multispeaker:
             feeds["reference_style"] = reference_style
-        if options.embedding_scale == 1.0 and self.unguided_sampler is not None:
-            del feeds["embedding_scale"]
-            sampled = self.unguided_sampler(**feeds)["style"]
-        else:
-            sampled = self.diffusion_sampler(**feeds)["style"]
+        unguided = options.embedding_scale == 1.0 and self.executor.has_graph(UNGUIDED_SAMPLER)
+        sampled = self.executor.run(UNGUIDED_SAMPLER if unguided else "diffusion_sampler", feeds)["style"]
         style = mix_styles(sampled, previous_style, reference_style, options, self.style_dim)
 
-        decoded = self.decoder(t_en=encoded["t_en"], d_en=encoded["d_en"], style=style,
-                               speed=np.array(options.speed, dtype=np.float32), token_lengths=lengths,
-                               noise_seed=np.array(noise_seed, dtype=np.int64),
-                               tail_frames=np.array(options.tail_frames, dtype=np.int64))
+        decoded = self.executor.run("decoder", {
+            "t_en": encoded["t_en"], "d_en": encoded["d_en"], "style": style, "token_lengths": lengths,
+            "speed": np.array(options.speed, dtype=np.float32), "noise_seed": np.array(noise_seed, dtype=np.int64),
+            "tail_frames": np.array(options.tail_frames, dtype=np.int64)})
         wave = np.asarray(decoded["waveform"][0], dtype=np.float32)
         check_piece_frames(int(decoded["durations"][0].sum()))
         return Piece(wave, sampled, style, decoded["durations"][0], noise_seed)

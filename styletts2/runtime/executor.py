@@ -1,0 +1,104 @@
+"""Executors: each runs the export contract's graphs (`styletts2.graph_contract`) by name, numpy
+arrays in and out, so that one synthesizer (`runtime.synthesizer`), the parity report and the speed
+benchmark drive any of them the same way:
+
+- `OnnxExecutor` (here, no torch): the .onnx files of an exported folder on onnxruntime;
+- `TorchExecutor` (`styletts2.torch_executor`): the same graphs as torch modules, either the
+  export wrappers in eager mode or the TorchScript files of an export.
+
+`run(graph, feeds)` takes the graph's inputs by name from `feeds`, which may hold more (a chain
+passes everything computed so far), and returns the graph's outputs by name.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from ..graph_contract import GRAPH_INPUTS, MULTISPEAKER_SAMPLER_INPUT
+from .model_dir import CUDA, GraphSession, ModelConfig, make_session_options, open_graph, resolve_providers
+
+
+def graph_input_names(graph: str, multispeaker: bool) -> tuple[str, ...]:
+    """A graph's inputs in the contract's order (a multispeaker sampler takes the reference style last)."""
+    extra = (MULTISPEAKER_SAMPLER_INPUT,) if multispeaker and graph.startswith("diffusion_sampler") else ()
+    return GRAPH_INPUTS[graph] + extra
+
+
+class Executor:
+    """Runs graphs by name. `name` says how (onnxruntime, eager, torchscript), `precision` in what."""
+
+    name = "executor"
+    precision = "fp32"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}/{self.precision}"
+
+    def has_graph(self, graph: str) -> bool:
+        raise NotImplementedError
+
+    def load(self, graphs: Iterable[str]) -> None:
+        """Open these graphs now (errors at start-up, not mid-synthesis); graphs not loaded here are
+        opened on first use."""
+
+    def run(self, graph: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    @property
+    def device(self) -> str:
+        """Where the graphs run, in words (for logs)."""
+        return "cpu"
+
+
+class OnnxExecutor(Executor):
+    """An exported folder's .onnx graphs on onnxruntime, each opened once, on `load` or first use.
+
+    providers: 'cpu', 'cuda', a list of onnxruntime provider names, or None (CUDA when this
+        onnxruntime has it, else CPU). CUDA asked for by name must start (ProviderError otherwise);
+        picked by None, it may fall back to CPU with a RuntimeWarning.
+    threads: intra-op threads per session (None: onnxruntime's default).
+    session_options: used instead of the default options (all graph optimisations on); `threads` applies.
+    files: graph files to use instead of the folder's (e.g. an int8 decoder made elsewhere); they
+        are checked against the contract like the folder's own.
+    precision: a label for what the graphs compute in (the benchmark's tables).
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, config: ModelConfig, providers: str | list[str] | None = None, threads: int | None = None,
+                 session_options: ort.SessionOptions | None = None, files: Mapping[str, Path] | None = None,
+                 precision: str = "fp32"):
+        self.config, self.precision = config, precision
+        self.providers = resolve_providers(providers)
+        self._require_cuda = providers is not None and CUDA in self.providers  # asked for, not picked
+        self.session_options = make_session_options(threads, session_options)
+        self.files = {name: Path(path) for name, path in (files or {}).items()}
+        self.sessions: dict[str, GraphSession] = {}
+
+    def has_graph(self, graph: str) -> bool:
+        return graph in self.files or self.config.has_graph(graph)
+
+    def graph_file(self, graph: str) -> Path:
+        return self.files.get(graph) or self.config.graph_file(graph)
+
+    def session(self, graph: str) -> GraphSession:
+        if graph not in self.sessions:
+            self.sessions[graph] = open_graph(self.config, graph, self.providers, self.session_options,
+                                              self._require_cuda, path=self.files.get(graph))
+        return self.sessions[graph]
+
+    def load(self, graphs: Iterable[str]) -> None:
+        for graph in graphs:
+            self.session(graph)
+
+    def run(self, graph: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        session = self.session(graph)
+        return session(**{name: feeds[name] for name in session.input_names})
+
+    @property
+    def device(self) -> str:
+        opened = next(iter(self.sessions.values()), None)
+        return opened.providers[0] if opened is not None else self.providers[0]
