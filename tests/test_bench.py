@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import flops, rtf
-from bench.matmul_rate import measure
+from styletts2.bench import flops, rtf
+from styletts2.bench.matmul_rate import measure
 
 REPO = Path(__file__).resolve().parents[1]
 BACKENDS = ("torch/fp32", "eager/fp32", "onnxruntime/fp32", "onnxruntime/int8")

@@ -21,9 +21,9 @@ import soundfile as sf
 import torch
 
 from conftest import voice_like
-from export import to_onnx, to_torchscript
-from export.common import build_random_model, graphs_for, io_spec, load_for_export
-from export.parity_report import SAMPLED_STYLE, batch_tokens, chain, chain_feeds, graph_outputs, item_waves, snr_db, \
+from styletts2.export import to_onnx, to_torchscript
+from styletts2.export.common import build_random_model, graphs_for, io_spec, load_for_export
+from styletts2.export.parity_report import SAMPLED_STYLE, batch_tokens, chain, chain_feeds, graph_outputs, item_waves, snr_db, \
     step_noises_from, synthesizer_reference
 from styletts2.graphs import ExportableSineGen, ExportableSTFT, MaskedBiLSTM, alignment_matrix, atan2, noise_direction, \
     seeded_normal, source_noise

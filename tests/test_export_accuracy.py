@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from conftest import REPO
-from export.common import LoadedModel, build_random_model, graphs_for
-from export.parity_report import parity_rows
-from export.to_onnx import export_onnx
+from styletts2.export.common import LoadedModel, build_random_model, graphs_for
+from styletts2.export.parity_report import parity_rows
+from styletts2.export.to_onnx import export_onnx
 from styletts2.graphs import prepare_for_export
 from styletts2.runtime import OnnxExecutor, read_model_json
 

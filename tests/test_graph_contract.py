@@ -2,7 +2,7 @@
 sizes, and the runtime checks sessions against the same names."""
 import pytest
 
-from export.common import build_random_model, io_spec
+from styletts2.export.common import build_random_model, io_spec
 from styletts2 import graph_contract
 from styletts2.runtime import model_dir
 

@@ -6,7 +6,7 @@ import json
 import pytest
 from PIL import Image
 
-from bench.learning import Row, main, write_results
+from styletts2.bench.learning import Row, main, write_results
 
 
 def test_results_table_json_and_curve(tmp_path):

@@ -104,7 +104,7 @@ def _siblings(folder):
 
 
 def test_staged_export_replaces_the_folder_only_when_done(tmp_path):
-    from export.common import ExportError, staged_export
+    from styletts2.export.common import ExportError, staged_export
 
     out = tmp_path / "exported"
     with staged_export(out) as staging:
@@ -135,7 +135,7 @@ def test_staged_export_replaces_the_folder_only_when_done(tmp_path):
 
 
 def test_a_killed_export_leaves_the_old_folder_whole(tmp_path):
-    from export.common import staged_export
+    from styletts2.export.common import staged_export
 
     out = tmp_path / "exported"
     with staged_export(out) as staging:
@@ -144,7 +144,7 @@ def test_a_killed_export_leaves_the_old_folder_whole(tmp_path):
         import os, signal, sys
         sys.path.insert(0, {str(REPO)!r})
         from pathlib import Path
-        from export.common import staged_export
+        from styletts2.export.common import staged_export
         with staged_export(Path({str(out)!r})) as staging:
             (staging / "model.json").write_text("new, half written")
             os.kill(os.getpid(), signal.SIGKILL)
@@ -165,8 +165,8 @@ def test_export_onnx_writes_hashes_and_a_failed_re_export_leaves_the_old_folder(
     as it was; one that completes replaces it, with each graph's sha256 in model.json."""
     import hashlib
 
-    from export import to_onnx
-    from export.common import LoadedModel, build_random_model
+    from styletts2.export import to_onnx
+    from styletts2.export.common import LoadedModel, build_random_model
 
     out = make_fake_model_dir(tmp_path / "exported", hashes=True)  # the previous export
     before = {p.name: p.read_bytes() for p in out.iterdir()}

@@ -144,7 +144,7 @@ def test_emoji_are_dropped_with_a_warning_naming_them():
 # What records the normalizer ---------------------------------------------------------------------------
 
 def test_model_json_entry_round_trip(caplog):
-    from export.model_card import text_normalizer_entry
+    from styletts2.export.model_card import text_normalizer_entry
     from styletts2.runtime.model_dir import ModelDirError, read_text_normalizer
 
     entry = json.loads(json.dumps(text_normalizer_entry()))

@@ -1,4 +1,4 @@
-"""int8 decoder export (export/quantize.py, `to_onnx.py --int8-decoder`): which convolutions are
+"""int8 decoder export (styletts2/styletts2/export/quantize.py, `to_onnx.py --int8-decoder`): which convolutions are
 quantized, the quality record in model.json, and that the runtime drives the int8 export with the
 fp32 export's durations."""
 import json
@@ -8,9 +8,9 @@ import onnx
 import pytest
 
 from conftest import REPO
-from export import to_onnx
-from export.model_card import mel_config
-from export.quantize import QUANTIZED_CONVS, quality, quantize_decoder
+from styletts2.export import to_onnx
+from styletts2.export.model_card import mel_config
+from styletts2.export.quantize import QUANTIZED_CONVS, quality, quantize_decoder
 from styletts2.runtime import Synthesizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -8,7 +8,7 @@ import torch
 
 import runner
 from conftest import REPO, build_tiny
-from export import to_onnx, to_torchscript
+from styletts2.export import to_onnx, to_torchscript
 from styletts2.checkpoint import CheckpointError, atomic_save, make_checkpoint
 from styletts2.model import load_model
 from styletts2.synthesize import main as synthesize_main
@@ -98,7 +98,7 @@ def test_no_spurious_gin_error_outside_the_repo(checkpoints, tmp_path, monkeypat
 
 
 def test_rtf_bad_model_dir(tmp_path, capsys):
-    from bench.rtf import main as rtf_main
+    from styletts2.bench.rtf import main as rtf_main
 
     assert rtf_main(["--model", str(tmp_path / "nowhere"), "--no-flops", "--backends", "onnxruntime"]) == 2
     one_line_error(capsys.readouterr().err, "rtf.py: error:", "nowhere")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from torch import nn
 
-from export.common import LoadedModel
+from styletts2.export.common import LoadedModel
 from styletts2.graphs import DECODER_NOISE_DOC
 from styletts2.audio import mel as mel_frontend
 # imported before any checkpoint's gin config is parsed, so its corpus_normalizer bindings are read

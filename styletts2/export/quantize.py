@@ -126,7 +126,7 @@ def quantize_decoder(source: Path, target: Path, feeds: Iterable[dict[str, np.nd
 def quality(reference: np.ndarray, other: np.ndarray, mel_config: dict) -> dict[str, float]:
     """SNR (dB) of `other` against `reference` (1-D waveforms) and the mean |difference| of their
     natural-log mels (the runtime's mel front-end)."""
-    from export.metrics import log_mel_distance, snr_db
+    from styletts2.export.metrics import log_mel_distance, snr_db
     from styletts2.runtime.mel import LogMel
 
     return {"snr_db": round(snr_db(reference, other), 2),

@@ -1,0 +1,222 @@
+"""Learning benchmark: how fast a model trained here from nothing learns to speak, on this machine.
+
+    python bench/learning.py --minutes 60 [--out runs/learning] [--clips 160] [--threads 2]
+
+From an empty folder:
+1. a corpus spoken by one espeak-ng voice (`make_corpus`), and the same voice reading held-out
+   sentences that are never trained on (the "teacher" clips);
+2. stage 0 (aligner, pitch extractor, PL-BERT), stage 1 and stage 2 with the CPU-sized experiment
+   files in gin/learning/, each given a share of the wall-clock budget (`Trainer.max_minutes`);
+3. stage 2 runs in segments; after each, the checkpoint is exported to ONNX and the held-out
+   sentences are synthesized through the onnxruntime runtime (the path users ship) and scored by
+   the offline evaluator (`styletts2.evaluate`): phoneme error rate against the recogniser's
+   transcript of the teacher clip, DNSMOS, and the duration ratio to the teacher clip. Twice: with
+   styles sampled by the style diffusion (what the runtime does by default), and with both styles
+   read from one training clip (`alpha = beta = 0`), which tells the diffusion's share apart.
+The teacher clips are scored the same way against the text (their own transcript would give them 0
+by construction), so "PER within 0.10 of the teacher's" is one subtraction.
+
+Writes `<results>/learning.json`, `learning.md` (table, command, machine) and `learning.png` (PER,
+DNSMOS and duration ratio against minutes). Every command it runs is printed first.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from styletts2.gin_paths import REPO_ROOT
+
+REPO = REPO_ROOT  # the checkout: runs/ and bench/results/ are under it
+
+
+@dataclass
+class Row:
+    minutes: float  # training minutes spent when the checkpoint was scored (all stages)
+    stage: str
+    per_text: float | None  # phoneme error rate against the text (the teacher's is its floor)
+    per: float | None  # against the recogniser's transcript of the teacher's clip of the same text
+    dnsmos: float | None
+    duration_ratio: float | None  # total synthesized length / total teacher length
+    style: str = "sampled"  # "sampled" by the style diffusion, or "clip": read from a training clip
+
+
+def make_data(out: Path, clips: int) -> tuple[Path, list[str], list[Path]]:
+    """The corpus, and the teacher's clips of the held-out sentences (the same speaker's settings)."""
+    from styletts2.audio.io import save_wav
+    from styletts2.data.espeak_synth import EspeakSynthesizer
+    from styletts2.data.make_corpus import OOD_SENTENCES, SAMPLE_RATE, make_corpus, speak_as_corpus
+
+    corpus = out / "corpus"
+    if not (corpus / "metadata.csv").exists():
+        make_corpus(corpus, n=clips, seed=0)
+    texts, teacher = list(OOD_SENTENCES), []
+    synth = EspeakSynthesizer()  # one instance, in order: espeak-ng's output depends on its call history
+    for i, text in enumerate(texts):
+        path = out / "teacher" / f"heldout_{i:02d}.wav"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_wav(path, speak_as_corpus(text, synth=synth), SAMPLE_RATE)
+        teacher.append(path)
+    return corpus, texts, teacher
+
+
+def score(evaluator, waves: list[np.ndarray], rate: int, texts: list[str], teacher: list[Path]) -> dict:
+    from styletts2.audio.io import load_wav
+    from styletts2.evaluate import EvalItem, summarize
+
+    items = []
+    for i, (wave, text, ref_path) in enumerate(zip(waves, texts, teacher, strict=True)):
+        reference, ref_rate = load_wav(ref_path, rate)
+        items.append(EvalItem(f"heldout_{i:02d}", wave, rate, text, reference=reference, reference_rate=ref_rate))
+    scores = evaluator.score(items)
+    summary = summarize(scores)
+    total = sum(len(w) for w in waves) / rate
+    teacher_total = sum(len(load_wav(p, rate)[0]) for p in teacher) / rate
+    summary["total_duration_ratio"] = total / teacher_total
+    return summary
+
+
+def synthesize_export(export_dir: Path, texts: list[str], threads: int,
+                      reference: Path | None = None) -> tuple[list[np.ndarray], int]:
+    """The held-out texts through the runtime: styles sampled by the style diffusion, or (reference)
+    both styles read from that clip alone (alpha = beta = 0), which separates what the diffusion
+    has learnt from what the rest of the model has. No tail frames: the duration ratio measures
+    the learnt durations alone (and stays comparable with runs from before the option existed)."""
+    from styletts2.runtime.synthesizer import Synthesizer
+
+    synth = Synthesizer(export_dir, providers="cpu", threads=threads)
+    if reference is None:
+        return [synth.synthesize(text, seed=0, tail_frames=0) for text in texts], synth.sample_rate
+    return ([synth.synthesize(text, reference=str(reference), seed=0, alpha=0.0, beta=0.0, tail_frames=0)
+             for text in texts], synth.sample_rate)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/learning.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=60.0, help="wall-clock training budget, all stages")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "learning", help="working folder (new)")
+    parser.add_argument("--results", type=Path, default=REPO / "bench" / "results", help="where the table goes")
+    parser.add_argument("--clips", type=int, default=160, help="clips in the training corpus")
+    parser.add_argument("--threads", type=int, default=2, help="torch / onnxruntime threads")
+    parser.add_argument("--segments", type=int, default=4, help="stage-2 segments, each exported and scored")
+    args = parser.parse_args(argv)
+    if args.minutes <= 0:
+        parser.error("--minutes must be positive")
+    if (args.out / "stage2").exists():
+        parser.error(f"{args.out} holds an earlier run; give a new --out (the benchmark starts from nothing)")
+
+    from styletts2.audio.io import load_wav
+    from styletts2.data.make_corpus import first_clip
+    from styletts2.evaluate import Evaluator
+    from styletts2.train.recipe import Recipe, RecipeError
+
+    out = args.out.resolve()
+    corpus, texts, teacher = make_data(out, args.clips)
+    evaluator = Evaluator(metrics=("per", "dnsmos", "reference"), threads=args.threads)
+    teacher_scores = score(evaluator, [load_wav(p, 24000)[0] for p in teacher], 24000, texts, teacher)
+    print(f"teacher: PER against the text {teacher_scores['per_text']:.3f}, DNSMOS {teacher_scores['dnsmos_ovrl']:.2f}",
+          flush=True)
+
+    clip = first_clip(corpus)  # a training clip of the same voice, for the clip-style scores
+    recipe, rows, started = Recipe(corpus, out, args.minutes, threads=args.threads), [], time.time()
+
+    def after_segment(index: int, checkpoint: Path) -> None:
+        export = out / f"export_{index}"
+        recipe_args = ["export/to_onnx.py", "--checkpoint", str(checkpoint), "--out", str(export)]
+        print("$ python " + " ".join(recipe_args), flush=True)
+        with open(recipe.log, "a", encoding="utf-8") as log:
+            result = subprocess.run([sys.executable, *recipe_args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        if result.returncode != 0:
+            raise RecipeError(f"export of {checkpoint} failed with exit code {result.returncode}; see {recipe.log}")
+        for style, reference in (("sampled", None), ("clip", clip)):
+            waves, rate = synthesize_export(export, texts, args.threads, reference)
+            s = score(evaluator, waves, rate, texts, teacher)
+            rows.append(Row(round(recipe.spent, 2), f"stage 2, segment {index + 1}", s.get("per_text"), s.get("per"),
+                            s.get("dnsmos_ovrl"), s.get("total_duration_ratio"), style))
+            print(f"   scored after {recipe.spent:.1f} min: {rows[-1]}", flush=True)
+        write_results(args, rows, teacher_scores, time.time() - started, recipe.timings)  # partial too
+
+    try:
+        recipe.run(segments=args.segments, after_segment=after_segment)
+    except RecipeError as err:
+        print(f"learning: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def write_results(args, rows: list[Row], teacher: dict, seconds: float, stage_minutes: dict) -> None:
+    results = args.results
+    results.mkdir(parents=True, exist_ok=True)
+    machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
+               "python": platform.python_version()}
+    command = (f"python bench/learning.py --minutes {args.minutes:g} --clips {args.clips} --threads {args.threads} "
+               f"--segments {args.segments}")
+    payload = {"command": command, "machine": machine, "wall_seconds": seconds, "stage_minutes": stage_minutes,
+               "teacher": teacher,
+               "rows": [vars(r) for r in rows]}
+    (results / "learning.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
+
+    def fmt(x):
+        return "-" if x is None else f"{x:.3f}"
+
+    lines = [f"Command: `{command}`  ", f"Machine: {machine}  ", "",
+             "| minutes | checkpoint | style | PER (text) | PER - teacher's | PER (teacher's transcript) | DNSMOS | "
+             "duration ratio |", "|---|---|---|---|---|---|---|---|",
+             f"| - | teacher (espeak-ng) | - | {fmt(teacher.get('per_text'))} | 0 | 0 | "
+             f"{fmt(teacher.get('dnsmos_ovrl'))} | 1 |"]
+    for r in rows:
+        gap = None if r.per_text is None or teacher.get("per_text") is None else r.per_text - teacher["per_text"]
+        lines.append(f"| {r.minutes:.1f} | {r.stage} | {r.style} | {fmt(r.per_text)} | {fmt(gap)} | {fmt(r.per)} "
+                     f"| {fmt(r.dnsmos)} | {fmt(r.duration_ratio)} |")
+    (results / "learning.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    plot(rows, teacher, results / "learning.png")
+    print("\n".join(lines))
+
+
+def plot(rows: list[Row], teacher: dict, path: Path) -> None:
+    """Three small panels (PER, DNSMOS, duration ratio against minutes), drawn with Pillow."""
+    from PIL import Image, ImageDraw
+
+    panels = (("PER", "per_text", (0.0, 1.2), teacher.get("per_text")), ("DNSMOS", "dnsmos", (1.0, 4.0),
+              teacher.get("dnsmos_ovrl")), ("duration ratio", "duration_ratio", (0.0, 6.0), 1.0))
+    width, height, pad = 320, 240, 36
+    image = Image.new("RGB", (width * len(panels), height), "white")
+    draw = ImageDraw.Draw(image)
+    x_max = max([r.minutes for r in rows] + [1.0])
+    for k, (title, field, (lo, hi), target) in enumerate(panels):
+        left = k * width
+
+        def xy(minutes, value, left=left, lo=lo, hi=hi):
+            x = left + pad + (width - 2 * pad) * minutes / x_max
+            y = height - pad - (height - 2 * pad) * (min(max(value, lo), hi) - lo) / (hi - lo)
+            return x, y
+
+        draw.rectangle([left + pad, pad, left + width - pad, height - pad], outline="black")
+        draw.text((left + pad, 8), f"{title} vs minutes (0-{x_max:.0f})", fill="black")
+        draw.text((left + 4, pad - 4), f"{hi:g}", fill="black")
+        draw.text((left + 4, height - pad - 8), f"{lo:g}", fill="black")
+        if target is not None:
+            draw.line([xy(0, target), xy(x_max, target)], fill="green")
+        for style, colour in (("sampled", "blue"), ("clip", "orange")):
+            points = [xy(r.minutes, getattr(r, field)) for r in rows
+                      if getattr(r, field) is not None and r.style == style]
+            if len(points) > 1:
+                draw.line(points, fill=colour, width=2)
+            for x, y in points:
+                draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
+    draw.text((8, height - 14), "blue: sampled styles; orange: styles from a training clip; green: teacher",
+              fill="black")
+    image.save(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

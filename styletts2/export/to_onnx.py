@@ -1,0 +1,174 @@
+"""Export a StyleTTS2 model to ONNX: text_encoder, diffusion_sampler (and diffusion_sampler_unguided,
+its one-pass form for embedding_scale 1), decoder and style_encoder (reference clips; the multispeaker sampler's reference style) plus
+model.json and a README.md model card.
+
+    python export/to_onnx.py --checkpoint runs/ljspeech/stage2/last.pth --out exported/ljspeech
+    python export/to_onnx.py --checkpoint epoch_2nd_00100.pth --config gin/model/ljspeech.gin --out exported/lj
+    python export/to_onnx.py --random-init gin/model/libritts.gin --out exported/random_libritts
+    python export/to_onnx.py --checkpoint CKPT --out exported/lj_int8 --int8-decoder
+
+Graphs use the TorchScript-based exporter (`dynamo=False`), fp32, dynamic batch/length axes.
+`--int8-decoder` then quantizes the vocoder's convolutions to int8 (styletts2/styletts2/export/quantize.py) and records
+the quality cost against the fp32 decoder on a held-out sentence in model.json.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from styletts2.export.common import ExportError, add_arguments, dynamic_axes, example_inputs, graphs_for, io_spec, \
+    load_for_export, staged_export
+from styletts2.export.model_card import model_json, save_model_card
+from styletts2.errors import run_guarded
+
+MIN_OPSET = 17
+
+
+def export_graph(graph: torch.nn.Module, inputs: tuple, spec: dict, path: Path, opset: int) -> None:
+    with warnings.catch_warnings():
+        # Tracer warnings about Python-side shape checks: those checks guard, they do not compute.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, inputs, str(path), input_names=[t["name"] for t in spec["inputs"]],
+                          output_names=[t["name"] for t in spec["outputs"]], dynamic_axes=dynamic_axes(spec),
+                          opset_version=opset, dynamo=False, do_constant_folding=True)
+
+
+def stamp_io_shapes(path: Path, spec: dict) -> None:
+    """Write the declared shapes (axis names, static sizes) onto the graph's inputs and outputs; the
+    exporter leaves some static sizes symbolic where its shape inference loses track (after gathers)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    for value, declared in zip(list(proto.graph.input) + list(proto.graph.output), spec["inputs"] + spec["outputs"]):
+        if value.name != declared["name"]:
+            raise ExportError(f"{path.name}: graph I/O {value.name!r} where {declared['name']!r} was declared")
+        dims = value.type.tensor_type.shape.dim
+        for dim, size in zip(dims, declared["shape"]):
+            if isinstance(size, str):
+                dim.dim_param = size
+            else:
+                dim.dim_value = size
+    onnx.save(proto, str(path))
+
+
+def ort_session(path: Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session, spec: dict, inputs: tuple) -> list[np.ndarray]:
+    feed = {t["name"]: x.detach().cpu().numpy() for t, x in zip(spec["inputs"], inputs)}
+    return session.run([t["name"] for t in spec["outputs"]], feed)
+
+
+@torch.no_grad()
+def compare(graph: torch.nn.Module, spec: dict, inputs: tuple, outputs: list[np.ndarray]) -> dict[str, float]:
+    """Max abs error per output against torch eager (durations: max abs difference in frames)."""
+    expected = graph(*inputs)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    errors = {}
+    for t, want, got in zip(spec["outputs"], expected, outputs):
+        want = want.cpu().numpy()
+        if want.shape != got.shape:
+            raise ExportError(f"{t['name']}: exported graph gives shape {got.shape}, eager {want.shape}")
+        errors[t["name"]] = float(np.abs(want.astype(np.float64) - got.astype(np.float64)).max()) if want.size else 0.0
+    return errors
+
+
+def export_onnx(loaded, out_dir: Path, steps: int = 5, opset: int = MIN_OPSET, verify: bool = True,
+                int8_decoder: bool = False, calibration_speed: float = 1.0) -> dict:
+    """Trace and write every graph (the decoder in int8 if asked) and the model card; returns
+    model.json's content. Written into a staging folder that replaces out_dir at the end only."""
+    if opset < MIN_OPSET:
+        raise ExportError(f"--opset must be >= {MIN_OPSET}, got {opset}")
+    with staged_export(Path(out_dir)) as staging:
+        info = _export_into(loaded, staging, steps, opset, verify, int8_decoder, calibration_speed)
+    print(f"wrote {out_dir / 'model.json'} and {out_dir / 'README.md'}")
+    return info
+
+
+def _export_into(loaded, out_dir: Path, steps: int, opset: int, verify: bool, int8_decoder: bool,
+                 calibration_speed: float) -> dict:
+    model = loaded.model
+    graphs = graphs_for(model, steps)
+    spec = io_spec(model, steps)
+    inputs = example_inputs(model, graphs, steps)
+    verification = {}
+    for name, graph in graphs.items():
+        path = out_dir / f"{name}.onnx"
+        start = time.perf_counter()
+        print(f"exporting {name} -> {path} ...", flush=True)
+        export_graph(graph, inputs[name], spec[name], path, opset)
+        stamp_io_shapes(path, spec[name])
+        print(f"  {path.stat().st_size / 2 ** 20:.1f} MiB in {time.perf_counter() - start:.1f} s", flush=True)
+        if verify:
+            errors = compare(graph, spec[name], inputs[name], run_onnx(ort_session(path), spec[name], inputs[name]))
+            verification[name] = errors
+            print("  onnxruntime vs eager, max abs error: "
+                  + ", ".join(f"{k} {v:.3g}" for k, v in errors.items()), flush=True)
+    info = model_json(loaded, steps, spec, "onnx", opset)
+    save_model_card(out_dir, info, "onnxruntime", verification or None)
+    if int8_decoder:  # calibration drives the graphs just written, through model.json
+        info["precision"]["decoder"] = quantize_decoder_in_place(out_dir, calibration_speed)
+        save_model_card(out_dir, info, "onnxruntime", verification or None)
+    return info
+
+
+def quantize_decoder_in_place(out_dir: Path, calibration_speed: float) -> dict:
+    """Replace out_dir/decoder.onnx by its int8 form; returns the precision record for model.json,
+    with the int8 decoder's SNR and log-mel distance against the fp32 one on a held-out sentence."""
+    from styletts2.export.model_card import mel_config
+    from styletts2.export.quantize import CALIBRATION_TEXTS, HELD_OUT_TEXT, calibration_feeds, quality, quantize_decoder
+
+    fp32, int8 = out_dir / "decoder.onnx", out_dir / "decoder.int8.onnx"
+    print(f"calibrating and quantizing the decoder to int8 (speed {calibration_speed:g}) ...", flush=True)
+    start = time.perf_counter()
+    *feeds, held_out = calibration_feeds(out_dir, [*CALIBRATION_TEXTS, HELD_OUT_TEXT], speed=calibration_speed)
+    record = quantize_decoder(fp32, int8, feeds)
+    want = ort_session(fp32).run(None, held_out)
+    got = ort_session(int8).run(None, held_out)
+    if not np.array_equal(want[1], got[1]):
+        raise ExportError("the int8 decoder predicts other durations than the fp32 one (the predictor should be fp32)")
+    record["quality_vs_fp32"] = {"text": HELD_OUT_TEXT, **quality(want[0][0], got[0][0], mel_config())}
+    int8.replace(fp32)
+    print(f"  {record['int8_convs']} convolutions in int8, {record['fp32_convs']} fp32, in "
+          f"{time.perf_counter() - start:.1f} s; held-out sentence vs fp32: SNR {record['quality_vs_fp32']['snr_db']} dB, "
+          f"log-mel L1 {record['quality_vs_fp32']['log_mel_l1']}", flush=True)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET}, default {MIN_OPSET})")
+    parser.add_argument("--int8-decoder", action="store_true",
+                        help="quantize the vocoder's convolutions to int8 (calibrated on built-in sentences; "
+                             "CPU speed-up, quality cost recorded in model.json)")
+    parser.add_argument("--calibration-speed", type=float, default=1.0,
+                        help="decoder speed input during int8 calibration (default 1; random-init models "
+                             "predict ~25 frames per token, use ~5-10 there)")
+    args = parser.parse_args(argv)
+    return run_guarded("to_onnx.py", lambda: _export(args), debug=args.debug, exit_code=1)
+
+
+def _export(args: argparse.Namespace) -> int:
+    if args.opset < MIN_OPSET:
+        raise ExportError(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
+    loaded = load_for_export(args)
+    export_onnx(loaded, Path(args.out), args.steps, args.opset, verify=not args.no_verify,
+                int8_decoder=args.int8_decoder, calibration_speed=args.calibration_speed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
