@@ -460,15 +460,11 @@ def _main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: unknown sentence(s) {unknown}; choose from {list(SENTENCES)}")
     if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
         raise SystemExit("error: --repeats and --threads must be >= 1, --warmup >= 0")
-    speed_arg = args.speed or ("auto" if args.random_init else "1.0")
 
     import torch
 
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
-    from styletts2.bench.backends import SynthesizerBackend, decoder_precision, eager_backend, int8_decoder, onnx_backend, \
-        session_options, torchscript_backend
-    from styletts2.runtime.executor import OnnxExecutor
     from styletts2.runtime.mel import LogMel
     from styletts2.runtime.model_dir import read_model_json
 
@@ -484,70 +480,104 @@ def _main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         config = read_model_json(model_dir)
         if config.multispeaker:
             raise SystemExit("error: the benchmark sentences run without a reference clip: single-speaker models only")
-        graphs = [*COMPONENTS, *([UNGUIDED] if config.has_graph(UNGUIDED) else [])]
-        tokens = sentence_tokens(names)
-        width = 2 * config.style_dim
-        feeds = {n: base_feeds(tokens[n], width, config.diffusion_steps, args.seed + i) for i, n in enumerate(names)}
-        frames_per_second = config.sample_rate / config.hop_length
-        if speed_arg == "auto" and model is None:
-            raise SystemExit("error: --speed auto needs the torch model (--checkpoint or --random-init)")
-        calibrator = eager_backend(model, config.diffusion_steps) if speed_arg == "auto" else None
-        for n, feed in feeds.items():
-            speed = (calibrate_speed(calibrator, feed, round(SENTENCES[n][1] * frames_per_second))
-                     if calibrator else float(speed_arg))
-            feed["speed"] = np.array(speed, dtype=np.float32)
-        print("sentences: " + ", ".join(f"{n} ({feeds[n]['tokens'].shape[1]} tokens, speed {float(feeds[n]['speed']):.3g})"
-                                        for n in names), flush=True)
-
-        ort_kwargs = {"optimization": args.ort_optimization, "execution": args.ort_execution,
-                      "spinning": not args.ort_no_spinning}
-        backends = []
-        for name, precision in backends_wanted:
-            if name == "torch":
-                backends.append(SynthesizerBackend(unprepared_model(args), config.diffusion_steps))
-            elif name == "eager":
-                backends.append(eager_backend(model, config.diffusion_steps, precision))
-            elif name == "torchscript":
-                backends.append(torchscript_backend(model_dir / "torchscript" if model is not None else model_dir))
-            elif precision == "fp32":  # an export made with --int8-decoder is int8 already
-                backends.append(onnx_backend(config, graphs, session_options(args.threads, **ort_kwargs),
-                                             decoder_precision(config)))
-            else:
-                if decoder_precision(config) == "int8":
-                    raise SystemExit("error: this export's decoder is int8 already: ask for the onnxruntime backend")
-                files = {"decoder": int8_decoder(model_dir, config, export_dir / "int8", feeds)}
-                backends.append(onnx_backend(config, graphs, session_options(args.threads, **ort_kwargs), "int8", files))
-
+        feeds = sentence_feeds(args, names, config, model)
+        backends = make_backends(args, backends_wanted, config, model, model_dir, export_dir / "int8", feeds)
         reference = QUALITY_REFERENCE if any(b.label == QUALITY_REFERENCE for b in backends) else None
         times, memory, outputs = benchmark(backends, feeds, args.repeats, args.warmup, config.sample_rate,
                                            not args.no_memory)
-        mel = LogMel(**config.mel)
-        rows = make_rows(backends, times, memory, outputs, config.sample_rate, mel)
+        rows = make_rows(backends, times, memory, outputs, config.sample_rate, LogMel(**config.mel))
         result = {"machine": machine_record(args.threads),
                   "settings": {"source": args.model or args.checkpoint or f"random-init:{args.random_init}",
                                "backends": [b.label for b in backends], "repeats": args.repeats,
                                "warmup": args.warmup, "diffusion_steps": config.diffusion_steps,
                                "speed": {n: float(f["speed"]) for n, f in feeds.items()},
-                               "onnxruntime_session": ort_kwargs, "reference_backend": reference,
+                               "onnxruntime_session": ort_settings(args), "reference_backend": reference,
                                "command": "python bench/rtf.py " + " ".join(argv if argv is not None else sys.argv[1:])},
                   "rows": rows}
-        floors = []
-        if not args.no_flops and reference is not None:
-            from styletts2.bench.matmul_rate import measure
+        add_floor_and_profile(result, args, backends, feeds, outputs, config, model)
+    write_report(result, args)
+    return 0
 
-            eager = next(b for b in backends if b.label == reference)
-            result["flops"] = count_model_flops(eager, feeds, outputs[reference], config.sample_rate)
-            result["matmul_gflops"] = measure(args.threads)
-            floors = floor_rows(result["flops"], result["matmul_gflops"])
-            result["floor"] = floors
-        if args.profile and model is not None:
-            longest = max(names, key=lambda n: feeds[n]["tokens"].shape[1])
-            # graph-level inputs (t_en, d_en, style) from a backend that runs the exported graphs
-            source = next(b.label for b in backends if "t_en" in outputs[b.label][longest])
-            decoders = {b.label: b.graph_file("decoder") for b in backends if isinstance(b, OnnxExecutor)}
-            result["profile"] = profile_decoder(decoders, eager_backend(model, config.diffusion_steps),
-                                                outputs[source][longest], args.threads, ort_kwargs)
-    table = markdown(rows, floors, result.get("flops"))
+
+def ort_settings(args: argparse.Namespace) -> dict:
+    return {"optimization": args.ort_optimization, "execution": args.ort_execution,
+            "spinning": not args.ort_no_spinning}
+
+
+def sentence_feeds(args: argparse.Namespace, names: list[str], config, model) -> dict[str, dict[str, np.ndarray]]:
+    """Each sentence's graph inputs; its speed makes the decoder render the sentence's target length
+    (`--speed auto`, calibrated on the eager graphs) or is the given number."""
+    from styletts2.bench.backends import eager_backend
+
+    speed_arg = args.speed or ("auto" if args.random_init else "1.0")
+    tokens = sentence_tokens(names)
+    width = 2 * config.style_dim
+    feeds = {n: base_feeds(tokens[n], width, config.diffusion_steps, args.seed + i) for i, n in enumerate(names)}
+    frames_per_second = config.sample_rate / config.hop_length
+    if speed_arg == "auto" and model is None:
+        raise SystemExit("error: --speed auto needs the torch model (--checkpoint or --random-init)")
+    calibrator = eager_backend(model, config.diffusion_steps) if speed_arg == "auto" else None
+    for n, feed in feeds.items():
+        speed = (calibrate_speed(calibrator, feed, round(SENTENCES[n][1] * frames_per_second))
+                 if calibrator else float(speed_arg))
+        feed["speed"] = np.array(speed, dtype=np.float32)
+    print("sentences: " + ", ".join(f"{n} ({feeds[n]['tokens'].shape[1]} tokens, speed {float(feeds[n]['speed']):.3g})"
+                                    for n in names), flush=True)
+    return feeds
+
+
+def make_backends(args: argparse.Namespace, wanted: list[tuple[str, str]], config, model, model_dir: Path,
+                  int8_dir: Path, feeds: dict) -> list:
+    """The executors to time, in the order asked for (see styletts2/bench/backends.py)."""
+    from styletts2.bench.backends import SynthesizerBackend, decoder_precision, eager_backend, int8_decoder, \
+        onnx_backend, session_options, torchscript_backend
+
+    graphs = [*COMPONENTS, *([UNGUIDED] if config.has_graph(UNGUIDED) else [])]
+    options = session_options(args.threads, **ort_settings(args))
+    backends = []
+    for name, precision in wanted:
+        if name == "torch":
+            backends.append(SynthesizerBackend(unprepared_model(args), config.diffusion_steps))
+        elif name == "eager":
+            backends.append(eager_backend(model, config.diffusion_steps, precision))
+        elif name == "torchscript":
+            backends.append(torchscript_backend(model_dir / "torchscript" if model is not None else model_dir))
+        elif precision == "fp32":  # an export made with --int8-decoder is int8 already
+            backends.append(onnx_backend(config, graphs, options, decoder_precision(config)))
+        else:
+            if decoder_precision(config) == "int8":
+                raise SystemExit("error: this export's decoder is int8 already: ask for the onnxruntime backend")
+            files = {"decoder": int8_decoder(model_dir, config, int8_dir, feeds)}
+            backends.append(onnx_backend(config, graphs, options, "int8", files))
+    return backends
+
+
+def add_floor_and_profile(result: dict, args: argparse.Namespace, backends: list, feeds: dict, outputs: dict,
+                          config, model) -> None:
+    """The compute floor (counted FLOPs over the measured matmul rate) and, with --profile, where the
+    decoder's time goes."""
+    from styletts2.bench.backends import eager_backend
+    from styletts2.runtime.executor import OnnxExecutor
+
+    reference = result["settings"]["reference_backend"]
+    if not args.no_flops and reference is not None:
+        from styletts2.bench.matmul_rate import measure
+
+        eager = next(b for b in backends if b.label == reference)
+        result["flops"] = count_model_flops(eager, feeds, outputs[reference], config.sample_rate)
+        result["matmul_gflops"] = measure(args.threads)
+        result["floor"] = floor_rows(result["flops"], result["matmul_gflops"])
+    if args.profile and model is not None:
+        longest = max(feeds, key=lambda n: feeds[n]["tokens"].shape[1])
+        # graph-level inputs (t_en, d_en, style) from a backend that runs the exported graphs
+        source = next(b.label for b in backends if "t_en" in outputs[b.label][longest])
+        decoders = {b.label: b.graph_file("decoder") for b in backends if isinstance(b, OnnxExecutor)}
+        result["profile"] = profile_decoder(decoders, eager_backend(model, config.diffusion_steps),
+                                            outputs[source][longest], args.threads, ort_settings(args))
+
+
+def write_report(result: dict, args: argparse.Namespace) -> None:
+    table = markdown(result["rows"], result.get("floor", []), result.get("flops"))
     print()
     print(table)
     if "profile" in result:
@@ -558,7 +588,6 @@ def _main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
         Path(args.json).with_suffix(".md").write_text(table + "\n")
         print(f"\nwrote {args.json}")
-    return 0
 
 
 def profile_text(profile: dict) -> str:

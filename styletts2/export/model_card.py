@@ -112,9 +112,25 @@ def _shape(shape: list) -> str:
 
 def readme(info: dict, backend: str, verification: dict[str, dict[str, float]] | None) -> str:
     """The model card: what the files are, how to drive them, how it was checked."""
+    lines = [f"# StyleTTS2 export ({backend})", "", *_model_lines(info), "", "## Pipeline", "", *_pipeline_lines(info),
+             "", "## Graphs", "", "| graph | file | inputs | outputs |", "|---|---|---|---|"]
+    for name, graph in info["graphs"].items():
+        ins = "<br>".join(f"`{t['name']}` {t['dtype']} {_shape(t['shape'])}" for t in graph["inputs"])
+        outs = "<br>".join(f"`{t['name']}` {t['dtype']} {_shape(t['shape'])}" for t in graph["outputs"])
+        lines.append(f"| {name} | {graph['file']} | {ins} | {outs} |")
+    if verification:
+        lines += ["", "## Check at export time", "",
+                  f"Max abs difference, {backend} vs torch eager, on the trace example (a padded batch of 2):", "",
+                  "| graph | output | max abs error |", "|---|---|---|"]
+        for name, outputs in verification.items():
+            lines += [f"| {name} | {out} | {err:.3g} |" for out, err in outputs.items()]
+    return "\n".join(lines + ["", "## Notes", "", *_NOTES, ""])
+
+
+def _model_lines(info: dict) -> list[str]:
+    """What the model is, and what it was exported with."""
     kind = "multispeaker (voice from a reference clip)" if info["multispeaker"] else "single speaker"
-    lines = [
-        f"# StyleTTS2 export ({backend})", "",
+    return [
         f"- model: {info['exported_with']['checkpoint']}, {kind}, {info['decoder_type']} decoder, "
         f"style_dim {info['style_dim']}, sigma_data {info['sigma_data']:.6g}",
         f"- audio: {info['sample_rate']} Hz, {info['hop_length']} samples per duration frame",
@@ -129,7 +145,12 @@ def readme(info: dict, backend: str, verification: dict[str, dict[str, float]] |
         + (f", opset {info['exported_with']['opset']}" if info['exported_with']['opset'] else "")
         + f" on {info['exported_with']['date']}; gin config sha256 {info['exported_with']['gin_config_sha256'][:16]}...",
         "- precision: " + ", ".join(f"{name} {_precision(value)}" for name, value in info["precision"].items()),
-        "", "## Pipeline", "",
+    ]
+
+
+def _pipeline_lines(info: dict) -> list[str]:
+    """How to drive the graphs, step by step (what styletts2.runtime does)."""
+    return [
         "1. tokens = [0] + ids (symbol table in model.json; at most 512 incl. the pad) -> `text_encoder`",
         "2. `diffusion_sampler`(bert, noise ~ N(0,1), step_noises ~ N(0,1), embedding_scale"
         + (", reference_style from `style_encoder`" if info["multispeaker"] else "") + ") -> raw style s; "
@@ -145,37 +166,25 @@ def readme(info: dict, backend: str, verification: dict[str, dict[str, float]] |
         + (f" - {info['decoder_noise']['tail_trim']}" if info["decoder_noise"]["tail_trim"] else "")
         + " samples; the rest of a padded batch row is filler.",
         "", f"Defaults: {json.dumps(info['defaults'])}", "",
-        "Source noise: " + info["decoder_noise"]["description"], "",
-        "## Graphs", "", "| graph | file | inputs | outputs |", "|---|---|---|---|",
+        "Source noise: " + info["decoder_noise"]["description"],
     ]
-    for name, graph in info["graphs"].items():
-        ins = "<br>".join(f"`{t['name']}` {t['dtype']} {_shape(t['shape'])}" for t in graph["inputs"])
-        outs = "<br>".join(f"`{t['name']}` {t['dtype']} {_shape(t['shape'])}" for t in graph["outputs"])
-        lines.append(f"| {name} | {graph['file']} | {ins} | {outs} |")
-    if verification:
-        lines += ["", "## Check at export time", "",
-                  f"Max abs difference, {backend} vs torch eager, on the trace example (a padded batch of 2):", "",
-                  "| graph | output | max abs error |", "|---|---|---|"]
-        for name, outputs in verification.items():
-            lines += [f"| {name} | {out} | {err:.3g} |" for out, err in outputs.items()]
-    lines += [
-        "", "## Notes", "",
-        "- No lengths are baked in: batch, token and frame axes are dynamic; durations are data-dependent "
-        "and the audio length follows them.",
-        "- Batches of different lengths are padded: durations are 0 at padding, but the sampler's "
-        "transformer averages over every position and the decoder's instance norms see the padded "
-        "frames, so a padded item does not sound exactly as it does alone. Synthesize one utterance per "
-        "call (or equal lengths) for the reference result.",
-        "- The NSF harmonic source is computed in float64 (upstream: float32, whose phase drifts by "
-        "~1e-2 rad over 10 s). It integrates F0 over time, so float32 rounding differences in the "
-        "predicted F0 between backends grow into small phase differences; the iSTFTNet additionally "
-        "reads the raw phase of the source's STFT, where a weak bin near +-pi can flip by 2 pi, a short "
-        "local difference. Waveforms of different backends therefore agree closely but not bit for bit: "
-        "`export/parity_report.py` shows onnxruntime as far from torch eager as float32 itself is (eager "
-        "against float64, or against eager with its inputs moved by one rounding step).",
-        "",
-    ]
-    return "\n".join(lines)
+
+
+_NOTES = [
+    "- No lengths are baked in: batch, token and frame axes are dynamic; durations are data-dependent "
+    "and the audio length follows them.",
+    "- Batches of different lengths are padded: durations are 0 at padding, but the sampler's "
+    "transformer averages over every position and the decoder's instance norms see the padded "
+    "frames, so a padded item does not sound exactly as it does alone. Synthesize one utterance per "
+    "call (or equal lengths) for the reference result.",
+    "- The NSF harmonic source is computed in float64 (upstream: float32, whose phase drifts by "
+    "~1e-2 rad over 10 s). It integrates F0 over time, so float32 rounding differences in the "
+    "predicted F0 between backends grow into small phase differences; the iSTFTNet additionally "
+    "reads the raw phase of the source's STFT, where a weak bin near +-pi can flip by 2 pi, a short "
+    "local difference. Waveforms of different backends therefore agree closely but not bit for bit: "
+    "`export/parity_report.py` shows onnxruntime as far from torch eager as float32 itself is (eager "
+    "against float64, or against eager with its inputs moved by one rounding step).",
+]
 
 
 def record_graph_hashes(out_dir: Path, info: dict) -> None:

@@ -164,80 +164,22 @@ def read_model_json(model_dir: str | os.PathLike) -> ModelConfig:
     """Parse and check `model_dir/model.json`; graph files must exist (their contents are checked
     when sessions open). Raises ModelDirError naming the file and the field at fault."""
     directory = Path(model_dir)
-    if not directory.is_dir():
-        raise ModelDirError(f"model directory not found: {directory}")
-    path = directory / MODEL_JSON
-    if not path.is_file():
-        raise ModelDirError(f"{path} not found: is {directory} an exported model (export/to_onnx.py)?")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ModelDirError(f"{path} is not valid JSON: {err}") from err
-    if not isinstance(data, dict):
-        raise ModelDirError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    where = str(path)
-
+    data = _load_json(directory)
+    where = str(directory / MODEL_JSON)
     version = _field(data, "format_version", int, where)
     if version != FORMAT_VERSION:
         raise ModelDirError(f"{where}: format_version {version} is not supported (this runtime reads "
                             f"{FORMAT_VERSION}); export the model again with this version of styletts2")
-
-    symbols = _field(data, "symbols", list, where)
-    if tuple(symbols) != SYMBOLS:
-        first = next((i for i, (a, b) in enumerate(zip(symbols, SYMBOLS)) if a != b), min(len(symbols), len(SYMBOLS)))
-        raise ModelDirError(f"{where}: field 'symbols' ({len(symbols)} entries) differs from this runtime's "
-                            f"{len(SYMBOLS)}-symbol table from index {first}")
-    pad_id = _field(data, "pad_id", int, where)
-    apostrophe_id = _field(data, "apostrophe_id", int, where)
-    if pad_id != SYMBOL_TO_ID["$"] or apostrophe_id != SYMBOL_TO_ID["'"]:
-        raise ModelDirError(f"{where}: pad_id {pad_id} / apostrophe_id {apostrophe_id} differ from the "
-                            f"symbol table's {SYMBOL_TO_ID['$']} / {SYMBOL_TO_ID[chr(39)]}")
-
-    phonemizer = _field(data, "phonemizer", dict, where)
-    backend = _field(phonemizer, "backend", str, f"{where}: phonemizer")
-    check_language(_field(phonemizer, "language", str, f"{where}: phonemizer"), where)
-    if backend != "espeak-ng":
-        raise ModelDirError(f"{where}: phonemizer backend {backend!r} is not supported (only 'espeak-ng')")
-    for flag in ("preserve_punctuation", "with_stress"):
-        if _field(phonemizer, flag, bool, f"{where}: phonemizer") is not True:
-            raise ModelDirError(f"{where}: phonemizer.{flag} must be true (the only front-end implemented)")
-
+    symbols, pad_id, apostrophe_id = _read_symbols(data, where)
+    phonemizer = _read_phonemizer(data, where)
     steps = _field(data, "diffusion_steps", int, where)
     low, high, _ = OPTION_RANGES["diffusion_steps"]
     if not low <= steps <= high:
         raise ModelDirError(f"{where}: field 'diffusion_steps' must be in [{low}, {high}], got {steps}")
-    defaults = _field(data, "defaults", dict, where)
-    for knob in DEFAULT_OPTIONS:
-        _field(defaults, knob, (int, float), f"{where}: defaults")
-        try:  # finite and in the range a caller may pass (synthesis_limits.OPTION_RANGES)
-            check_option(knob, defaults[knob])
-        except ValueError as err:
-            raise ModelDirError(f"{where}: field 'defaults': {err}") from err
-    mel = _field(data, "mel", dict, where)
-    for key in ("n_fft", "win_length", "hop_length", "n_mels", "filterbank_sample_rate"):
-        _number(mel, key, f"{where}: mel", positive=True, integer=True)
-    for key in ("f_min", "f_max", "mean", "log_offset"):
-        _number(mel, key, f"{where}: mel")
-    _number(mel, "std", f"{where}: mel", positive=True)
-    _field(mel, "htk", bool, f"{where}: mel")
-
+    defaults = _read_defaults(data, where)
+    mel = _read_mel(data, where)
     multispeaker = _field(data, "multispeaker", bool, where)
-    graphs = _field(data, "graphs", dict, where)
-    required = list(REQUIRED_GRAPHS) + [STYLE_ENCODER] * multispeaker
-    for name in required:
-        if name not in graphs:
-            raise ModelDirError(f"{where}: graphs has no '{name}' entry"
-                                + (" (multispeaker models need it)" if name == STYLE_ENCODER else ""))
-    for name, entry in graphs.items():
-        if name not in GRAPH_INPUTS:
-            continue  # e.g. a fused graph this runtime does not use
-        file = _field(entry, "file", str, f"{where}: graphs.{name}") if isinstance(entry, dict) else None
-        if file is None:
-            raise ModelDirError(f"{where}: graphs.{name} must be an object with a 'file' field")
-        if not (directory / file).is_file():
-            raise ModelDirError(f"{directory / file} not found (listed in {where} as graphs.{name})")
-    check_graph_hashes(directory, graphs, where)
-
+    graphs = _read_graphs(data, directory, multispeaker, where)
     decoder_type = _field(data, "decoder_type", str, where)
     if decoder_type not in DECODER_TYPES:
         raise ModelDirError(f"{where}: field 'decoder_type' must be one of {list(DECODER_TYPES)}, got {decoder_type!r}")
@@ -245,7 +187,7 @@ def read_model_json(model_dir: str | os.PathLike) -> ModelConfig:
         directory=directory,
         sample_rate=_number(data, "sample_rate", where, positive=True, integer=True),
         hop_length=_number(data, "hop_length", where, positive=True, integer=True),
-        symbols=tuple(symbols),
+        symbols=symbols,
         pad_id=pad_id,
         apostrophe_id=apostrophe_id,
         phonemizer=phonemizer,
@@ -261,6 +203,90 @@ def read_model_json(model_dir: str | os.PathLike) -> ModelConfig:
         raw=data,
         text_normalizer=read_text_normalizer(data, where),
     )
+
+
+def _load_json(directory: Path) -> dict:
+    if not directory.is_dir():
+        raise ModelDirError(f"model directory not found: {directory}")
+    path = directory / MODEL_JSON
+    if not path.is_file():
+        raise ModelDirError(f"{path} not found: is {directory} an exported model (export/to_onnx.py)?")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ModelDirError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ModelDirError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _read_symbols(data: dict, where: str) -> tuple[tuple[str, ...], int, int]:
+    """The symbol table, pad id and apostrophe id: the runtime's own, or the model speaks another table."""
+    symbols = _field(data, "symbols", list, where)
+    if tuple(symbols) != SYMBOLS:
+        first = next((i for i, (a, b) in enumerate(zip(symbols, SYMBOLS)) if a != b), min(len(symbols), len(SYMBOLS)))
+        raise ModelDirError(f"{where}: field 'symbols' ({len(symbols)} entries) differs from this runtime's "
+                            f"{len(SYMBOLS)}-symbol table from index {first}")
+    pad_id = _field(data, "pad_id", int, where)
+    apostrophe_id = _field(data, "apostrophe_id", int, where)
+    if pad_id != SYMBOL_TO_ID["$"] or apostrophe_id != SYMBOL_TO_ID["'"]:
+        raise ModelDirError(f"{where}: pad_id {pad_id} / apostrophe_id {apostrophe_id} differ from the "
+                            f"symbol table's {SYMBOL_TO_ID['$']} / {SYMBOL_TO_ID[chr(39)]}")
+    return tuple(symbols), pad_id, apostrophe_id
+
+
+def _read_phonemizer(data: dict, where: str) -> dict:
+    phonemizer = _field(data, "phonemizer", dict, where)
+    backend = _field(phonemizer, "backend", str, f"{where}: phonemizer")
+    check_language(_field(phonemizer, "language", str, f"{where}: phonemizer"), where)
+    if backend != "espeak-ng":
+        raise ModelDirError(f"{where}: phonemizer backend {backend!r} is not supported (only 'espeak-ng')")
+    for flag in ("preserve_punctuation", "with_stress"):
+        if _field(phonemizer, flag, bool, f"{where}: phonemizer") is not True:
+            raise ModelDirError(f"{where}: phonemizer.{flag} must be true (the only front-end implemented)")
+    return phonemizer
+
+
+def _read_defaults(data: dict, where: str) -> dict:
+    defaults = _field(data, "defaults", dict, where)
+    for knob in DEFAULT_OPTIONS:
+        _field(defaults, knob, (int, float), f"{where}: defaults")
+        try:  # finite and in the range a caller may pass (synthesis_limits.OPTION_RANGES)
+            check_option(knob, defaults[knob])
+        except ValueError as err:
+            raise ModelDirError(f"{where}: field 'defaults': {err}") from err
+    return defaults
+
+
+def _read_mel(data: dict, where: str) -> dict:
+    mel = _field(data, "mel", dict, where)
+    for key in ("n_fft", "win_length", "hop_length", "n_mels", "filterbank_sample_rate"):
+        _number(mel, key, f"{where}: mel", positive=True, integer=True)
+    for key in ("f_min", "f_max", "mean", "log_offset"):
+        _number(mel, key, f"{where}: mel")
+    _number(mel, "std", f"{where}: mel", positive=True)
+    _field(mel, "htk", bool, f"{where}: mel")
+    return mel
+
+
+def _read_graphs(data: dict, directory: Path, multispeaker: bool, where: str) -> dict:
+    """The graphs entry: the required graphs listed, each known graph's file present and unchanged."""
+    graphs = _field(data, "graphs", dict, where)
+    required = list(REQUIRED_GRAPHS) + [STYLE_ENCODER] * multispeaker
+    for name in required:
+        if name not in graphs:
+            raise ModelDirError(f"{where}: graphs has no '{name}' entry"
+                                + (" (multispeaker models need it)" if name == STYLE_ENCODER else ""))
+    for name, entry in graphs.items():
+        if name not in GRAPH_INPUTS:
+            continue  # e.g. a fused graph this runtime does not use
+        file = _field(entry, "file", str, f"{where}: graphs.{name}") if isinstance(entry, dict) else None
+        if file is None:
+            raise ModelDirError(f"{where}: graphs.{name} must be an object with a 'file' field")
+        if not (directory / file).is_file():
+            raise ModelDirError(f"{directory / file} not found (listed in {where} as graphs.{name})")
+    check_graph_hashes(directory, graphs, where)
+    return graphs
 
 
 def resolve_providers(providers: str | Sequence[str] | None = None) -> list[str]:

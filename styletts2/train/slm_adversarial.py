@@ -88,15 +88,7 @@ class SLMAdversarial:
         asr = t_en @ alignment
         _, prosody_features = model.predictor(d_en, prosodic, token_lengths, alignment, text_mask)
 
-        window = min(max(min(n_frames) // 2 - 1, self.min_len // 2), self.max_len // 2)
-        picked = []  # (item, start in the synthesised frames, start in the recording)
-        for i, (frames, mel_length) in enumerate(zip(n_frames, mel_lengths.tolist())):
-            recorded = mel_length // ALIGN_FRAME
-            if recorded <= window or frames <= window:
-                continue
-            picked.append((i, randint(g, 0, frames - window), randint(g, 0, recorded - window)))
-            if len(picked) >= self.batch_percentage * len(waves):
-                break
+        window, picked = self._pick_windows(g, n_frames, mel_lengths.tolist(), len(waves))
         if len(picked) <= 1:
             return None
 
@@ -118,6 +110,21 @@ class SLMAdversarial:
             with frozen(slm.wd):
                 generator_loss = slm.generator(fake)
         return SLMOutput(generator_loss, discriminator_loss)
+
+    def _pick_windows(self, g: torch.Generator, n_frames: list[int], mel_lengths: list[int],
+                      batch: int) -> tuple[int, list[tuple[int, int, int]]]:
+        """The window length (alignment frames) and, for up to batch_percentage of the batch, the
+        items long enough for it, each as (item, start in the synthesised frames, start in the recording)."""
+        window = min(max(min(n_frames) // 2 - 1, self.min_len // 2), self.max_len // 2)
+        picked = []
+        for i, (frames, mel_length) in enumerate(zip(n_frames, mel_lengths)):
+            recorded = mel_length // ALIGN_FRAME
+            if recorded <= window or frames <= window:
+                continue
+            picked.append((i, randint(g, 0, frames - window), randint(g, 0, recorded - window)))
+            if len(picked) >= self.batch_percentage * batch:
+                break
+        return window, picked
 
     @staticmethod
     def _discriminator_loss(slm: WavLMLoss, g: torch.Generator, real: torch.Tensor, fake: torch.Tensor,

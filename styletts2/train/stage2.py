@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import gin
 import torch
@@ -74,6 +75,20 @@ def load_first_stage(model, path: str) -> list[str]:
 
 
 @gin.configurable
+@dataclass
+class TextPass:
+    """What a stage-2 step computes over the whole utterance before it crops a training window."""
+
+    asr: torch.Tensor              # text encoding expanded by the alignment [B, C, frames]
+    path: torch.Tensor             # hard monotonic alignment [B, tokens, frames]
+    s2s_logits: torch.Tensor       # the aligner's decoder logits (fine-tuning's s2s loss)
+    attention: torch.Tensor        # the aligner's soft attention (fine-tuning's monotonic loss)
+    reference: torch.Tensor | None  # multispeaker, diffusing: the reference clip's [acoustic | prosodic]
+    target_styles: torch.Tensor    # the utterance's [acoustic | prosodic] styles, detached
+    duration_logits: torch.Tensor
+    p: torch.Tensor                # the duration encoder's output, expanded by the alignment
+
+
 class Stage2:
     """Upstream's second training stage.
 
@@ -189,31 +204,14 @@ class Stage2:
         diffusing, joint = epoch >= self.diff_epoch, epoch >= self.joint_epoch
         adversarial = diffusing or self.finetune
         real_target = joint or self.finetune
-        text_mask = text_padding_mask(batch.tokens, batch.token_lengths)
         losses: dict[str, torch.Tensor] = {}
-
-        with ctx.autocast():
-            asr, path, s2s_logits, attention = self._alignment(batch)
-            durations = path.sum(dim=-1)
-            with torch.no_grad():
-                reference = None
-                if m.multispeaker and diffusing:
-                    reference = torch.cat([m.style_encoder(batch.ref_mels.unsqueeze(1)),
-                                           m.predictor_encoder(batch.ref_mels.unsqueeze(1))], dim=1)
-                acoustic = utterance_styles(m.style_encoder, batch.mels, batch.mel_lengths)
-            prosodic = utterance_styles(m.predictor_encoder, batch.mels, batch.mel_lengths)
-            target_styles = torch.cat([acoustic, prosodic], dim=-1).detach()
-            bert_dur = m.bert(batch.tokens, attention_mask=(~text_mask).int())
-            d_en = m.bert_encoder(bert_dur).transpose(-1, -2)
-            if diffusing:
-                self._style_loss_terms(bert_dur, target_styles, reference, losses)
-            duration_logits, p = m.predictor(d_en, prosodic, batch.token_lengths, path.to(d_en.dtype), text_mask)
+        text = self._text_pass(batch, diffusing, losses)
 
         crop = draw_crop(batch.mel_lengths, self.max_len, g, global_min(int(batch.mel_lengths.min()), device))
         if crop.mel_frames < MIN_STYLE_FRAMES:
             return StepOutput(skipped=True, reason=f"training window of {crop.mel_frames} mel frames is under "
                                                    f"the style encoder's {MIN_STYLE_FRAMES}")
-        en, p_en, gt = crop.aligned(asr), crop.aligned(p), crop.mels(batch.mels)
+        en, p_en, gt = crop.aligned(text.asr), crop.aligned(text.p), crop.mels(batch.mels)
         real = crop.waves(batch.waves, device).unsqueeze(1)
         # Multispeaker stage 2 takes both styles from another window of the utterance.
         st = draw_crop(batch.mel_lengths, None, g).mels(batch.mels) if m.multispeaker and not self.finetune else gt
@@ -242,22 +240,44 @@ class Stage2:
             if decoding:
                 y_rec = y_rec.float()
                 self._decoder_loss_terms(y_rec, real if real_target else reconstructed, adversarial, losses)
-            losses["ce"], losses["dur"] = self.dur_loss(duration_logits.float(), durations, batch.token_lengths)
+            losses["ce"], losses["dur"] = self.dur_loss(text.duration_logits.float(), text.path.sum(dim=-1),
+                                                        batch.token_lengths)
             if self.finetune:
-                losses["mono"] = self.mono_loss(attention.float(), path.float())
-                losses["s2s"] = self.s2s_loss(s2s_logits.float(), batch.tokens, batch.token_lengths)
+                losses["mono"] = self.mono_loss(text.attention.float(), text.path.float())
+                losses["s2s"] = self.s2s_loss(text.s2s_logits.float(), batch.tokens, batch.token_lengths)
             total = self._weighted_sum(losses)
         names = PROSODY + (("diffusion",) if diffusing else ()) + (ACOUSTIC if real_target else ())
-        if self.finetune:
-            names += ("text_encoder", "text_aligner")
+        names += ("text_encoder", "text_aligner") if self.finetune else ()
         self.optimizer.step_on(total, names, losses={k: v for k, v in losses.items() if k != "d_loss"})
 
         if joint:
             with ctx.autocast():
-                self._slm_step(batch, step, real, reconstructed, target_styles, reference, losses)
+                self._slm_step(batch, step, real, reconstructed, text.target_styles, text.reference, losses)
         if self.estimate_sigma_data and self.sigma_count:
             m.diffusion.sigma_data = self.sigma_sum / self.sigma_count  # what a checkpoint records
         return StepOutput.of(losses)
+
+    def _text_pass(self, batch, diffusing: bool, losses: dict[str, torch.Tensor]) -> TextPass:
+        """Alignment, the utterance's target styles, PL-BERT and the duration predictor over the whole
+        utterance; diffusing, the style diffusion's losses go into `losses`."""
+        m = self.model
+        text_mask = text_padding_mask(batch.tokens, batch.token_lengths)
+        with self.ctx.autocast():
+            asr, path, s2s_logits, attention = self._alignment(batch)
+            with torch.no_grad():
+                reference = None
+                if m.multispeaker and diffusing:
+                    reference = torch.cat([m.style_encoder(batch.ref_mels.unsqueeze(1)),
+                                           m.predictor_encoder(batch.ref_mels.unsqueeze(1))], dim=1)
+                acoustic = utterance_styles(m.style_encoder, batch.mels, batch.mel_lengths)
+            prosodic = utterance_styles(m.predictor_encoder, batch.mels, batch.mel_lengths)
+            target_styles = torch.cat([acoustic, prosodic], dim=-1).detach()
+            bert_dur = m.bert(batch.tokens, attention_mask=(~text_mask).int())
+            d_en = m.bert_encoder(bert_dur).transpose(-1, -2)
+            if diffusing:
+                self._style_loss_terms(bert_dur, target_styles, reference, losses)
+            duration_logits, p = m.predictor(d_en, prosodic, batch.token_lengths, path.to(d_en.dtype), text_mask)
+        return TextPass(asr, path, s2s_logits, attention, reference, target_styles, duration_logits, p)
 
     def _decoder_loss_terms(self, y_rec: torch.Tensor, target: torch.Tensor, adversarial: bool,
                             losses: dict[str, torch.Tensor]) -> None:
