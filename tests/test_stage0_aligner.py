@@ -10,7 +10,8 @@ import runner
 from styletts2.checkpoint import torch_load
 from styletts2.data.make_corpus import make_corpus
 from styletts2.data.readers import read_list
-from styletts2.data.word_timings import TIMINGS_FILE, path_word_starts, token_words, uniform_word_starts
+from styletts2.data.word_timings import TIMINGS_FILE, BoundaryErrors, path_word_starts, token_words, \
+    uniform_word_starts
 from styletts2.model import StyleTTS2, parse_gin
 from styletts2.train.pretrained import load_pretrained_parts
 from styletts2.evaluate.intelligibility import edit_distance
@@ -50,6 +51,18 @@ def test_word_starts_from_a_path_and_from_a_uniform_split():
     starts = path_word_starts(path, words, offset_s=0.05)
     assert np.allclose(starts, [2 * 0.025 - 0.05, 6 * 0.025 - 0.05])
     assert np.allclose(uniform_word_starts(words, 0.7), [0.1, 0.4])
+
+
+def test_boundary_errors_summarise_absolute_errors_and_the_later_words_lag():
+    errors = BoundaryErrors([], [])
+    errors.add(np.array([-0.2, 0.6, 1.1]), np.array([0.0, 0.4, 0.9]), [0.0, 0.5, 1.0])
+    errors.add(np.array([0.1, 0.2]), np.array([0.0, 0.1]), [0.0])  # words do not pair up: left out
+    assert (errors.clips, errors.skipped) == (1, 1)
+    scores = errors.summary()
+    assert scores["boundary_mae_ms"] == pytest.approx((200 + 100 + 100) / 3)
+    assert scores["uniform_mae_ms"] == pytest.approx((0 + 100 + 100) / 3)
+    assert scores["boundary_lag_ms"] == pytest.approx(100)  # the first word's -200 ms is not a lag
+    assert BoundaryErrors([], []).summary() == {}
 
 
 def test_make_corpus_records_espeak_word_timings(corpus):

@@ -22,7 +22,7 @@ from styletts2.train.batch_ops import (aligner_attention, monotonic_path, text_p
 from styletts2.train.optim import MultiOptimizer
 from styletts2.train.slm_adversarial import SLMAdversarial
 from styletts2.train.stage import NonFiniteLoss, TrainingContext
-from styletts2.train.stage2 import REINITIALISED, FinetuneStage, Stage2
+from styletts2.train.stage2 import REINITIALISED, FinetuneStage, Stage2, TrainedAlignment
 
 STAGE = ["gin/stage/random_init.gin", "gin/stage/tiny_adversaries.gin", "gin/stage/losses.gin",
          "gin/trainer/stage2_rates.gin"]
@@ -342,4 +342,6 @@ def test_cached_frozen_targets_give_the_same_alignment_and_skip_the_aligner(firs
 
 def test_fine_tuning_never_caches_the_aligner():
     assert "cache_frozen_targets" not in FinetuneStage.__init__.__code__.co_varnames
-    assert FinetuneStage.finetune and Stage2(cache_frozen_targets=True).cache is not None
+    finetune = FinetuneStage()
+    assert isinstance(finetune.alignment, TrainedAlignment) and finetune.cache is None
+    assert Stage2(cache_frozen_targets=True).cache is not None

@@ -7,8 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from test_runner import experiment
+from test_runner import corpus, experiment  # noqa: F401 (corpus: the fixture, shared)
 from test_trainer import write_corpus  # noqa: F401 (registers @ToyStage)
 
 import runner
@@ -18,11 +17,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return write_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

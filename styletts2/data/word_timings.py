@@ -12,7 +12,7 @@ whose counts differ (espeak-ng may phonemize a word as two) is left out and coun
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -74,23 +74,31 @@ def uniform_word_starts(words: list[int], speech_s: float) -> np.ndarray:
 
 @dataclass
 class BoundaryErrors:
-    """Absolute word-start errors (ms) of an alignment and of the uniform baseline, over clips."""
+    """Absolute word-start errors (ms) of an alignment and of the uniform baseline, over clips, and
+    the signed errors of the alignment's later words (every word but each clip's first, whose start
+    moves with the leading silence it may absorb): their mean is a constant lag or lead, which
+    a model trained on the alignment sees as text features shifted against the audio."""
 
     aligned: list[float]
     uniform: list[float]
     clips: int = 0
     skipped: int = 0  # clips whose phoneme words and espeak-ng words do not pair up
+    later_signed: list[float] = field(default_factory=list)
 
     def add(self, starts: np.ndarray, uniform: np.ndarray, reference: list[float]) -> None:
         if len(starts) != len(reference):
             self.skipped += 1
             return
-        ref = np.asarray(reference)
-        self.aligned.extend((np.abs(starts - ref) * 1000).tolist())
-        self.uniform.extend((np.abs(uniform - ref) * 1000).tolist())
+        error = (starts - np.asarray(reference)) * 1000
+        self.aligned.extend(np.abs(error).tolist())
+        self.uniform.extend((np.abs(uniform - np.asarray(reference)) * 1000).tolist())
+        self.later_signed.extend(error[1:].tolist())
         self.clips += 1
 
     def summary(self) -> dict[str, float]:
         if not self.aligned:
             return {}
-        return {"boundary_mae_ms": float(np.mean(self.aligned)), "uniform_mae_ms": float(np.mean(self.uniform))}
+        scores = {"boundary_mae_ms": float(np.mean(self.aligned)), "uniform_mae_ms": float(np.mean(self.uniform))}
+        if self.later_signed:  # > 0: the alignment places words late
+            scores["boundary_lag_ms"] = float(np.mean(self.later_signed))
+        return scores

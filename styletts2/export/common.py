@@ -7,7 +7,8 @@ import contextlib
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -238,3 +239,30 @@ def example_inputs(model: nn.Module, graphs: dict[str, nn.Module], steps: int, l
     inputs["decoder"] = (t_en, d_en, style, torch.tensor(4.0), token_lengths, torch.tensor(1234, dtype=torch.long),
                          torch.tensor(5, dtype=torch.long))
     return inputs
+
+
+# Writing every graph ---------------------------------------------------------------------------------
+
+def write_graphs(model: nn.Module, steps: int, out_dir: Path, suffix: str, backend: str,
+                 save: Callable[[nn.Module, tuple, dict, Path], None],
+                 check: Callable[[nn.Module, dict, tuple, Path], dict[str, float]] | None
+                 ) -> tuple[dict, dict[str, dict[str, float]]]:
+    """Each graph of `model` saved as out_dir/<name><suffix> by `save(graph, example inputs, spec, path)`,
+    timed and sized; with `check`, its max abs errors against eager (`check(graph, spec, inputs, path)`)
+    are printed and returned. Returns (io spec, {graph: errors})."""
+    graphs = graphs_for(model, steps)
+    spec = io_spec(model, steps)
+    inputs = example_inputs(model, graphs, steps)
+    verification = {}
+    for name, graph in graphs.items():
+        path = out_dir / f"{name}{suffix}"
+        start = time.perf_counter()
+        print(f"exporting {name} -> {path} ...", flush=True)
+        save(graph, inputs[name], spec[name], path)
+        print(f"  {path.stat().st_size / 2 ** 20:.1f} MiB in {time.perf_counter() - start:.1f} s", flush=True)
+        if check is not None:
+            errors = verification[name] = check(graph, spec[name], inputs[name], path)
+            print(f"  {backend} vs eager, max abs error: " + ", ".join(f"{k} {v:.3g}" for k, v in errors.items()),
+                  flush=True)
+    return spec, verification
+

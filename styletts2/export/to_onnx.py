@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from styletts2.export.common import ExportError, add_arguments, dynamic_axes, example_inputs, graphs_for, io_spec, \
-    load_for_export, staged_export
+from styletts2.export.common import ExportError, add_arguments, dynamic_axes, load_for_export, staged_export, \
+    write_graphs
 from styletts2.export.model_card import model_json, save_model_card
 from styletts2.errors import run_guarded
 
@@ -99,23 +99,14 @@ def export_onnx(loaded, out_dir: Path, steps: int = 5, opset: int = MIN_OPSET, v
 
 def _export_into(loaded, out_dir: Path, steps: int, opset: int, verify: bool, int8_decoder: bool,
                  calibration_speed: float) -> dict:
-    model = loaded.model
-    graphs = graphs_for(model, steps)
-    spec = io_spec(model, steps)
-    inputs = example_inputs(model, graphs, steps)
-    verification = {}
-    for name, graph in graphs.items():
-        path = out_dir / f"{name}.onnx"
-        start = time.perf_counter()
-        print(f"exporting {name} -> {path} ...", flush=True)
-        export_graph(graph, inputs[name], spec[name], path, opset)
-        stamp_io_shapes(path, spec[name])
-        print(f"  {path.stat().st_size / 2 ** 20:.1f} MiB in {time.perf_counter() - start:.1f} s", flush=True)
-        if verify:
-            errors = compare(graph, spec[name], inputs[name], run_onnx(ort_session(path), spec[name], inputs[name]))
-            verification[name] = errors
-            print("  onnxruntime vs eager, max abs error: "
-                  + ", ".join(f"{k} {v:.3g}" for k, v in errors.items()), flush=True)
+    def save(graph, inputs, spec, path):
+        export_graph(graph, inputs, spec, path, opset)
+        stamp_io_shapes(path, spec)
+
+    def check(graph, spec, inputs, path):
+        return compare(graph, spec, inputs, run_onnx(ort_session(path), spec, inputs))
+
+    spec, verification = write_graphs(loaded.model, steps, out_dir, ".onnx", "onnxruntime", save, check if verify else None)
     info = model_json(loaded, steps, spec, "onnx", opset)
     save_model_card(out_dir, info, "onnxruntime", verification or None)
     if int8_decoder:  # calibration drives the graphs just written, through model.json

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
 from pathlib import Path
 
 import torch
 
-from styletts2.export.common import ExportError, add_arguments, example_inputs, graphs_for, io_spec, load_for_export, \
-    staged_export
+from styletts2.export.common import ExportError, add_arguments, load_for_export, staged_export, write_graphs
 from styletts2.export.model_card import write_model_card
 from styletts2.errors import run_guarded
 
@@ -54,23 +52,13 @@ def export_torchscript(loaded, out_dir: Path, steps: int = 5, verify: bool = Tru
 
 
 def _export_into(loaded, out_dir: Path, steps: int, verify: bool) -> dict:
-    model = loaded.model
-    graphs = graphs_for(model, steps)
-    spec = io_spec(model, steps)
-    inputs = example_inputs(model, graphs, steps)
-    verification = {}
-    for name, graph in graphs.items():
-        path = out_dir / f"{name}.pt"
-        start = time.perf_counter()
-        print(f"tracing {name} -> {path} ...", flush=True)
-        traced = trace_graph(graph, inputs[name])
-        traced.save(str(path))
-        print(f"  {path.stat().st_size / 2 ** 20:.1f} MiB in {time.perf_counter() - start:.1f} s", flush=True)
-        if verify:
-            errors = compare(graph, torch.jit.load(str(path)), spec[name], inputs[name])
-            verification[name] = errors
-            print("  TorchScript vs eager, max abs error: " + ", ".join(f"{k} {v:.3g}" for k, v in errors.items()),
-                  flush=True)
+    def save(graph, inputs, spec, path):
+        trace_graph(graph, inputs).save(str(path))
+
+    def check(graph, spec, inputs, path):
+        return compare(graph, torch.jit.load(str(path)), spec, inputs)
+
+    spec, verification = write_graphs(loaded.model, steps, out_dir, ".pt", "TorchScript", save, check if verify else None)
     return write_model_card(out_dir, loaded, steps, spec, "pt", None, "TorchScript", verification or None)
 
 

@@ -13,7 +13,8 @@ upstream's release layout, so `load_pretrained_parts.aligner_path` takes either 
 
 Validation reports the losses, the CTC phoneme error rate (greedy decoding), and, on a corpus with
 espeak-ng word timings (`make_corpus`), how far the word starts of the monotonic path through the
-attention are from espeak-ng's, in ms, beside a uniform alignment's (`data/word_timings.py`).
+attention are from espeak-ng's, in ms, beside a uniform alignment's, and the mean signed error
+of the words after each clip's first (`boundary_lag_ms`: a constant lag; `data/word_timings.py`).
 """
 from __future__ import annotations
 

@@ -75,6 +75,53 @@ def load_first_stage(model, path: str) -> list[str]:
 
 
 @gin.configurable
+class FrozenAlignment:
+    """Stage 2's alignment: the aligner and text encoder are frozen; the monotonic path of the
+    aligner's attention (each clip's computed once where `cache` is given)."""
+
+    trained_modules: tuple[str, ...] = ()
+
+    def __init__(self, cache: FrozenTargetCache | None = None):
+        self.cache = cache
+
+    def __call__(self, model, batch, g: torch.Generator):
+        """(asr, hard path, None, None)."""
+        text_mask = text_padding_mask(batch.tokens, batch.token_lengths)
+        with torch.no_grad():
+            if self.cache is not None:
+                _, path = self.cache.alignment(model.text_aligner, batch)
+            else:
+                _, attention, align_lengths = aligner_attention(
+                    model.text_aligner, batch.mels, batch.mel_lengths, batch.tokens, batch.token_lengths, mask_unk=True)
+                path = monotonic_path(attention, batch.token_lengths, align_lengths)
+            return model.text_encoder(batch.tokens, batch.token_lengths, text_mask) @ path, path, None, None
+
+    def losses(self, text: TextPass, batch, mono_loss, s2s_loss) -> dict[str, torch.Tensor]:
+        return {}
+
+
+class TrainedAlignment(FrozenAlignment):
+    """Fine-tuning's alignment: the aligner and text encoder train as in stage 1: the text encoding is
+    expanded by the soft attention or the hard path, half the time each, and the monotonic and s2s
+    losses train the aligner."""
+
+    trained_modules = ("text_encoder", "text_aligner")
+
+    def __call__(self, model, batch, g: torch.Generator):
+        """(asr, hard path, s2s logits, attention)."""
+        text_mask = text_padding_mask(batch.tokens, batch.token_lengths)
+        s2s_logits, attention, align_lengths = aligner_attention(
+            model.text_aligner, batch.mels, batch.mel_lengths, batch.tokens, batch.token_lengths, mask_unk=None)
+        path = monotonic_path(attention, batch.token_lengths, align_lengths)
+        t_en = model.text_encoder(batch.tokens, batch.token_lengths, text_mask)
+        asr = t_en @ (attention if coin(g) else path).to(t_en.dtype)
+        return asr, path, s2s_logits, attention
+
+    def losses(self, text: TextPass, batch, mono_loss, s2s_loss) -> dict[str, torch.Tensor]:
+        return {"mono": mono_loss(text.attention.float(), text.path.float()),
+                "s2s": s2s_loss(text.s2s_logits.float(), batch.tokens, batch.token_lengths)}
+
+
 @dataclass
 class TextPass:
     """What a stage-2 step computes over the whole utterance before it crops a training window."""
@@ -107,7 +154,6 @@ class Stage2:
     """
 
     name = "stage2"
-    finetune = False
 
     def __init__(self, first_stage_checkpoint: str | None = None, max_len: int = 400, diff_epoch: int = 20,
                  joint_epoch: int = 50, estimate_sigma_data: bool = True,
@@ -123,7 +169,8 @@ class Stage2:
         self.estimate_sigma_data = estimate_sigma_data
         self.slm_adversarial = slm_adversarial if slm_adversarial is not None else SLMAdversarial()
         self.seed = seed
-        self.cache = FrozenTargetCache() if cache_frozen_targets and not self.finetune else None
+        self.cache = FrozenTargetCache() if cache_frozen_targets else None
+        self.alignment: FrozenAlignment | TrainedAlignment = FrozenAlignment(self.cache)
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -134,7 +181,7 @@ class Stage2:
         load_pretrained_parts(model, ("bert",))
 
     def _trained_modules(self) -> tuple[str, ...]:
-        return PROSODY + ("diffusion",) + ACOUSTIC + DISCRIMINATORS + ("wd",)
+        return PROSODY + ("diffusion",) + ACOUSTIC + DISCRIMINATORS + ("wd",) + self.alignment.trained_modules
 
     def setup(self, model, ctx: TrainingContext) -> None:
         self.model, self.ctx = model, ctx
@@ -158,30 +205,21 @@ class Stage2:
 
     def _set_modes(self) -> None:
         self.model.eval()
-        for name in TRAIN_MODE + (("text_aligner", "text_encoder") if self.finetune else ()):
+        for name in TRAIN_MODE + self.alignment.trained_modules:
             self.model.nets[name].train()
 
     # --- training ----------------------------------------------------------------------------
 
-    def _alignment(self, batch):
-        """(asr, hard path, s2s logits, attention); the last two only when the aligner trains."""
-        m, g = self.model, self.rng.cpu
-        text_mask = text_padding_mask(batch.tokens, batch.token_lengths)
-        if self.cache is not None:
-            _, path = self.cache.alignment(m.text_aligner, batch)
-            with torch.no_grad():  # as below: the text encoder trains only when fine-tuning
-                return m.text_encoder(batch.tokens, batch.token_lengths, text_mask) @ path, path, None, None
-        with torch.set_grad_enabled(self.finetune):
-            s2s_logits, attention, align_lengths = aligner_attention(
-                m.text_aligner, batch.mels, batch.mel_lengths, batch.tokens, batch.token_lengths,
-                mask_unk=None if self.finetune else True)
-            path = monotonic_path(attention, batch.token_lengths, align_lengths)
-            t_en = m.text_encoder(batch.tokens, batch.token_lengths, text_mask)
-            if not self.finetune:
-                return t_en @ path, path, None, None
-            # Fine-tuning trains the aligner as stage 1 does: soft or hard alignment, half the time each.
-            asr = t_en @ (attention if coin(g) else path).to(t_en.dtype)
-            return asr, path, s2s_logits, attention
+    def _phases(self, epoch: int) -> tuple[bool, bool, bool, bool]:
+        """(diffusing, joint, adversarial, real_target): style diffusion from diff_epoch; from
+        joint_epoch the SLM step, and the decoder trains on the recording (before, it is frozen and
+        targets its own reconstruction); the MPD/MSD losses from diff_epoch."""
+        diffusing, joint = epoch >= self.diff_epoch, epoch >= self.joint_epoch
+        return diffusing, joint, diffusing, joint
+
+    def _style_window(self, batch, gt: torch.Tensor) -> torch.Tensor:
+        """The mels both styles are read from: multispeaker stage 2 takes another window of the utterance."""
+        return draw_crop(batch.mel_lengths, None, self.rng.cpu).mels(batch.mels) if self.model.multispeaker else gt
 
     def _style_loss_terms(self, bert_dur, target, reference, losses) -> None:
         """Diffusion (EDM) loss and style loss, with sigma_data re-estimated from this batch."""
@@ -201,9 +239,7 @@ class Stage2:
     def train_step(self, batch, epoch: int, step: int) -> StepOutput:
         m, ctx, device, g = self.model, self.ctx, self.ctx.device, self.rng.cpu
         self._set_modes()
-        diffusing, joint = epoch >= self.diff_epoch, epoch >= self.joint_epoch
-        adversarial = diffusing or self.finetune
-        real_target = joint or self.finetune
+        diffusing, joint, adversarial, real_target = self._phases(epoch)
         losses: dict[str, torch.Tensor] = {}
         text = self._text_pass(batch, diffusing, losses)
 
@@ -213,8 +249,7 @@ class Stage2:
                                                    f"the style encoder's {MIN_STYLE_FRAMES}")
         en, p_en, gt = crop.aligned(text.asr), crop.aligned(text.p), crop.mels(batch.mels)
         real = crop.waves(batch.waves, device).unsqueeze(1)
-        # Multispeaker stage 2 takes both styles from another window of the utterance.
-        st = draw_crop(batch.mel_lengths, None, g).mels(batch.mels) if m.multispeaker and not self.finetune else gt
+        st = self._style_window(batch, gt)
         f0_real, n_real = (prosody_targets(m.pitch_extractor, gt) if self.cache is None
                            else self.cache.prosody(m.pitch_extractor, batch, crop, gt))
         # A zero-weight loss is not computed: the same update, without its cost. Before the joint phase,
@@ -242,12 +277,10 @@ class Stage2:
                 self._decoder_loss_terms(y_rec, real if real_target else reconstructed, adversarial, losses)
             losses["ce"], losses["dur"] = self.dur_loss(text.duration_logits.float(), text.path.sum(dim=-1),
                                                         batch.token_lengths)
-            if self.finetune:
-                losses["mono"] = self.mono_loss(text.attention.float(), text.path.float())
-                losses["s2s"] = self.s2s_loss(text.s2s_logits.float(), batch.tokens, batch.token_lengths)
+            losses.update(self.alignment.losses(text, batch, self.mono_loss, self.s2s_loss))
             total = self._weighted_sum(losses)
         names = PROSODY + (("diffusion",) if diffusing else ()) + (ACOUSTIC if real_target else ())
-        names += ("text_encoder", "text_aligner") if self.finetune else ()
+        names += self.alignment.trained_modules
         self.optimizer.step_on(total, names, losses={k: v for k, v in losses.items() if k != "d_loss"})
 
         if joint:
@@ -263,7 +296,7 @@ class Stage2:
         m = self.model
         text_mask = text_padding_mask(batch.tokens, batch.token_lengths)
         with self.ctx.autocast():
-            asr, path, s2s_logits, attention = self._alignment(batch)
+            asr, path, s2s_logits, attention = self.alignment(m, batch, self.rng.cpu)
             with torch.no_grad():
                 reference = None
                 if m.multispeaker and diffusing:
@@ -387,7 +420,6 @@ class FinetuneStage(Stage2):
     """
 
     name = "finetune"
-    finetune = True
 
     def __init__(self, pretrained_checkpoint: str | None = None, max_len: int = 400, diff_epoch: int = 10,
                  joint_epoch: int = 30, estimate_sigma_data: bool = True,
@@ -395,6 +427,7 @@ class FinetuneStage(Stage2):
         super().__init__(None, max_len, diff_epoch, joint_epoch, estimate_sigma_data, lambda_diff,
                          slm_adversarial, seed)
         self.checkpoint = pretrained_checkpoint
+        self.alignment = TrainedAlignment()
 
     def _load_start(self, model) -> None:
         if self.checkpoint is None:
@@ -405,5 +438,11 @@ class FinetuneStage(Stage2):
             model.diffusion.sigma_data = float(state["sigma_data"])
         logger.info("fine-tuning starts from %s: loaded %s", self.checkpoint, ", ".join(loaded))
 
-    def _trained_modules(self) -> tuple[str, ...]:
-        return super()._trained_modules() + ("text_encoder", "text_aligner")
+    def _phases(self, epoch: int) -> tuple[bool, bool, bool, bool]:
+        """The decoder targets the recording and the MPD/MSD losses run from the first epoch."""
+        diffusing, joint, _, _ = super()._phases(epoch)
+        return diffusing, joint, True, True
+
+    def _style_window(self, batch, gt: torch.Tensor) -> torch.Tensor:
+        """Both styles come from the training window itself."""
+        return gt
