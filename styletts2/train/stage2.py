@@ -74,7 +74,6 @@ def load_first_stage(model, path: str) -> list[str]:
     return loaded
 
 
-@gin.configurable
 class FrozenAlignment:
     """Stage 2's alignment: the aligner and text encoder are frozen; the monotonic path of the
     aligner's attention (each clip's computed once where `cache` is given)."""
@@ -136,6 +135,7 @@ class TextPass:
     p: torch.Tensor                # the duration encoder's output, expanded by the alignment
 
 
+@gin.configurable
 class Stage2:
     """Upstream's second training stage.
 
