@@ -324,7 +324,7 @@ def test_cached_frozen_targets_give_the_same_alignment_and_skip_the_aligner(firs
     masking, and once every clip is cached neither the aligner nor the pitch extractor runs."""
     model, stage = make_stage(first_stage[0], cache_frozen_targets=True)
     stage._set_modes()
-    asr, path, _, _ = stage._alignment(batch)
+    asr, path, _, _ = stage.alignment(model, batch, stage.rng.cpu)
     _, attention, align_lengths = aligner_attention(model.text_aligner, batch.mels, batch.mel_lengths, batch.tokens,
                                                     batch.token_lengths, mask_unk=False)
     assert torch.equal(path, monotonic_path(attention, batch.token_lengths, align_lengths))
