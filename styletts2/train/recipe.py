@@ -24,13 +24,10 @@ from pathlib import Path
 from styletts2.gin_paths import REPO_ROOT
 
 # Shares of the budget before stage 2; stage 2 gets the rest (a third). The decoder learns to speak
-# in stage 1 only (it is frozen in stage 2 before the joint phase), but it stops gaining early: three
-# stage-1 runs side by side from one run's stage-0 parts (30 minutes, 1 thread each, ~1,300 steps;
-# baseline, a decoder twice as wide, twice the rate) all reconstructed 8 validation clips at PER
-# 0.56-0.58, what the whole 30-minute stage 1 of that run reached. That run's aligner, stopped at its
-# 12 % share while its CTC PER still fell (0.52 -> 0.41 in its last 10 epochs), placed word starts
-# 89 ms from espeak-ng's, against 57 ms for a uniform split: the aligner gets the time instead.
-SHARES = {"aligner": 0.22, "pitch": 0.04, "plbert": 0.02, "stage1": 0.38}
+# in stage 1 only (it is frozen in stage 2 before the joint phase), so stage 1 gets half. Tried: the
+# aligner at 22 % and stage 1 at 38 % (its CTC PER reached 0.02 instead of 0.41, but its word starts
+# stayed 90+ ms off espeak-ng's): held-out PER 0.63 / 0.68 against 0.58 / 0.58 (bench/README.md).
+SHARES = {"aligner": 0.12, "pitch": 0.03, "plbert": 0.02, "stage1": 0.50}
 
 
 class RecipeError(RuntimeError):
