@@ -127,8 +127,8 @@ class TextPass:
 
     asr: torch.Tensor              # text encoding expanded by the alignment [B, C, frames]
     path: torch.Tensor             # hard monotonic alignment [B, tokens, frames]
-    s2s_logits: torch.Tensor       # the aligner's decoder logits (fine-tuning's s2s loss)
-    attention: torch.Tensor        # the aligner's soft attention (fine-tuning's monotonic loss)
+    s2s_logits: torch.Tensor | None  # the aligner's decoder logits (fine-tuning's s2s loss; None when frozen)
+    attention: torch.Tensor | None   # the aligner's soft attention (fine-tuning's monotonic loss; None when frozen)
     reference: torch.Tensor | None  # multispeaker, diffusing: the reference clip's [acoustic | prosodic]
     target_styles: torch.Tensor    # the utterance's [acoustic | prosodic] styles, detached
     duration_logits: torch.Tensor
