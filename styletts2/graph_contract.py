@@ -1,7 +1,7 @@
 """The export contract: which graphs an exported folder holds and each graph's inputs and outputs
 (names, dtypes, shapes), with the model.json format version.
 
-Export (`styletts2/styletts2/export/common.py`) writes graphs to it and records it in model.json; the runtime
+Export (`styletts2/export/common.py`) writes graphs to it and records it in model.json; the runtime
 (`styletts2/runtime/model_dir.py`) checks a folder against it. No torch here: the runtime installs
 without it.
 

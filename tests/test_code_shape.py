@@ -28,6 +28,5 @@ def test_no_function_is_longer_than_60_lines():
 
 def test_no_script_edits_sys_path():
     edits = [str(path.relative_to(REPO)) for path in _python_files()
-             if "sys.path.insert" in path.read_text(encoding="utf-8")
-             or "sys.path.append" in path.read_text(encoding="utf-8")]
+             if any(edit in path.read_text(encoding="utf-8") for edit in ("sys.path.insert", "sys.path.append"))]
     assert not edits, f"these files edit sys.path: {edits}"

@@ -1,4 +1,4 @@
-"""int8 decoder export (styletts2/styletts2/export/quantize.py, `to_onnx.py --int8-decoder`): which convolutions are
+"""int8 decoder export (styletts2/export/quantize.py, `to_onnx.py --int8-decoder`): which convolutions are
 quantized, the quality record in model.json, and that the runtime drives the int8 export with the
 fp32 export's durations."""
 import json

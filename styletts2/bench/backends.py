@@ -9,7 +9,7 @@ the runtime's synthesizer and the parity report use, so every backend is fed the
 - torchscript fp32: the traced .pt files;
 - onnxruntime fp32: the .onnx files;
 - onnxruntime int8: the decoder graph with the vocoder's convolutions statically quantized to int8
-  (`int8_decoder`, styletts2/styletts2/export/quantize.py), the other graphs fp32 (same reason as bf16).
+  (`int8_decoder`, styletts2/export/quantize.py), the other graphs fp32 (same reason as bf16).
 """
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def decoder_precision(config) -> str:
 
 def int8_decoder(model_dir: Path, config, out_dir: Path, feeds: dict[str, dict[str, np.ndarray]]) -> Path:
     """out_dir/decoder.onnx: the export's decoder with the vocoder's convolutions in static int8
-    (styletts2/styletts2/export/quantize.py, what `--int8-decoder` exports), calibrated on the built-in calibration
+    (styletts2/export/quantize.py, what `--int8-decoder` exports), calibrated on the built-in calibration
     sentences (not the timed ones) at the timed sentences' median speed."""
     from styletts2.export.quantize import calibration_feeds, quantize_decoder
 

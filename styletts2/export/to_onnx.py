@@ -8,7 +8,7 @@ model.json and a README.md model card.
     python export/to_onnx.py --checkpoint CKPT --out exported/lj_int8 --int8-decoder
 
 Graphs use the TorchScript-based exporter (`dynamo=False`), fp32, dynamic batch/length axes.
-`--int8-decoder` then quantizes the vocoder's convolutions to int8 (styletts2/styletts2/export/quantize.py) and records
+`--int8-decoder` then quantizes the vocoder's convolutions to int8 (styletts2/export/quantize.py) and records
 the quality cost against the fp32 decoder on a held-out sentence in model.json.
 """
 from __future__ import annotations

@@ -17,5 +17,5 @@ from .mel import LogMel
 from .model_dir import ModelConfig, ModelDirError, ProviderError, read_model_json
 from .synthesizer import EspeakVersionWarning, Piece, SynthesisOptions, Synthesizer
 
-__all__ = ["EspeakVersionWarning", "Executor", "LogMel", "OnnxExecutor", "ModelConfig", "ModelDirError", "Piece", "ProviderError",
-           "SynthesisOptions", "Synthesizer", "read_model_json"]
+__all__ = ["EspeakVersionWarning", "Executor", "LogMel", "ModelConfig", "ModelDirError", "OnnxExecutor", "Piece",
+           "ProviderError", "SynthesisOptions", "Synthesizer", "read_model_json"]
