@@ -1,7 +1,13 @@
 """Command line of `styletts2.bench.matmul_rate` (the package's code; `python bench/matmul_rate.py --help` for its options)."""
 import sys
 
-from styletts2.bench.matmul_rate import main
+try:
+    from styletts2.bench.matmul_rate import main
+except ModuleNotFoundError as err:
+    if err.name != "styletts2":
+        raise
+    sys.exit("bench/matmul_rate.py: the styletts2 package is not installed in this Python: run `make setup` "
+             "(or `pip install -e .` in the checkout) first")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -473,6 +473,15 @@ def test_model_dir_errors_name_the_file(tmp_path):
         synth.synthesize("Hello.", reference=voice_like(1.0))
 
 
+def test_an_executor_without_a_graph_is_refused_at_start(single_dir):
+    class NoDecoder(Recorder):
+        def has_graph(self, graph):
+            return graph != "decoder" and super().has_graph(graph)
+
+    with pytest.raises(ValueError, match="executor has no decoder graph"):
+        Synthesizer(single_dir, executor=NoDecoder(Synthesizer(single_dir, providers="cpu").executor))
+
+
 def test_providers_threads_and_options(single_dir):
     synth = Synthesizer(single_dir, providers=["CPUExecutionProvider"], threads=2)
     assert synth.executor.session("decoder").providers == ["CPUExecutionProvider"]

@@ -102,3 +102,17 @@ def test_rtf_bad_model_dir(tmp_path, capsys):
 
     assert rtf_main(["--model", str(tmp_path / "nowhere"), "--no-flops", "--backends", "onnxruntime"]) == 2
     one_line_error(capsys.readouterr().err, "rtf.py: error:", "nowhere")
+
+
+@pytest.mark.parametrize("script", ["export/to_onnx.py", "export/to_torchscript.py", "export/parity_report.py",
+                                    "bench/rtf.py", "bench/learning.py", "bench/matmul_rate.py"])
+def test_scripts_say_how_to_install_the_package(script, tmp_path):
+    """The command lines in export/ and bench/ run the installed package: in a Python without it
+    (here `-S`: no site-packages), one line says to install it."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-S", str(REPO / script), "--help"], capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert result.returncode == 1
+    one_line_error(result.stderr, script, "not installed", "make setup")

@@ -42,7 +42,11 @@ class Executor:
 
     def load(self, graphs: Iterable[str]) -> None:
         """Open these graphs now (errors at start-up, not mid-synthesis); graphs not loaded here are
-        opened on first use."""
+        opened on first use. Here: only check that the executor has them."""
+        missing = [graph for graph in graphs if not self.has_graph(graph)]
+        if missing:
+            raise ValueError(f"this {self.label} executor has no {', '.join(missing)} graph: give one built "
+                             "from the same model as the folder")
 
     def run(self, graph: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
