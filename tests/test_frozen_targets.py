@@ -1,12 +1,13 @@
 """FrozenTargetCache: per-clip alignment and F0 of frozen networks, reused across steps."""
 from types import SimpleNamespace
 
+import pytest
 import torch
 from torch import nn
 
 from styletts2.audio.mel import log_norm
 from styletts2.train.batch_ops import Crop
-from styletts2.train.frozen_targets import FrozenTargetCache
+from styletts2.train.frozen_targets import FrozenTargetCache, lead, make_cache
 
 
 class CountingPitch(nn.Module):
@@ -64,3 +65,36 @@ def test_alignment_is_the_eval_mode_unmasked_one_reused_and_repadded(monkeypatch
     assert torch.equal(again[1, :5, :6], attention[0, :5, :6]) and torch.equal(again[0, :3, :4], attention[1, :3, :4])
     assert torch.equal(again_path[1, :5, :6], path[0, :5, :6])
     assert again[0, 3:].abs().sum() == 0 and again[0, :, 4:].abs().sum() == 0
+
+
+def test_lead_moves_a_path_earlier_and_keeps_its_length():
+    # Durations 3, 2, 4 over 9 alignment frames; 2 frames earlier: 1, 2, 6 (the last token repeats).
+    durations = torch.tensor([3, 2, 4])
+    path = torch.zeros(3, 9)
+    path[torch.repeat_interleave(torch.arange(3), durations), torch.arange(9)] = 1
+    moved = lead(path, 2)
+    assert moved.sum(-1).tolist() == [1, 2, 6] and torch.equal(moved.sum(0), torch.ones(9))
+    assert torch.equal(moved[:, :7], path[:, 2:]) and torch.equal(lead(path, 0), path)
+    assert torch.equal(lead(path[:, :2], 2), path[:, :2])  # too short to move
+
+
+def test_cached_alignments_come_out_with_the_lead(monkeypatch):
+    import styletts2.train.frozen_targets as ft
+    att = torch.rand(2, 5, 6)
+    monkeypatch.setattr(ft, "aligner_attention", lambda *a, **k: (None, att, torch.tensor([6, 4])))
+    batch = make_batch()
+    batch.tokens, batch.token_lengths = torch.ones(2, 5, dtype=torch.long), torch.tensor([5, 3])
+    plain, _ = FrozenTargetCache().alignment(nn.Module(), batch)
+    cache = FrozenTargetCache(lead_frames=1)
+    first, _ = cache.alignment(nn.Module(), batch)
+    again, _ = cache.alignment(nn.Module(), batch)
+    assert torch.equal(first, again) and torch.equal(first[0], lead(plain[0], 1))
+    assert torch.equal(first[1, :3, :4], lead(plain[1, :3, :4], 1)) and first[1, :, 4:].abs().sum() == 0
+
+
+def test_a_lead_without_the_cache_is_refused():
+    with pytest.raises(ValueError, match="cache_frozen_targets"):
+        make_cache(False, 2)
+    with pytest.raises(ValueError, match="0 or more"):
+        FrozenTargetCache(-1)
+    assert make_cache(False, 0) is None and make_cache(True, 2).lead_frames == 2

@@ -12,6 +12,11 @@ Both are computed once per clip, over the whole clip, by the network in eval mod
 
 On this 2-core CPU the aligner and pitch extractor take a third of a learning-benchmark stage-1
 step (bench/README.md).
+
+`lead_frames` moves each cached alignment that many alignment frames earlier (the first token loses
+them, the last token repeats at the end). A small aligner trained briefly places every word after a
+clip's first one late (the learning benchmark measured 45-60 ms, `boundary_lag_ms` in its
+validation), so the decoder would have to look ahead to find each phoneme's sound.
 """
 from __future__ import annotations
 
@@ -30,7 +35,10 @@ T = TypeVar("T")
 class FrozenTargetCache:
     """Keyed by the clip's path (`Batch.paths`); tensors stay on the device they were made on."""
 
-    def __init__(self):
+    def __init__(self, lead_frames: int = 0):
+        if lead_frames < 0:
+            raise ValueError(f"lead_frames must be 0 or more alignment frames, got {lead_frames}")
+        self.lead_frames = lead_frames
         self._alignments: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._f0: dict[str, torch.Tensor] = {}
 
@@ -43,8 +51,10 @@ class FrozenTargetCache:
                 path = monotonic_path(attention, batch.token_lengths, align_lengths)
             for i, key in enumerate(batch.paths):
                 t, a = int(batch.token_lengths[i]), int(align_lengths[i])
-                self._alignments[key] = (attention[i, :t, :a].clone(), path[i, :t, :a].clone())
-            return attention, path
+                self._alignments[key] = (lead(attention[i, :t, :a], self.lead_frames),
+                                         lead(path[i, :t, :a], self.lead_frames))
+            if self.lead_frames == 0:
+                return attention, path
         shape = (len(batch.paths), batch.tokens.shape[1], batch.mels.shape[-1] // 2)
         return (self._padded(shape, [self._alignments[p][0] for p in batch.paths]),
                 self._padded(shape, [self._alignments[p][1] for p in batch.paths]))
@@ -67,6 +77,24 @@ class FrozenTargetCache:
         for i, x in enumerate(items):
             out[i, :x.shape[0], :x.shape[1]] = x
         return out
+
+
+def make_cache(enabled: bool, lead_frames: int) -> FrozenTargetCache | None:
+    """The stages' `cache_frozen_targets` and `alignment_lead_frames` settings: the lead is applied to
+    cached alignments only, so asking for it without the cache is an error, not a silent no-op."""
+    if lead_frames and not enabled:
+        raise ValueError(f"alignment_lead_frames = {lead_frames} moves the cached alignments: it needs "
+                         "cache_frozen_targets = True")
+    return FrozenTargetCache(lead_frames) if enabled else None
+
+
+def lead(alignment: torch.Tensor, frames: int) -> torch.Tensor:
+    """[T_text, T_align] moved `frames` columns earlier: the first columns drop out and the last one
+    repeats, so the length (and a hard path's total duration) stays. A copy; unchanged when the clip
+    has no more than `frames` columns."""
+    if frames == 0 or alignment.shape[-1] <= frames:
+        return alignment.clone()
+    return torch.cat([alignment[:, frames:], alignment[:, -1:].expand(-1, frames)], dim=-1)
 
 
 def _in_eval_mode(module: nn.Module, fn: Callable[[], T]) -> T:

@@ -25,7 +25,7 @@ from .batch_ops import (MIN_STYLE_FRAMES, StageRandom, aligner_attention, coin, 
                         full_precision, global_min, log_validation_sample, monotonic_path, prosody_targets,
                         text_padding_mask)
 from .distributed import broadcast_buffers
-from .frozen_targets import FrozenTargetCache
+from .frozen_targets import FrozenTargetCache, make_cache
 from .optim import build_multi_optimizer
 from .pretrained import load_pretrained_parts, load_wavlm
 from .stage import StepOutput, TrainingContext
@@ -48,14 +48,16 @@ class Stage1:
         seeds it), plus the rank.
     cache_frozen_targets: before TMA, compute each clip's alignment and F0 once and reuse them
         (`FrozenTargetCache`: faster, not upstream's per-step computation). Off by default.
+    alignment_lead_frames: move each cached alignment this many alignment frames earlier, to undo an
+        aligner's lag (`FrozenTargetCache`; needs the cache). 0 by default.
     """
 
     name = "stage1"
 
     def __init__(self, max_len: int = 400, TMA_epoch: int = 50, soft_attention_p: float = 0.5,
-                 seed: int | None = None, cache_frozen_targets: bool = False):
+                 seed: int | None = None, cache_frozen_targets: bool = False, alignment_lead_frames: int = 0):
         self.max_len = max_len
-        self.cache = FrozenTargetCache() if cache_frozen_targets else None
+        self.cache = make_cache(cache_frozen_targets, alignment_lead_frames)
         self.TMA_epoch = TMA_epoch
         self.soft_attention_p = soft_attention_p
         self.seed = seed

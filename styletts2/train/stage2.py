@@ -42,7 +42,7 @@ from .batch_ops import (MIN_STYLE_FRAMES, StageRandom, aligner_attention, coin, 
                         full_precision, global_min, log_validation_sample, monotonic_path, prosody_targets, randint,
                         text_padding_mask, utterance_styles)
 from .distributed import all_ranks_agree
-from .frozen_targets import FrozenTargetCache
+from .frozen_targets import FrozenTargetCache, make_cache
 from .optim import build_multi_optimizer
 from .pretrained import load_pretrained_parts, load_wavlm
 from .slm_adversarial import SLMAdversarial
@@ -151,6 +151,8 @@ class Stage2:
     seed: seed of the stage's generators; None = drawn from the global RNG at setup, plus the rank.
     cache_frozen_targets: compute each clip's alignment and F0 once and reuse them while the aligner
         and pitch extractor are frozen (`FrozenTargetCache`; not when fine-tuning). Off by default.
+    alignment_lead_frames: move each cached alignment this many alignment frames earlier, to undo an
+        aligner's lag (`FrozenTargetCache`; needs the cache). 0 by default.
     """
 
     name = "stage2"
@@ -158,7 +160,7 @@ class Stage2:
     def __init__(self, first_stage_checkpoint: str | None = None, max_len: int = 400, diff_epoch: int = 20,
                  joint_epoch: int = 50, estimate_sigma_data: bool = True,
                  lambda_diff: float = 1.0, slm_adversarial: SLMAdversarial | None = None, seed: int | None = None,
-                 cache_frozen_targets: bool = False):
+                 cache_frozen_targets: bool = False, alignment_lead_frames: int = 0):
         if joint_epoch < diff_epoch:
             raise ValueError(f"joint_epoch ({joint_epoch}) must not come before diff_epoch ({diff_epoch}): the SLM "
                              "adversarial step samples styles from the diffusion model")
@@ -169,7 +171,7 @@ class Stage2:
         self.estimate_sigma_data = estimate_sigma_data
         self.slm_adversarial = slm_adversarial if slm_adversarial is not None else SLMAdversarial()
         self.seed = seed
-        self.cache = FrozenTargetCache() if cache_frozen_targets else None
+        self.cache = make_cache(cache_frozen_targets, alignment_lead_frames)
         self.alignment: FrozenAlignment | TrainedAlignment = FrozenAlignment(self.cache)
 
     # --- set-up ------------------------------------------------------------------------------
