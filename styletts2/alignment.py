@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from styletts2.host_values import host_side, on_host
+
 try:  # VITS kernel (PyPI monotonic_align): values laid out [T_mel, T_text], C-contiguous float32
     from monotonic_align.core import maximum_path_c as _vits_kernel
 except ImportError:  # pragma: no cover - depends on the environment
@@ -59,10 +61,14 @@ def maximum_path(neg_cent: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     if neg_cent.dim() != 3 or mask.shape != neg_cent.shape:
         raise ValueError(f"maximum_path expects neg_cent and mask of one shape [B, T_text, T_mel], "
                          f"got {tuple(neg_cent.shape)} and {tuple(mask.shape)}")
-    # Counted as integers: a bf16 mask sums 257 ones to 256. One transfer for both.
+    # Counted as integers (a bf16 mask sums 257 ones to 256), and sent to the host in one transfer
+    # with the scores: float32, exact for lengths below 2**24, and the kernels sum in float32 anyway
+    # (numpy has no bfloat16).
     valid = mask.detach() != 0
-    lengths = torch.stack([valid[:, :, 0].sum(1), valid[:, 0, :].sum(1)]).cpu().numpy().astype(np.int32)
-    text_lengths, mel_lengths = lengths[0], lengths[1]
+    lengths = torch.cat([valid[:, :, 0].sum(1), valid[:, 0, :].sum(1)]).float()
+    host = host_side(torch.cat([lengths, neg_cent.detach().float().flatten()]).cpu()).numpy()
+    batch = neg_cent.shape[0]
+    text_lengths, mel_lengths = host[:batch].astype(np.int32), host[batch:2 * batch].astype(np.int32)
     bad = np.nonzero((text_lengths < 1) | (mel_lengths < text_lengths))[0]
     if bad.size:
         i = int(bad[0])
@@ -70,8 +76,7 @@ def maximum_path(neg_cent: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
                          f"{mel_lengths[i]}; a monotonic path needs 1 <= text length <= mel length")
 
     # The kernels work on [B, T_mel, T_text]: one row per frame.
-    # float32 before numpy, which has no bfloat16 (and the kernels sum in float32 anyway).
-    values = np.ascontiguousarray(neg_cent.detach().float().cpu().numpy().transpose(0, 2, 1))
+    values = np.ascontiguousarray(host[2 * batch:].reshape(neg_cent.shape).transpose(0, 2, 1))
     paths = np.zeros(values.shape, dtype=np.int32)
     if _vits_kernel is not None:
         _vits_kernel(paths, values, np.ascontiguousarray(mel_lengths), np.ascontiguousarray(text_lengths))
@@ -115,13 +120,15 @@ def _maximum_path_numpy(paths: np.ndarray, values: np.ndarray, mel_lengths: np.n
         index = index - step
 
 
-def gaussian_alignment(duration_logits: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
+def gaussian_alignment(duration_logits: torch.Tensor, sigma: float = 1.5, n_frames: int | None = None) -> torch.Tensor:
     """Differentiable alignment of one utterance from its ordinal duration logits (SLM adversarial
     training, upstream Modules/slmadv.py).
 
     Args:
         duration_logits: ``[T_text, n_bins]`` duration-projection logits of the valid tokens.
         sigma: width of the Gaussian kernel in frames.
+        n_frames: ``round(sum(sigmoid(duration_logits)))`` when the caller has read it already
+            (`differentiable_alignment` reads a batch's in one transfer); None computes it.
 
     Returns:
         ``[T_text, n_frames]`` soft alignment, a softmax over text tokens for every frame, with
@@ -135,7 +142,8 @@ def gaussian_alignment(duration_logits: torch.Tensor, sigma: float = 1.5) -> tor
         raise ValueError(f"gaussian_alignment expects [T_text, n_bins] logits, got {tuple(duration_logits.shape)}")
     probs = torch.sigmoid(duration_logits)
     durations = probs.sum(dim=-1)
-    n_frames = int(torch.round(probs.sum()).item())
+    if n_frames is None:
+        n_frames = int(torch.round(probs.sum()).item())
     centres = torch.cumsum(durations, dim=0) - durations / 2                      # [T]
     n_bins = duration_logits.shape[-1]
     frames = torch.arange(n_frames, device=duration_logits.device, dtype=duration_logits.dtype)
@@ -151,8 +159,10 @@ def differentiable_alignment(duration_logits: torch.Tensor, text_lengths: torch.
                              sigma: float = 1.5) -> tuple[torch.Tensor, list[int]]:
     """Batched ``gaussian_alignment``: ``[B, T_text, n_bins]`` logits and ``[B]`` text lengths ->
     ``([B, T_text, max_frames]`` zero-padded alignments, per-item frame counts)``."""
-    alignments = [gaussian_alignment(logits[: int(n)], sigma) for logits, n in zip(duration_logits, text_lengths)]
-    n_frames = [a.shape[-1] for a in alignments]
+    items = [logits[:n] for logits, n in zip(duration_logits, on_host(text_lengths).tolist())]
+    # Every item's frame count in one device-to-host transfer.
+    n_frames = [int(n) for n in torch.stack([torch.round(torch.sigmoid(x).sum()) for x in items]).tolist()]
+    alignments = [gaussian_alignment(x, sigma, n) for x, n in zip(items, n_frames)]
     out = duration_logits.new_zeros(duration_logits.shape[0], duration_logits.shape[1], max(n_frames))
     for i, a in enumerate(alignments):
         out[i, : a.shape[0], : a.shape[1]] = a

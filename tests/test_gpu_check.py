@@ -1,8 +1,13 @@
 """CPU stand-ins for what only a GPU run would otherwise show (issue 15): batches pin, and the
 host-device synchronisations of a training step are counted."""
+import pytest
 import torch
+from torch import nn
 
 from styletts2.data.collate import Batch
+from styletts2.host_values import host_side, on_host
+from styletts2.modules.masks import packed_lstm
+from styletts2.train.batch_ops import coin, draw_crop, randint
 
 
 def _batch() -> Batch:
@@ -63,3 +68,33 @@ def test_gpu_check_runs_every_phase_on_cpu():
     assert all(r.steps_per_second > 0 and r.peak_memory_gb > 0 and r.syncs_per_step > 0 for r in results)
     assert {"slm_gen", "slm_d_loss"} <= set(results[-1].losses)
     assert len(lines) == 6 and "syncs/step" in lines[-1]
+
+
+def test_lengths_keep_their_host_copy_on_the_device():
+    """`Batch.to` keeps each length tensor's host copy, so packing an LSTM's input reads no device
+    value. The meta device stands in for a GPU: it holds no values that could be copied back."""
+    batch = _batch().to("meta")
+    assert batch.mel_lengths.device.type == "meta" and batch.ood_lengths is None
+    assert on_host(batch.mel_lengths).tolist() == [10, 8] and on_host(batch.token_lengths).tolist() == [5, 4]
+    with pytest.raises(NotImplementedError, match="meta"):
+        on_host(batch.mel_lengths + 1)  # derived on the device: no host copy, so it is copied back
+
+
+def test_host_values_are_read_without_a_counted_sync():
+    """On a CPU run the counter counts every read except those of host-side values: a batch's
+    lengths read through their host copy, and draws from the stage's CPU generator."""
+    from styletts2.train.syncs import count_syncs
+
+    batch, lstm, g = _batch().to("cpu"), nn.LSTM(80, 4, batch_first=True), torch.Generator().manual_seed(0)
+    frames = batch.mels.transpose(1, 2)
+    with count_syncs() as syncs:
+        packed_lstm(lstm, frames, batch.mel_lengths)
+        crop = draw_crop(batch.mel_lengths, 8, g)
+        coin(g), randint(g, 3, 5)
+    assert syncs.total == 0 and crop.length == 3
+    with count_syncs() as syncs:
+        packed_lstm(lstm, frames, batch.mel_lengths + 0)  # a device tensor in a GPU run: copied back
+        batch.mel_lengths.tolist()                          # the device tensor itself, not its copy
+    assert syncs.total == 2
+    with pytest.raises(ValueError, match="CPU tensors only"):
+        host_side(torch.zeros(1, device="meta"))

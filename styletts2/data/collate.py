@@ -14,6 +14,7 @@ import gin
 import torch
 
 from styletts2.data.dataset import Sample
+from styletts2.host_values import host_side, on_host, with_host_copy
 
 
 @dataclass
@@ -52,7 +53,14 @@ class Batch:
         return Batch(**{f.name: apply(getattr(self, f.name)) for f in fields(self)})
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
-        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+        """The batch on `device`; the lengths keep their host copies (`host_values.on_host`), so
+        that reading them does not wait for the device."""
+        moved = self._map(lambda t: t.to(device, non_blocking=non_blocking))
+        for name in ("token_lengths", "mel_lengths", "ood_lengths"):
+            lengths = getattr(self, name)
+            if lengths is not None:
+                with_host_copy(getattr(moved, name), lengths if lengths.is_cpu else on_host(lengths))
+        return moved
 
     def pin_memory(self) -> "Batch":
         """Page-locked copies. `DataLoader(pin_memory=True)` calls this (without it the batch stays
@@ -126,16 +134,17 @@ def crop_windows(
     to_shortest=True (upstream): one length for the whole batch,
         min(shortest mel length / 2 - 1, max_mel_frames // 2).
     to_shortest=False: each sample's own min(mel length / 2 - 1, max_mel_frames // 2).
+    Computed on the host (the lengths' host copies, a CPU generator): no device sync.
     """
-    mel_lengths = mel_lengths.to("cpu", torch.long)
-    aligned = mel_lengths // 2  # alignment frames available per sample
+    frames = on_host(mel_lengths).tolist()
+    aligned = [n // 2 for n in frames]  # alignment frames available per sample
     if to_shortest:
-        lengths = torch.full_like(aligned, min(int(aligned.min()) - 1, max_mel_frames // 2))
+        lengths = [min(min(aligned) - 1, max_mel_frames // 2)] * len(aligned)
     else:
-        lengths = torch.clamp(aligned - 1, max=max_mel_frames // 2)
-    if int(lengths.min()) < 1:
-        raise ValueError(f"mel lengths {mel_lengths.tolist()} are too short to crop")
+        lengths = [min(n - 1, max_mel_frames // 2) for n in aligned]
+    if min(lengths) < 1:
+        raise ValueError(f"mel lengths {frames} are too short to crop")
     # start uniform in [0, aligned - length), as upstream's np.random.randint(0, mel_length - mel_len)
-    span = aligned - lengths
+    span = torch.tensor([n - size for n, size in zip(aligned, lengths)], dtype=torch.float64)
     starts = (torch.rand(len(span), generator=generator, dtype=torch.float64) * span).long()
-    return starts, lengths
+    return host_side(starts), host_side(torch.tensor(lengths))

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from styletts2.host_values import on_host
+
 
 @gin.configurable
 class MonotonicAlignmentLoss(nn.Module):
@@ -68,10 +70,10 @@ class DurationLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, durations: torch.Tensor,
                 lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        lengths = lengths.to(logits.device)
-        if bool((lengths < 3).any()):
+        if min(on_host(lengths).tolist()) < 3:
             raise ValueError(f"DurationLoss needs every text length >= 3 (first and last tokens are "
-                             f"excluded from the L1 term), got lengths {lengths.tolist()}")
+                             f"excluded from the L1 term), got lengths {on_host(lengths).tolist()}")
+        lengths = lengths.to(logits.device)
         durations = durations.long().to(logits.device)
         positions = torch.arange(logits.shape[1], device=logits.device)[None, :]
         valid = positions < lengths[:, None]                                             # [B, T]

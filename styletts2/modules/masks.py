@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from styletts2.host_values import on_host
+
 
 def length_to_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
     """[B] lengths -> [B, max_len] bool mask, True where position >= length.
@@ -22,9 +24,10 @@ def packed_lstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.
     """Run a batch-first LSTM over each sequence's true length only.
 
     x: [B, T, C_in] -> [B, T, C_out], zero at positions >= length. Packing keeps the backward
-    direction of a bidirectional LSTM from reading the padding.
+    direction of a bidirectional LSTM from reading the padding. Packing needs the lengths on the
+    host: a batch's lengths bring their host copy (`host_values.on_host`), others are copied.
     """
-    packed = pack_padded_sequence(x, lengths.detach().cpu(), batch_first=True, enforce_sorted=False)
+    packed = pack_padded_sequence(x, on_host(lengths), batch_first=True, enforce_sorted=False)
     out, _ = lstm(packed)
     out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
     return out

@@ -20,6 +20,7 @@ from torch import nn
 from styletts2.alignment import mask_from_lens, maximum_path
 from styletts2.audio.mel import log_norm
 from styletts2.data.collate import crop_windows
+from styletts2.host_values import host_side, on_host
 from styletts2.modules.masks import length_to_mask
 
 from .distributed import is_distributed
@@ -50,13 +51,13 @@ class StageRandom:
 
 
 def coin(generator: torch.Generator, p: float = 0.5) -> bool:
-    """True with probability p."""
-    return bool(torch.rand((), generator=generator) < p)
+    """True with probability p (a host draw: `StageRandom.cpu`)."""
+    return bool(host_side(torch.rand((), generator=generator) < p))  # compared in float32, as it always was
 
 
 def randint(generator: torch.Generator, low: int, high: int) -> int:
-    """Uniform integer in [low, high) (numpy's randint convention, as upstream)."""
-    return int(torch.randint(low, high, (), generator=generator))
+    """Uniform integer in [low, high) (numpy's randint convention, as upstream; a host draw)."""
+    return host_side(torch.randint(low, high, (), generator=generator)).item()
 
 
 # --- masks and alignment -----------------------------------------------------------------------
@@ -154,6 +155,11 @@ def global_min(value: int, device: torch.device) -> int:
     return int(t.item())
 
 
+def shortest_over_ranks(mel_lengths: torch.Tensor, device: torch.device) -> int:
+    """The shortest mel length over this batch and every DDP rank's, read from the lengths' host copy."""
+    return global_min(min(on_host(mel_lengths).tolist()), device)
+
+
 def draw_crop(mel_lengths: torch.Tensor, max_len: int | None, generator: torch.Generator,
               shortest_mel: int | None = None) -> Crop:
     """Upstream's crop: one length for the batch, min(shortest / 2 - 1, max_len // 2) alignment
@@ -161,15 +167,15 @@ def draw_crop(mel_lengths: torch.Tensor, max_len: int | None, generator: torch.G
 
     max_len: in mel frames; None = no cap (the style-reference crop, stage-2 validation).
     shortest_mel: the shortest mel length to size the window by (default: this batch's; pass
-        `global_min(...)` for the length over all ranks).
+        `shortest_over_ranks(...)` for the length over all ranks).
     """
-    shortest = int(mel_lengths.min()) if shortest_mel is None else shortest_mel
+    shortest = min(on_host(mel_lengths).tolist()) if shortest_mel is None else shortest_mel
     # crop_windows sizes the window by the batch's own shortest item; cap it with the one given.
     cap = ALIGN_FRAME * (shortest // ALIGN_FRAME - 1)
     if max_len is not None:
         cap = min(cap, max_len)
     starts, lengths = crop_windows(mel_lengths, cap, to_shortest=True, generator=generator)
-    return Crop(starts.tolist(), int(lengths[0]))
+    return Crop(starts.tolist(), lengths.tolist()[0])
 
 
 # --- targets and styles -------------------------------------------------------------------------
@@ -186,7 +192,7 @@ def prosody_targets(pitch_extractor: nn.Module, mels: torch.Tensor) -> tuple[tor
 def utterance_styles(encoder: nn.Module, mels: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
     """Style of each whole utterance [B, style_dim], one item at a time: the encoder's average
     pooling would otherwise include the padding."""
-    return torch.cat([encoder(mels[i:i + 1, :, :n].unsqueeze(1)) for i, n in enumerate(mel_lengths.tolist())])
+    return torch.cat([encoder(mels[i:i + 1, :, :n].unsqueeze(1)) for i, n in enumerate(on_host(mel_lengths).tolist())])
 
 
 def full_precision(device: torch.device):

@@ -107,6 +107,14 @@ def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
                 b.copy_(value)
 
 
+def all_ranks_min_(t: torch.Tensor) -> torch.Tensor:
+    """`t` replaced in place by its element-wise minimum over ranks (itself in one process); a
+    device op, nothing is read to the host."""
+    if is_distributed():
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return t
+
+
 def all_ranks_agree(flag: bool, device: torch.device) -> bool:
     """True only if `flag` is true on every rank (one tiny all_reduce)."""
     if not is_distributed():

@@ -33,7 +33,7 @@ from torch import nn
 from torch.optim import AdamW, Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
-from .distributed import all_ranks_agree, all_reduce_gradients
+from .distributed import all_ranks_min_, all_reduce_gradients
 from .stage import NonFiniteLoss, TrainingContext
 
 # beta1 upstream's modules end up with (see the module docstring).
@@ -221,10 +221,11 @@ class MultiOptimizer:
         """Backpropagate `loss` and step the optimisers `names`. Returns the gradient norm of their
         parameters (after DDP averaging and fp16 unscaling, before clipping).
 
-        1. `loss` and every entry of `losses` must be finite on every rank; otherwise raise
-           `NonFiniteLoss` before any backward pass: no gradient, parameter or optimiser state moves.
-        2. zero the named gradients, backward (through the fp16 grad scaler when there is one);
-        3. under DDP average those gradients over ranks; with fp16, unscale them;
+        1. zero the named gradients, backward (through the fp16 grad scaler when there is one);
+        2. under DDP average those gradients over ranks; with fp16, unscale them;
+        3. `loss` and every entry of `losses` must be finite on every rank; otherwise the gradients
+           are dropped and `NonFiniteLoss` is raised: no parameter or optimiser state moves. This
+           check and the gradient norm reach the host in one transfer (one device sync per call);
         4. a non-finite gradient norm raises `NonFiniteLoss('grad_norm', ...)` too, again before any
            update (with fp16 it is an overflow instead: no optimiser steps, the scaler records it and
            lowers the scale at the step's `update()`); `clip` rescales the gradients to at most that
@@ -239,9 +240,6 @@ class MultiOptimizer:
         entries = {"loss": loss, **(losses or {})}
         finite = torch.stack([torch.isfinite(torch.as_tensor(v, device=device).detach()).all()
                               for v in entries.values()]).all()
-        if not all_ranks_agree(bool(finite.item()), device):
-            self.zero_grad(names)
-            raise NonFiniteLoss(*_first_non_finite(entries))
 
         self.zero_grad(names)
         (scaler.scale(loss) if scaler is not None else loss).backward(retain_graph=retain_graph)
@@ -252,7 +250,11 @@ class MultiOptimizer:
         if scaler is not None:
             scaler.unscale_(grads)
         norm_t = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=device)
-        norm = float(norm_t)
+        # The gradients are averaged already, so the norm is every rank's; the loss check is not.
+        losses_finite, norm = torch.stack([all_ranks_min_(finite.float().reshape(1))[0], norm_t.float()]).tolist()
+        if not losses_finite:
+            self.zero_grad(names)
+            raise NonFiniteLoss(*_first_non_finite(entries))
         if not math.isfinite(norm):
             self.zero_grad(names)
             if scaler is None:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from styletts2.alignment import differentiable_alignment
+from styletts2.host_values import on_host
 from styletts2.losses import WavLMLoss
 from styletts2.modules.masks import length_to_mask
 
@@ -88,7 +89,7 @@ class SLMAdversarial:
         asr = t_en @ alignment
         _, prosody_features = model.predictor(d_en, prosodic, token_lengths, alignment, text_mask)
 
-        window, picked = self._pick_windows(g, n_frames, mel_lengths.tolist(), len(waves))
+        window, picked = self._pick_windows(g, n_frames, on_host(mel_lengths).tolist(), len(waves))
         if len(picked) <= 1:
             return None
 

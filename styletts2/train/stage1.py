@@ -22,8 +22,8 @@ from styletts2.losses import (DiscriminatorLoss, GeneratorLoss, MonotonicAlignme
                               S2SCrossEntropyLoss, WavLMLoss)
 
 from .batch_ops import (MIN_STYLE_FRAMES, StageRandom, aligner_attention, coin, draw_crop, frozen,
-                        full_precision, global_min, log_validation_sample, monotonic_path, prosody_targets,
-                        text_padding_mask)
+                        full_precision, log_validation_sample, monotonic_path, prosody_targets,
+                        shortest_over_ranks, text_padding_mask)
 from .distributed import broadcast_buffers
 from .frozen_targets import FrozenTargetCache, make_cache
 from .optim import build_multi_optimizer
@@ -102,7 +102,7 @@ class Stage1:
                                   text_padding_mask(batch.tokens, batch.token_lengths))
             asr = t_en @ (attention if coin(g, self.soft_attention_p) else path).to(t_en.dtype)
 
-        crop = draw_crop(batch.mel_lengths, self.max_len, g, global_min(int(batch.mel_lengths.min()), device))
+        crop = draw_crop(batch.mel_lengths, self.max_len, g, shortest_over_ranks(batch.mel_lengths, device))
         if crop.mel_frames < MIN_STYLE_FRAMES:
             return StepOutput(skipped=True, reason=f"training window of {crop.mel_frames} mel frames is under "
                                                    f"the style encoder's {MIN_STYLE_FRAMES}")

@@ -39,8 +39,8 @@ from styletts2.losses import (DiscriminatorLoss, DurationLoss, F0ReconstructionL
                               S2SCrossEntropyLoss, StyleReconstructionLoss, WavLMLoss)
 
 from .batch_ops import (MIN_STYLE_FRAMES, StageRandom, aligner_attention, coin, draw_crop, frozen,
-                        full_precision, global_min, log_validation_sample, monotonic_path, prosody_targets, randint,
-                        text_padding_mask, utterance_styles)
+                        full_precision, log_validation_sample, monotonic_path, prosody_targets, randint,
+                        shortest_over_ranks, text_padding_mask, utterance_styles)
 from .distributed import all_ranks_agree
 from .frozen_targets import FrozenTargetCache, make_cache
 from .optim import build_multi_optimizer
@@ -245,7 +245,7 @@ class Stage2:
         losses: dict[str, torch.Tensor] = {}
         text = self._text_pass(batch, diffusing, losses)
 
-        crop = draw_crop(batch.mel_lengths, self.max_len, g, global_min(int(batch.mel_lengths.min()), device))
+        crop = draw_crop(batch.mel_lengths, self.max_len, g, shortest_over_ranks(batch.mel_lengths, device))
         if crop.mel_frames < MIN_STYLE_FRAMES:
             return StepOutput(skipped=True, reason=f"training window of {crop.mel_frames} mel frames is under "
                                                    f"the style encoder's {MIN_STYLE_FRAMES}")

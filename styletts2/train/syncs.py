@@ -10,7 +10,9 @@ call with its call site, on any device:
   bound, which also counts the reads of host-side draws (crop positions, coin flips) that stay on
   the CPU in a GPU run. Calls inside torch (AdamW reading its CPU step counters, the norm helpers
   moving tensors to their own device) and `.to(device)` (a copy to the same device, on a CPU run)
-  are left out, as they do not sync on a GPU either; `.cpu()` and `.numpy()` are counted.
+  are left out, as they do not sync on a GPU either; `.cpu()` and `.numpy()` are counted. Reads
+  of tensors marked `host_side` (`styletts2/host_values.py`: lengths' host copies, CPU draws) are
+  left out too: they stay on the host in a GPU run.
 
     with count_syncs() as syncs:
         stage.train_step(batch, epoch, step)
@@ -27,11 +29,14 @@ from pathlib import Path
 import torch
 from torch.overrides import TorchFunctionMode
 
+from styletts2.host_values import is_host_side
+
 # Tensor methods that hand a value to Python (or copy to the host), and ops sized by values.
 _READS = {"item", "__bool__", "__int__", "__float__", "__index__", "tolist", "numpy", "cpu"}
 _VALUE_SIZED = {"nonzero", "masked_select", "unique", "unique_consecutive", "argwhere", "nonzero_static"}
 _PACKAGE = str(Path(__file__).resolve().parents[1])
 _TORCH = str(Path(torch.__file__).resolve().parent)
+_HELPERS = ("syncs.py", "host_values.py")  # a read is reported at its caller's line
 
 
 class SyncCount:
@@ -76,9 +81,9 @@ def _call_site() -> str:
     fallback = None
     while frame is not None:
         path = frame.f_code.co_filename
-        if path.startswith(_PACKAGE) and not path.endswith("syncs.py"):
+        if path.startswith(_PACKAGE) and not path.endswith(_HELPERS):
             return f"{Path(path).relative_to(Path(_PACKAGE).parent)}:{frame.f_lineno}"
-        if fallback is None and "/torch/" not in path and not path.endswith("syncs.py"):
+        if fallback is None and "/torch/" not in path and not path.endswith(_HELPERS):
             fallback = f"{path}:{frame.f_lineno}"
         frame = frame.f_back
     return fallback or "?"
@@ -99,7 +104,8 @@ class _Mode(TorchFunctionMode):
             else:  # a CPU tensor syncs nothing on a GPU run; on a CPU run, count what the GPU run would
                 cpu_run = self.device is None or self.device.type == "cpu"
                 caller = Path(sys._getframe(1).f_code.co_filename).resolve()
-                counted = cpu_run and name != "to" and not str(caller).startswith(_TORCH)
+                counted = (cpu_run and name != "to" and not str(caller).startswith(_TORCH)
+                           and not is_host_side(tensor))
             if counted:
                 self.count.sites[(_call_site(), name)] += 1
         return func(*args, **kwargs)

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from styletts2.host_values import host_side
+
 from .kdiffusion import KDiffusion, draw_embedding_mask
 
 
@@ -37,7 +39,7 @@ class KarrasSchedule:
         inv = 1.0 / self.rho
         ramp = torch.arange(num_steps, dtype=torch.float32) / (num_steps - 1)
         sigmas = (self.sigma_max ** inv + ramp * (self.sigma_min ** inv - self.sigma_max ** inv)) ** self.rho
-        return sigmas.tolist()
+        return host_side(sigmas).tolist()
 
 
 def _f32(value: float) -> float:
