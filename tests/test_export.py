@@ -25,6 +25,7 @@ from styletts2.export import to_onnx, to_torchscript
 from styletts2.export.common import build_random_model, graphs_for, io_spec, load_for_export
 from styletts2.export.parity_report import SAMPLED_STYLE, batch_tokens, chain, chain_feeds, graph_outputs, item_waves, snr_db, \
     step_noises_from, synthesizer_reference
+from styletts2.export.shared_weights import MIN_BYTES
 from styletts2.graphs import ExportableSineGen, ExportableSTFT, MaskedBiLSTM, alignment_matrix, atan2, noise_direction, \
     seeded_normal, source_noise
 from styletts2.audio.io import load_wav
@@ -158,6 +159,39 @@ def test_onnx_files_have_the_declared_io(which, request):
             dims = actual.type.tensor_type.shape.dim
             shape = [d.dim_param if d.dim_param else d.dim_value for d in dims]
             assert shape == declared["shape"], (name, declared["name"])
+
+
+def test_no_weight_is_stored_twice(single, tmp_path):
+    """The samplers' shared transformer is stored once (`shared_weights.bin`, ONNX external data): no
+    initializer of MIN_BYTES or more is in two files. (The parity tests here run on these files.)
+    A folder without the file, or with another one, is refused at load."""
+    import shutil
+
+    from styletts2.runtime.model_dir import ModelDirError
+
+    folder = single["dir"] / "onnx"
+    info = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    assert {name for name, graph in info["graphs"].items() if "weights" in graph} == \
+        {"diffusion_sampler", "diffusion_sampler_unguided"}
+    weights = folder / info["graphs"]["diffusion_sampler"]["weights"]["file"]
+    assert info["graphs"]["diffusion_sampler"]["weights"]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    seen, external = {}, 0
+    for name, graph in info["graphs"].items():
+        for tensor in onnx.load(str(folder / graph["file"]), load_external_data=False).graph.initializer:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                external += 1
+            elif len(tensor.raw_data) >= MIN_BYTES:
+                digest = hashlib.sha256(tensor.raw_data).hexdigest()
+                assert digest not in seen, f"{name}: {tensor.name} is also in {seen[digest]}"
+                seen[digest] = name
+    assert external > 10
+    copy = shutil.copytree(folder, tmp_path / "copy")
+    (copy / weights.name).write_bytes(weights.read_bytes()[:-1] + b"x")
+    with pytest.raises(ModelDirError, match="weights.sha256"):
+        read_model_json(copy)
+    (copy / weights.name).unlink()
+    with pytest.raises(ModelDirError, match="copy the whole exported folder"):
+        read_model_json(copy)
 
 
 # Parity, lengths other than the traced ones ---------------------------------------------------------

@@ -180,6 +180,7 @@ def test_export_onnx_writes_hashes_and_a_failed_re_export_leaves_the_old_folder(
 
     monkeypatch.setattr(to_onnx, "export_graph", export_graph)
     monkeypatch.setattr(to_onnx, "stamp_io_shapes", lambda path, spec: None)
+    monkeypatch.setattr(to_onnx, "share_folder_weights", lambda out_dir, info: None)  # no real graphs to share
     loaded = LoadedModel(build_random_model(str(REPO / "gin/model/tiny.gin"), seed=0), "random-init:tiny", "")
     fail = True
     with pytest.raises(OSError, match="No space left"):

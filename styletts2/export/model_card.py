@@ -117,7 +117,8 @@ def readme(info: dict, backend: str, verification: dict[str, dict[str, float]] |
     for name, graph in info["graphs"].items():
         ins = "<br>".join(f"`{t['name']}` {t['dtype']} {_shape(t['shape'])}" for t in graph["inputs"])
         outs = "<br>".join(f"`{t['name']}` {t['dtype']} {_shape(t['shape'])}" for t in graph["outputs"])
-        lines.append(f"| {name} | {graph['file']} | {ins} | {outs} |")
+        weights = f" (weights in {graph['weights']['file']})" if "weights" in graph else ""
+        lines.append(f"| {name} | {graph['file']}{weights} | {ins} | {outs} |")
     if verification:
         lines += ["", "## Check at export time", "",
                   f"Max abs difference, {backend} vs torch eager, on the trace example (a padded batch of 2):", "",
@@ -188,12 +189,13 @@ _NOTES = [
 
 
 def record_graph_hashes(out_dir: Path, info: dict) -> None:
-    """Each graph's sha256 in its model.json entry: the runtime refuses graphs that do not match
-    (styletts2.runtime.model_dir.check_graph_hashes)."""
+    """Each graph's sha256 in its model.json entry, and its shared weights file's: the runtime refuses
+    files that do not match (styletts2.runtime.model_dir.check_graph_hashes)."""
     for entry in info["graphs"].values():
-        if (out_dir / entry["file"]).is_file():
-            with open(out_dir / entry["file"], "rb") as stream:
-                entry["sha256"] = hashlib.file_digest(stream, "sha256").hexdigest()
+        for record in (entry, entry.get("weights")):
+            if record is not None and (out_dir / record["file"]).is_file():
+                with open(out_dir / record["file"], "rb") as stream:
+                    record["sha256"] = hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def save_model_card(out_dir: Path, info: dict, backend: str,

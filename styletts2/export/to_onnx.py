@@ -25,6 +25,7 @@ import torch
 from styletts2.export.common import ExportError, add_arguments, dynamic_axes, load_for_export, staged_export, \
     write_graphs
 from styletts2.export.model_card import model_json, save_model_card
+from styletts2.export.shared_weights import share_folder_weights
 from styletts2.errors import run_guarded
 
 MIN_OPSET = 17
@@ -108,6 +109,7 @@ def _export_into(loaded, out_dir: Path, steps: int, opset: int, verify: bool, in
 
     spec, verification = write_graphs(loaded.model, steps, out_dir, ".onnx", "onnxruntime", save, check if verify else None)
     info = model_json(loaded, steps, spec, "onnx", opset)
+    share_folder_weights(out_dir, info)
     save_model_card(out_dir, info, "onnxruntime", verification or None)
     if int8_decoder:  # calibration drives the graphs just written, through model.json
         info["precision"]["decoder"] = quantize_decoder_in_place(out_dir, calibration_speed)

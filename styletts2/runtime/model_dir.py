@@ -7,7 +7,8 @@ exports from before it existed lack it) and model.json. Every problem found is r
 as `ModelDirError` naming the file and the field, before anything is synthesized: each field's type
 and range, the model.json fields the graphs fix (style_dim, diffusion_steps, n_mels) against the
 graphs' input and output shapes, and each graph file against the sha256 model.json records for it
-(exports from before the hashes existed record none; they load with a note).
+(exports from before the hashes existed record none; they load with a note). Weights that several
+graphs hold are stored once, in the file their entries name as `weights` (the two samplers').
 
 model.json's `text_normalizer` ({name, version, language, settings}, or null for a model whose text
 is read as written) says how text is normalized before phonemization; exports from before it
@@ -15,6 +16,7 @@ existed get their language's default normalizer, with a note in the log.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -113,6 +115,7 @@ def check_graph_hashes(directory: Path, graphs: dict, where: str) -> None:
     mixes files of two exports (e.g. a re-export into it that was stopped half way, from before
     exports were staged) or a graph was replaced by hand: configs may agree, weights do not."""
     recorded = {name: entry.get("sha256") for name, entry in graphs.items() if name in GRAPH_INPUTS}
+    weights_sha256 = functools.cache(file_sha256)  # a shared weights file is read once
     if not any(recorded.values()):
         logger.warning("note: %s records no graph hashes (exported before they existed): the graphs are not "
                        "checked against it", where)
@@ -124,6 +127,10 @@ def check_graph_hashes(directory: Path, graphs: dict, where: str) -> None:
         if file_sha256(file) != digest.lower():
             raise ModelDirError(f"{file} does not match the sha256 recorded in {where} (graphs.{name}.sha256): "
                                 f"the folder holds graphs of another export; {REEXPORT}")
+        weights = graphs[name].get("weights", {})
+        if "sha256" in weights and weights_sha256(directory / weights["file"]) != weights["sha256"].lower():
+            raise ModelDirError(f"{directory / weights['file']} does not match the sha256 recorded in {where} "
+                                f"(graphs.{name}.weights.sha256); {REEXPORT}")
 
 
 def check_language(language: str, where: str) -> None:
@@ -285,6 +292,12 @@ def _read_graphs(data: dict, directory: Path, multispeaker: bool, where: str) ->
             raise ModelDirError(f"{where}: graphs.{name} must be an object with a 'file' field")
         if not (directory / file).is_file():
             raise ModelDirError(f"{directory / file} not found (listed in {where} as graphs.{name})")
+        if "weights" in entry:  # weights that several graphs share, stored once (export/shared_weights.py)
+            weights = _field(entry["weights"], "file", str, f"{where}: graphs.{name}.weights") \
+                if isinstance(entry["weights"], dict) else None
+            if weights is None or not (directory / weights).is_file():
+                raise ModelDirError(f"graphs.{name}.weights in {where}: the weights file {weights!r} is missing "
+                                    f"from {directory}; copy the whole exported folder")
     check_graph_hashes(directory, graphs, where)
     return graphs
 
