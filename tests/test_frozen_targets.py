@@ -7,7 +7,7 @@ from torch import nn
 
 from styletts2.audio.mel import log_norm
 from styletts2.train.batch_ops import Crop
-from styletts2.train.frozen_targets import FrozenTargetCache, lead, make_cache
+from styletts2.train.frozen_targets import FrozenTargetCache, lead, lead_padded, make_cache
 
 
 class CountingPitch(nn.Module):
@@ -98,3 +98,11 @@ def test_a_lead_without_the_cache_is_refused():
     with pytest.raises(ValueError, match="0 or more"):
         FrozenTargetCache(-1)
     assert make_cache(False, 0) is None and make_cache(True, 2).lead_frames == 2
+
+
+def test_lead_padded_moves_each_item_within_its_length():
+    alignment = torch.rand(2, 3, 6)
+    alignment[1, :, 4:] = 0
+    moved = lead_padded(alignment, torch.tensor([6, 4]), 1)
+    assert torch.equal(moved[0], lead(alignment[0], 1)) and torch.equal(moved[1, :, :4], lead(alignment[1, :, :4], 1))
+    assert moved[1, :, 4:].abs().sum() == 0 and lead_padded(alignment, torch.tensor([6, 4]), 0) is alignment

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from styletts2.audio.mel import log_norm
+from styletts2.host_values import on_host
 
 from .batch_ops import Crop, aligner_attention, monotonic_path, prosody_targets
 
@@ -95,6 +96,17 @@ def lead(alignment: torch.Tensor, frames: int) -> torch.Tensor:
     if frames == 0 or alignment.shape[-1] <= frames:
         return alignment.clone()
     return torch.cat([alignment[:, frames:], alignment[:, -1:].expand(-1, frames)], dim=-1)
+
+
+def lead_padded(alignment: torch.Tensor, align_lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """`lead` on each item of a padded batch [B, T_text, T_align] of `align_lengths` frames: the
+    validation's alignments, computed afresh, moved as the cached training ones are."""
+    if frames == 0:
+        return alignment
+    out = alignment.clone()
+    for i, length in enumerate(on_host(align_lengths).tolist()):
+        out[i, :, :length] = lead(alignment[i, :, :length], frames)
+    return out
 
 
 def _in_eval_mode(module: nn.Module, fn: Callable[[], T]) -> T:

@@ -25,7 +25,7 @@ from .batch_ops import (MIN_STYLE_FRAMES, StageRandom, aligner_attention, coin, 
                         full_precision, log_validation_sample, monotonic_path, prosody_targets,
                         shortest_over_ranks, text_padding_mask)
 from .distributed import broadcast_buffers
-from .frozen_targets import FrozenTargetCache, make_cache
+from .frozen_targets import FrozenTargetCache, lead_padded, make_cache
 from .optim import build_multi_optimizer
 from .pretrained import load_pretrained_parts, load_wavlm
 from .stage import StepOutput, TrainingContext
@@ -49,7 +49,7 @@ class Stage1:
     cache_frozen_targets: before TMA, compute each clip's alignment and F0 once and reuse them
         (`FrozenTargetCache`: faster, not upstream's per-step computation). Off by default.
     alignment_lead_frames: move each cached alignment this many alignment frames earlier, to undo an
-        aligner's lag (`FrozenTargetCache`; needs the cache). 0 by default.
+        aligner's lag (`FrozenTargetCache`; needs the cache; validation moves its alignments alike). 0 by default.
     """
 
     name = "stage1"
@@ -58,6 +58,7 @@ class Stage1:
                  seed: int | None = None, cache_frozen_targets: bool = False, alignment_lead_frames: int = 0):
         self.max_len = max_len
         self.cache = make_cache(cache_frozen_targets, alignment_lead_frames)
+        self.alignment_lead_frames = alignment_lead_frames
         self.TMA_epoch = TMA_epoch
         self.soft_attention_p = soft_attention_p
         self.seed = seed
@@ -157,8 +158,9 @@ class Stage1:
         """Upstream's stage-1 validation: mel loss of a window decoded from the soft attention.
         (The aligner masks unknown tokens here too, as upstream's does in eval mode.)"""
         m = self.model
-        _, attention, _ = aligner_attention(m.text_aligner, batch.mels, batch.mel_lengths, batch.tokens,
-                                            batch.token_lengths, mask_unk=True)
+        _, attention, align_lengths = aligner_attention(m.text_aligner, batch.mels, batch.mel_lengths, batch.tokens,
+                                                        batch.token_lengths, mask_unk=True)
+        attention = lead_padded(attention, align_lengths, self.alignment_lead_frames)
         t_en = m.text_encoder(batch.tokens, batch.token_lengths, text_padding_mask(batch.tokens, batch.token_lengths))
         asr = t_en @ attention
         crop = draw_crop(batch.mel_lengths, self.max_len, self._validation_generator(epoch))

@@ -42,7 +42,7 @@ from .batch_ops import (MIN_STYLE_FRAMES, StageRandom, aligner_attention, coin, 
                         full_precision, log_validation_sample, monotonic_path, prosody_targets, randint,
                         shortest_over_ranks, text_padding_mask, utterance_styles)
 from .distributed import all_ranks_agree
-from .frozen_targets import FrozenTargetCache, make_cache
+from .frozen_targets import FrozenTargetCache, lead_padded, make_cache
 from .optim import build_multi_optimizer
 from .pretrained import load_pretrained_parts, load_wavlm
 from .slm_adversarial import SLMAdversarial
@@ -152,7 +152,7 @@ class Stage2:
     cache_frozen_targets: compute each clip's alignment and F0 once and reuse them while the aligner
         and pitch extractor are frozen (`FrozenTargetCache`; not when fine-tuning). Off by default.
     alignment_lead_frames: move each cached alignment this many alignment frames earlier, to undo an
-        aligner's lag (`FrozenTargetCache`; needs the cache). 0 by default.
+        aligner's lag (`FrozenTargetCache`; needs the cache; validation moves its alignments alike). 0 by default.
     """
 
     name = "stage2"
@@ -172,6 +172,7 @@ class Stage2:
         self.slm_adversarial = slm_adversarial if slm_adversarial is not None else SLMAdversarial()
         self.seed = seed
         self.cache = make_cache(cache_frozen_targets, alignment_lead_frames)
+        self.alignment_lead_frames = alignment_lead_frames
         self.alignment: FrozenAlignment | TrainedAlignment = FrozenAlignment(self.cache)
 
     # --- set-up ------------------------------------------------------------------------------
@@ -374,7 +375,8 @@ class Stage2:
         text_mask = text_padding_mask(batch.tokens, batch.token_lengths)
         _, attention, align_lengths = aligner_attention(m.text_aligner, batch.mels, batch.mel_lengths, batch.tokens,
                                                         batch.token_lengths, mask_unk=True)
-        path = monotonic_path(attention, batch.token_lengths, align_lengths)
+        path = lead_padded(monotonic_path(attention, batch.token_lengths, align_lengths), align_lengths,
+                           self.alignment_lead_frames)
         asr = m.text_encoder(batch.tokens, batch.token_lengths, text_mask) @ path
         prosodic = utterance_styles(m.predictor_encoder, batch.mels, batch.mel_lengths)
         d_en = m.bert_encoder(m.bert(batch.tokens, attention_mask=(~text_mask).int())).transpose(-1, -2)
