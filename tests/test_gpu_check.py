@@ -66,6 +66,9 @@ def test_gpu_check_runs_every_phase_on_cpu():
                     steps=1, device="cpu", warmup=False, report=lines.append)
     assert [r.phase for r in results] == ["stage1", "stage1 TMA", "stage2", "stage2 diffusion", "stage2 joint (SLM)"]
     assert all(r.steps_per_second > 0 and r.peak_memory_gb > 0 and r.syncs_per_step > 0 for r in results)
+    # Host-device syncs per step (CPU upper bound; 14 to 45 before the lengths kept host copies).
+    counts = [r.syncs_per_step for r in results]
+    assert all(n <= bound for n, bound in zip(counts, [3, 4, 4, 6, 10])), counts
     assert {"slm_gen", "slm_d_loss"} <= set(results[-1].losses)
     assert len(lines) == 6 and "syncs/step" in lines[-1]
 

@@ -238,7 +238,7 @@ def test_slm_generator_step_rescales_gradients_as_upstream(weight):
     loss = weight * sum(m(x).sum() for m in (model.predictor.duration_proj, model.predictor.lstm,
                                              model.predictor.other, model.diffusion, model.bert))
     before = {id(p): p.detach().clone() for p in optimizer.parameters()}
-    norm = SLMAdversarial(thresh=5.0, scale=0.01).generator_step(optimizer, loss, list(modules), model)
+    norm = float(SLMAdversarial(thresh=5.0, scale=0.01).generator_step(optimizer, loss, list(modules), model))
     grad = torch.tensor([1.0, -2.0, 1.0]) * weight  # gradient of each layer's (weight, bias)
     assert norm == pytest.approx(float(grad.norm()) * 3 ** 0.5, rel=1e-6)  # three predictor layers
     divisor = norm if norm > 5.0 else 1.0

@@ -218,12 +218,6 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-def grad_norm(module: nn.Module) -> float:
-    """L2 norm of a module's current gradients (0 when it has none)."""
-    grads = [p.grad.detach() for p in module.parameters() if p.grad is not None]
-    return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
-
-
 def log_validation_sample(ctx, epoch: int, reconstruction: torch.Tensor, recording: torch.Tensor) -> None:
     """Log the first item of a validation batch (decoded and real), once per epoch."""
     if ctx.log_audio is None or ctx.sampled_epoch == epoch:

@@ -23,7 +23,7 @@ from styletts2.host_values import on_host
 from styletts2.losses import WavLMLoss
 from styletts2.modules.masks import length_to_mask
 
-from .batch_ops import ALIGN_FRAME, MEL_HOP, StageRandom, coin, frozen, full_precision, grad_norm, randint
+from .batch_ops import ALIGN_FRAME, MEL_HOP, StageRandom, coin, frozen, full_precision, randint
 from .optim import MultiOptimizer
 
 # Classifier-free dropout of the text embedding while sampling styles, as upstream's training.
@@ -154,11 +154,13 @@ class SLMAdversarial:
                                  slm.discriminator_forward(reconstructed_crop.detach()))
         return loss + length_reg + artefact_reg
 
-    def generator_step(self, optimizer: MultiOptimizer, loss: torch.Tensor, names: Sequence[str], model) -> float:
+    def generator_step(self, optimizer: MultiOptimizer, loss: torch.Tensor, names: Sequence[str],
+                       model) -> torch.Tensor:
         """Step `names` on the SLM generator loss with upstream's gradient rescaling: when the prosody
         predictor's gradient norm exceeds `thresh`, every gradient is divided by that norm; then the
         duration head (`predictor.duration_proj`, `predictor.lstm`) and the diffusion model's
-        gradients are multiplied by `scale`. Returns the predictor's gradient norm.
+        gradients are multiplied by `scale`. Returns the predictor's gradient norm, a 0-d tensor:
+        the rescaling is decided on the device, with no sync.
 
         `MultiOptimizer.step_on` with the rescaling as its `before_step` (after DDP averaging and fp16
         unscaling, before the update): non-finite losses and gradients raise `NonFiniteLoss` first.
@@ -166,10 +168,11 @@ class SLMAdversarial:
         measured = {}
 
         def rescale(grads: list[torch.Tensor]) -> None:
-            measured["predictor"] = predictor_norm = grad_norm(model.predictor)
-            if predictor_norm > self.thresh:
-                for grad in grads:
-                    grad.div_(predictor_norm)
+            measured["predictor"] = norm = torch.nn.utils.get_total_norm(
+                [p.grad for p in model.predictor.parameters() if p.grad is not None])
+            divisor = torch.where(norm > self.thresh, norm, torch.ones_like(norm))  # divided by 1: unchanged
+            for grad in grads:
+                grad.div_(divisor)
             for module in (model.predictor.duration_proj, model.predictor.lstm, model.diffusion):
                 for p in module.parameters():
                     if p.grad is not None:

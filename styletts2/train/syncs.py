@@ -7,8 +7,7 @@ the CPU, and ops whose output size depends on values (`nonzero`, boolean-mask in
 call with its call site, on any device:
 - on an accelerator, only calls on tensors that live there are counted (what really syncs);
 - on the CPU nothing syncs, so every such call made by code outside torch is counted: an upper
-  bound, which also counts the reads of host-side draws (crop positions, coin flips) that stay on
-  the CPU in a GPU run. Calls inside torch (AdamW reading its CPU step counters, the norm helpers
+  bound of a GPU run's count. Calls inside torch (AdamW reading its CPU step counters, the norm helpers
   moving tensors to their own device) and `.to(device)` (a copy to the same device, on a CPU run)
   are left out, as they do not sync on a GPU either; `.cpu()` and `.numpy()` are counted. Reads
   of tensors marked `host_side` (`styletts2/host_values.py`: lengths' host copies, CPU draws) are
