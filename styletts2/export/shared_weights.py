@@ -48,26 +48,26 @@ def _with_raw_data(proto) -> None:
 
 def share_weights(paths: list[Path], file_name: str) -> tuple[int, list[Path]]:
     """Move the initializers (`MIN_BYTES` or more) that two or more of `paths` hold into `file_name`
-    in their folder (one copy each), rewriting the graphs in place. Returns the bytes saved and the graphs that now read
-    the file; writes nothing when no initializer is shared."""
+    in their folder (one copy each), rewriting the graphs in place. Returns the bytes saved and the
+    graphs that now read the file; writes nothing when no initializer is shared."""
     import onnx
 
     protos = {path: onnx.load(str(path)) for path in paths}
+    keys: dict[Path, list[tuple]] = {}  # each initializer's key, hashed once
     holders: dict[tuple, set[Path]] = defaultdict(set)
     for path, proto in protos.items():
         _with_raw_data(proto)
-        for tensor in proto.graph.initializer:
-            holders[_key(tensor)].add(path)
+        keys[path] = [_key(tensor) for tensor in proto.graph.initializer]
+        for key in keys[path]:
+            holders[key].add(path)
     shared = {key for key, where in holders.items() if len(where) > 1 and key[2] >= MIN_BYTES}
     if not shared:
         return 0, []
-    folder = paths[0].parent
     offsets: dict[tuple, tuple[int, int]] = {}
     saved = 0
-    with open(folder / file_name, "wb") as out:
+    with open(paths[0].parent / file_name, "wb") as out:
         for path, proto in protos.items():
-            for tensor in proto.graph.initializer:
-                key = _key(tensor)
+            for tensor, key in zip(proto.graph.initializer, keys[path]):
                 if key not in shared:
                     continue
                 if key in offsets:

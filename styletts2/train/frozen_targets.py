@@ -84,6 +84,8 @@ class FrozenTargetCache:
 def make_cache(enabled: bool, lead_frames: int) -> FrozenTargetCache | None:
     """The stages' `cache_frozen_targets` and `alignment_lead_frames` settings: the lead is applied to
     cached alignments only, so asking for it without the cache is an error, not a silent no-op."""
+    if lead_frames < 0:
+        raise ValueError(f"alignment_lead_frames must be 0 or more alignment frames, got {lead_frames}")
     if lead_frames and not enabled:
         raise ValueError(f"alignment_lead_frames = {lead_frames} moves the cached alignments: it needs "
                          "cache_frozen_targets = True")
