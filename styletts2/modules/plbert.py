@@ -39,6 +39,12 @@ class PLBert(AlbertModel):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids [B, T] long; attention_mask [B, T], 1 at real tokens -> [B, T, hidden_size]."""
+        if attention_mask is not None and attention_mask.dim() == 2 and self.config._attn_implementation == "sdpa":
+            # Given a 2-D mask, transformers asks the device whether any token is padded (a host
+            # sync per call) to drop the mask; the same boolean mask prepared here gives identical
+            # outputs, with or without padding, and no sync.
+            batch, length = attention_mask.shape
+            attention_mask = attention_mask.bool()[:, None, None, :].expand(batch, 1, length, length)
         return super().forward(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
