@@ -24,7 +24,8 @@ from styletts2.model import StyleTTS2, parse_gin
 from styletts2.modules.pitch import JDCNet
 from styletts2.train.pretrained import load_pretrained_parts
 from styletts2.train.stage import TrainingContext
-from styletts2.train.stage0_pitch import Stage0Pitch, f0_metrics
+from styletts2.train import stage0_pitch
+from styletts2.train.stage0_pitch import Stage0Pitch, f0_metrics, mean_voiced_f0
 from styletts2.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -185,6 +186,30 @@ def test_overfitting_two_clips_lowers_both_losses(corpus):
     assert np.mean([h["sil"] for h in last]) < 0.5 * first["sil"], history
 
 
+@pytest.mark.parametrize("loaded", [False, True])
+def test_initial_f0_starts_only_a_random_head_at_the_labels_mean(corpus, monkeypatch, loaded):
+    records = read_list(corpus / "train_list.txt", root=corpus)
+    entries = [s.entry for s in prepare_labels([r.wav for r in records], [corpus] * len(records), DIO,
+                                               workers=0, progress=False) if s.usable]
+    voiced = np.concatenate([f0_labels.load_label(e) for e in entries])
+    voiced = voiced[voiced > 0]
+    mean = mean_voiced_f0(entries)
+    assert mean == pytest.approx(float(voiced.mean()), rel=1e-6) and 60 < mean < 400
+    if loaded:  # fine-tuning a released extractor: its own bias stays
+        monkeypatch.setattr(stage0_pitch, "load_pretrained_parts",
+                            lambda model, parts: {"pitch_extractor": "bst.t7"})
+    parse_gin(STAGE_GIN)
+    torch.manual_seed(0)
+    model = StyleTTS2()
+    stage = Stage0Pitch(initial_f0="label_mean")
+    stage._label_mean_f0 = mean  # what build_data finds for the training corpus
+    stage.setup(model, TrainingContext(device=torch.device("cpu"), autocast=nullcontext))
+    bias = model.pitch_extractor.classifier.bias
+    assert torch.equal(bias, torch.zeros(1) if loaded else torch.full((1,), mean))
+    with pytest.raises(ValueError, match="initial_f0"):
+        Stage0Pitch(initial_f0="mean")
+
+
 def test_stage_state_resumes_exactly(corpus):
     """Weights, stage state (optimiser + schedule) and the global RNG (dropout) replay the steps."""
     batch = fixed_batch(corpus)
@@ -209,6 +234,7 @@ def test_tiny_run_skips_the_unvoiced_clip_and_its_checkpoint_loads(corpus, tmp_p
         "Trainer.log_every_steps = 1", "Trainer.save_every_steps = None",
         "LengthBucketBatchSampler.bucket_multiplier = 2", "scan_corpus.workers = 1",
         "Stage0Pitch.max_len = 32", "Stage0Pitch.label_workers = 0", "f0_tracker.method = 'dio'",
+        "Stage0Pitch.initial_f0 = 'label_mean'",
     ]
     parse_gin([str(REPO / "gin/model/tiny.gin"), str(REPO / "gin/trainer/default.gin"),
                str(REPO / "gin/stage/stage0_pitch.gin")], bindings)
@@ -217,6 +243,7 @@ def test_tiny_run_skips_the_unvoiced_clip_and_its_checkpoint_loads(corpus, tmp_p
     out = capsys.readouterr().out
     assert result.status == "completed" and result.skipped_steps == 0
     assert "no_voiced_frames: 1" in out and "hum.wav" in out
+    assert "mean voiced F0" in out and "train_unvoiced_list" in out.split("mean voiced F0")[0].splitlines()[-1]
     assert len(trainer.train_set) == len(read_list(corpus / "train_list.txt"))
     assert trainer.stage.optimizer.lr("pitch_extractor") < 3e-4  # the schedule spans the run
 
