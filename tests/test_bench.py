@@ -108,3 +108,17 @@ def test_matmul_rate_per_precision():
 def test_unknown_backend_is_rejected():
     with pytest.raises(SystemExit, match="unknown backend"):
         rtf.parse_backends("eager,tensorrt")
+
+
+def test_train_memory_extrapolates_linearly_and_tells_what_fits():
+    from styletts2.bench.train_memory import extrapolate, table
+
+    measured = {2: 3.0, 4: 5.0}  # 1 GB of weights and optimiser state, 1 GB per utterance
+    assert extrapolate(measured, 8) == pytest.approx(9.0)
+    assert extrapolate(measured, 4) == 5.0
+    lines = table({"stage2 joint (SLM)": measured, "stage1": {2: 10.0, 4: 20.0}}, 8).splitlines()
+    assert lines[0].split("|")[1:-1] == [" phase ", " batch 2 (measured) ", " batch 4 (measured) ",
+                                          " batch 8 (extrapolated) ", " fits 16 GB ", " fits 24 GB ",
+                                          " fits 40 GB ", " fits 80 GB "]
+    assert lines[2] == "| stage2 joint (SLM) | 3.00 | 5.00 | 9.00 | yes | yes | yes | yes |"
+    assert lines[3] == "| stage1 | 10.00 | 20.00 | 40.00 | no | no | yes | yes |"

@@ -121,3 +121,33 @@ def test_plbert_mask_needs_no_sync_and_changes_nothing(lengths):
     theirs = AlbertModel.forward(bert, input_ids=ids, attention_mask=mask).last_hidden_state
     assert syncs.total == 0
     assert torch.equal(ours, theirs)
+
+
+def test_live_tensor_bytes_counts_state_activations_and_frees():
+    """One AdamW step of a linear layer, counted from Python as the CUDA allocator would:
+    parameters, then saved activations, gradients, and the two moments."""
+    from styletts2.train.memory import LiveTensorBytes, PeakMemory
+
+    torch.manual_seed(0)
+    layer = nn.Linear(256, 128)
+    weights = sum(p.numel() for p in layer.parameters()) * 4
+    x = torch.randn(32, 256)
+    optimizer = torch.optim.AdamW(layer.parameters())
+    with LiveTensorBytes("cpu") as live:
+        live.track(layer, optimizer, {"x": x}, [x, x.view(-1)])  # one storage counts once
+        assert live.current_bytes == weights + x.nbytes
+        hidden = layer(x).relu()  # [32, 128], kept by relu for backward and by the name
+        loss = hidden.square().mean()
+        assert live.current_bytes >= weights + x.nbytes + hidden.nbytes
+        loss.backward()
+        optimizer.step()
+        del hidden, loss
+        # gradients and AdamW's two moments per parameter, plus each parameter's step counter
+        assert live.current_bytes == 4 * weights + x.nbytes + 2 * 4
+        peak_after_step = live.peak_bytes
+        layer.zero_grad(set_to_none=True)
+        assert live.current_bytes == 3 * weights + x.nbytes + 2 * 4
+    assert peak_after_step >= 4 * weights + x.nbytes + 32 * 128 * 4
+    with PeakMemory("cpu", state=(layer, optimizer)) as memory:  # x is not tracked: not counted
+        layer(x).sum().backward()  # the output is freed before the gradients exist
+    assert 4 * weights <= memory.peak_gb * 2**30 <= 4 * weights + 32 * 128 * 4

@@ -7,8 +7,8 @@ Runs a few steps of every phase of stage 1 (before TMA; from TMA: aligner, discr
 feature matching) and of stage 2 (prosody; diffusion and adversarial; joint with SLM adversarial),
 on a synthetic batch of `batch_size` utterances long enough for every window (`max_len`, the SLM
 window), at the given precision. Stage 2 starts from the stage-1 weights the first phases leave.
-Per phase it reports the peak memory (`memory.py`: the accelerator's allocator, or the process's
-peak RSS on the CPU), steps per second and the host-device synchronisations per step (`syncs.py`).
+Per phase it reports the peak memory (`memory.py`: the peak of live tensor bytes, from the
+accelerator's allocator or counted on the CPU), steps per second and the host-device synchronisations per step (`syncs.py`).
 An out-of-memory error names the phase and exits with code 1; non-finite losses exit with 2.
 
 Weights are random (loss values mean nothing here); the model's size and the pretrained parts'
@@ -89,7 +89,7 @@ def _context(device: torch.device, precision: str) -> TrainingContext:
 
 def _run_phase(name: str, stage, ctx: TrainingContext, batch, epoch: int, steps: int, device,
                warmup: bool = True) -> PhaseResult:
-    memory = PeakMemory(device)
+    memory = PeakMemory(device, state=(stage.model, stage.optimizer.optimizers, batch))
     losses: dict[str, float] = {}
     syncs = 0
     first = 1 if warmup else 0  # a warm-up step (allocator, kernels) is not timed
