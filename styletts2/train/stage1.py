@@ -21,6 +21,7 @@ import torch
 from styletts2.losses import (DiscriminatorLoss, GeneratorLoss, MonotonicAlignmentLoss, MultiResolutionSTFTLoss,
                               S2SCrossEntropyLoss, WavLMLoss)
 
+from .activation_checkpointing import checkpoint_activations
 from .batch_ops import (MIN_STYLE_FRAMES, StageRandom, aligner_attention, coin, draw_crop, frozen,
                         full_precision, log_validation_sample, monotonic_path, prosody_targets,
                         shortest_over_ranks, text_padding_mask)
@@ -73,6 +74,7 @@ class Stage1:
         self.gen_loss = GeneratorLoss(model.mpd, model.msd)
         self.disc_loss = DiscriminatorLoss(model.mpd, model.msd)
         self.slm_loss = WavLMLoss(load_wavlm(model.wd), model.wd, model_sr=model.sample_rate).to(device)
+        checkpoint_activations(model, wavlm=self.slm_loss.wavlm)  # none unless bound in gin
         self.mono_loss = MonotonicAlignmentLoss()
         self.s2s_loss = S2SCrossEntropyLoss()
         # Stage 1 trains every module at one rate (no PL-BERT / fine-tuning rates).

@@ -38,6 +38,7 @@ from styletts2.losses import (DiscriminatorLoss, DurationLoss, F0ReconstructionL
                               MonotonicAlignmentLoss, MultiResolutionSTFTLoss, NormReconstructionLoss,
                               S2SCrossEntropyLoss, StyleReconstructionLoss, WavLMLoss)
 
+from .activation_checkpointing import checkpoint_activations
 from .batch_ops import (MIN_STYLE_FRAMES, StageRandom, aligner_attention, coin, draw_crop, frozen,
                         full_precision, log_validation_sample, monotonic_path, prosody_targets, randint,
                         shortest_over_ranks, text_padding_mask, utterance_styles)
@@ -194,6 +195,7 @@ class Stage2:
         self.gen_loss = GeneratorLoss(model.mpd, model.msd)
         self.disc_loss = DiscriminatorLoss(model.mpd, model.msd)
         self.slm_loss = WavLMLoss(load_wavlm(model.wd), model.wd, model_sr=model.sample_rate).to(device)
+        checkpoint_activations(model, wavlm=self.slm_loss.wavlm)  # none unless bound in gin
         self.f0_loss, self.norm_loss = F0ReconstructionLoss(), NormReconstructionLoss()
         self.dur_loss, self.sty_loss = DurationLoss(), StyleReconstructionLoss()
         self.mono_loss, self.s2s_loss = MonotonicAlignmentLoss(), S2SCrossEntropyLoss()

@@ -1,0 +1,76 @@
+"""Activation checkpointing: a module's forward is run again during backward instead of keeping
+the tensors it saves for backward, trading compute for memory (`torch.utils.checkpoint`,
+non-reentrant). Both training stages call `checkpoint_activations` in their set-up; it does
+nothing unless parts are bound:
+
+    checkpoint_activations.parts = ('decoder', 'discriminators', 'wavlm', 'diffusion')
+
+- 'decoder': the vocoder. Its harmonic source draws from the global random generator, whose state
+  checkpointing saves and replays, so the recomputed source is the same;
+- 'discriminators': MPD and MSD (weight-normed convolutions; nothing in their forward changes state);
+- 'wavlm': the frozen WavLM pass of the SLM feature matching and SLM adversarial losses;
+- 'diffusion': the diffusion transformer (`diffusion.unet`); its noise and noise levels are drawn
+  outside it, from the stage's generator, so they are not drawn twice.
+The math is unchanged: gradients equal those of the step without it (tests/test_memory_savings.py).
+Without gradients (validation, inference, export) the modules run as before.
+"""
+from __future__ import annotations
+
+import functools
+
+import gin
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+PARTS = ("decoder", "discriminators", "wavlm", "diffusion")
+
+
+def recompute_in_backward(module: nn.Module) -> None:
+    """Make `module`'s forward checkpointed whenever gradients are being recorded (idempotent)."""
+    if getattr(module, "_recomputes_in_backward", False):
+        return
+    forward = module.forward
+    params = list(module.parameters())
+
+    @functools.wraps(forward)
+    def checkpointed(*args, **kwargs):
+        if not torch.is_grad_enabled():
+            return forward(*args, **kwargs)
+        # The stages freeze a module (requires_grad off) around some calls; the recomputation runs
+        # later, in backward, after the freeze has ended, and must record the same graph.
+        flags = [p.requires_grad for p in params]
+
+        def run(*args, **kwargs):
+            now = [p.requires_grad for p in params]
+            for p, flag in zip(params, flags):
+                p.requires_grad_(flag)
+            try:
+                return forward(*args, **kwargs)
+            finally:
+                for p, flag in zip(params, now):
+                    p.requires_grad_(flag)
+
+        return checkpoint(run, *args, use_reentrant=False, preserve_rng_state=True, **kwargs)
+
+    module.forward = checkpointed
+    module._recomputes_in_backward = True
+
+
+@gin.configurable
+def checkpoint_activations(model: nn.Module, wavlm: nn.Module | None = None,
+                           parts: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
+    """Checkpoint the named `parts` of `model` (and the stage's `wavlm`); returns the parts applied."""
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise ValueError(f"checkpoint_activations.parts: unknown {unknown}; choose from {list(PARTS)}")
+    diffusion = getattr(model, "diffusion", None)
+    modules = {"decoder": [getattr(model, "decoder", None)],
+               "discriminators": [getattr(model, "mpd", None), getattr(model, "msd", None)],
+               "wavlm": [wavlm],
+               "diffusion": [getattr(diffusion, "unet", None)]}
+    for part in parts:
+        for module in modules[part]:
+            if module is not None:
+                recompute_in_backward(module)
+    return tuple(parts)
