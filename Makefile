@@ -18,8 +18,11 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)
 
+# Two worker processes, each test file on one of them (its module fixtures built once): most tests
+# run on one thread, and two workers halve the suite's time on a 2-core machine. More workers would
+# multiply the peak memory (the LJSpeech-size export tests hold about 5 GB each).
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 demo: setup
 	$(PY) -m styletts2.demo --out $(DEMO_DIR)
