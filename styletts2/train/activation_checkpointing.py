@@ -11,7 +11,7 @@ nothing unless parts are bound:
 - 'wavlm': the frozen WavLM pass of the SLM feature matching and SLM adversarial losses;
 - 'diffusion': the diffusion transformer (`diffusion.unet`); its noise and noise levels are drawn
   outside it, from the stage's generator, so they are not drawn twice.
-The math is unchanged: gradients equal those of the step without it (tests/test_memory_savings.py).
+The math is unchanged: gradients equal those of the step without it (tests/test_stage2.py).
 Without gradients (validation, inference, export) the modules run as before.
 """
 from __future__ import annotations

@@ -8,7 +8,8 @@ feature matching) and of stage 2 (prosody; diffusion and adversarial; joint with
 on a synthetic batch of `batch_size` utterances long enough for every window (`max_len`, the SLM
 window), at the given precision. Stage 2 starts from the stage-1 weights the first phases leave.
 Per phase it reports the peak memory (`memory.py`: the peak of live tensor bytes, from the
-accelerator's allocator or counted on the CPU), steps per second and the host-device synchronisations per step (`syncs.py`).
+accelerator's allocator or counted on the CPU), steps per second and the host-device
+synchronisations per step (`syncs.py`).
 An out-of-memory error names the phase and exits with code 1; non-finite losses exit with 2.
 
 Weights are random (loss values mean nothing here); the model's size and the pretrained parts'
