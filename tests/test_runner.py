@@ -73,7 +73,8 @@ def test_end_to_end_and_resume(corpus, tmp_path, capsys):
     assert runner.main(["--gin", str(config), "--run_dir", str(run_dir)]) == 0
     out = capsys.readouterr().out
     # gin wraps a binding whose value is long (the path) onto the next line: compare without layout
-    assert "operative gin config" in out and f"Trainer.run_dir = '{run_dir}'" in " ".join(out.replace("\\\n", " ").split())
+    logged = " ".join(out.replace("\\\n", " ").split())
+    assert "operative gin config" in out and f"Trainer.run_dir = '{run_dir}'" in logged
     assert "completed after 1 epoch(s), 3 step(s)" in out
     assert torch_load(run_dir / "last.pth")["epoch"] == 1
     # more epochs on the same run dir continue from last.pth
