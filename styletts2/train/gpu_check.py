@@ -90,7 +90,10 @@ def _context(device: torch.device, precision: str) -> TrainingContext:
 
 def _run_phase(name: str, stage, ctx: TrainingContext, batch, epoch: int, steps: int, device,
                warmup: bool = True) -> PhaseResult:
-    memory = PeakMemory(device, state=(stage.model, stage.optimizer.optimizers, batch))
+    # What lives before the step: the model, the stage's own modules (the frozen WavLM sits in its
+    # SLM loss, not in the model), the optimiser states and the batch.
+    modules = [value for value in vars(stage).values() if isinstance(value, torch.nn.Module)]
+    memory = PeakMemory(device, state=(stage.model, modules, stage.optimizer.optimizers, batch))
     losses: dict[str, float] = {}
     syncs = 0
     first = 1 if warmup else 0  # a warm-up step (allocator, kernels) is not timed
