@@ -1,6 +1,6 @@
 """Learning benchmark: how fast a model trained here from nothing learns to speak, on this machine.
 
-    python bench/learning.py --minutes 60 [--out runs/learning] [--clips 160] [--threads 2]
+    python bench/learning.py --minutes 60 [--out runs/learning] [--clips 160] [--sentences base] [--threads 2]
 
 From an empty folder:
 1. a corpus spoken by one espeak-ng voice (`make_corpus`), and the same voice reading held-out
@@ -49,7 +49,7 @@ class Row:
     style: str = "sampled"  # "sampled" by the style diffusion, or "clip": read from a training clip
 
 
-def make_data(out: Path, clips: int) -> tuple[Path, list[str], list[Path]]:
+def make_data(out: Path, clips: int, sentences: str = "base") -> tuple[Path, list[str], list[Path]]:
     """The corpus, and the teacher's clips of the held-out sentences (the same speaker's settings)."""
     from styletts2.audio.io import save_wav
     from styletts2.data.espeak_synth import EspeakSynthesizer
@@ -57,7 +57,7 @@ def make_data(out: Path, clips: int) -> tuple[Path, list[str], list[Path]]:
 
     corpus = out / "corpus"
     if not (corpus / "metadata.csv").exists():
-        make_corpus(corpus, n=clips, seed=0)
+        make_corpus(corpus, n=clips, seed=0, sentences=sentences)
     texts, teacher = list(OOD_SENTENCES), []
     synth = EspeakSynthesizer()  # one instance, in order: espeak-ng's output depends on its call history
     for i, text in enumerate(texts):
@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "learning", help="working folder (new)")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results", help="where the table goes")
     parser.add_argument("--clips", type=int, default=160, help="clips in the training corpus")
+    parser.add_argument("--sentences", default="base", choices=("base", "wide"),
+                        help="the corpus's sentence pool (make_corpus.SENTENCE_POOLS)")
     parser.add_argument("--threads", type=int, default=2, help="torch / onnxruntime threads")
     parser.add_argument("--segments", type=int, default=4, help="stage-2 segments, each exported and scored")
     args = parser.parse_args(argv)
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     from styletts2.train.recipe import Recipe, RecipeError
 
     out = args.out.resolve()
-    corpus, texts, teacher = make_data(out, args.clips)
+    corpus, texts, teacher = make_data(out, args.clips, args.sentences)
     evaluator = Evaluator(metrics=("per", "dnsmos", "reference"), threads=args.threads)
     teacher_scores = score(evaluator, [load_wav(p, 24000)[0] for p in teacher], 24000, texts, teacher)
     print(f"teacher: PER against the text {teacher_scores['per_text']:.3f}, DNSMOS {teacher_scores['dnsmos_ovrl']:.2f}",
@@ -158,8 +160,8 @@ def write_results(args, rows: list[Row], teacher: dict, seconds: float, stage_mi
     results.mkdir(parents=True, exist_ok=True)
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
                "python": platform.python_version()}
-    command = (f"python bench/learning.py --minutes {args.minutes:g} --clips {args.clips} --threads {args.threads} "
-               f"--segments {args.segments}")
+    command = (f"python bench/learning.py --minutes {args.minutes:g} --clips {args.clips} "
+               f"--sentences {args.sentences} --threads {args.threads} --segments {args.segments}")
     payload = {"command": command, "machine": machine, "wall_seconds": seconds, "stage_minutes": stage_minutes,
                "teacher": teacher,
                "rows": [vars(r) for r in rows]}

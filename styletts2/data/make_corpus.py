@@ -1,6 +1,6 @@
 """Generate a tiny LJSpeech-layout corpus with espeak-ng, for tests and demos.
 
-    python -m styletts2.data.make_corpus OUT --n 64 [--voices en-us,en-gb+f3] [--seed 0]
+    python -m styletts2.data.make_corpus OUT --n 64 [--voices en-us,en-gb+f3] [--seed 0] [--sentences wide]
 
 writes
     OUT/metadata.csv                 `id|text|normalized text` (LJSpeech)
@@ -13,7 +13,8 @@ writes
 Each voice is one speaker with its own speaking rate, pitch and pitch range drawn from the seed.
 The output depends only on the arguments (and the espeak-ng version): the same command writes the
 same bytes. Every clip is long enough for the style encoder; a short sentence gets a second sentence
-appended rather than silence.
+appended rather than silence. Sentences come from a pool: `base` (104 sentences, the default) or
+`wide` (those and 143 more, `wide_sentences.py`: a larger vocabulary, no repeats below 247 clips).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import numpy as np
 
 from styletts2.audio.io import resample, save_wav
 from styletts2.data.espeak_synth import EspeakSynthesizer, Voice, WordTiming
+from styletts2.data.wide_sentences import WIDE_SENTENCES
 from styletts2.data.word_timings import TIMINGS_FILE
 from styletts2.text.phonemizer import EspeakPhonemizer
 
@@ -159,6 +161,11 @@ OOD_SENTENCES: tuple[str, ...] = (
     "A thin layer of frost covered the windows of the abandoned farmhouse.",
 )
 
+SENTENCE_POOLS: dict[str, tuple[tuple[str, str], ...]] = {
+    "base": SENTENCES,
+    "wide": SENTENCES + tuple((s, s) for s in WIDE_SENTENCES),
+}
+
 DEFAULT_VOICES = ("en-us",)
 VAL_FRACTION = 0.1
 
@@ -214,21 +221,22 @@ def first_clip(corpus: str | Path) -> Path:
     return clips[0]
 
 
-def plan_clips(n: int, speakers: Sequence[Speaker], rng: np.random.Generator) -> list[Clip]:
+def plan_clips(n: int, speakers: Sequence[Speaker], rng: np.random.Generator,
+               sentences: Sequence[tuple[str, str]] = SENTENCES) -> list[Clip]:
     """Speakers in turn; sentences in a seeded order, reused only once all were used."""
     order: list[int] = []
     while len(order) < n:
-        order.extend(rng.permutation(len(SENTENCES)).tolist())
+        order.extend(rng.permutation(len(sentences)).tolist())
     clips = []
     for i in range(n):
         speaker = speakers[i % len(speakers)]
-        text, normalized = SENTENCES[order[i]]
+        text, normalized = sentences[order[i]]
         clips.append(Clip(f"SPK{speaker.id:02d}-{i:04d}", speaker, text, normalized))
     return clips
 
 
-def render(clip: Clip, synth: EspeakSynthesizer,
-           rng: np.random.Generator) -> tuple[Clip, np.ndarray, list[WordTiming]]:
+def render(clip: Clip, synth: EspeakSynthesizer, rng: np.random.Generator,
+           sentences: Sequence[tuple[str, str]] = SENTENCES) -> tuple[Clip, np.ndarray, list[WordTiming]]:
     """Synthesize at 24 kHz, with espeak-ng's word timings; too-short clips get another sentence
     appended (text and audio agree)."""
     while True:
@@ -239,7 +247,7 @@ def render(clip: Clip, synth: EspeakSynthesizer,
         wave = resample(wave, rate, SAMPLE_RATE)
         if len(wave) >= MIN_SECONDS * SAMPLE_RATE:
             break
-        extra_text, extra_normalized = SENTENCES[int(rng.integers(len(SENTENCES)))]
+        extra_text, extra_normalized = sentences[int(rng.integers(len(sentences)))]
         clip = Clip(clip.id, speaker, f"{clip.text} {extra_text}", f"{clip.normalized} {extra_normalized}")
     peak = float(np.abs(wave).max())
     if peak > PEAK:  # resampling can overshoot full scale
@@ -262,8 +270,11 @@ def make_corpus(
     seed: int = 0,
     val_fraction: float = VAL_FRACTION,
     phonemizer: Callable[[str], str] | None = None,
+    sentences: str = "base",
 ) -> Path:
     """Write the corpus described in the module docstring into `out`; returns `out`.
+
+    sentences: the pool to draw from, a key of SENTENCE_POOLS.
 
     phonemizer: text -> phoneme string for the list files (default: `styletts2.text`'s espeak-ng
     front-end, the one training uses).
@@ -272,6 +283,9 @@ def make_corpus(
         raise ValueError(f"--n must be at least 1, got {n}")
     if not voices:
         raise ValueError("at least one voice is needed")
+    if sentences not in SENTENCE_POOLS:
+        raise ValueError(f"unknown sentence pool {sentences!r}; choose from {sorted(SENTENCE_POOLS)}")
+    pool = SENTENCE_POOLS[sentences]
     phonemizer = phonemizer or EspeakPhonemizer()
     out = Path(out)
     (out / "wavs").mkdir(parents=True, exist_ok=True)
@@ -280,8 +294,8 @@ def make_corpus(
     speakers = make_speakers(voices, rng)
     synth = EspeakSynthesizer()  # fresh instance: espeak-ng output depends on its call history
     clips, timings = [], {}
-    for planned in plan_clips(n, speakers, rng):
-        clip, wave, words = render(planned, synth, rng)
+    for planned in plan_clips(n, speakers, rng, pool):
+        clip, wave, words = render(planned, synth, rng, pool)
         save_wav(out / "wavs" / f"{clip.id}.wav", wave, SAMPLE_RATE)
         clips.append(clip)
         timings[clip.id] = {"seconds": len(wave) / SAMPLE_RATE,
@@ -318,9 +332,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-fraction", type=float, default=VAL_FRACTION)
+    parser.add_argument("--sentences", choices=sorted(SENTENCE_POOLS), default="base",
+                        help="sentence pool: base (104) or wide (247, a larger vocabulary)")
     args = parser.parse_args(argv)
     voices = [v for v in args.voices.split(",") if v.strip()]
-    out = make_corpus(args.out, n=args.n, voices=voices, seed=args.seed, val_fraction=args.val_fraction)
+    out = make_corpus(args.out, n=args.n, voices=voices, seed=args.seed, val_fraction=args.val_fraction,
+                      sentences=args.sentences)
     print(f"wrote {args.n} clips from {len(voices)} voice(s) to {out}")
 
 
