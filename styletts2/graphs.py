@@ -1,6 +1,6 @@
 """Export-friendly forms of StyleTTS2's inference graphs (the contract in the export README/model.json).
 
-Each wrapper computes what `styletts2.inference.TorchSynthesizer.synthesize_tokens` computes for its part,
+Each wrapper computes what upstream's exact path (`styletts2.fidelity`) computes for its graph,
 written with ops that trace into graphs with dynamic batch and length axes:
 
 - lengths never leave the graph as Python numbers: masks come from `arange < length` comparisons and

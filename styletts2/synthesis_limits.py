@@ -1,5 +1,5 @@
-"""The documented range of every synthesis option and the longest piece either synthesizer renders
-(torch `styletts2.inference` and onnxruntime `styletts2.runtime`; torch-free).
+"""The documented range of every synthesis option and the longest piece the synthesizer renders
+(`styletts2.runtime.synthesizer`, over any executor; torch-free).
 
 Options are checked before any work, so a bad value is an error naming the option rather than a
 NaN waveform, an onnxruntime traceback or (speed near 0) an allocation without bound.
@@ -16,16 +16,13 @@ OPTION_RANGES: dict[str, tuple[float, float, str]] = {
     "blend": (0.0, 1.0, "long-form weight of the previous piece's style"),
     "embedding_scale": (0.0, 10.0, "classifier-free guidance scale of the style sampler"),
     "diffusion_steps": (2, 100, "style sampler schedule length"),
-    "trim_reference_db": (1.0, 120.0, "reference clips are trimmed of silence below this many dB"),
     "tail_frames": (0, 100, "frames added to each piece's last token"),
 }
 INTEGER_OPTIONS = {"diffusion_steps", "tail_frames"}
-# Options whose None stands for the model's own default, resolved by the synthesizer.
-MODEL_DEFAULT_OPTIONS = {"tail_frames"}
 
 # Upstream's LJSpeech notebook lengthens the last token of each sentence it synthesizes by 5 frames
 # (`pred_dur[-1] += 5`, as train_second.py's validation audio does); its LibriTTS notebook adds
-# none. With these defaults both synthesizers render the notebooks' waveforms; without them the
+# none. With these defaults the synthesizer renders the notebooks' waveforms; without them the
 # whole waveform differs (the F0/N LSTM reads both directions and the decoder normalises over the
 # whole length), not only its end.
 NOTEBOOK_TAIL_FRAMES = {False: 5, True: 0}  # by multispeaker
@@ -60,7 +57,7 @@ def check_option(name: str, value) -> None:
 def check_options(options) -> None:
     """Check every field of a SynthesisOptions dataclass that has a documented range."""
     for name in OPTION_RANGES:
-        if hasattr(options, name) and not (name in MODEL_DEFAULT_OPTIONS and getattr(options, name) is None):
+        if hasattr(options, name):
             check_option(name, getattr(options, name))
 
 

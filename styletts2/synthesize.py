@@ -8,7 +8,7 @@ import time
 
 from .audio.io import save_wav
 from .errors import add_debug_flag, run_guarded
-from .inference import TorchSynthesisOptions, TorchSynthesizer
+from .inference import DEFAULT_STEPS, TorchSynthesizer
 from .model import load_model
 
 
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="model gin file or upstream config.yml (needed for upstream checkpoints; repeatable)")
     p.add_argument("--gin_param", action="append", default=[], help="gin binding (repeatable)")
     p.add_argument("--reference", help="reference wav for the voice (multispeaker models)")
-    p.add_argument("--steps", type=int, help="diffusion steps (default 5)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"diffusion steps (default {DEFAULT_STEPS})")
     p.add_argument("--embedding-scale", type=float, help="classifier-free guidance scale (default 1)")
     p.add_argument("--alpha", type=float, help="acoustic style weight vs the reference (default 0.3)")
     p.add_argument("--beta", type=float, help="prosodic style weight vs the reference (default 0.7)")
@@ -40,19 +40,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _synthesize(args: argparse.Namespace) -> int:
     model, meta = load_model(args.checkpoint, args.config, args.gin_param)
-    synthesizer = TorchSynthesizer(model, options=TorchSynthesisOptions(), device=args.device, normalize=not args.no_normalize)
+    synthesizer = TorchSynthesizer(model, steps=args.steps, device=args.device, normalize=not args.no_normalize,
+                                   espeak_version=meta.get("espeak_version"), source=args.checkpoint)
     start = time.perf_counter()
     wave = synthesizer.synthesize(args.text, reference=args.reference, seed=args.seed,
-                                  diffusion_steps=args.steps, embedding_scale=args.embedding_scale,
-                                  alpha=args.alpha, beta=args.beta, speed=args.speed, tail_frames=args.tail_frames)
+                                  embedding_scale=args.embedding_scale, alpha=args.alpha, beta=args.beta,
+                                  speed=args.speed, tail_frames=args.tail_frames)
     elapsed = time.perf_counter() - start
-    save_wav(args.out, wave, model.sample_rate)
-    seconds = len(wave) / model.sample_rate
+    save_wav(args.out, wave, synthesizer.sample_rate)
+    seconds = len(wave) / synthesizer.sample_rate
     print(f"wrote {args.out}: {seconds:.2f} s of audio in {elapsed:.2f} s (RTF {elapsed / seconds:.3f})")
-    if meta.get("espeak_version") and meta["espeak_version"] != synthesizer.phonemizer.version:
-        print(f"warning: the model was trained with espeak-ng {meta['espeak_version']}, "
-              f"this is {synthesizer.phonemizer.version}: some words may be phonemized differently",
-              file=sys.stderr)
     return 0
 
 

@@ -6,12 +6,10 @@ and the speed benchmark can swap one for the other.
   model passed through `prepare_for_export`: the computation that the .onnx and .pt files hold;
 - `TorchExecutor.float64(...)`: the same graphs in float64, the reference float32 backends are
   measured against (export/parity_report.py);
-- `TorchExecutor.torchscript(config)`: an export's TorchScript files (export/to_torchscript.py).
-
-Upstream's exact float32 path (complex `torch.stft`, the float32 harmonic phase, packed LSTMs,
-source noise from torch's generator) is `styletts2.inference.TorchSynthesizer` on a model that was
-NOT prepared for export: it matches upstream's notebooks bit for bit (tests/test_pipeline_parity.py),
-which graphs built for export cannot, since ONNX has no complex STFT.
+- `TorchExecutor.torchscript(config)`: an export's TorchScript files (export/to_torchscript.py);
+- `TorchExecutor.fidelity(model, steps)`: upstream's exact float32 path (`styletts2.fidelity`) on a
+  model as trained (NOT prepared for export), bit for bit upstream's notebooks; what
+  `styletts2.inference.TorchSynthesizer` runs.
 """
 from __future__ import annotations
 
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .fidelity import fidelity_graphs
 from .graph_contract import GRAPH_OUTPUTS
 from .graphs import build_graphs
 from .runtime.executor import Executor, graph_input_names
@@ -30,12 +29,15 @@ from .runtime.model_dir import ModelConfig, ModelDirError
 
 class TorchExecutor(Executor):
     """graphs: {graph name: module taking the contract's inputs positionally, in order}.
-    multispeaker: whether the samplers take the reference style (the contract's last input)."""
+    multispeaker: whether the samplers take the reference style (the contract's last input).
+    device: where the graphs' modules are (inputs go there, outputs come back to numpy)."""
 
     def __init__(self, graphs: Mapping[str, nn.Module], multispeaker: bool, name: str = "eager",
-                 precision: str = "fp32", dtype: torch.dtype = torch.float32):
+                 precision: str = "fp32", dtype: torch.dtype = torch.float32,
+                 device: str | torch.device = "cpu"):
         self.graphs, self.multispeaker = dict(graphs), multispeaker
         self.name, self.precision, self.dtype = name, precision, dtype
+        self.torch_device = torch.device(device)
 
     @classmethod
     def eager(cls, model: nn.Module, steps: int) -> TorchExecutor:
@@ -49,6 +51,14 @@ class TorchExecutor(Executor):
         samplers) stay shared."""
         copied = {name: graph.double() for name, graph in copy.deepcopy(dict(graphs)).items()}
         return cls(copied, multispeaker, name="eager-fp64", precision="fp64", dtype=torch.float64)
+
+    @classmethod
+    def fidelity(cls, model: nn.Module, steps: int, device: str | torch.device | None = None) -> TorchExecutor:
+        """Upstream's exact path over `model` (not prepared for export), moved to `device` (default:
+        CUDA when available) and put in eval mode."""
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model.to(device).eval()
+        return cls(fidelity_graphs(model, steps), bool(model.multispeaker), name="torch", device=device)
 
     @classmethod
     def torchscript(cls, config: ModelConfig) -> TorchExecutor:
@@ -66,7 +76,8 @@ class TorchExecutor(Executor):
 
     def inputs(self, graph: str, feeds: Mapping[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
         """The graph's inputs from `feeds`, as tensors in the contract's order."""
-        tensors = (torch.from_numpy(np.asarray(feeds[name])) for name in graph_input_names(graph, self.multispeaker))
+        tensors = (torch.from_numpy(np.asarray(feeds[name])).to(self.torch_device)
+                   for name in graph_input_names(graph, self.multispeaker))
         return tuple(t.to(self.dtype) if t.is_floating_point() else t for t in tensors)
 
     @torch.no_grad()
@@ -75,5 +86,9 @@ class TorchExecutor(Executor):
             raise KeyError(f"this {self.name} executor has no '{graph}' graph (it has {sorted(self.graphs)})")
         outputs = self.graphs[graph](*self.inputs(graph, feeds))
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-        return {name: (o.float() if o.is_floating_point() else o).numpy()
+        return {name: (o.float() if o.is_floating_point() else o).cpu().numpy()
                 for name, o in zip(GRAPH_OUTPUTS[graph], outputs)}
+
+    @property
+    def device(self) -> str:
+        return str(self.torch_device)

@@ -23,8 +23,8 @@ import torch
 from conftest import voice_like
 from styletts2.export import to_onnx, to_torchscript
 from styletts2.export.common import build_random_model, graphs_for, io_spec, load_for_export
-from styletts2.export.parity_report import SAMPLED_STYLE, batch_tokens, chain, chain_feeds, graph_outputs, item_waves, snr_db, \
-    step_noises_from, synthesizer_reference
+from styletts2.export.parity_report import SAMPLED_STYLE, batch_tokens, chain, chain_feeds, fidelity_reference, \
+    graph_outputs, item_waves, snr_db, step_noises_from
 from styletts2.export.shared_weights import MIN_BYTES
 from styletts2.graphs import ExportableSineGen, ExportableSTFT, MaskedBiLSTM, alignment_matrix, atan2, noise_direction, \
     seeded_normal, source_noise
@@ -32,7 +32,7 @@ from styletts2.audio.io import load_wav
 from styletts2.audio.mel import log_mel_spectrogram
 from styletts2.checkpoint import atomic_save, make_checkpoint
 from styletts2.graph_contract import FORMAT_VERSION
-from styletts2.inference import TorchSynthesisOptions as TorchOptions, TorchSynthesizer
+from styletts2.inference import TorchSynthesizer
 from styletts2.modules.masks import packed_lstm
 from styletts2.modules.nsf import SineGen
 from styletts2.modules.stft import STFT
@@ -270,10 +270,10 @@ def test_unguided_sampler_is_the_guided_one_at_scale_1(which, request):
         assert _max_abs(style, ref[SAMPLED_STYLE]) < 1e-5, backend.name
 
 
-# The wrappers compute what the eager TorchSynthesizer computes---------------------------------------------
+# The wrappers compute what upstream's exact path computes ---------------------------------------------
 
 @pytest.mark.parametrize("which", ["single", "multi"])
-def test_wrappers_match_the_synthesizer(which, request):
+def test_wrappers_match_the_fidelity_graphs(which, request):
     exp = request.getfixturevalue(which)
     model, S2 = exp["model"], 2 * exp["model"].style_dim
     rng = np.random.default_rng(5)
@@ -281,9 +281,10 @@ def test_wrappers_match_the_synthesizer(which, request):
     noise = rng.standard_normal((1, 1, S2), dtype=np.float32)
     step_noises = step_noises_from(11, STEPS, (1, 1, S2))
     mel = rng.standard_normal((1, 80, 90), dtype=np.float32) - 4 if model.multispeaker else None
-    out = chain(exp["eager"], chain_feeds(*batch_tokens([ids]), noise, step_noises, 2.0, 1.3, 77, mel, tail_frames=3))
-    # The prepared model in the TorchSynthesizer: the same modules, so the same numbers, bit for bit.
-    want = synthesizer_reference(model, ids, noise, 11, STEPS, 2.0, 1.3, 77, out.get("reference_style"), tail_frames=3)
+    feeds = chain_feeds(*batch_tokens([ids]), noise, step_noises, 2.0, 1.3, 77, mel, tail_frames=3)
+    out = chain(exp["eager"], feeds)
+    # The prepared model in the fidelity graphs: the same modules, so the same numbers, bit for bit.
+    want = fidelity_reference(model, feeds, STEPS, 77)
     trim = 50 if model.multispeaker else 0
     assert np.array_equal(item_waves(out, 600, trim)[0], want)
 
@@ -296,25 +297,24 @@ RUNTIME_TEXT = "Hello there, my friend. How are you?"  # two pieces: the second 
 @pytest.mark.parametrize("which", ["single", "multi"])
 def test_runtime_matches_the_torch_synthesizer(which, request, tmp_path):
     """`styletts2.runtime` on the exported directory against `styletts2.inference` on the same
-    (export-prepared) model, piece by piece, with the same noises: the sampler noises the runtime
-    draws from its seed with numpy are handed to torch, and the decoder's in-graph source noise
-    (`source_noise` of the piece's noise_seed) is patched into the torch decoder. Multispeaker: a
-    reference wav read by both (numpy mel -> style_encoder graph, torch mel -> style encoders),
-    non-default alpha/beta, and the guided sampler (embedding_scale 2) conditioned on that reference;
-    single speaker: the defaults (embedding_scale 1: the one-pass sampler)."""
+    (export-prepared) model: one synthesizer, two executors (onnxruntime and the fidelity graphs),
+    the same seed, piece by piece. The decoder's in-graph source noise (`source_noise` of the
+    piece's noise_seed, which the fidelity decoder seeds torch's generator with) is patched into
+    the torch decoder. Multispeaker: a reference wav, non-default alpha/beta, and the guided sampler
+    (embedding_scale 2) conditioned on that reference; single speaker: the defaults (embedding_scale
+    1: the one-pass sampler, and in torch the sampler's own one pass)."""
     exp = request.getfixturevalue(which)
     model = exp["model"]
     runtime = Synthesizer(exp["dir"] / "onnx", providers="cpu", threads=1)
-    torch_synth = TorchSynthesizer(model, device="cpu")
+    torch_synth = TorchSynthesizer(model, steps=STEPS, device="cpu")
     knobs = {"speed": 2.0}  # shorter audio: the random duration head gives ~10 frames per token
-    reference_path = reference = None
+    reference_path = None
     if model.multispeaker:
         knobs |= {"embedding_scale": 2.0, "alpha": 0.2, "beta": 0.6}
         reference_path = tmp_path / "reference.wav"
         sf.write(reference_path, voice_like(2.0), 24000)
-        reference = torch_synth.reference_style(reference_path)
         runtime_reference = runtime.reference_style(reference_path)
-        # The runtime's numpy mel of the trimmed clip, then the torch encoders on that very mel:
+        # The numpy mel of the trimmed clip against torch's, then the torch encoders on that very mel:
         # the front-end and the style_encoder graph apart (measured 2.7e-6 and 1.5e-8), then end to end.
         clip, _ = librosa.effects.trim(load_wav(reference_path, target_sr=24000)[0], top_db=30)
         mel = runtime.mel(clip)
@@ -323,44 +323,38 @@ def test_runtime_matches_the_torch_synthesizer(which, request, tmp_path):
             mel_in = torch.from_numpy(mel)[None, None]
             encoded = torch.cat([model.style_encoder(mel_in), model.predictor_encoder(mel_in)], dim=1)
         assert np.abs(runtime_reference - encoded.numpy()).max() < 1e-5
-        assert np.abs(runtime_reference - reference.numpy()).max() < 1e-5
+        assert np.abs(runtime_reference - torch_synth.reference_style(reference_path)).max() < 1e-5
     pieces = list(runtime.synthesize_pieces(RUNTIME_TEXT, reference=reference_path, seed=3, **knobs))
-    options = TorchOptions(diffusion_steps=STEPS).replace(**knobs)
 
-    decoder_forward, noise_seed = model.decoder.forward, {}
+    decoder_forward = model.decoder.forward
 
     def seeded_forward(asr, F0, N, s):
         batch, samples, _ = model.decoder.noise_shape(F0)
-        noise = source_noise(torch.tensor(noise_seed["value"]), batch, samples, noise_direction(model.decoder))
+        seed = torch.initial_seed()  # the piece's noise_seed: the fidelity decoder seeded torch with it
+        noise = source_noise(torch.tensor(seed), batch, samples, noise_direction(model.decoder))
         return decoder_forward(asr, F0, N, s, noise=noise)
 
     model.decoder.forward = seeded_forward
     try:
-        token_pieces = torch_synth.text_to_token_pieces(RUNTIME_TEXT)
-        assert token_pieces == runtime.text_to_token_pieces(RUNTIME_TEXT) and len(token_pieces) == len(pieces) == 2
-        width, rng, previous = 2 * runtime.style_dim, np.random.default_rng(3), None
-        for ids, piece in zip(token_pieces, pieces):
-            noise = torch.from_numpy(rng.standard_normal((1, 1, width), dtype=np.float32))
-            step_noises = torch.from_numpy(rng.standard_normal((STEPS - 1, 1, 1, width), dtype=np.float32))
-            noise_seed["value"] = piece.noise_seed
-            want = torch_synth.synthesize_tokens(ids, options, reference=reference, previous_style=previous,
-                                                 noise=noise, step_noises=step_noises)
-            previous = want.style
-            assert np.abs(want.style.numpy() - piece.style).max() < 1e-5  # blended and mixed (measured 3e-7)
-            assert np.array_equal(want.durations.numpy(), piece.durations)
-            got, want_wave = piece.wave, want.wave.numpy()
-            assert got.shape == want_wave.shape  # the HiFi-GAN tail trim included
-            if model.multispeaker:
-                # The source phase integrates F0, which differs by float32 rounding. Measured here
-                # 70 and 72 dB (max abs 1.2e-3 at a peak of 1.0); over 32 pieces of other seeds and
-                # texts 59-79 dB, max abs <= 4.7e-3.
-                assert snr_db(want_wave, got) > 50 and _max_abs(want_wave, got) < 1e-2
-            else:
-                # Voiced iSTFTNet: here 83 and 91 dB (max abs 4.7e-4), but other seeds flip a
-                # source-phase bin by 2 pi in a few frames (up to 11 of 275), as against eager above.
-                _assert_close_waveforms(want_wave, got, istftnet=True)
+        wanted = list(torch_synth.synthesize_pieces(RUNTIME_TEXT, reference=reference_path, seed=3, **knobs))
     finally:
         del model.decoder.forward  # the class's forward again
+    assert len(wanted) == len(pieces) == 2
+    for want, piece in zip(wanted, pieces):
+        assert want.noise_seed == piece.noise_seed
+        assert np.abs(want.style - piece.style).max() < 1e-5  # blended and mixed (measured 3e-7)
+        assert np.array_equal(want.durations, piece.durations)
+        got, want_wave = piece.wave, want.wave
+        assert got.shape == want_wave.shape  # the HiFi-GAN tail trim included
+        if model.multispeaker:
+            # The source phase integrates F0, which differs by float32 rounding. Measured here
+            # 70 and 72 dB (max abs 1.2e-3 at a peak of 1.0); over 32 pieces of other seeds and
+            # texts 59-79 dB, max abs <= 4.7e-3.
+            assert snr_db(want_wave, got) > 50 and _max_abs(want_wave, got) < 1e-2
+        else:
+            # Voiced iSTFTNet: here 83 and 91 dB (max abs 4.7e-4), but other seeds flip a
+            # source-phase bin by 2 pi in a few frames (up to 11 of 275), as against eager above.
+            _assert_close_waveforms(want_wave, got, istftnet=True)
 
 
 @pytest.mark.parametrize("which", ["single", "multi"])

@@ -6,7 +6,7 @@ import torch
 
 from conftest import build_tiny
 from styletts2.checkpoint import atomic_save, make_checkpoint
-from styletts2.inference import TorchSynthesisOptions, TorchSynthesizer
+from styletts2.inference import TorchSynthesizer
 from styletts2.synthesize import main as synthesize_main
 
 TEXT = "The quick brown fox jumps over the lazy dog. It was not amused!"
@@ -27,20 +27,30 @@ def test_same_seed_same_samples_and_lengths_follow_durations(synthesizer):
 
     pieces = synthesizer.text_to_token_pieces(TEXT)
     assert len(pieces) == 2  # two sentences
-    result = synthesizer.synthesize_tokens(pieces[0], synthesizer.options, generator=torch.Generator().manual_seed(0))
+    result = synthesizer.synthesize_tokens(pieces[0], synthesizer.options, np.random.default_rng(0), 0)
     assert len(result.durations) == len(pieces[0]) + 1  # + the leading pad token
     assert (result.durations >= 1).all()
-    assert result.wave.numel() == int(result.durations.sum()) * 600
+    assert result.wave.size == int(result.durations.sum()) * 600
 
 
 def test_speed_divides_durations(synthesizer):
     ids = synthesizer.text_to_token_pieces("Speak faster please.")[0]
-    noise = torch.randn(1, 1, synthesizer.style_dim * 2, generator=torch.Generator().manual_seed(3))
-    slow = synthesizer.synthesize_tokens(ids, synthesizer.options, noise=noise,
-                                         generator=torch.Generator().manual_seed(0))
-    fast = synthesizer.synthesize_tokens(ids, synthesizer.options.replace(speed=2.0), noise=noise,
-                                         generator=torch.Generator().manual_seed(0))
+    slow = synthesizer.synthesize_tokens(ids, synthesizer.options, np.random.default_rng(3), 0)
+    fast = synthesizer.synthesize_tokens(ids, synthesizer.options.replace(speed=2.0), np.random.default_rng(3), 0)
     assert fast.durations.sum() < slow.durations.sum()
+
+
+def test_given_noises_replace_the_draws(synthesizer):
+    ids = synthesizer.text_to_token_pieces("Hello there.")[0]
+    rng = np.random.default_rng(9)
+    width = 2 * synthesizer.style_dim
+    noises = (rng.standard_normal((1, 1, width), dtype=np.float32),
+              rng.standard_normal((synthesizer.config.diffusion_steps - 1, 1, 1, width), dtype=np.float32))
+    drawn = synthesizer.synthesize_tokens(ids, synthesizer.options, np.random.default_rng(9), 0)
+    given = synthesizer.synthesize_tokens(ids, synthesizer.options, None, 0, noises=noises)
+    other = synthesizer.synthesize_tokens(ids, synthesizer.options, None, 0, noises=(noises[0] + 1, noises[1]))
+    assert np.array_equal(drawn.sampled_style, given.sampled_style) and np.array_equal(drawn.wave, given.wave)
+    assert not np.array_equal(given.sampled_style, other.sampled_style)
 
 
 def test_long_text_is_split_not_truncated(synthesizer):
@@ -61,14 +71,31 @@ def test_stream_yields_each_sentence(synthesizer):
 def test_bad_input(synthesizer):
     with pytest.raises(ValueError, match="empty"):
         synthesizer.synthesize("   ")
-    with pytest.raises(TypeError, match="unknown synthesis option"):
+    with pytest.raises(TypeError, match="temperature"):
         synthesizer.synthesize("Hi.", temperature=2)
 
 
-def test_multispeaker_needs_a_reference(synthesizer, monkeypatch):
-    monkeypatch.setattr(synthesizer.model, "multispeaker", True)
+def test_multispeaker_needs_a_reference(monkeypatch):
+    model = build_tiny()
+    monkeypatch.setattr(model, "multispeaker", True)
     with pytest.raises(ValueError, match="reference"):
-        synthesizer.synthesize("Hello there.")
+        TorchSynthesizer(model, device="cpu").synthesize("Hello there.")
+
+
+def test_steps_and_modules_are_checked():
+    with pytest.raises(ValueError, match="diffusion_steps"):
+        TorchSynthesizer(build_tiny(), steps=1, device="cpu")
+    model = build_tiny()
+    del model.diffusion
+    with pytest.raises(ValueError, match="diffusion"):
+        TorchSynthesizer(model, device="cpu")
+
+
+def test_a_non_finite_style_is_an_error(synthesizer, monkeypatch):
+    sampler = synthesizer.executor.graphs["diffusion_sampler"]
+    monkeypatch.setattr(sampler, "forward", lambda *args: torch.full((1, 2 * synthesizer.style_dim), float("nan")))
+    with pytest.raises(FloatingPointError, match="not finite"):
+        synthesizer.synthesize("Hello.", seed=0)
 
 
 def test_reference_style_mixing(synthesizer):
@@ -76,10 +103,9 @@ def test_reference_style_mixing(synthesizer):
     ref = synthesizer.reference_style(wave, 24000)
     assert ref.shape == (1, synthesizer.style_dim * 2)
     ids = synthesizer.text_to_token_pieces("Hello there.")[0]
-    noise = torch.randn(1, 1, synthesizer.style_dim * 2)
-    full_ref = synthesizer.synthesize_tokens(ids, TorchSynthesisOptions(alpha=0.0, beta=0.0), reference=ref,
-                                             noise=noise, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(full_ref.style, ref)  # alpha = beta = 0: the reference's style alone
+    options = synthesizer.options.replace(alpha=0.0, beta=0.0)
+    full_ref = synthesizer.synthesize_tokens(ids, options, np.random.default_rng(0), 0, reference_style=ref)
+    assert np.allclose(full_ref.style, ref)  # alpha = beta = 0: the reference's style alone
 
 
 def test_cli_writes_a_wav(tmp_path, capsys):

@@ -1,6 +1,6 @@
 """Leading and trailing silence trimming, numpy only: what `librosa.effects.trim` computes (frame
 RMS with centred zero padding, in dB below the loudest frame), without librosa, so that the runtime
-installs without it and both synthesizers trim reference clips by one function."""
+installs without it (the synthesizer trims reference clips with it, over every executor)."""
 from __future__ import annotations
 
 import numpy as np

@@ -2,7 +2,8 @@
 that run an exported graph by name on numpy inputs and return numpy outputs by name, the same ones
 the runtime's synthesizer and the parity report use, so every backend is fed the same arrays.
 
-- torch fp32: the library's torch synthesizer (`SynthesizerBackend`) on the unprepared model;
+- torch fp32: upstream's exact path (`styletts2.fidelity`, what the torch synthesizer runs) on the
+  unprepared model (`TorchExecutor.fidelity`);
 - eager fp32: the export wrappers (styletts2/graphs.py) in torch eager, the graphs that were exported;
 - eager bf16: the same, with the vocoder (the decoder graph's `decoder` module, ~95 % of the FLOPs)
   under CPU bf16 autocast; durations, F0 and energy stay fp32 so the audio keeps its length;
@@ -13,8 +14,6 @@ the runtime's synthesizer and the parity report use, so every backend is fed the
 """
 from __future__ import annotations
 
-import dataclasses
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import torch
 from torch import nn
 
 from styletts2.graphs import DecoderGraph
-from styletts2.runtime.executor import Executor, OnnxExecutor
+from styletts2.runtime.executor import OnnxExecutor
 from styletts2.runtime.model_dir import ModelConfig, read_model_json
 from styletts2.torch_executor import TorchExecutor
 
@@ -107,56 +106,3 @@ def int8_decoder(model_dir: Path, config, out_dir: Path, feeds: dict[str, dict[s
     target = out_dir / "decoder.onnx"
     quantize_decoder(config.graph_file("decoder"), target, calibration_feeds(model_dir, speed=speed))
     return target
-
-
-class SynthesizerBackend(Executor):
-    """The library's own torch path, `styletts2.inference.TorchSynthesizer.synthesize_tokens`, on a model
-    NOT prepared for export (weight-norm hooks, packed LSTMs, torch.stft, float32 harmonic source,
-    source noise drawn by torch): what a torch user runs. Its source noise is its own, so its audio
-    is not compared sample by sample; its durations are (same predictor weights and inputs).
-
-    Components are cut by timestamps: text_encoder ends when `bert_encoder` returns, the diffusion
-    sampler is `diffusion.sample`, the decoder (predictor and vocoder) is the rest."""
-
-    name = "torch"
-
-    def __init__(self, model: nn.Module, steps: int):
-        from styletts2.inference import TorchSynthesisOptions, TorchSynthesizer
-
-        self.synthesizer = TorchSynthesizer(model, phonemizer=object(), device="cpu")
-        self.options = TorchSynthesisOptions(diffusion_steps=steps)
-        self.marks: dict[str, float] = {}
-        model.bert_encoder.register_forward_hook(lambda *_: self._mark("text_encoder"))
-        sample = model.diffusion.sample
-
-        def timed_sample(*args, **kwargs):
-            out = sample(*args, **kwargs)
-            self._mark("diffusion_sampler")
-            return out
-
-        model.diffusion.sample = timed_sample  # instance attribute: this benchmark's own model copy
-
-    def has_graph(self, graph: str) -> bool:
-        return False  # it runs its own pipeline (run_chain), not graphs
-
-    def _mark(self, name: str) -> None:
-        self.marks[name] = time.perf_counter()
-
-    @torch.no_grad()
-    def run_chain(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-        ids = feeds["tokens"][0, 1:].tolist()
-        # dataclasses.replace, not .replace: the benchmark's calibrated speeds for random models
-        # (~5-10) lie outside the range users may ask for, and these are the graphs' own feeds
-        options = dataclasses.replace(self.options, speed=float(feeds["speed"]),
-                                      embedding_scale=float(feeds["embedding_scale"]),
-                                      tail_frames=int(feeds["tail_frames"]))
-        start = time.perf_counter()
-        result = self.synthesizer.synthesize_tokens(ids, options, noise=torch.from_numpy(feeds["noise"]),
-                                                    step_noises=torch.from_numpy(feeds["step_noises"]))
-        end = time.perf_counter()
-        seconds = {"text_encoder": self.marks["text_encoder"] - start,
-                   "diffusion_sampler": self.marks["diffusion_sampler"] - self.marks["text_encoder"],
-                   "decoder": end - self.marks["diffusion_sampler"], "end_to_end": end - start}
-        outputs = {"tokens": feeds["tokens"], "waveform": result.wave.float().numpy()[None],
-                   "durations": result.durations.numpy()[None]}
-        return seconds, outputs

@@ -77,8 +77,6 @@ def base_feeds(ids: list[int], style_width: int, steps: int, seed: int) -> dict[
 def run_chain(backend, feeds: dict[str, np.ndarray]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """text_encoder -> diffusion_sampler -> decoder; returns (seconds per component and end_to_end,
     outputs). Single-speaker: the sampled style goes to the decoder as is (no reference mixing)."""
-    if hasattr(backend, "run_chain"):  # a backend with its own pipeline (the torch synthesizer)
-        return backend.run_chain(feeds)
     seconds, out = {}, dict(feeds)
     start = time.perf_counter()
     for component in COMPONENTS:
@@ -529,15 +527,16 @@ def sentence_feeds(args: argparse.Namespace, names: list[str], config, model) ->
 def make_backends(args: argparse.Namespace, wanted: list[tuple[str, str]], config, model, model_dir: Path,
                   int8_dir: Path, feeds: dict) -> list:
     """The executors to time, in the order asked for (see styletts2/bench/backends.py)."""
-    from styletts2.bench.backends import SynthesizerBackend, decoder_precision, eager_backend, int8_decoder, \
-        onnx_backend, session_options, torchscript_backend
+    from styletts2.bench.backends import decoder_precision, eager_backend, int8_decoder, onnx_backend, \
+        session_options, torchscript_backend
+    from styletts2.torch_executor import TorchExecutor
 
     graphs = [*COMPONENTS, *([UNGUIDED] if config.has_graph(UNGUIDED) else [])]
     options = session_options(args.threads, **ort_settings(args))
     backends = []
     for name, precision in wanted:
         if name == "torch":
-            backends.append(SynthesizerBackend(unprepared_model(args), config.diffusion_steps))
+            backends.append(TorchExecutor.fidelity(unprepared_model(args), config.diffusion_steps, "cpu"))
         elif name == "eager":
             backends.append(eager_backend(model, config.diffusion_steps, precision))
         elif name == "torchscript":

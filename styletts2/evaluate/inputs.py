@@ -138,7 +138,7 @@ def checkpoint_synthesizer(checkpoint: str | os.PathLike, configs: list[str] = (
     """(text -> wave, sample rate) with a training checkpoint on the torch synthesizer
     (styletts2.inference). configs: model gin files / upstream config.yml (upstream checkpoints)."""
     from ..checkpoint import CheckpointError
-    from ..inference import TorchSynthesisOptions, TorchSynthesizer
+    from ..inference import DEFAULT_STEPS, TorchSynthesizer
     from ..model import load_model
 
     if not Path(checkpoint).is_file():
@@ -147,5 +147,5 @@ def checkpoint_synthesizer(checkpoint: str | os.PathLike, configs: list[str] = (
         model, _ = load_model(str(checkpoint), list(configs), list(bindings))
     except CheckpointError as err:
         raise InputError(str(err)) from err
-    synth = TorchSynthesizer(model, options=TorchSynthesisOptions(), device=device or "cpu")
-    return (lambda text: synth.synthesize(text, reference=voice, seed=seed, diffusion_steps=steps)), model.sample_rate
+    synth = TorchSynthesizer(model, steps=steps or DEFAULT_STEPS, device=device or "cpu")
+    return (lambda text: synth.synthesize(text, reference=voice, seed=seed)), synth.sample_rate

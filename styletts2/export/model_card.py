@@ -65,8 +65,9 @@ def mel_config() -> dict:
             "std": mel_frontend.MEL_STD, "htk": True, "log_offset": mel_frontend.LOG_OFFSET}
 
 
-def model_json(loaded: LoadedModel, steps: int, spec: dict, extension: str, opset: int | None) -> dict:
-    model: nn.Module = loaded.model
+def synthesis_fields(model: nn.Module, steps: int, espeak_version: str | None) -> dict:
+    """The fields of model.json that say how to synthesize with `model`: what the runtime's
+    ModelConfig holds. An export writes them; the torch synthesizer reads a model in memory by them."""
     return {
         "format_version": FORMAT_VERSION,
         "sample_rate": int(model.sample_rate),
@@ -74,7 +75,7 @@ def model_json(loaded: LoadedModel, steps: int, spec: dict, extension: str, opse
         "symbols": list(SYMBOLS),
         "pad_id": PAD_ID,
         "apostrophe_id": SYMBOL_TO_ID["'"],
-        "phonemizer": {"backend": "espeak-ng", "language": LANGUAGE, "espeak_version": espeak_version_for(loaded),
+        "phonemizer": {"backend": "espeak-ng", "language": LANGUAGE, "espeak_version": espeak_version,
                        "preserve_punctuation": True, "with_stress": True},
         "text_normalizer": text_normalizer_entry(),
         "multispeaker": bool(model.multispeaker),
@@ -85,6 +86,13 @@ def model_json(loaded: LoadedModel, steps: int, spec: dict, extension: str, opse
         "bert_max_positions": BERT_MAX_POSITIONS,
         "defaults": {**DEFAULTS, "tail_frames": default_tail_frames(model.multispeaker)},
         "mel": mel_config(),
+    }
+
+
+def model_json(loaded: LoadedModel, steps: int, spec: dict, extension: str, opset: int | None) -> dict:
+    model: nn.Module = loaded.model
+    return {
+        **synthesis_fields(model, steps, espeak_version_for(loaded)),
         "decoder_noise": {**DECODER_NOISE_DOC, "harmonic_phase": "float64",
                           "tail_trim": int(model.tail_trim)},
         "graphs": {name: {"file": f"{name}.{extension}", **io} for name, io in spec.items()},

@@ -6,7 +6,7 @@
 Exports the model (ONNX and TorchScript, into --out or a temporary directory), then for token
 sequences of each length: every graph fed identical inputs (max abs error per output against eager;
 durations must be equal), and the whole chain run in each backend (waveform SNR in dB against the
-eager chain). Also reports the eager export wrappers against the eager `TorchSynthesizer` pipeline.
+eager chain). Also reports the eager export wrappers against upstream's exact path (`styletts2.fidelity`).
 
 The waveform is ill-conditioned in float32: the NSF source integrates the predicted F0 into a phase,
 and the iSTFTNet reads the raw STFT phase of that source, which jumps by 2 pi where a bin crosses
@@ -125,28 +125,20 @@ def item_waves(out: dict, hop: int, trim: int) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def synthesizer_reference(model, ids: list[int], noise: np.ndarray, noise_generator_seed: int, steps: int,
-                          scale: float, speed: float, seed: int, reference: np.ndarray | None = None,
-                          tail_frames: int = 0) -> np.ndarray:
-    """The eager `TorchSynthesizer.synthesize_tokens` waveform with the graphs' noises: the sampler's step
-    noises drawn from a generator seeded `noise_generator_seed` (see `step_noises_from`), the decoder's
-    source noise (drawn by `torch.randn_like` in SineGen) replaced by `source_noise(seed)`."""
-    from styletts2.inference import TorchSynthesisOptions, TorchSynthesizer
-
+def fidelity_reference(model, feeds: dict[str, np.ndarray], steps: int, seed: int) -> np.ndarray:
+    """Upstream's exact path (`styletts2.fidelity`, what `TorchSynthesizer` runs) on the eager chain's
+    own feeds, with the decoder's source noise (drawn by `torch.randn_like` in SineGen) replaced by
+    the export graphs' `source_noise(seed)`: its waveform, tail trimmed."""
     direction = noise_direction(model.decoder)
 
     def randn_like(x):
         return source_noise(torch.tensor(seed), x.shape[0], x.shape[1], direction)
 
-    syn = TorchSynthesizer(model, phonemizer=object(), device="cpu")
-    options = TorchSynthesisOptions(diffusion_steps=steps, embedding_scale=scale, speed=speed, tail_frames=tail_frames)
-    reference = None if reference is None else torch.from_numpy(reference)
     deterministic = model.decoder.deterministic
     model.decoder.deterministic = False  # draw (i.e. take) the patched noise
     try:
         with mock.patch("torch.randn_like", randn_like):
-            return syn.synthesize_tokens(ids, options, reference=reference, noise=torch.from_numpy(noise),
-                                         generator=torch.Generator().manual_seed(noise_generator_seed)).wave.numpy()
+            return chain(TorchExecutor.fidelity(model, steps, "cpu"), feeds)["waveform"][0]
     finally:
         model.decoder.deterministic = deterministic
 
@@ -234,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--f0-bias", type=float, default=150.0,
                         help="random models only: Hz added to the F0 projection's bias, so the harmonic source is "
                              "voiced (random F0 sits near 0 Hz, below the 10 Hz voicing threshold); default 150")
-    parser.add_argument("--skip-reference", action="store_true", help="skip the TorchSynthesizer comparison")
+    parser.add_argument("--skip-reference", action="store_true", help="skip the comparison with upstream's exact path")
     args = parser.parse_args(argv)
     return run_guarded("parity_report.py", lambda: _report(args), debug=args.debug, exit_code=1)
 
@@ -268,7 +260,7 @@ def voice(model, args) -> None:
 
 @torch.no_grad()
 def reference_table(args, token_counts, speed) -> str:
-    """Eager export wrappers vs eager TorchSynthesizer on the unprepared model (torch STFT; harmonic phase in
+    """Eager export wrappers vs the fidelity graphs on the unprepared model (torch STFT; harmonic phase in
     float64 and in upstream's float32): SNR in dB, durations equal, style max abs error."""
     from styletts2.model import load_model
 
@@ -292,11 +284,11 @@ def reference_table(args, token_counts, speed) -> str:
         for n in token_counts:
             ids, noise, _, mel = random_case(n, rng, 2 * model.style_dim, args.steps, model.multispeaker)
             step_noises = step_noises_from(n, args.steps, (1, 1, 2 * model.style_dim))
-            out = chain(eager, chain_feeds(*batch_tokens([ids]), noise, step_noises, 1.0, speed, n, mel, tail))
-            want = synthesizer_reference(model, ids, noise, n, args.steps, 1.0, speed, n, out.get("reference_style"),
-                                         tail)
+            feeds = chain_feeds(*batch_tokens([ids]), noise, step_noises, 1.0, speed, n, mel, tail)
+            out = chain(eager, feeds)
+            want = fidelity_reference(model, feeds, args.steps, n)
             wave = item_waves(out, hop, trim)[0]
-            label = "TorchSynthesizer, torch STFT, phase " + ("float64" if precise else "float32")
+            label = "fidelity graphs, torch STFT, phase " + ("float64" if precise else "float32")
             lines.append(f"| {n} | {label} | {snr_db(want, wave):.1f} | {want.size == wave.size} |")
     return "\n".join(lines)
 

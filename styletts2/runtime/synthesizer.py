@@ -8,7 +8,8 @@ Per piece of text (a sentence, or a window of a long one):
   style blended with the previous piece's (`blend` of the previous), then mixed with the reference
   style if there is one (`alpha` acoustic, `beta` prosodic weight of the sampled half)
   t_en, d_en, style, speed, noise_seed, tail_frames -> decoder -> waveform, durations
-The same steps and the same order of noise draws as the torch synthesizer (`styletts2.inference`).
+Every executor runs these same steps: onnxruntime, TorchScript, the export graphs in torch eager, and
+upstream's exact float32 path (`styletts2.fidelity`, through `styletts2.inference.TorchSynthesizer`).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ MIN_REFERENCE_FRAMES = 65  # the style encoder's four x2 downsamplings and 5-wid
 
 
 class EspeakVersionWarning(UserWarning):
-    """The espeak-ng in use is not the one the model was exported with: some words may be
+    """The espeak-ng in use is not the one the model was trained or exported with: some words may be
     phonemized differently from training."""
 
 
@@ -112,7 +113,8 @@ class Synthesizer:
     onnxruntime on the folder's .onnx files, or any other given as `executor` (e.g. torch eager or
     TorchScript, `styletts2.torch_executor`), which then gets the same inputs in the same order.
 
-    model_dir: the exported directory (model.json and the graphs).
+    model_dir: the exported directory (model.json and the graphs), or a `ModelConfig` of a model the
+        given executor holds (`styletts2.inference.TorchSynthesizer`: a model in memory).
     providers: onnxruntime execution providers, e.g. 'cpu', 'cuda' or ['CUDAExecutionProvider',
         'CPUExecutionProvider']; None picks CUDA when this onnxruntime has it, else CPU. CUDA asked
         for by name must start (ProviderError otherwise); picked by None, it may fall back to CPU
@@ -127,11 +129,13 @@ class Synthesizer:
         `text_normalizer`); False reads text as written. `normalizer` is the one in use (None: none).
     """
 
-    def __init__(self, model_dir: str | os.PathLike, providers: str | list[str] | None = None,
+    def __init__(self, model_dir: str | os.PathLike | ModelConfig, providers: str | list[str] | None = None,
                  threads: int | None = None, session_options: ort.SessionOptions | None = None,
                  phonemizer: Callable[[str], str] | None = None, normalize: bool = True,
                  executor: Executor | None = None):
-        self.config: ModelConfig = read_model_json(model_dir)
+        if isinstance(model_dir, ModelConfig) and executor is None:
+            raise ValueError("a ModelConfig has no graph files: give the executor that holds its graphs")
+        self.config = model_dir if isinstance(model_dir, ModelConfig) else read_model_json(model_dir)
         if executor is not None and any(x is not None for x in (providers, threads, session_options)):
             raise ValueError("providers, threads and session_options configure the default onnxruntime "
                              "executor: give them to the executor instead")
@@ -173,7 +177,7 @@ class Synthesizer:
         wanted = self.config.phonemizer.get("espeak_version")
         have = getattr(self.phonemizer, "version", None)
         if wanted and have and wanted != have:
-            warnings.warn(f"{self.config.directory} was exported with espeak-ng {wanted} but this is "
+            warnings.warn(f"{self.config.directory} records espeak-ng {wanted} but this is "
                           f"espeak-ng {have}: some words may be phonemized differently from training",
                           EspeakVersionWarning, stacklevel=3)
 
@@ -237,11 +241,12 @@ class Synthesizer:
 
     # One piece -----------------------------------------------------------------------------------
 
-    def synthesize_tokens(self, ids: list[int], options: SynthesisOptions, rng: np.random.Generator,
+    def synthesize_tokens(self, ids: list[int], options: SynthesisOptions, rng: np.random.Generator | None,
                           noise_seed: int, reference_style: np.ndarray | None = None,
-                          previous_style: np.ndarray | None = None) -> Piece:
+                          previous_style: np.ndarray | None = None,
+                          noises: tuple[np.ndarray, np.ndarray] | None = None) -> Piece:
         """One piece: token ids (no pad) -> waveform. The sampler's initial noise [1, 1, 2S] and then
-        its step noises [steps - 1, 1, 1, 2S] are drawn from `rng`, in that order."""
+        its step noises [steps - 1, 1, 1, 2S] are drawn from `rng`, in that order, or given as `noises`."""
         if self.config.multispeaker and reference_style is None:
             raise ValueError("this is a multispeaker model: give a reference style")
         tokens = np.array([[self.config.pad_id, *ids]], dtype=np.int64)
@@ -252,16 +257,19 @@ class Synthesizer:
         encoded = self.executor.run("text_encoder", {"tokens": tokens, "token_lengths": lengths})
 
         width = 2 * self.style_dim
+        if noises is None:
+            noises = (rng.standard_normal((1, 1, width), dtype=np.float32),
+                      rng.standard_normal((self.config.diffusion_steps - 1, 1, 1, width), dtype=np.float32))
         feeds = {
-            "bert": encoded["bert"],
-            "noise": rng.standard_normal((1, 1, width), dtype=np.float32),
-            "step_noises": rng.standard_normal((self.config.diffusion_steps - 1, 1, 1, width), dtype=np.float32),
+            "bert": encoded["bert"], "noise": noises[0], "step_noises": noises[1],
             "embedding_scale": np.array(options.embedding_scale, dtype=np.float32),
         }
         if self.config.multispeaker:
             feeds["reference_style"] = reference_style
         unguided = options.embedding_scale == 1.0 and self.executor.has_graph(UNGUIDED_SAMPLER)
         sampled = self.executor.run(UNGUIDED_SAMPLER if unguided else "diffusion_sampler", feeds)["style"]
+        if not np.isfinite(sampled).all():
+            raise FloatingPointError("the sampled style is not finite: are the model's weights trained and loaded?")
         style = mix_styles(sampled, previous_style, reference_style, options, self.style_dim)
 
         decoded = self.executor.run("decoder", {

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "parity"))
 from make_fixtures_aux import state_checksums  # noqa: E402
 
-from styletts2.inference import TorchSynthesisOptions, TorchSynthesizer  # noqa: E402
+from styletts2.inference import TorchSynthesizer  # noqa: E402
 from styletts2.model import INFERENCE_MODULES, build_model_from_config  # noqa: E402
 from styletts2.text.tokenizer import Tokenizer  # noqa: E402
 
@@ -56,12 +56,13 @@ def noises(style_channels: int):
 
 
 def run_ours(model, noise, step_noises, reference=None, alpha=0.3, beta=0.7, tail_frames=0):
-    """tail_frames None: the synthesizer's default for the model."""
-    synthesizer = TorchSynthesizer(model, phonemizer=lambda text: "", device="cpu")
-    options = TorchSynthesisOptions(diffusion_steps=STEPS, alpha=alpha, beta=beta, tail_frames=tail_frames)
-    result = synthesizer.synthesize_tokens(TOKENS, options, reference=reference, noise=noise,
-                                           step_noises=step_noises)
-    return result.wave, result.durations, result.style
+    """The synthesizer's one piece over upstream's exact path (`styletts2.fidelity`), the sampler's
+    noises given; tail_frames None: the synthesizer's default for the model. Tensors back."""
+    synthesizer = TorchSynthesizer(model, steps=STEPS, phonemizer=lambda text: "", device="cpu")
+    options = synthesizer.options.replace(alpha=alpha, beta=beta, tail_frames=tail_frames)
+    piece = synthesizer.synthesize_tokens(TOKENS, options, None, 0, None if reference is None else reference.numpy(),
+                                          noises=(noise.numpy(), step_noises.numpy()))
+    return torch.from_numpy(piece.wave), torch.from_numpy(piece.durations), torch.from_numpy(piece.style)
 
 
 # --- upstream side ---------------------------------------------------------------------------
