@@ -129,6 +129,28 @@ def test_short_clips_get_another_sentence(monkeypatch):
     assert len(wave) >= 5.0 * mc.SAMPLE_RATE
 
 
+def test_sentence_pools():
+    base, wide = mc.SENTENCE_POOLS["base"], mc.SENTENCE_POOLS["wide"]
+    assert base == mc.SENTENCES and wide[:len(base)] == base  # the default corpus is unchanged
+    texts = [text for text, _ in wide]
+    assert len(set(texts)) == len(texts) == len(base) + 143
+    assert not set(texts) & set(mc.OOD_SENTENCES)  # held out stays held out
+    words = {pool: {w for _, n in sentences for w in n.lower().split()} for pool, sentences in mc.SENTENCE_POOLS.items()}
+    assert len(words["wide"]) > 1.5 * len(words["base"])
+
+
+def test_wide_corpus_has_no_repeats(tmp_path):
+    """Below the pool's size every clip reads its own sentence, from both parts of the pool."""
+    n = 12
+    out = mc.make_corpus(tmp_path / "wide", n=n, seed=0, sentences="wide")
+    texts = [line.split("|")[1] for line in (out / "metadata.csv").read_text(encoding="utf-8").splitlines()]
+    assert len(set(texts)) == n
+    base = {text for text, _ in mc.SENTENCES}
+    assert any(t in base for t in texts) and any(t not in base for t in texts)
+    with pytest.raises(ValueError, match="unknown sentence pool"):
+        mc.make_corpus(tmp_path / "bad", n=2, sentences="huge")
+
+
 def test_cli(tmp_path, capsys):
     mc.main([str(tmp_path / "cli"), "--n", "2", "--voices", "en-gb-scotland+m3", "--seed", "1"])
     assert "wrote 2 clips" in capsys.readouterr().out
