@@ -10,14 +10,14 @@ from styletts2.bench.learning import Row, main, write_results
 
 
 def test_results_table_json_and_curve(tmp_path):
-    args = argparse.Namespace(results=tmp_path, minutes=60.0, clips=160, threads=2, segments=4)
+    args = argparse.Namespace(results=tmp_path, minutes=60.0, clips=160, sentences="wide", threads=2, segments=4)
     rows = [Row(20.0, "stage 2, segment 1", 0.97, 0.95, 1.2, 2.5), Row(40.0, "stage 2, segment 2", 0.60, 0.55, None, 1.1),
             Row(20.0, "stage 2, segment 1", 0.90, 0.85, 1.3, 1.2, "clip"),
             Row(40.0, "stage 2, segment 2", 0.50, 0.45, 1.5, 1.0, "clip")]
     teacher = {"per": 0.0, "per_text": 0.28, "dnsmos_ovrl": 2.6}
     write_results(args, rows, teacher, 4000.0, {"aligner": 6.0})
     table = (tmp_path / "learning.md").read_text()
-    assert "python bench/learning.py --minutes 60 --clips 160 --threads 2 --segments 4" in table
+    assert "python bench/learning.py --minutes 60 --clips 160 --sentences wide --threads 2 --segments 4" in table
     assert "| 40.0 | stage 2, segment 2 | sampled | 0.600 | 0.320 | 0.550 | - | 1.100 |" in table
     assert "| 40.0 | stage 2, segment 2 | clip | 0.500 | 0.220 | 0.450 | 1.500 | 1.000 |" in table
     payload = json.loads((tmp_path / "learning.json").read_text())

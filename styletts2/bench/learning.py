@@ -1,6 +1,6 @@
 """Learning benchmark: how fast a model trained here from nothing learns to speak, on this machine.
 
-    python bench/learning.py --minutes 60 [--out runs/learning] [--clips 160] [--sentences base] [--threads 2]
+    python bench/learning.py --minutes 60 [--out runs/learning] [--clips 160] [--sentences wide] [--threads 2]
 
 From an empty folder:
 1. a corpus spoken by one espeak-ng voice (`make_corpus`), and the same voice reading held-out
@@ -49,7 +49,7 @@ class Row:
     style: str = "sampled"  # "sampled" by the style diffusion, or "clip": read from a training clip
 
 
-def make_data(out: Path, clips: int, sentences: str = "base") -> tuple[Path, list[str], list[Path]]:
+def make_data(out: Path, clips: int, sentences: str = "wide") -> tuple[Path, list[str], list[Path]]:
     """The corpus, and the teacher's clips of the held-out sentences (the same speaker's settings)."""
     from styletts2.audio.io import save_wav
     from styletts2.data.espeak_synth import EspeakSynthesizer
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "learning", help="working folder (new)")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results", help="where the table goes")
     parser.add_argument("--clips", type=int, default=160, help="clips in the training corpus")
-    parser.add_argument("--sentences", default="base", choices=("base", "wide"),
+    parser.add_argument("--sentences", default="wide", choices=("base", "wide"),
                         help="the corpus's sentence pool (make_corpus.SENTENCE_POOLS)")
     parser.add_argument("--threads", type=int, default=2, help="torch / onnxruntime threads")
     parser.add_argument("--segments", type=int, default=4, help="stage-2 segments, each exported and scored")
