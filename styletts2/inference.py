@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .export.model_card import synthesis_fields
 from .runtime.model_dir import ModelConfig
 from .runtime.synthesizer import Synthesizer
 from .synthesis_limits import check_option
@@ -39,8 +40,6 @@ def model_config(model: nn.Module, steps: int = DEFAULT_STEPS, espeak_version: s
     """What an export of `model` with `steps` diffusion steps would record in model.json, as the
     runtime reads it (no graph files: the executor holds the graphs). espeak_version: the one the
     model was trained with (a different one here gives the runtime's warning); None: not checked."""
-    from .export.model_card import synthesis_fields  # imported here: it reads the model's gin config
-
     fields = synthesis_fields(model, steps, espeak_version)
     given = {f.name for f in dataclasses.fields(ModelConfig)} - {"directory", "symbols", "graphs", "raw"}
     return ModelConfig(directory=Path(source), symbols=tuple(fields["symbols"]), graphs={}, raw=fields,

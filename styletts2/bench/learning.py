@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from styletts2.data.make_corpus import SENTENCE_POOLS
 from styletts2.gin_paths import REPO_ROOT
 
 REPO = REPO_ROOT  # the checkout: runs/ and bench/results/ are under it
@@ -106,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "learning", help="working folder (new)")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results", help="where the table goes")
     parser.add_argument("--clips", type=int, default=160, help="clips in the training corpus")
-    parser.add_argument("--sentences", default="wide", choices=("base", "wide"),
-                        help="the corpus's sentence pool (make_corpus.SENTENCE_POOLS)")
+    parser.add_argument("--sentences", default="wide", choices=sorted(SENTENCE_POOLS),
+                        help="the corpus's sentence pool (make_corpus.SENTENCE_POOLS; default wide)")
     parser.add_argument("--threads", type=int, default=2, help="torch / onnxruntime threads")
     parser.add_argument("--segments", type=int, default=4, help="stage-2 segments, each exported and scored")
     args = parser.parse_args(argv)

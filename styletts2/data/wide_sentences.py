@@ -2,7 +2,7 @@
 
 The base pool (`make_corpus.SENTENCES`, 104 sentences) repeats itself in any corpus of more than 104
 clips, and its vocabulary is small: a model trained on it meets many unknown words in new text. This
-pool adds sentences of everyday English of the same kind (statements, questions, exclamations, 5-16
+pool adds sentences of everyday English of the same kind (statements, questions, exclamations, 6-10
 words, plain text with no normalization), with words chosen to be varied rather than to match any
 evaluation text; none of `make_corpus.OOD_SENTENCES` is here.
 """
