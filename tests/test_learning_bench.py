@@ -35,3 +35,11 @@ def test_refuses_a_used_folder(tmp_path, capsys):
         main(["--minutes", "1", "--out", str(tmp_path)])
     assert err.value.code == 2
     assert "holds an earlier run" in capsys.readouterr().err
+
+
+def test_refuses_bad_shares_before_training(tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["--minutes", "1", "--out", str(tmp_path), "--shares", "aligner=0.5,stage1=0.6"])
+    assert err.value.code == 2
+    assert "add up to 1.15" in capsys.readouterr().err
+    assert not (tmp_path / "corpus").exists()

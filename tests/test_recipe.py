@@ -5,7 +5,7 @@ import torch
 
 from styletts2.checkpoint import torch_load
 from styletts2.data.make_corpus import make_corpus
-from styletts2.train.recipe import Recipe, RecipeError
+from styletts2.train.recipe import SHARES, Recipe, RecipeError, parse_shares
 
 
 def _parameters(state: dict) -> dict:
@@ -42,3 +42,12 @@ def test_recipe_names_the_failing_stage(tmp_path):
     recipe = Recipe(tmp_path / "no_corpus", tmp_path / "runs", minutes=0.1, threads=1)
     with pytest.raises(RecipeError, match="aligner: .*failed with exit code"):
         recipe.run()
+
+
+def test_shares_replace_the_named_stages_and_leave_stage_2_the_rest():
+    shares = parse_shares("aligner=0.18, stage1=0.44")
+    assert shares == {**SHARES, "aligner": 0.18, "stage1": 0.44} and parse_shares("") == SHARES
+    for text, message in (("stage2=0.3", "unknown stage 'stage2'"), ("aligner=x", "must be a number"),
+                          ("pitch=0", "between 0 and 1"), ("aligner=0.5,stage1=0.5", "add up to 1.05")):
+        with pytest.raises(ValueError, match=message):
+            parse_shares(text)

@@ -35,6 +35,7 @@ import numpy as np
 
 from styletts2.data.make_corpus import SENTENCE_POOLS
 from styletts2.gin_paths import REPO_ROOT
+from styletts2.train.recipe import SHARES, parse_shares
 
 REPO = REPO_ROOT  # the checkout: runs/ and bench/results/ are under it
 
@@ -111,9 +112,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="the corpus's sentence pool (make_corpus.SENTENCE_POOLS; default wide)")
     parser.add_argument("--threads", type=int, default=2, help="torch / onnxruntime threads")
     parser.add_argument("--segments", type=int, default=4, help="stage-2 segments, each exported and scored")
+    parser.add_argument("--shares", default="", help="stages' shares of the budget before stage 2, e.g. "
+                        "'aligner=0.18,stage1=0.44' (default " + ",".join(f"{k}={v:g}" for k, v in SHARES.items())
+                        + "; stage 2 gets the rest)")
     args = parser.parse_args(argv)
     if args.minutes <= 0:
         parser.error("--minutes must be positive")
+    try:
+        shares = parse_shares(args.shares)
+    except ValueError as err:
+        parser.error(str(err))
     if (args.out / "stage2").exists():
         parser.error(f"{args.out} holds an earlier run; give a new --out (the benchmark starts from nothing)")
 
@@ -130,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
 
     clip = first_clip(corpus)  # a training clip of the same voice, for the clip-style scores
-    recipe, rows, started = Recipe(corpus, out, args.minutes, threads=args.threads), [], time.time()
+    recipe, rows, started = Recipe(corpus, out, args.minutes, threads=args.threads, shares=shares), [], time.time()
 
     def after_segment(index: int, checkpoint: Path) -> None:
         export = out / f"export_{index}"
@@ -162,7 +170,8 @@ def write_results(args, rows: list[Row], teacher: dict, seconds: float, stage_mi
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
                "python": platform.python_version()}
     command = (f"python bench/learning.py --minutes {args.minutes:g} --clips {args.clips} "
-               f"--sentences {args.sentences} --threads {args.threads} --segments {args.segments}")
+               f"--sentences {args.sentences} --threads {args.threads} --segments {args.segments}"
+               + (f" --shares {args.shares}" if getattr(args, "shares", "") else ""))
     payload = {"command": command, "machine": machine, "wall_seconds": seconds, "stage_minutes": stage_minutes,
                "teacher": teacher,
                "rows": [vars(r) for r in rows]}

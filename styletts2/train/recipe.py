@@ -30,6 +30,25 @@ from styletts2.gin_paths import REPO_ROOT
 SHARES = {"aligner": 0.12, "pitch": 0.03, "plbert": 0.02, "stage1": 0.50}
 
 
+def parse_shares(text: str) -> dict[str, float]:
+    """`aligner=0.18,stage1=0.44` -> SHARES with those two replaced; stage 2 gets what is left."""
+    shares = dict(SHARES)
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in SHARES:
+            raise ValueError(f"unknown stage {name!r} in shares (stage 2 gets the rest): one of {', '.join(SHARES)}")
+        try:
+            shares[name] = float(value)
+        except ValueError:
+            raise ValueError(f"share of {name!r} must be a number, got {value.strip()!r}") from None
+        if not 0 < shares[name] < 1:
+            raise ValueError(f"share of {name!r} must lie between 0 and 1, got {shares[name]:g}")
+    if sum(shares.values()) >= 1:
+        raise ValueError(f"shares before stage 2 add up to {sum(shares.values()):.2f}: stage 2 needs the rest")
+    return shares
+
+
 class RecipeError(RuntimeError):
     """A stage's command failed; the message names it and the log."""
 
@@ -38,12 +57,14 @@ class RecipeError(RuntimeError):
 class Recipe:
     """corpus: a `make_corpus` folder (train_list.txt, val_list.txt, metadata.csv);
     out: one run folder per stage goes here, and `train.log` with every stage's output;
-    minutes: the training budget of all stages together; threads: torch threads per stage."""
+    minutes: the training budget of all stages together; threads: torch threads per stage;
+    shares: each stage's share of `minutes` before stage 2 (`parse_shares`)."""
 
     corpus: Path
     out: Path
     minutes: float
     threads: int = 2
+    shares: dict[str, float] = field(default_factory=lambda: dict(SHARES))  # of `minutes`, stage 2 the rest
     config_dir: str = "gin/learning"
     spent: float = 0.0  # training minutes used so far (process start-up included)
     timings: dict[str, float] = field(default_factory=dict)
@@ -97,7 +118,7 @@ class Recipe:
     def run(self, segments: int = 1, after_segment: Callable[[int, Path], None] | None = None) -> Path:
         """Every stage in order; `after_segment(index, stage-2 checkpoint)` after each stage-2 segment.
         Returns the final stage-2 checkpoint."""
-        for name, share in SHARES.items():
+        for name, share in self.shares.items():
             self.run_stage(name, share * self.minutes)
         segment = max(0.1, (self.minutes - self.spent) / segments)  # stage 2 always trains a little
         checkpoint = self.run_dir("stage2") / "last.pth"
