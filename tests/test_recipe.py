@@ -51,3 +51,17 @@ def test_shares_replace_the_named_stages_and_leave_stage_2_the_rest():
                           ("pitch=0", "between 0 and 1"), ("aligner=0.5,stage1=0.5", "add up to 1.05")):
         with pytest.raises(ValueError, match=message):
             parse_shares(text)
+
+
+def test_the_aligner_can_train_on_the_first_clips_only(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "train_list.txt").write_text("".join(f"wavs/{i}.wav|text {i}|0\n" for i in range(6)))
+    recipe = Recipe(corpus, tmp_path / "runs", minutes=1, aligner_clips=4)
+    aligner = " ".join(recipe.command("aligner", 1.0))
+    assert f'Trainer.train_data = "{tmp_path / "runs" / "aligner_train_list.txt"}"' in aligner
+    assert (tmp_path / "runs" / "aligner_train_list.txt").read_text().splitlines() == \
+        [f"wavs/{i}.wav|text {i}|0" for i in range(4)]
+    assert f'Trainer.train_data = "{corpus / "train_list.txt"}"' in " ".join(recipe.command("stage1", 1.0))
+    with pytest.raises(RecipeError, match="between 1 and the 6 training clips"):
+        Recipe(corpus, tmp_path / "runs", minutes=1, aligner_clips=7).command("aligner", 1.0)

@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shares", default="", help="stages' shares of the budget before stage 2, e.g. "
                         "'aligner=0.18,stage1=0.44' (default " + ",".join(f"{k}={v:g}" for k, v in SHARES.items())
                         + "; stage 2 gets the rest)")
+    parser.add_argument("--aligner-clips", type=int, default=None,
+                        help="train the aligner on the first N training clips only (default: all); the later "
+                             "stages use every clip")
     args = parser.parse_args(argv)
     if args.minutes <= 0:
         parser.error("--minutes must be positive")
@@ -138,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
 
     clip = first_clip(corpus)  # a training clip of the same voice, for the clip-style scores
-    recipe, rows, started = Recipe(corpus, out, args.minutes, threads=args.threads, shares=shares), [], time.time()
+    recipe, rows, started = Recipe(corpus, out, args.minutes, threads=args.threads, shares=shares,
+                                               aligner_clips=args.aligner_clips), [], time.time()
 
     def after_segment(index: int, checkpoint: Path) -> None:
         export = out / f"export_{index}"
@@ -171,7 +175,8 @@ def write_results(args, rows: list[Row], teacher: dict, seconds: float, stage_mi
                "python": platform.python_version()}
     command = (f"python bench/learning.py --minutes {args.minutes:g} --clips {args.clips} "
                f"--sentences {args.sentences} --threads {args.threads} --segments {args.segments}"
-               + (f" --shares {args.shares}" if getattr(args, "shares", "") else ""))
+               + (f" --shares {args.shares}" if getattr(args, "shares", "") else "")
+               + (f" --aligner-clips {args.aligner_clips}" if getattr(args, "aligner_clips", None) else ""))
     payload = {"command": command, "machine": machine, "wall_seconds": seconds, "stage_minutes": stage_minutes,
                "teacher": teacher,
                "rows": [vars(r) for r in rows]}
