@@ -6,10 +6,13 @@ model.json and a README.md model card.
     python export/to_onnx.py --checkpoint epoch_2nd_00100.pth --config gin/model/ljspeech.gin --out exported/lj
     python export/to_onnx.py --random-init gin/model/libritts.gin --out exported/random_libritts
     python export/to_onnx.py --checkpoint CKPT --out exported/lj_int8 --int8-decoder
+    python export/to_onnx.py --checkpoint CKPT --out exported/lj_fp16 --fp16       # for GPU providers
 
 Graphs use the TorchScript-based exporter (`dynamo=False`), fp32, dynamic batch/length axes.
 `--int8-decoder` then quantizes the vocoder's convolutions to int8 (styletts2/export/quantize.py) and records
-the quality cost against the fp32 decoder on a held-out sentence in model.json.
+the quality cost against the fp32 decoder on a held-out sentence in model.json. `--fp16` rewrites every
+graph in fp16 for GPU providers (styletts2/export/half.py: the prosody predictor stays fp32; inputs
+and outputs stay float32) and records the decoder's cost the same way.
 """
 from __future__ import annotations
 
@@ -87,19 +90,25 @@ def compare(graph: torch.nn.Module, spec: dict, inputs: tuple, outputs: list[np.
 
 
 def export_onnx(loaded, out_dir: Path, steps: int = 5, opset: int = MIN_OPSET, verify: bool = True,
-                int8_decoder: bool = False, calibration_speed: float = 1.0) -> dict:
+                int8_decoder: bool = False, calibration_speed: float = 1.0, fp16: bool = False) -> dict:
     """Trace and write every graph (the decoder in int8 if asked) and the model card; returns
     model.json's content. Written into a staging folder that replaces out_dir at the end only."""
     if opset < MIN_OPSET:
         raise ExportError(f"--opset must be >= {MIN_OPSET}, got {opset}")
+    check_precision_flags(fp16, int8_decoder)
     with staged_export(Path(out_dir)) as staging:
-        info = _export_into(loaded, staging, steps, opset, verify, int8_decoder, calibration_speed)
+        info = _export_into(loaded, staging, steps, opset, verify, int8_decoder, calibration_speed, fp16)
     print(f"wrote {out_dir / 'model.json'} and {out_dir / 'README.md'}")
     return info
 
 
+def check_precision_flags(fp16: bool, int8_decoder: bool) -> None:
+    if fp16 and int8_decoder:
+        raise ExportError("--fp16 and --int8-decoder exclude each other: int8 is for CPUs, fp16 for GPU providers")
+
+
 def _export_into(loaded, out_dir: Path, steps: int, opset: int, verify: bool, int8_decoder: bool,
-                 calibration_speed: float) -> dict:
+                 calibration_speed: float, fp16: bool = False) -> dict:
     def save(graph, inputs, spec, path):
         export_graph(graph, inputs, spec, path, opset)
         stamp_io_shapes(path, spec)
@@ -114,7 +123,32 @@ def _export_into(loaded, out_dir: Path, steps: int, opset: int, verify: bool, in
     if int8_decoder:  # calibration drives the graphs just written, through model.json
         info["precision"]["decoder"] = quantize_decoder_in_place(out_dir, calibration_speed)
         save_model_card(out_dir, info, "onnxruntime", verification or None)
+    if fp16:
+        half_precision_in_place(out_dir, info, calibration_speed)
+        save_model_card(out_dir, info, "onnxruntime", verification or None)
     return info
+
+
+def half_precision_in_place(out_dir: Path, info: dict, calibration_speed: float) -> None:
+    """Every graph rewritten in fp16 (styletts2/export/half.py), the shared weights shared again, and
+    the decoder's quality against its fp32 form on a held-out sentence recorded in `info`."""
+    from styletts2.export.half import convert_folder
+    from styletts2.export.model_card import mel_config
+    from styletts2.export.quantize import HELD_OUT_TEXT, calibration_feeds, quality
+
+    print("rewriting the graphs in fp16 ...", flush=True)
+    (held_out,) = calibration_feeds(out_dir, [HELD_OUT_TEXT], speed=calibration_speed)
+    want = ort_session(out_dir / "decoder.onnx").run(None, held_out)
+    convert_folder(out_dir, info)
+    share_folder_weights(out_dir, info)
+    got = ort_session(out_dir / "decoder.onnx").run(None, held_out)
+    if not np.array_equal(want[1], got[1]):
+        raise ExportError("the fp16 decoder predicts other durations than the fp32 one (the predictor should be fp32)")
+    record = {"decoder": info["precision"]["decoder"],
+              "quality_vs_fp32": {"text": HELD_OUT_TEXT, **quality(want[0][0], got[0][0], mel_config())}}
+    info["precision"]["decoder"] = record
+    print(f"  held-out sentence, fp16 decoder vs fp32: SNR {record['quality_vs_fp32']['snr_db']} dB, "
+          f"log-mel L1 {record['quality_vs_fp32']['log_mel_l1']}", flush=True)
 
 
 def quantize_decoder_in_place(out_dir: Path, calibration_speed: float) -> dict:
@@ -147,8 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--int8-decoder", action="store_true",
                         help="quantize the vocoder's convolutions to int8 (calibrated on built-in sentences; "
                              "CPU speed-up, quality cost recorded in model.json)")
+    parser.add_argument("--fp16", action="store_true",
+                        help="every graph in fp16 for GPU providers (the prosody predictor stays fp32; inputs and "
+                             "outputs stay float32); the decoder's cost against fp32 is recorded in model.json")
     parser.add_argument("--calibration-speed", type=float, default=1.0,
-                        help="decoder speed input during int8 calibration (default 1; random-init models "
+                        help="decoder speed input during int8 calibration and the fp16 quality check (default 1; random-init models "
                              "predict ~25 frames per token, use ~5-10 there)")
     args = parser.parse_args(argv)
     return run_guarded("to_onnx.py", lambda: _export(args), debug=args.debug, exit_code=1)
@@ -157,9 +194,10 @@ def main(argv: list[str] | None = None) -> int:
 def _export(args: argparse.Namespace) -> int:
     if args.opset < MIN_OPSET:
         raise ExportError(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
+    check_precision_flags(args.fp16, args.int8_decoder)  # before the model loads
     loaded = load_for_export(args)
     export_onnx(loaded, Path(args.out), args.steps, args.opset, verify=not args.no_verify,
-                int8_decoder=args.int8_decoder, calibration_speed=args.calibration_speed)
+                int8_decoder=args.int8_decoder, calibration_speed=args.calibration_speed, fp16=args.fp16)
     return 0
 
 
