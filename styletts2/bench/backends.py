@@ -10,10 +10,16 @@ the runtime's synthesizer and the parity report use, so every backend is fed the
 - torchscript fp32: the traced .pt files;
 - onnxruntime fp32: the .onnx files;
 - onnxruntime int8: the decoder graph with the vocoder's convolutions statically quantized to int8
-  (`int8_decoder`, styletts2/export/quantize.py), the other graphs fp32 (same reason as bf16).
+  (`int8_decoder`, styletts2/export/quantize.py), the other graphs fp32 (same reason as bf16);
+- upstream fp32: upstream's own inference code, from a checkout, in a worker process
+  (`UpstreamExecutor`, `upstream_worker.py`), on the same weights.
 """
 from __future__ import annotations
 
+import pickle
+import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +27,8 @@ import torch
 from torch import nn
 
 from styletts2.graphs import DecoderGraph
-from styletts2.runtime.executor import OnnxExecutor
+from styletts2.graph_contract import GRAPH_INPUTS, MULTISPEAKER_SAMPLER_INPUT
+from styletts2.runtime.executor import Executor, OnnxExecutor
 from styletts2.runtime.model_dir import ModelConfig, read_model_json
 from styletts2.torch_executor import TorchExecutor
 
@@ -91,8 +98,10 @@ def session_options(threads: int, optimization: str = "all", execution: str = "s
 
 
 def decoder_precision(config) -> str:
-    """'int8' for an export made with `export/to_onnx.py --int8-decoder`, else 'fp32'."""
-    return "fp32" if config.raw.get("precision", {}).get("decoder", "fp32") == "fp32" else "int8"
+    """'int8' or 'fp16' for an export made with `export/to_onnx.py --int8-decoder` or `--fp16`, else 'fp32'."""
+    record = config.raw.get("precision", {}).get("decoder", "fp32")
+    text = record if isinstance(record, str) else str(record.get("decoder", ""))
+    return next((precision for precision in ("int8", "fp16") if precision in text), "fp32")
 
 
 def int8_decoder(model_dir: Path, config, out_dir: Path, feeds: dict[str, dict[str, np.ndarray]]) -> Path:
@@ -106,3 +115,80 @@ def int8_decoder(model_dir: Path, config, out_dir: Path, feeds: dict[str, dict[s
     target = out_dir / "decoder.onnx"
     quantize_decoder(config.graph_file("decoder"), target, calibration_feeds(model_dir, speed=speed))
     return target
+
+
+COMPONENT_OF = {"diffusion_sampler_unguided": "diffusion_sampler"}  # the benchmark's components by graph
+
+
+def upstream_backend(model: nn.Module, args, steps: int, weights: Path) -> UpstreamExecutor:
+    """`model`'s weights saved in upstream's layout, run by upstream's code from `args.upstream`."""
+    from styletts2.checkpoint import atomic_save, make_checkpoint
+
+    atomic_save(make_checkpoint(model.nets), weights)
+    config = Path(args.upstream_config or Path(args.upstream) / "Configs" / "config.yml")
+    return UpstreamExecutor(Path(args.upstream), config, weights, steps, args.threads, args.upstream_python)
+
+
+class UpstreamError(RuntimeError):
+    """The upstream worker could not start or failed; the message carries its error output."""
+
+
+class UpstreamExecutor(Executor):
+    """Upstream's inference code from a checkout (`upstream_worker.py`), one graph per request, in a
+    process of its own: upstream's imports (its torchaudio stand-in, its `models`, `Modules`) never
+    meet this process's. `last_seconds` is the last graph's compute time measured in the worker,
+    without the pipe, which is what the benchmark counts.
+
+    upstream: the checkout; config: the config.yml the weights were built from; weights: a
+    checkpoint in upstream's layout; python: the interpreter that has upstream's requirements."""
+
+    name = "upstream"
+
+    def __init__(self, upstream: Path, config: Path, weights: Path, steps: int, threads: int | None = None,
+                 python: str = sys.executable):
+        command = [python, "-m", "styletts2.bench.upstream_worker", "--upstream", str(upstream), "--config",
+                   str(config), "--weights", str(weights), "--steps", str(steps)]
+        if threads:
+            command += ["--threads", str(threads)]
+        self._errors = open(Path(weights).with_suffix(".worker.log"), "w+b")
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=self._errors, cwd=Path(__file__).resolve().parents[2])
+        self.multispeaker = bool(self._reply("start")["multispeaker"])
+        self.last_seconds, self.peak_rss_mb, self.component_seconds = 0.0, 0.0, {}
+
+    def _reply(self, doing: str):
+        try:
+            reply = pickle.load(self._process.stdout)
+        except EOFError:
+            self._process.wait()
+            self._errors.seek(0)
+            tail = self._errors.read().decode(errors="replace")[-3000:]
+            raise UpstreamError(f"the upstream worker exited ({self._process.returncode}) during {doing}:\n"
+                                f"{tail}") from None
+        if doing == "start":
+            if reply[0] != "ready":
+                raise UpstreamError(f"the upstream worker answered {reply!r} instead of starting")
+            return reply[1]
+        return reply
+
+    def has_graph(self, graph: str) -> bool:
+        return graph in ("text_encoder", "diffusion_sampler", "diffusion_sampler_unguided", "decoder")
+
+    def run(self, graph: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = GRAPH_INPUTS[graph] + ((MULTISPEAKER_SAMPLER_INPUT,) if self.multispeaker
+                                       and graph.startswith("diffusion_sampler") else ())
+        pickle.dump((graph, {name: np.asarray(feeds[name]) for name in names}), self._process.stdin)
+        self._process.stdin.flush()
+        outputs, self.last_seconds, self.peak_rss_mb = self._reply(f"the {graph} graph")
+        self.component_seconds[COMPONENT_OF.get(graph, graph)] = self.last_seconds
+        return outputs
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            try:
+                pickle.dump(None, self._process.stdin)
+                self._process.stdin.close()
+                self._process.wait(timeout=30)
+            except (BrokenPipeError, subprocess.TimeoutExpired):
+                self._process.kill()
+        self._errors.close()
