@@ -1,9 +1,12 @@
-"""Import the upstream StyleTTS2 code (a checkout outside this repository) for parity checks.
+"""Import the upstream StyleTTS2 code (a checkout outside this repository) and build its model.
 
-Used only to (re)generate the parity fixtures under tests/fixtures/ and by the optional live parity
-tests; the regular test suite never needs upstream. Point STYLETTS2_UPSTREAM at the checkout.
-Upstream imports torchaudio, which cannot load beside our torch; the few functions its model code
-touches at import/construction time are provided by a small stand-in module.
+Used to (re)generate the parity fixtures under tests/fixtures/, by the optional live parity tests
+(STYLETTS2_UPSTREAM points at the checkout) and by the speed benchmark's upstream backend
+(`bench/rtf.py --upstream PATH`, `upstream_worker.py`); the regular test suite never needs upstream.
+Upstream's model code needs `munch`, `einops` and `einops-exts` beside this project's requirements
+(`pip install munch einops einops-exts`, about 0.2 MB). It imports torchaudio, which cannot load
+beside our torch; the few functions its model code touches at import/construction time are provided
+by a small stand-in module.
 """
 import math
 import os
