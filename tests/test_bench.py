@@ -122,3 +122,16 @@ def test_train_memory_extrapolates_linearly_and_tells_what_fits():
                                           " fits 40 GB ", " fits 80 GB "]
     assert lines[2] == "| stage2 joint (SLM) | 3.00 | 5.00 | 9.00 | yes | yes | yes | yes |"
     assert lines[3] == "| stage1 | 10.00 | 20.00 | 40.00 | no | no | yes | yes |"
+
+
+def test_upstream_backend_errors_name_the_cause(tmp_path):
+    """`--upstream` must point at an upstream checkout; a worker that cannot start reports its own
+    error output (here: no upstream code at the path) instead of hanging or a bare EOFError."""
+    from styletts2.bench.backends import UpstreamError, UpstreamExecutor
+
+    with pytest.raises(SystemExit, match="not an upstream StyleTTS2 checkout"):
+        rtf.main(["--random-init", "gin/model/tiny.gin", "--upstream", str(tmp_path), "--no-flops"])
+    (tmp_path / "models.py").write_text("raise ImportError('this checkout is broken')\n")
+    weights = tmp_path / "weights.pth"
+    with pytest.raises(UpstreamError, match="exited .* during start:[\\s\\S]*this checkout is broken"):
+        UpstreamExecutor(tmp_path, tmp_path / "config.yml", weights, steps=5)

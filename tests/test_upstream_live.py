@@ -48,3 +48,41 @@ def test_upstream_yaml_configs_build_the_reference_models(upstream_config, refer
     files, bindings = split_configs([str(Path(upstream_path()) / "Configs" / upstream_config)])
     model = build_model_from_config(files, bindings)
     assert sorted(model.manifest()) == sorted(read_manifest(str(REFERENCE / f"upstream_{reference}_state_dict.tsv")))
+
+
+def test_upstream_backend_runs_upstream_code_on_our_weights(tmp_path):
+    """bench/rtf.py --upstream: the worker's graphs, on our model's weights, give what our fidelity
+    executor gives (upstream's exact path) for the text encoder and the decoder; its sampler draws
+    its own step noises, so only its output's shape is compared."""
+    import numpy as np
+
+    from styletts2.bench.backends import UpstreamExecutor
+    from styletts2.bench.rtf import base_feeds
+    from styletts2.checkpoint import atomic_save, make_checkpoint
+    from styletts2.torch_executor import TorchExecutor
+
+    torch.manual_seed(0)
+    ours = build_model_from_config([str(REPO / "gin/model/ljspeech.gin")])
+    weights = atomic_save(make_checkpoint(ours.nets), tmp_path / "weights.pth")
+    fidelity = TorchExecutor.fidelity(ours, 5, "cpu")
+    upstream = UpstreamExecutor(Path(upstream_path()), Path(upstream_path()) / "Configs" / "config.yml", weights, 5,
+                                threads=2)
+    try:
+        feeds = base_feeds([50, 83, 54, 156, 57, 135, 16, 65, 156, 87, 158, 54, 46], 256, 5, seed=1)
+        feeds["speed"] = np.array(0.2, dtype=np.float32)  # random durations are ~25 frames per token
+        with torch.no_grad():
+            ours_text = fidelity.run("text_encoder", feeds)
+        theirs_text = upstream.run("text_encoder", feeds)
+        for name, value in ours_text.items():
+            np.testing.assert_array_equal(theirs_text[name], value, err_msg=name)
+        style = upstream.run("diffusion_sampler", {**feeds, **theirs_text})["style"]
+        assert style.shape == (1, 256) and np.isfinite(style).all() and upstream.last_seconds > 0
+        chain = {**feeds, **ours_text, "style": style}
+        with torch.no_grad():
+            ours_wave = fidelity.run("decoder", chain)
+        theirs_wave = upstream.run("decoder", chain)
+        np.testing.assert_array_equal(theirs_wave["durations"], ours_wave["durations"])
+        np.testing.assert_array_equal(theirs_wave["waveform"], ours_wave["waveform"])
+        assert upstream.peak_rss_mb > 100
+    finally:
+        upstream.close()

@@ -4,6 +4,11 @@ backend, plus the compute floor (counted FLOPs per second of audio over the meas
     python bench/rtf.py --random-init gin/model/ljspeech.gin --threads 2 --repeats 5 --json bench/results/x.json
     python bench/rtf.py --checkpoint runs/ljspeech/stage2/last.pth --backends eager,onnxruntime
     python bench/rtf.py --model exported/ljspeech --backends onnxruntime
+    python bench/rtf.py --random-init gin/model/ljspeech.gin --backends torch --upstream ../StyleTTS2
+
+`--upstream PATH` adds upstream's own inference code, from a checkout, as the `upstream` backend, on
+the same weights (`upstream_worker.py`, in a process of its own; its compute time is measured
+there): the comparison with the original code, which anyone with a checkout can reproduce.
 
 Built-in sentences (short, medium, long: about 1, 5 and 15 s of audio), batch 1. With --random-init
 the predicted durations are random (about 25 frames per token), so the audio length is pinned: the
@@ -86,6 +91,9 @@ def run_chain(backend, feeds: dict[str, np.ndarray]) -> tuple[dict[str, float], 
         out.update(backend.run(graph_of(component, backend, feeds), out))
         seconds[component] = time.perf_counter() - t
     seconds["end_to_end"] = time.perf_counter() - start
+    if hasattr(backend, "last_seconds"):  # a worker process: its own compute time, without the pipe
+        seconds = {component: backend.component_seconds[component] for component in COMPONENTS}
+        seconds["end_to_end"] = sum(seconds.values())
     return seconds, out
 
 
@@ -164,7 +172,9 @@ def benchmark(backends: list, feeds: dict[str, dict], repeats: int, warmup: int,
             for backend in order:
                 before = _rss_mb("VmRSS") if measure_memory and reset_peak_rss() else None
                 seconds, out = run_chain(backend, feed)
-                if before is not None:
+                if before is not None and hasattr(backend, "peak_rss_mb"):  # a worker process: its own peak
+                    memory[backend.label]["peak_rss_mb"] = backend.peak_rss_mb
+                elif before is not None:
                     peak = _rss_mb("VmHWM")
                     mem = memory[backend.label]
                     mem["peak_rss_mb"] = max(mem["peak_rss_mb"], peak)
@@ -177,7 +187,7 @@ def benchmark(backends: list, feeds: dict[str, dict], repeats: int, warmup: int,
     return times, memory, outputs
 
 
-RATIO_REFERENCES = {"ratio_to_eager": "eager/fp32", "ratio_to_torch": "torch/fp32"}
+RATIO_REFERENCES = {"ratio_to_eager": "eager/fp32", "ratio_to_torch": "torch/fp32", "ratio_to_upstream": "upstream/fp32"}
 QUALITY_REFERENCE = "eager/fp32"  # sample-exact: the exported graphs in torch eager, same noises
 
 
@@ -208,7 +218,7 @@ def make_rows(backends, times, memory, outputs, sample_rate: int, mel) -> list[d
                         row[key] = statistics.median(r / q for r, q in zip(rtf, ref))
                     if QUALITY_REFERENCE in outputs:
                         row.update(quality(outputs[QUALITY_REFERENCE][sentence], outputs[label][sentence], mel,
-                                           sample_exact=backend.name != "torch"))
+                                           sample_exact=backend.name not in ("torch", "upstream")))
                 rows.append(row)
         # The sentences in sequence: a paragraph streamed piece by piece (short first); its time to
         # first audio is the first piece's end-to-end time.
@@ -353,9 +363,12 @@ def machine_record(threads: int) -> dict:
 # Output ------------------------------------------------------------------------------------------
 
 def markdown(rows: list[dict], floors: list[dict], flops: dict | None) -> str:
+    ratio_keys = ["ratio_to_torch", "ratio_to_eager"] + (["ratio_to_upstream"] if any("ratio_to_upstream" in r for r in rows)
+                                                         else [])
+    heads = {"ratio_to_torch": "vs torch", "ratio_to_eager": "vs eager", "ratio_to_upstream": "vs upstream"}
     lines = ["| backend | precision | sentence | audio s | text_encoder | diffusion_sampler | decoder | end_to_end "
-             "(p95) | vs torch | vs eager | SNR dB | log-mel L1 | TTFA s | peak MB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "(p95) | " + " | ".join(heads[k] for k in ratio_keys) + " | SNR dB | log-mel L1 | TTFA s | peak MB |",
+             "|---|---|---|---|---|---|---|---|" + "---|" * len(ratio_keys) + "---|---|---|---|"]
     index = {(r["backend"], r["precision"], r["sentence"], r["component"]): r for r in rows}
     for (backend, precision, sentence, component), row in index.items():
         if component != "end_to_end":
@@ -364,7 +377,7 @@ def markdown(rows: list[dict], floors: list[dict], flops: dict | None) -> str:
         for c in COMPONENTS:
             part = index.get((backend, precision, sentence, c))
             cells.append(f"{part['rtf_median']:.3f}" if part else "")
-        ratios = " | ".join(f"{row[k]:.2f}x" if k in row else "" for k in ("ratio_to_torch", "ratio_to_eager"))
+        ratios = " | ".join(f"{row[k]:.2f}x" if k in row else "" for k in ratio_keys)
         snr = row.get("snr_db")
         lines.append(
             f"| {backend} | {precision} | {sentence} | {row['audio_s']:.2f} | " + " | ".join(cells)
@@ -413,6 +426,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backends", default=DEFAULT_BACKENDS,
                         help=f"comma list of backend[:precision] (default {DEFAULT_BACKENDS})")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads, torch and onnxruntime (default 2)")
+    parser.add_argument("--upstream", metavar="PATH", help="also time upstream's own inference code from this checkout "
+                        "(needs `pip install munch einops einops-exts`; the torch model's weights, run by "
+                        "styletts2/bench/upstream_worker.py in a process of its own)")
+    parser.add_argument("--upstream-config", metavar="YML", help="the upstream config.yml of the model "
+                        "(default: PATH/Configs/config.yml, upstream's LJSpeech config)")
+    parser.add_argument("--upstream-python", default=sys.executable, help="the interpreter for the upstream worker")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1, help="discarded rounds before timing (default 1)")
     parser.add_argument("--sentences", default="short,medium,long", help="subset of short,medium,long")
@@ -452,6 +471,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     backends_wanted = parse_backends(args.backends)
+    if args.upstream:
+        if not (Path(args.upstream) / "models.py").is_file():
+            raise SystemExit(f"error: {args.upstream} is not an upstream StyleTTS2 checkout (no models.py)")
+        if args.model:
+            raise SystemExit("error: the upstream backend needs the torch model: use --checkpoint or --random-init")
+        backends_wanted.append(("upstream", "fp32"))
     names = [s.strip() for s in args.sentences.split(",") if s.strip()]
     unknown = [s for s in names if s not in SENTENCES]
     if unknown or not names:
@@ -481,8 +506,13 @@ def _main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         feeds = sentence_feeds(args, names, config, model)
         backends = make_backends(args, backends_wanted, config, model, model_dir, export_dir / "int8", feeds)
         reference = QUALITY_REFERENCE if any(b.label == QUALITY_REFERENCE for b in backends) else None
-        times, memory, outputs = benchmark(backends, feeds, args.repeats, args.warmup, config.sample_rate,
-                                           not args.no_memory)
+        try:
+            times, memory, outputs = benchmark(backends, feeds, args.repeats, args.warmup, config.sample_rate,
+                                               not args.no_memory)
+        finally:
+            for backend in backends:
+                if hasattr(backend, "close"):
+                    backend.close()
         rows = make_rows(backends, times, memory, outputs, config.sample_rate, LogMel(**config.mel))
         result = {"machine": machine_record(args.threads),
                   "settings": {"source": args.model or args.checkpoint or f"random-init:{args.random_init}",
@@ -528,7 +558,7 @@ def make_backends(args: argparse.Namespace, wanted: list[tuple[str, str]], confi
                   int8_dir: Path, feeds: dict) -> list:
     """The executors to time, in the order asked for (see styletts2/bench/backends.py)."""
     from styletts2.bench.backends import decoder_precision, eager_backend, int8_decoder, onnx_backend, \
-        session_options, torchscript_backend
+        session_options, torchscript_backend, upstream_backend
     from styletts2.torch_executor import TorchExecutor
 
     graphs = [*COMPONENTS, *([UNGUIDED] if config.has_graph(UNGUIDED) else [])]
@@ -539,6 +569,9 @@ def make_backends(args: argparse.Namespace, wanted: list[tuple[str, str]], confi
             backends.append(TorchExecutor.fidelity(unprepared_model(args), config.diffusion_steps, "cpu"))
         elif name == "eager":
             backends.append(eager_backend(model, config.diffusion_steps, precision))
+        elif name == "upstream":
+            backends.append(upstream_backend(unprepared_model(args), args, config.diffusion_steps,
+                                             int8_dir.parent / "upstream_weights.pth"))
         elif name == "torchscript":
             backends.append(torchscript_backend(model_dir / "torchscript" if model is not None else model_dir))
         elif precision == "fp32":  # an export made with --int8-decoder is int8 already
