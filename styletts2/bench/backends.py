@@ -27,8 +27,7 @@ import torch
 from torch import nn
 
 from styletts2.graphs import DecoderGraph
-from styletts2.graph_contract import GRAPH_INPUTS, MULTISPEAKER_SAMPLER_INPUT
-from styletts2.runtime.executor import Executor, OnnxExecutor
+from styletts2.runtime.executor import Executor, OnnxExecutor, graph_input_names
 from styletts2.runtime.model_dir import ModelConfig, read_model_json
 from styletts2.torch_executor import TorchExecutor
 
@@ -137,7 +136,8 @@ class UpstreamExecutor(Executor):
     """Upstream's inference code from a checkout (`upstream_worker.py`), one graph per request, in a
     process of its own: upstream's imports (its torchaudio stand-in, its `models`, `Modules`) never
     meet this process's. `last_seconds` is the last graph's compute time measured in the worker,
-    without the pipe, which is what the benchmark counts.
+    without the pipe, and `component_seconds` the last per benchmark component: what the benchmark
+    counts. `peak_rss_mb` is the worker's own peak memory.
 
     upstream: the checkout; config: the config.yml the weights were built from; weights: a
     checkpoint in upstream's layout; python: the interpreter that has upstream's requirements."""
@@ -175,8 +175,7 @@ class UpstreamExecutor(Executor):
         return graph in ("text_encoder", "diffusion_sampler", "diffusion_sampler_unguided", "decoder")
 
     def run(self, graph: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        names = GRAPH_INPUTS[graph] + ((MULTISPEAKER_SAMPLER_INPUT,) if self.multispeaker
-                                       and graph.startswith("diffusion_sampler") else ())
+        names = graph_input_names(graph, self.multispeaker)
         pickle.dump((graph, {name: np.asarray(feeds[name]) for name in names}), self._process.stdin)
         self._process.stdin.flush()
         outputs, self.last_seconds, self.peak_rss_mb = self._reply(f"the {graph} graph")

@@ -91,7 +91,7 @@ def run_chain(backend, feeds: dict[str, np.ndarray]) -> tuple[dict[str, float], 
         out.update(backend.run(graph_of(component, backend, feeds), out))
         seconds[component] = time.perf_counter() - t
     seconds["end_to_end"] = time.perf_counter() - start
-    if hasattr(backend, "last_seconds"):  # a worker process: its own compute time, without the pipe
+    if hasattr(backend, "component_seconds"):  # a worker process: its own compute time, without the pipe
         seconds = {component: backend.component_seconds[component] for component in COMPONENTS}
         seconds["end_to_end"] = sum(seconds.values())
     return seconds, out

@@ -12,8 +12,9 @@ The graphs are the steps of upstream's inference notebooks (Demo/Inference_LJSpe
 Inference_LibriTTS.ipynb), cut where the export contract cuts them, so that every backend is timed
 over the same work:
 - text_encoder: `text_encoder`, `bert`, `bert_encoder`;
-- diffusion_sampler: `DiffusionSampler(ADPM2Sampler, KarrasSchedule(1e-4, 3, 9))`, which draws its
-  own step noises from torch's generator;
+- diffusion_sampler: `DiffusionSampler(ADPM2Sampler, KarrasSchedule(1e-4, 3, 9))`; the noise ADPM2
+  adds after each step (`torch.randn_like`) is read from the `step_noises` input instead (`_given_noises`),
+  as every backend's sampler does, so that all sample the same style and render the same length;
 - decoder: the predictor's text encoder and duration LSTM, the notebook's alignment matrix and its
   matrix products, `F0Ntrain`, the decoder (HiFi-GAN: the one-frame delay and the 50-sample trim of
   the LibriTTS notebook). Two inputs the notebooks lack, so that lengths match the other backends:
@@ -27,6 +28,7 @@ Everything the model code prints goes to stderr. A `None` request ends the proce
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pickle
 import sys
@@ -40,6 +42,26 @@ def _mask(lengths: torch.Tensor) -> torch.Tensor:
     """True on padding (the notebooks' `length_to_mask`)."""
     positions = torch.arange(int(lengths.max())).unsqueeze(0).expand(lengths.shape[0], -1).type_as(lengths)
     return torch.gt(positions + 1, lengths.unsqueeze(1))
+
+
+@contextlib.contextmanager
+def _given_noises(noises: torch.Tensor):
+    """`torch.randn_like` returns `noises[0]`, `noises[1]`, ... in turn (each of the asked shape),
+    and every one must be used: the sampler's step noise comes from the caller, not the generator."""
+    pending, original = list(noises), torch.randn_like
+
+    def next_noise(like: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if not pending:
+            raise RuntimeError("the sampler asked for more step noises than step_noises holds")
+        return pending.pop(0).reshape(like.shape).to(like.dtype)
+
+    torch.randn_like = next_noise
+    try:
+        yield
+    finally:
+        torch.randn_like = original
+    if pending:
+        raise RuntimeError(f"the sampler left {len(pending)} of the step noises unused")
 
 
 class UpstreamGraphs:
@@ -84,8 +106,9 @@ class UpstreamGraphs:
     def diffusion_sampler(self, f: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         scale = float(f.get("embedding_scale", torch.tensor(1.0)))
         extra = {"features": f["reference_style"]} if self.multispeaker else {}
-        style = self.sampler(f["noise"], embedding=f["bert"], num_steps=self.steps, embedding_scale=scale,
-                             **extra).squeeze(0)
+        with _given_noises(f["step_noises"]):
+            style = self.sampler(f["noise"], embedding=f["bert"], num_steps=self.steps, embedding_scale=scale,
+                                 **extra).squeeze(0)
         return {"style": style.numpy()}
 
     def decoder(self, f: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
