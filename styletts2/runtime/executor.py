@@ -12,6 +12,7 @@ passes everything computed so far), and returns the graph's outputs by name.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -90,13 +91,24 @@ class OnnxExecutor(Executor):
 
     def session(self, graph: str) -> GraphSession:
         if graph not in self.sessions:
-            self.sessions[graph] = open_graph(self.config, graph, self.providers, self.session_options,
-                                              self._require_cuda, path=self.files.get(graph))
+            self.sessions[graph] = self._open(graph)
         return self.sessions[graph]
 
     def load(self, graphs: Iterable[str]) -> None:
-        for graph in graphs:
+        """Open these graphs now, side by side: onnxruntime builds a session (reading and prepacking
+        the weights) without holding the GIL, so the graphs a call needs open in about the time of
+        the largest one."""
+        wanted = [graph for graph in dict.fromkeys(graphs) if graph not in self.sessions]
+        if len(wanted) > 1:
+            with ThreadPoolExecutor(max_workers=len(wanted)) as pool:
+                opened = list(pool.map(self._open, wanted))  # the first error, if any, is raised here
+            self.sessions.update(zip(wanted, opened))
+        for graph in wanted:
             self.session(graph)
+
+    def _open(self, graph: str) -> GraphSession:
+        return open_graph(self.config, graph, self.providers, self.session_options, self._require_cuda,
+                          path=self.files.get(graph))
 
     def run(self, graph: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         session = self.session(graph)

@@ -16,7 +16,6 @@ existed get their language's default normalizer, with a note in the log.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -24,6 +23,7 @@ import math
 import os
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,16 +115,23 @@ def check_graph_hashes(directory: Path, graphs: dict, where: str) -> None:
     mixes files of two exports (e.g. a re-export into it that was stopped half way, from before
     exports were staged) or a graph was replaced by hand: configs may agree, weights do not."""
     recorded = {name: entry.get("sha256") for name, entry in graphs.items() if name in GRAPH_INPUTS}
-    weights_sha256 = functools.cache(file_sha256)  # a shared weights file is read once
     if not any(recorded.values()):
         logger.warning("note: %s records no graph hashes (exported before they existed): the graphs are not "
                        "checked against it", where)
         return
     for name, digest in recorded.items():
-        file = directory / graphs[name]["file"]
         if not isinstance(digest, str):
             raise ModelDirError(f"{where}: graphs.{name} has no sha256 although the other graphs do; {REEXPORT}")
-        if file_sha256(file) != digest.lower():
+    # every file hashed once, side by side (hashlib releases the GIL on large reads)
+    paths = list(dict.fromkeys([directory / graphs[name]["file"] for name in recorded]
+                               + [directory / graphs[name]["weights"]["file"] for name in recorded
+                                  if "sha256" in graphs[name].get("weights", {})]))
+    with ThreadPoolExecutor(max_workers=min(4, len(paths))) as pool:
+        digests = dict(zip(paths, pool.map(file_sha256, paths)))
+    weights_sha256 = digests.__getitem__
+    for name, digest in recorded.items():
+        file = directory / graphs[name]["file"]
+        if digests[file] != digest.lower():
             raise ModelDirError(f"{file} does not match the sha256 recorded in {where} (graphs.{name}.sha256): "
                                 f"the folder holds graphs of another export; {REEXPORT}")
         weights = graphs[name].get("weights", {})

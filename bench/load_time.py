@@ -1,0 +1,52 @@
+"""Load time of an exported folder, in three rounds:
+
+    python bench/load_time.py EXPORT_DIR [--rounds 3] [--threads 2]
+
+- `read_model_json`: model.json, its checks and the sha256 of every graph file;
+- the three graphs a default call opens (text encoder, unguided sampler, decoder), one after the
+  other, then through `OnnxExecutor.load` (side by side);
+- `Synthesizer(EXPORT_DIR)`: what an application waits for before its first call.
+Prints a markdown table of medians and every round.
+"""
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from styletts2.runtime import Synthesizer
+from styletts2.runtime.executor import OnnxExecutor
+from styletts2.runtime.model_dir import read_model_json
+
+GRAPHS = ["text_encoder", "diffusion_sampler_unguided", "decoder"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("folder", type=Path, help="an exported folder (export/to_onnx.py)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads per session")
+    args = parser.parse_args(argv)
+    rows: dict[str, list[float]] = {"read_model_json (hashes)": [], "three graphs, one by one": [],
+                                    "three graphs, OnnxExecutor.load": [], "Synthesizer(folder)": []}
+
+    def timed(row: str, call) -> object:
+        start = time.perf_counter()
+        result = call()
+        rows[row].append(time.perf_counter() - start)
+        return result
+
+    for _ in range(args.rounds):
+        config = timed("read_model_json (hashes)", lambda: read_model_json(args.folder))
+        one_by_one = OnnxExecutor(config, "cpu", threads=args.threads)
+        timed("three graphs, one by one", lambda: [one_by_one.session(graph) for graph in GRAPHS])
+        timed("three graphs, OnnxExecutor.load", lambda: OnnxExecutor(config, "cpu", threads=args.threads).load(GRAPHS))
+        timed("Synthesizer(folder)", lambda: Synthesizer(args.folder, providers="cpu", threads=args.threads))
+    print("| what | median | rounds |\n|---|---|---|")
+    for row, seconds in rows.items():
+        print(f"| {row} | {statistics.median(seconds):.2f} s | " + ", ".join(f"{s:.2f}" for s in seconds) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
