@@ -4,14 +4,15 @@ upstream's random draws were replaced).
 
 Three noise settings per decoder: zero noise (ours: deterministic=True), a given standard-normal
 source noise (ours: noise=...), and both sides seeded identically and drawing their own noise.
-Upstream's outputs equal ours bit for bit on the machine that made the fixture; the tolerance
-only allows for other BLAS/FFT builds.
+Upstream's outputs equal ours bit for bit on the machine that made the fixture; elsewhere the
+comparison is as a signal (tests/cross_machine.py says why).
 """
 from pathlib import Path
 
 import pytest
 import torch
 
+from cross_machine import assert_same_waveform
 from styletts2.modules.hifigan import HiFiGANDecoder
 from styletts2.modules.istftnet import ISTFTNetDecoder
 
@@ -43,8 +44,7 @@ def test_zero_noise_matches_upstream(fixture, kind):
     decoder.deterministic = True
     with torch.no_grad():
         wav = decoder(*_args(fixture))
-    assert wav.shape == expected["zero_noise"].shape
-    assert (wav - expected["zero_noise"]).abs().max().item() < TOLERANCE
+    assert_same_waveform(wav, expected["zero_noise"], TOLERANCE)
 
 
 @pytest.mark.parametrize("kind", DECODERS)
@@ -52,7 +52,7 @@ def test_given_noise_matches_upstream(fixture, kind):
     decoder, expected = _decoder(fixture, kind)
     with torch.no_grad():
         wav = decoder(*_args(fixture), noise=fixture["noise"])
-    assert (wav - expected["given_noise"]).abs().max().item() < TOLERANCE
+    assert_same_waveform(wav, expected["given_noise"], TOLERANCE)
     # The noise is not negligible: it changes the output well beyond the tolerance.
     assert (expected["given_noise"] - expected["zero_noise"]).abs().max().item() > 1e-2
 
@@ -63,4 +63,4 @@ def test_seeded_draws_match_upstream(fixture, kind):
     torch.manual_seed(fixture["seed"])
     with torch.no_grad():
         wav = decoder(*_args(fixture))
-    assert (wav - expected["seeded"]).abs().max().item() < TOLERANCE
+    assert_same_waveform(wav, expected["seeded"], TOLERANCE)

@@ -37,7 +37,9 @@ def test_mel_loss_value_and_gradient(fixture):
     value = MultiResolutionSTFTLoss()(fake, data["real"])
     value.backward()
     assert max_err(value, data["value"]) < 1e-6
-    assert max_err(fake.grad, data["grad"]) < 1e-6 * data["grad"].abs().max().item()
+    # 1e-5 of the gradient's scale: other CPUs' FFT kernels differ by 3e-6 of it (an Intel Xeon
+    # against the fixture's AMD EPYC)
+    assert max_err(fake.grad, data["grad"]) < 1e-5 * data["grad"].abs().max().item()
 
 
 class StoredDiscriminator(nn.Module):

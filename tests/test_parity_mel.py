@@ -21,7 +21,9 @@ def test_log_mel_matches_torchaudio():
     front_end = LogMelSpectrogram()
     ours = front_end(FIXTURE["wave"]).unsqueeze(0)  # upstream's preprocess adds a batch axis
     assert ours.shape == FIXTURE["log_mel"].shape
-    assert (ours - FIXTURE["log_mel"]).abs().max().item() < 1e-6
+    # 1e-5 (ln units): other CPUs' FFT kernels differ by 2.3e-6 (an Intel Xeon against the fixture's
+    # AMD EPYC); a wrong window, filterbank or normalisation is off by far more
+    assert (ours - FIXTURE["log_mel"]).abs().max().item() < 1e-5
     batched = front_end(FIXTURE["batch"])
     assert batched.shape == FIXTURE["batch_log_mel"].shape
-    assert (batched - FIXTURE["batch_log_mel"]).abs().max().item() < 1e-6
+    assert (batched - FIXTURE["batch_log_mel"]).abs().max().item() < 1e-5

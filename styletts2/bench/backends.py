@@ -16,6 +16,7 @@ the runtime's synthesizer and the parity report use, so every backend is fed the
 """
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -146,13 +147,18 @@ class UpstreamExecutor(Executor):
 
     def __init__(self, upstream: Path, config: Path, weights: Path, steps: int, threads: int | None = None,
                  python: str = sys.executable):
+        # the worker runs from the repository root
+        upstream, config, weights = Path(upstream).resolve(), Path(config).resolve(), Path(weights).resolve()
         command = [python, "-m", "styletts2.bench.upstream_worker", "--upstream", str(upstream), "--config",
                    str(config), "--weights", str(weights), "--steps", str(steps)]
         if threads:
             command += ["--threads", str(threads)]
         self._errors = open(Path(weights).with_suffix(".worker.log"), "w+b")
+        # upstream's modules import each other as top-level packages: the checkout goes on PYTHONPATH
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(upstream),
+                                                                          os.environ.get("PYTHONPATH")]))}
         self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=self._errors, cwd=Path(__file__).resolve().parents[2])
+                                         stderr=self._errors, cwd=Path(__file__).resolve().parents[2], env=env)
         self.multispeaker = bool(self._reply("start")["multispeaker"])
         self.last_seconds, self.peak_rss_mb, self.component_seconds = 0.0, 0.0, {}
 

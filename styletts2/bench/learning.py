@@ -102,7 +102,7 @@ def synthesize_export(export_dir: Path, texts: list[str], threads: int,
              for text in texts], synth.sample_rate)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench/learning.py", description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=60.0, help="wall-clock training budget, all stages")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "learning", help="working folder (new)")
@@ -118,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aligner-clips", type=int, default=None,
                         help="train the aligner on the first N training clips only (default: all); the later "
                              "stages use every clip")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.minutes <= 0:
         parser.error("--minutes must be positive")

@@ -91,8 +91,9 @@ def import_upstream(path: str | None = None):
     from transformers import AlbertModel  # noqa: F401
 
     _install_torchaudio_standin()
-    if path not in sys.path:
-        sys.path.insert(0, path)
+    if os.path.abspath(path) not in {os.path.abspath(entry) for entry in sys.path}:
+        raise RuntimeError(f"put the upstream checkout {path} on PYTHONPATH (its `models`, `Modules` and `Utils` "
+                           "import each other as top-level packages)")
     import models  # noqa: E402  (upstream's module)
     return models
 
@@ -115,7 +116,8 @@ def build_upstream_model(config_name: str = "config.yml", path: str | None = Non
     with open(os.path.join(path, "Utils", "PLBERT", "config.yml")) as f:
         bert_config = yaml.safe_load(f)["model_params"]
     aligner = models.ASRCNN(**asr_config)
-    pitch = models.JDCNet(num_class=1, seq_len=192)
+    upstream_pitch_extractor = models.JDCNet  # upstream's class, not ours (which gin configures)
+    pitch = upstream_pitch_extractor(num_class=1, seq_len=192)
     bert = AlbertModel(AlbertConfig(**bert_config))
     args = Munch.fromDict(config["model_params"])
     return models.build_model(args, aligner, pitch, bert), config

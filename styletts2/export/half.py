@@ -46,7 +46,11 @@ def _skip_round_trips(proto) -> None:
         return node.op_type == "Cast" and any(a.name == "to" and a.i == element_type for a in node.attribute)
 
     outputs = {o.name for o in proto.graph.output}
-    to_half = {node.output[0]: node.input[0] for node in proto.graph.node if cast_to(node, TensorProto.FLOAT16)}
+    types = {v.name: v.type.tensor_type.elem_type for v in [*proto.graph.input, *proto.graph.value_info]}
+    types.update({t.name: t.data_type for t in proto.graph.initializer})
+    # only casts of values known to be float32 (a float64 source value must not replace a float32 one)
+    to_half = {node.output[0]: node.input[0] for node in proto.graph.node
+               if cast_to(node, TensorProto.FLOAT16) and types.get(node.input[0]) == TensorProto.FLOAT}
     back = {}
     for node in proto.graph.node:
         if cast_to(node, TensorProto.FLOAT) and node.input[0] in to_half:
