@@ -9,11 +9,10 @@ import pytest
 from onnx import TensorProto
 
 from conftest import REPO
+from export_quality import runtime_quality
 from styletts2.bench.backends import decoder_precision
 from styletts2.export import to_onnx
 from styletts2.export.half import DECODER_FP16_SCOPES
-from styletts2.export.quantize import quality
-from styletts2.runtime import Synthesizer
 from styletts2.runtime.model_dir import read_model_json
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -86,12 +85,7 @@ def test_contract_model_json_and_size(exports):
 
 
 def test_runtime_runs_the_fp16_export_with_the_fp32_durations(exports):
-    fp32, fp16 = exports
-    want = list(Synthesizer(fp32, providers="cpu", threads=1).synthesize_pieces(TEXT, seed=4))
-    got = list(Synthesizer(fp16, providers="cpu", threads=1).synthesize_pieces(TEXT, seed=4))
-    assert len(want) == len(got) == 1
-    np.testing.assert_array_equal(want[0].durations, got[0].durations)
-    measured = quality(want[0].wave, got[0].wave, json.loads((fp32 / "model.json").read_text())["mel"])
+    measured = runtime_quality(*exports, TEXT)
     assert measured["snr_db"] > 20 and measured["log_mel_l1"] < 0.05
 
 

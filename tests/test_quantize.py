@@ -8,10 +8,10 @@ import onnx
 import pytest
 
 from conftest import REPO
+from export_quality import runtime_quality
 from styletts2.export import to_onnx
 from styletts2.export.model_card import mel_config
 from styletts2.export.quantize import QUANTIZED_CONVS, quality, quantize_decoder
-from styletts2.runtime import Synthesizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TEXT = "The old lighthouse keeper climbed the stairs."
@@ -59,13 +59,7 @@ def test_model_json_records_precision_and_quality(exports):
 
 
 def test_runtime_runs_the_int8_export(exports):
-    fp32, int8 = exports
-    want = list(Synthesizer(fp32, providers="cpu", threads=1).synthesize_pieces(TEXT, seed=4))
-    got = list(Synthesizer(int8, providers="cpu", threads=1).synthesize_pieces(TEXT, seed=4))
-    assert len(want) == len(got) == 1
-    np.testing.assert_array_equal(want[0].durations, got[0].durations)
-    # measured 28.6 dB, log-mel L1 0.027
-    measured = quality(want[0].wave, got[0].wave, json.loads((fp32 / "model.json").read_text())["mel"])
+    measured = runtime_quality(*exports, TEXT)  # measured 28.6 dB, log-mel L1 0.027
     assert measured["snr_db"] > 20 and measured["log_mel_l1"] < 0.1
 
 
