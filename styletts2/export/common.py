@@ -245,13 +245,13 @@ def example_inputs(model: nn.Module, graphs: dict[str, nn.Module], steps: int, l
 
 def write_graphs(model: nn.Module, steps: int, out_dir: Path, suffix: str, backend: str,
                  save: Callable[[nn.Module, tuple, dict, Path], None],
-                 check: Callable[[nn.Module, dict, tuple, Path], dict[str, float]] | None
-                 ) -> tuple[dict, dict[str, dict[str, float]]]:
-    """Each graph of `model` saved as out_dir/<name><suffix> by `save(graph, example inputs, spec, path)`,
-    timed and sized; with `check`, its max abs errors against eager (`check(graph, spec, inputs, path)`)
-    are printed and returned. Returns (io spec, {graph: errors})."""
-    graphs = graphs_for(model, steps)
-    spec = io_spec(model, steps)
+                 check: Callable[[nn.Module, dict, tuple, Path], dict[str, float]] | None,
+                 leave_out: frozenset[str] = frozenset()) -> tuple[dict, dict[str, dict[str, float]]]:
+    """Each graph of `model` (but those in `leave_out`) saved as out_dir/<name><suffix> by `save(graph,
+    example inputs, spec, path)`, timed and sized; with `check`, its max abs errors against eager
+    (`check(graph, spec, inputs, path)`) are printed and returned. Returns (io spec, {graph: errors})."""
+    graphs = {name: graph for name, graph in graphs_for(model, steps).items() if name not in leave_out}
+    spec = {name: io for name, io in io_spec(model, steps).items() if name not in leave_out}
     inputs = example_inputs(model, graphs, steps)
     verification = {}
     for name, graph in graphs.items():

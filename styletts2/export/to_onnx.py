@@ -7,6 +7,7 @@ model.json and a README.md model card.
     python export/to_onnx.py --random-init gin/model/libritts.gin --out exported/random_libritts
     python export/to_onnx.py --checkpoint CKPT --out exported/lj_int8 --int8-decoder
     python export/to_onnx.py --checkpoint CKPT --out exported/lj_fp16 --fp16       # for GPU providers
+    python export/to_onnx.py --checkpoint CKPT --out exported/lj --without-style-encoder   # no reference clips
 
 Graphs use the TorchScript-based exporter (`dynamo=False`), fp32, dynamic batch/length axes.
 `--int8-decoder` then quantizes the vocoder's convolutions to int8 (styletts2/export/quantize.py) and records
@@ -90,14 +91,16 @@ def compare(graph: torch.nn.Module, spec: dict, inputs: tuple, outputs: list[np.
 
 
 def export_onnx(loaded, out_dir: Path, steps: int = 5, opset: int = MIN_OPSET, verify: bool = True,
-                int8_decoder: bool = False, calibration_speed: float = 1.0, fp16: bool = False) -> dict:
+                int8_decoder: bool = False, calibration_speed: float = 1.0, fp16: bool = False,
+                without_style_encoder: bool = False) -> dict:
     """Trace and write every graph (the decoder in int8 if asked) and the model card; returns
     model.json's content. Written into a staging folder that replaces out_dir at the end only."""
     if opset < MIN_OPSET:
         raise ExportError(f"--opset must be >= {MIN_OPSET}, got {opset}")
     check_precision_flags(fp16, int8_decoder)
+    leave_out = style_encoder_left_out(loaded.model, without_style_encoder)
     with staged_export(Path(out_dir)) as staging:
-        info = _export_into(loaded, staging, steps, opset, verify, int8_decoder, calibration_speed, fp16)
+        info = _export_into(loaded, staging, steps, opset, verify, int8_decoder, calibration_speed, fp16, leave_out)
     print(f"wrote {out_dir / 'model.json'} and {out_dir / 'README.md'}")
     return info
 
@@ -107,8 +110,19 @@ def check_precision_flags(fp16: bool, int8_decoder: bool) -> None:
         raise ExportError("--fp16 and --int8-decoder exclude each other: int8 is for CPUs, fp16 for GPU providers")
 
 
+def style_encoder_left_out(model, without_style_encoder: bool) -> frozenset[str]:
+    """The graphs `--without-style-encoder` leaves out: a single-speaker model samples every style
+    without one, and only reading styles from a reference clip needs it (106 MiB at LJSpeech size)."""
+    if not without_style_encoder:
+        return frozenset()
+    if model.multispeaker:
+        raise ExportError("--without-style-encoder: a multispeaker model's sampler takes a reference style, "
+                          "which its style encoder reads: export it with the style encoder")
+    return frozenset({"style_encoder"})
+
+
 def _export_into(loaded, out_dir: Path, steps: int, opset: int, verify: bool, int8_decoder: bool,
-                 calibration_speed: float, fp16: bool = False) -> dict:
+                 calibration_speed: float, fp16: bool = False, leave_out: frozenset[str] = frozenset()) -> dict:
     def save(graph, inputs, spec, path):
         export_graph(graph, inputs, spec, path, opset)
         stamp_io_shapes(path, spec)
@@ -116,7 +130,8 @@ def _export_into(loaded, out_dir: Path, steps: int, opset: int, verify: bool, in
     def check(graph, spec, inputs, path):
         return compare(graph, spec, inputs, run_onnx(ort_session(path), spec, inputs))
 
-    spec, verification = write_graphs(loaded.model, steps, out_dir, ".onnx", "onnxruntime", save, check if verify else None)
+    spec, verification = write_graphs(loaded.model, steps, out_dir, ".onnx", "onnxruntime", save,
+                                      check if verify else None, leave_out)
     info = model_json(loaded, steps, spec, "onnx", opset)
     share_folder_weights(out_dir, info)
     save_model_card(out_dir, info, "onnxruntime", verification or None)
@@ -184,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fp16", action="store_true",
                         help="every graph in fp16 for GPU providers (the prosody predictor stays fp32; inputs and "
                              "outputs stay float32); the decoder's cost against fp32 is recorded in model.json")
+    parser.add_argument("--without-style-encoder", action="store_true",
+                        help="single-speaker models: leave the style encoder out (a smaller folder; the runtime "
+                             "then samples every style and cannot read a reference clip)")
     parser.add_argument("--calibration-speed", type=float, default=1.0,
                         help="decoder speed input during int8 calibration and the fp16 quality check (default 1; random-init models "
                              "predict ~25 frames per token, use ~5-10 there)")
@@ -197,7 +215,8 @@ def _export(args: argparse.Namespace) -> int:
     check_precision_flags(args.fp16, args.int8_decoder)  # before the model loads
     loaded = load_for_export(args)
     export_onnx(loaded, Path(args.out), args.steps, args.opset, verify=not args.no_verify,
-                int8_decoder=args.int8_decoder, calibration_speed=args.calibration_speed, fp16=args.fp16)
+                int8_decoder=args.int8_decoder, calibration_speed=args.calibration_speed, fp16=args.fp16,
+                without_style_encoder=args.without_style_encoder)
     return 0
 
 
