@@ -133,5 +133,5 @@ def test_upstream_backend_errors_name_the_cause(tmp_path):
         rtf.main(["--random-init", "gin/model/tiny.gin", "--upstream", str(tmp_path), "--no-flops"])
     (tmp_path / "models.py").write_text("raise ImportError('this checkout is broken')\n")
     weights = tmp_path / "weights.pth"
-    with pytest.raises(UpstreamError, match="exited .* during start:[\\s\\S]*this checkout is broken"):
+    with pytest.raises(UpstreamError, match="exited .* during start; its output ends:[\\s\\S]*this checkout is broken"):
         UpstreamExecutor(tmp_path, tmp_path / "config.yml", weights, steps=5)

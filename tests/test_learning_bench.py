@@ -10,7 +10,8 @@ from styletts2.bench.learning import Row, main, write_results
 
 
 def test_results_table_json_and_curve(tmp_path):
-    args = argparse.Namespace(results=tmp_path, minutes=60.0, clips=160, sentences="wide", threads=2, segments=4)
+    args = argparse.Namespace(results=tmp_path, minutes=60.0, clips=160, sentences="wide", threads=2, segments=4,
+                              shares="", aligner_clips=None)
     rows = [Row(20.0, "stage 2, segment 1", 0.97, 0.95, 1.2, 2.5), Row(40.0, "stage 2, segment 2", 0.60, 0.55, None, 1.1),
             Row(20.0, "stage 2, segment 1", 0.90, 0.85, 1.3, 1.2, "clip"),
             Row(40.0, "stage 2, segment 2", 0.50, 0.45, 1.5, 1.0, "clip")]
@@ -43,3 +44,9 @@ def test_refuses_bad_shares_before_training(tmp_path, capsys):
     assert err.value.code == 2
     assert "add up to 1.15" in capsys.readouterr().err
     assert not (tmp_path / "corpus").exists()
+
+
+def test_refuses_an_aligner_subset_the_corpus_cannot_give(tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["--minutes", "1", "--out", str(tmp_path), "--clips", "16", "--aligner-clips", "20"])
+    assert err.value.code == 2 and "--aligner-clips must lie between 1 and --clips (16)" in capsys.readouterr().err

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from styletts2.graphs import DecoderGraph
+from styletts2.errors import UserError
 from styletts2.runtime.executor import Executor, OnnxExecutor, graph_input_names
 from styletts2.runtime.model_dir import ModelConfig, read_model_json
 from styletts2.torch_executor import TorchExecutor
@@ -129,7 +130,7 @@ def upstream_backend(model: nn.Module, args, steps: int, weights: Path) -> Upstr
     return UpstreamExecutor(Path(args.upstream), config, weights, steps, args.threads, args.upstream_python)
 
 
-class UpstreamError(RuntimeError):
+class UpstreamError(UserError, RuntimeError):
     """The upstream worker could not start or failed; the message carries its error output."""
 
 
@@ -169,8 +170,10 @@ class UpstreamExecutor(Executor):
             self._process.wait()
             self._errors.seek(0)
             tail = self._errors.read().decode(errors="replace")[-3000:]
-            raise UpstreamError(f"the upstream worker exited ({self._process.returncode}) during {doing}:\n"
-                                f"{tail}") from None
+            hint = (" (upstream's model code needs `pip install munch einops einops-exts`)"
+                    if "No module named" in tail else "")
+            raise UpstreamError(f"the upstream worker exited ({self._process.returncode}) during {doing}{hint}; "
+                                f"its output ends:\n{tail}") from None
         if doing == "start":
             if reply[0] != "ready":
                 raise UpstreamError(f"the upstream worker answered {reply!r} instead of starting")

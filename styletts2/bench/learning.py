@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         shares = parse_shares(args.shares)
     except ValueError as err:
         parser.error(str(err))
+    if args.aligner_clips is not None and not 1 <= args.aligner_clips <= args.clips:
+        parser.error(f"--aligner-clips must lie between 1 and --clips ({args.clips}), got {args.aligner_clips}")
     if (args.out / "stage2").exists():
         parser.error(f"{args.out} holds an earlier run; give a new --out (the benchmark starts from nothing)")
 
@@ -180,8 +182,8 @@ def write_results(args, rows: list[Row], teacher: dict, seconds: float, stage_mi
                "python": platform.python_version()}
     command = (f"python bench/learning.py --minutes {args.minutes:g} --clips {args.clips} "
                f"--sentences {args.sentences} --threads {args.threads} --segments {args.segments}"
-               + (f" --shares {args.shares}" if getattr(args, "shares", "") else "")
-               + (f" --aligner-clips {args.aligner_clips}" if getattr(args, "aligner_clips", None) else ""))
+               + (f" --shares {args.shares}" if args.shares else "")
+               + (f" --aligner-clips {args.aligner_clips}" if args.aligner_clips else ""))
     payload = {"command": command, "machine": machine, "wall_seconds": seconds, "stage_minutes": stage_minutes,
                "teacher": teacher,
                "rows": [vars(r) for r in rows]}

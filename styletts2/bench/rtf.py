@@ -474,6 +474,9 @@ def _main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     if args.upstream:
         if not (Path(args.upstream) / "models.py").is_file():
             raise SystemExit(f"error: {args.upstream} is not an upstream StyleTTS2 checkout (no models.py)")
+        config = Path(args.upstream_config or Path(args.upstream) / "Configs" / "config.yml")
+        if not config.is_file():
+            raise SystemExit(f"error: --upstream-config: no file {config} (the upstream config.yml of the model)")
         if args.model:
             raise SystemExit("error: the upstream backend needs the torch model: use --checkpoint or --random-init")
         backends_wanted.append(("upstream", "fp32"))

@@ -128,14 +128,13 @@ def check_graph_hashes(directory: Path, graphs: dict, where: str) -> None:
                                   if "sha256" in graphs[name].get("weights", {})]))
     with ThreadPoolExecutor(max_workers=min(4, len(paths))) as pool:
         digests = dict(zip(paths, pool.map(file_sha256, paths)))
-    weights_sha256 = digests.__getitem__
     for name, digest in recorded.items():
         file = directory / graphs[name]["file"]
         if digests[file] != digest.lower():
             raise ModelDirError(f"{file} does not match the sha256 recorded in {where} (graphs.{name}.sha256): "
                                 f"the folder holds graphs of another export; {REEXPORT}")
         weights = graphs[name].get("weights", {})
-        if "sha256" in weights and weights_sha256(directory / weights["file"]) != weights["sha256"].lower():
+        if "sha256" in weights and digests[directory / weights["file"]] != weights["sha256"].lower():
             raise ModelDirError(f"{directory / weights['file']} does not match the sha256 recorded in {where} "
                                 f"(graphs.{name}.weights.sha256); {REEXPORT}")
 
