@@ -65,3 +65,14 @@ def test_the_aligner_can_train_on_the_first_clips_only(tmp_path):
     assert f'Trainer.train_data = "{corpus / "train_list.txt"}"' in " ".join(recipe.command("stage1", 1.0))
     with pytest.raises(RecipeError, match="between 1 and the 6 training clips"):
         Recipe(corpus, tmp_path / "runs", minutes=1, aligner_clips=7).command("aligner", 1.0)
+
+
+def test_stage_2_segments_share_one_learning_rate_budget(tmp_path, monkeypatch):
+    recipe = Recipe(tmp_path / "corpus", tmp_path / "runs", minutes=10, shares={"stage1": 0.6})
+    runs = []
+    monkeypatch.setattr(recipe, "run_stage", lambda name, minutes, extra=(): runs.append((name, minutes, extra)))
+    recipe.spent = 6.0  # what the stubbed stage 1 would have used
+    recipe.run(segments=2)
+    assert [(name, round(minutes, 3)) for name, minutes, _ in runs] == [("stage1", 6.0), ("stage2", 2.0), ("stage2", 2.0)]
+    assert runs[1][2] == ("build_scheduler.budget_minutes = 4.000", "build_scheduler.budget_spent_minutes = 0.000")
+    assert runs[2][2] == ("build_scheduler.budget_minutes = 4.000", "build_scheduler.budget_spent_minutes = 2.000")

@@ -13,7 +13,7 @@ import torch
 
 from styletts2.checkpoint import torch_load
 from styletts2.train.optim import (UPSTREAM_BETAS, LossScaler, MultiOptimizer, build_multi_optimizer, build_optimizer,
-                                   build_scheduler)
+                                   _budget_decay, build_scheduler)
 from styletts2.train.stage import NonFiniteLoss, StepOutput, TrainingContext
 from styletts2.train.trainer import Trainer, TrainingDiverged
 
@@ -380,6 +380,44 @@ def test_schedulers_and_set_lr():
     multi.set_lr("a", 3e-4)
     multi.step_on(modules["a"](torch.randn(2, 4)).sum(), ["a"])
     assert multi.lr("a") == 3e-4
+
+
+def test_budget_schedule_decays_over_the_last_part_of_the_wall_clock_budget():
+    now = [0.0]
+    factor = _budget_decay(10.0, 0.0, 0.5, 0.1, clock=lambda: now[0])
+    seen = []
+    for minutes in (0, 5, 7.5, 10, 12):
+        now[0] = 60 * minutes
+        seen.append(factor(0))
+    assert seen == pytest.approx([1.0, 1.0, 0.55, 0.1, 0.1])
+    now[0] = 0.0
+    resumed = _budget_decay(10.0, 5.0, 0.5, 0.1, clock=lambda: now[0])  # half the budget spent before
+    now[0] = 150.0
+    assert resumed(0) == pytest.approx(0.55)
+
+
+def test_budget_scheduler_reads_the_trainer_budget_and_does_not_resume_a_clock():
+    params = _toy_modules()["a"].parameters()
+    opt = build_optimizer(params, lr=1e-3)
+    with pytest.raises(ValueError, match="budget_minutes or Trainer.max_minutes"):
+        build_scheduler(opt, "budget")
+    with pytest.raises(ValueError, match="decay_fraction"):
+        build_scheduler(opt, "budget", budget_minutes=1.0, decay_fraction=0.0)
+    with gin.unlock_config():
+        gin.bind_parameter("Trainer.max_minutes", 1e-6)  # over as soon as it starts: the floor
+    try:
+        floor = build_scheduler(opt, "budget", min_lr_ratio=0.25)
+        floor.optimizer.step()
+        floor.step()
+        assert floor.get_last_lr() == pytest.approx([2.5e-4])
+    finally:
+        gin.clear_config()
+    # A resumed run keeps its own clock: the saved state has no start time to restore.
+    fresh = build_scheduler(build_optimizer(_toy_modules()["b"].parameters(), lr=1e-3), "budget", budget_minutes=60)
+    fresh.load_state_dict(floor.state_dict())
+    fresh.optimizer.step()
+    fresh.step()
+    assert fresh.get_last_lr() == pytest.approx([1e-3])
 
 
 def test_fp16_overflow_is_left_to_the_grad_scaler():

@@ -24,6 +24,7 @@ an optimiser without gradients (diffusion on an in-distribution SLM step) made i
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -70,18 +71,53 @@ class _Warmup:
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def _budget_decay(budget_minutes: float, spent_minutes: float, decay_fraction: float, min_ratio: float,
+                  clock: Callable[[], float] = time.monotonic) -> Callable[[int], float]:
+    """Learning-rate factor over a wall-clock budget: 1 until the last `decay_fraction` of it, then a
+    linear fall to `min_ratio` at its end. The clock starts at the first call (the scheduler's
+    construction); `spent_minutes` of the budget were used by earlier runs (a resumed segment).
+    A closure, not an object: LambdaLR's state then holds no start time for a resumed run to inherit."""
+    started = clock()
+
+    def factor(step: int) -> float:
+        progress = (spent_minutes + (clock() - started) / 60) / budget_minutes
+        decayed = min(1.0, max(0.0, (progress - (1 - decay_fraction)) / decay_fraction))
+        return 1.0 - (1.0 - min_ratio) * decayed
+
+    return factor
+
+
+def _trainer_minutes() -> float | None:
+    try:
+        return gin.query_parameter("Trainer.max_minutes")
+    except ValueError:  # not bound
+        return None
+
+
 @gin.configurable
 def build_scheduler(optimizer: Optimizer, kind: str = "constant", total_steps: int | None = None,
                     warmup_steps: int = 0, min_lr_ratio: float = 0.0, pct_start: float = 0.3,
-                    div_factor: float = 25.0, final_div_factor: float = 1e4) -> LRScheduler:
+                    div_factor: float = 25.0, final_div_factor: float = 1e4, budget_minutes: float | None = None,
+                    budget_spent_minutes: float = 0.0, decay_fraction: float = 0.5) -> LRScheduler:
     """A scheduler that advances once per step of its optimiser.
 
     kind: 'constant' (upstream's effective behaviour; optional linear warm-up),
           'cosine' (warm-up, then cosine decay to `min_lr_ratio` x lr at `total_steps`),
-          'onecycle' (torch OneCycleLR peaking at the optimiser's lr; betas are left alone).
+          'onecycle' (torch OneCycleLR peaking at the optimiser's lr; betas are left alone),
+          'budget' (for runs that stop on wall-clock time: constant, then a linear decay to
+          `min_lr_ratio` x lr over the last `decay_fraction` of `budget_minutes`, by default
+          `Trainer.max_minutes`; a run resumed within one budget binds the minutes already spent
+          as `budget_spent_minutes`).
     """
     if kind == "constant":
         return LambdaLR(optimizer, _Warmup(warmup_steps))
+    if kind == "budget":
+        budget = budget_minutes if budget_minutes is not None else _trainer_minutes()
+        if not budget or budget <= 0:
+            raise ValueError("build_scheduler(kind='budget') needs a positive budget_minutes or Trainer.max_minutes")
+        if not 0 < decay_fraction <= 1:
+            raise ValueError(f"decay_fraction must lie in (0, 1], got {decay_fraction:g}")
+        return LambdaLR(optimizer, _budget_decay(budget, budget_spent_minutes, decay_fraction, min_lr_ratio))
     if kind in ("cosine", "onecycle") and not total_steps:
         raise ValueError(f"build_scheduler(kind={kind!r}) needs total_steps")
     if kind == "cosine":
@@ -90,7 +126,7 @@ def build_scheduler(optimizer: Optimizer, kind: str = "constant", total_steps: i
         return OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total_steps,
                           pct_start=pct_start, div_factor=div_factor, final_div_factor=final_div_factor,
                           cycle_momentum=False)
-    raise ValueError(f"unknown scheduler kind {kind!r}; choose 'constant', 'cosine' or 'onecycle'")
+    raise ValueError(f"unknown scheduler kind {kind!r}; choose 'constant', 'cosine', 'onecycle' or 'budget'")
 
 
 @gin.configurable

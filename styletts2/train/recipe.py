@@ -106,16 +106,17 @@ class Recipe:
         path.write_text("".join(lines[:self.aligner_clips]), encoding="utf-8")
         return path
 
-    def command(self, name: str, minutes: float) -> list[str]:
+    def command(self, name: str, minutes: float, extra: tuple[str, ...] = ()) -> list[str]:
         gin_name = f"stage0_{name}" if name in ("aligner", "pitch", "plbert") else name
         args = ["runner.py", "--gin", f"{self.config_dir}/{gin_name}.gin", "--run_dir", str(self.run_dir(name))]
-        for binding in [*self._bindings(name), f"Trainer.max_minutes = {minutes:.3f}"]:
+        for binding in [*self._bindings(name), f"Trainer.max_minutes = {minutes:.3f}", *extra]:
             args += ["--gin_param", binding]
         return args
 
-    def run_stage(self, name: str, minutes: float) -> None:
-        """One stage (or stage-2 segment) for `minutes` of training; its output goes to the log."""
-        args = self.command(name, minutes)
+    def run_stage(self, name: str, minutes: float, extra: tuple[str, ...] = ()) -> None:
+        """One stage (or stage-2 segment) for `minutes` of training, with `extra` gin bindings; its
+        output goes to the log."""
+        args = self.command(name, minutes, extra)
         print("$ python " + shlex.join(args), flush=True)
         self.out.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads)}
@@ -139,7 +140,10 @@ class Recipe:
         segment = max(0.1, (self.minutes - self.spent) / segments)  # stage 2 always trains a little
         checkpoint = self.run_dir("stage2") / "last.pth"
         for index in range(segments):
-            self.run_stage("stage2", segment)
+            # A 'budget' learning-rate schedule decays over all of stage 2, not over each segment.
+            budget = (f"build_scheduler.budget_minutes = {segment * segments:.3f}",
+                      f"build_scheduler.budget_spent_minutes = {segment * index:.3f}")
+            self.run_stage("stage2", segment, budget)
             if after_segment is not None:
                 after_segment(index, checkpoint)
         return checkpoint
