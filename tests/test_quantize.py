@@ -11,7 +11,8 @@ from conftest import REPO
 from export_quality import runtime_quality
 from styletts2.export import to_onnx
 from styletts2.export.model_card import mel_config
-from styletts2.export.quantize import QUANTIZED_CONVS, quality, quantize_decoder
+from styletts2.export.quantize import (CALIBRATION_TEXTS, QUANTIZED_CONVS, calibration_feeds, quality,
+                                       quantize_decoder)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TEXT = "The old lighthouse keeper climbed the stairs."
@@ -70,6 +71,16 @@ def test_quality_metrics():
     assert same["snr_db"] == float("inf") and same["log_mel_l1"] == 0.0
     noisy = quality(wave, wave + 0.01 * rng.standard_normal(24000).astype(np.float32), mel_config())
     assert noisy["snr_db"] == pytest.approx(40.0, abs=0.5) and noisy["log_mel_l1"] > 0
+
+
+def test_lean_calibration_quantizes_exactly_as_onnxruntime_calibrates(exports, tmp_path):
+    """The ranges computed in priority order (a third of the memory at LJSpeech size) are onnxruntime's
+    own: the two int8 decoders are the same bytes."""
+    fp32, _ = exports
+    feeds = calibration_feeds(fp32, CALIBRATION_TEXTS[:2], speed=4.0)
+    for lean in (True, False):
+        quantize_decoder(fp32 / "decoder.onnx", tmp_path / f"{lean}.onnx", feeds, lean_calibration=lean)
+    assert (tmp_path / "True.onnx").read_bytes() == (tmp_path / "False.onnx").read_bytes()
 
 
 def test_bad_calls(exports, tmp_path):
