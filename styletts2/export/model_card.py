@@ -110,7 +110,8 @@ def _precision(value) -> str:
     if isinstance(value, str):
         return value
     quality = value.get("quality_vs_fp32", {})
-    return (f"({value['decoder']}; on a held-out sentence vs the fp32 decoder: SNR {quality.get('snr_db')} dB, "
+    weights = f"; {value['weights']}" if "weights" in value else ""
+    return (f"({value['decoder']}{weights}; on a held-out sentence vs the fp32 decoder: SNR {quality.get('snr_db')} dB, "
             f"log-mel L1 {quality.get('log_mel_l1')})")
 
 

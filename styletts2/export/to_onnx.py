@@ -5,7 +5,7 @@ model.json and a README.md model card.
     python export/to_onnx.py --checkpoint runs/ljspeech/stage2/last.pth --out exported/ljspeech
     python export/to_onnx.py --checkpoint epoch_2nd_00100.pth --config gin/model/ljspeech.gin --out exported/lj
     python export/to_onnx.py --random-init gin/model/libritts.gin --out exported/random_libritts
-    python export/to_onnx.py --checkpoint CKPT --out exported/lj_int8 --int8-decoder
+    python export/to_onnx.py --checkpoint CKPT --out exported/lj_int8 --int8-decoder --int8-weights
     python export/to_onnx.py --checkpoint CKPT --out exported/lj_fp16 --fp16       # for GPU providers
     python export/to_onnx.py --checkpoint CKPT --out exported/lj --without-style-encoder   # no reference clips
 
@@ -13,7 +13,9 @@ Graphs use the TorchScript-based exporter (`dynamo=False`), fp32, dynamic batch/
 `--int8-decoder` then quantizes the vocoder's convolutions to int8 (styletts2/export/quantize.py) and records
 the quality cost against the fp32 decoder on a held-out sentence in model.json. `--fp16` rewrites every
 graph in fp16 for GPU providers (styletts2/export/half.py: the prosody predictor stays fp32; inputs
-and outputs stay float32) and records the decoder's cost the same way.
+and outputs stay float32) and records the decoder's cost the same way. `--int8-weights` stores every
+other large weight in 8 bits (styletts2/export/int8_weights.py: float32 arithmetic, a quarter of the
+bytes; the prosody predictor keeps float32 weights) and records the cost on a held-out sentence.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import argparse
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -92,22 +95,24 @@ def compare(graph: torch.nn.Module, spec: dict, inputs: tuple, outputs: list[np.
 
 def export_onnx(loaded, out_dir: Path, steps: int = 5, opset: int = MIN_OPSET, verify: bool = True,
                 int8_decoder: bool = False, calibration_speed: float = 1.0, fp16: bool = False,
-                without_style_encoder: bool = False) -> dict:
+                without_style_encoder: bool = False, int8_weights: bool = False) -> dict:
     """Trace and write every graph (the decoder in int8 if asked) and the model card; returns
     model.json's content. Written into a staging folder that replaces out_dir at the end only."""
     if opset < MIN_OPSET:
         raise ExportError(f"--opset must be >= {MIN_OPSET}, got {opset}")
-    check_precision_flags(fp16, int8_decoder)
+    check_precision_flags(fp16, int8_decoder or int8_weights)
     leave_out = style_encoder_left_out(loaded.model, without_style_encoder)
     with staged_export(Path(out_dir)) as staging:
-        info = _export_into(loaded, staging, steps, opset, verify, int8_decoder, calibration_speed, fp16, leave_out)
+        info = _export_into(loaded, staging, steps, opset, verify, int8_decoder, calibration_speed, fp16, leave_out,
+                            int8_weights)
     print(f"wrote {out_dir / 'model.json'} and {out_dir / 'README.md'}")
     return info
 
 
-def check_precision_flags(fp16: bool, int8_decoder: bool) -> None:
-    if fp16 and int8_decoder:
-        raise ExportError("--fp16 and --int8-decoder exclude each other: int8 is for CPUs, fp16 for GPU providers")
+def check_precision_flags(fp16: bool, int8: bool) -> None:
+    if fp16 and int8:
+        raise ExportError("--fp16 and --int8-decoder / --int8-weights exclude each other: int8 is for CPUs, "
+                          "fp16 for GPU providers")
 
 
 def style_encoder_left_out(model, without_style_encoder: bool) -> frozenset[str]:
@@ -122,7 +127,8 @@ def style_encoder_left_out(model, without_style_encoder: bool) -> frozenset[str]
 
 
 def _export_into(loaded, out_dir: Path, steps: int, opset: int, verify: bool, int8_decoder: bool,
-                 calibration_speed: float, fp16: bool = False, leave_out: frozenset[str] = frozenset()) -> dict:
+                 calibration_speed: float, fp16: bool = False, leave_out: frozenset[str] = frozenset(),
+                 int8_weights: bool = False) -> dict:
     def save(graph, inputs, spec, path):
         export_graph(graph, inputs, spec, path, opset)
         stamp_io_shapes(path, spec)
@@ -138,6 +144,9 @@ def _export_into(loaded, out_dir: Path, steps: int, opset: int, verify: bool, in
     if int8_decoder:  # calibration drives the graphs just written, through model.json
         info["precision"]["decoder"] = quantize_decoder_in_place(out_dir, calibration_speed)
         save_model_card(out_dir, info, "onnxruntime", verification or None)
+    if int8_weights:  # the held-out check reads the rewritten graphs through model.json's hashes
+        int8_weights_in_place(out_dir, info, calibration_speed,
+                              lambda: save_model_card(out_dir, info, "onnxruntime", verification or None))
     if fp16:
         half_precision_in_place(out_dir, info, calibration_speed)
         save_model_card(out_dir, info, "onnxruntime", verification or None)
@@ -164,6 +173,34 @@ def half_precision_in_place(out_dir: Path, info: dict, calibration_speed: float)
     info["precision"]["decoder"] = record
     print(f"  held-out sentence, fp16 decoder vs fp32: SNR {record['quality_vs_fp32']['snr_db']} dB, "
           f"log-mel L1 {record['quality_vs_fp32']['log_mel_l1']}", flush=True)
+
+
+def int8_weights_in_place(out_dir: Path, info: dict, calibration_speed: float, save_card: Callable[[], None]) -> None:
+    """Every graph's large weights stored in 8 bits (styletts2/export/int8_weights.py), the shared weights
+    shared again, and the cost on a held-out sentence recorded in `info["int8_weights"]`: SNR of the
+    text encoder's and the sampler's outputs, and of the decoder's waveform given the same inputs."""
+    from styletts2.export.int8_weights import store_folder_int8
+    from styletts2.export.metrics import snr_db
+    from styletts2.export.model_card import mel_config
+    from styletts2.export.quantize import HELD_OUT_TEXT, calibration_feeds, quality
+
+    print("storing the weights in 8 bits ...", flush=True)
+    (before,) = calibration_feeds(out_dir, [HELD_OUT_TEXT], speed=calibration_speed)
+    want = ort_session(out_dir / "decoder.onnx").run(None, before)
+    counts = store_folder_int8(out_dir, info)
+    share_folder_weights(out_dir, info)
+    save_card()
+    (after,) = calibration_feeds(out_dir, [HELD_OUT_TEXT], speed=calibration_speed)
+    got = ort_session(out_dir / "decoder.onnx").run(None, before)
+    if not np.array_equal(want[1], got[1]):
+        raise ExportError("with 8-bit weights the decoder predicts other durations (the predictor should keep float32)")
+    record = {name: round(snr_db(before[name], after[name]), 2) for name in ("t_en", "d_en", "style")}
+    record["decoder"] = quality(want[0][0], got[0][0], mel_config())
+    info["int8_weights"] = {"weights": counts, "quality_vs_fp32": {"text": HELD_OUT_TEXT, **record}}
+    print(f"  {sum(counts.values())} weights in 8 bits; held-out sentence vs before, SNR: text encoder "
+          f"{record['t_en']} / {record['d_en']} dB, style {record['style']} dB, decoder waveform "
+          f"{record['decoder']['snr_db']} dB (log-mel L1 {record['decoder']['log_mel_l1']})", flush=True)
+    save_card()
 
 
 def quantize_decoder_in_place(out_dir: Path, calibration_speed: float) -> dict:
@@ -196,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--int8-decoder", action="store_true",
                         help="quantize the vocoder's convolutions to int8 (calibrated on built-in sentences; "
                              "CPU speed-up, quality cost recorded in model.json)")
+    parser.add_argument("--int8-weights", action="store_true",
+                        help="store every graph's large weights in 8 bits (float32 arithmetic, a quarter of the "
+                             "bytes; the prosody predictor keeps float32); cost recorded in model.json")
     parser.add_argument("--fp16", action="store_true",
                         help="every graph in fp16 for GPU providers (the prosody predictor stays fp32; inputs and "
                              "outputs stay float32); the decoder's cost against fp32 is recorded in model.json")
@@ -212,11 +252,11 @@ def main(argv: list[str] | None = None) -> int:
 def _export(args: argparse.Namespace) -> int:
     if args.opset < MIN_OPSET:
         raise ExportError(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
-    check_precision_flags(args.fp16, args.int8_decoder)  # before the model loads
+    check_precision_flags(args.fp16, args.int8_decoder or args.int8_weights)  # before the model loads
     loaded = load_for_export(args)
     export_onnx(loaded, Path(args.out), args.steps, args.opset, verify=not args.no_verify,
                 int8_decoder=args.int8_decoder, calibration_speed=args.calibration_speed, fp16=args.fp16,
-                without_style_encoder=args.without_style_encoder)
+                without_style_encoder=args.without_style_encoder, int8_weights=args.int8_weights)
     return 0
 
 
