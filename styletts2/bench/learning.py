@@ -88,7 +88,7 @@ def score(evaluator, waves: list[np.ndarray], rate: int, texts: list[str], teach
 
 
 def synthesize_export(export_dir: Path, texts: list[str], threads: int,
-                      reference: Path | None = None) -> tuple[list[np.ndarray], int]:
+                      reference: Path | None = None, seed: int = 0) -> tuple[list[np.ndarray], int]:
     """The held-out texts through the runtime: styles sampled by the style diffusion, or (reference)
     both styles read from that clip alone (alpha = beta = 0), which separates what the diffusion
     has learnt from what the rest of the model has. No tail frames: the duration ratio measures
@@ -97,8 +97,8 @@ def synthesize_export(export_dir: Path, texts: list[str], threads: int,
 
     synth = Synthesizer(export_dir, providers="cpu", threads=threads)
     if reference is None:
-        return [synth.synthesize(text, seed=0, tail_frames=0) for text in texts], synth.sample_rate
-    return ([synth.synthesize(text, reference=str(reference), seed=0, alpha=0.0, beta=0.0, tail_frames=0)
+        return [synth.synthesize(text, seed=seed, tail_frames=0) for text in texts], synth.sample_rate
+    return ([synth.synthesize(text, reference=str(reference), seed=seed, alpha=0.0, beta=0.0, tail_frames=0)
              for text in texts], synth.sample_rate)
 
 

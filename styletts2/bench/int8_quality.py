@@ -1,0 +1,105 @@
+"""int8 against fp32 on a trained model, scored by the offline evaluator:
+
+    python bench/int8_quality.py --checkpoint runs/learning/stage2/last.pth --teacher runs/learning/teacher
+
+Exports the checkpoint twice (fp32, and `--int8-decoder --int8-weights`), synthesizes the learning
+benchmark's held-out sentences through the onnxruntime runtime with several seeds, and scores each
+set as the benchmark does: PER against the text and against the recogniser's transcript of the
+teacher's clip (`--teacher`: the benchmark's `teacher/heldout_NN.wav`), DNSMOS, total length over
+the teacher's. The seeds' spread on fp32 is the noise the int8 difference is read against.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+FIELDS = (("PER (text)", "per_text"), ("PER (teacher's transcript)", "per"), ("DNSMOS", "dnsmos_ovrl"),
+          ("duration ratio", "total_duration_ratio"))
+INT8_FLAGS = ("--int8-decoder", "--int8-weights")
+
+
+def export_both(checkpoint: Path, out: Path) -> dict[str, Path]:
+    from styletts2.export import to_onnx
+
+    folders = {"fp32": out / "fp32", "int8": out / "int8"}
+    for name, flags in (("fp32", ()), ("int8", INT8_FLAGS)):
+        if not (folders[name] / "model.json").exists():
+            if to_onnx.main(["--checkpoint", str(checkpoint), "--out", str(folders[name]), *flags]) != 0:
+                raise SystemExit(f"int8_quality: the {name} export of {checkpoint} failed")
+    return folders
+
+
+def score_folders(folders: dict[str, Path], teacher_dir: Path, seeds: int, threads: int) -> list[dict]:
+    from styletts2.bench.learning import score, synthesize_export
+    from styletts2.data.make_corpus import OOD_SENTENCES
+    from styletts2.evaluate import Evaluator
+
+    texts = list(OOD_SENTENCES)
+    teacher = [teacher_dir / f"heldout_{i:02d}.wav" for i in range(len(texts))]
+    missing = [str(p) for p in teacher if not p.exists()]
+    if missing:
+        raise SystemExit(f"int8_quality: no teacher clip {missing[0]} (give the learning benchmark's teacher/ folder)")
+    evaluator = Evaluator(metrics=("per", "dnsmos", "reference"), threads=threads)
+    rows = []
+    for seed in range(seeds):
+        for name, folder in folders.items():
+            waves, rate = synthesize_export(folder, texts, threads, seed=seed)
+            scores = score(evaluator, waves, rate, texts, teacher)
+            rows.append({"export": name, "seed": seed, **{key: scores.get(key) for _, key in FIELDS}})
+            print(f"  {name} seed {seed}: " + ", ".join(f"{label} {rows[-1][key]:.3f}" for label, key in FIELDS),
+                  flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """Mean and spread (sample standard deviation over seeds) per export, and int8 - fp32."""
+    lines = ["| export | " + " | ".join(label for label, _ in FIELDS) + " |", "|---" * (len(FIELDS) + 1) + "|"]
+    means = {}
+    for name in dict.fromkeys(r["export"] for r in rows):
+        cells = []
+        for _, key in FIELDS:
+            values = [r[key] for r in rows if r["export"] == name]
+            means[name, key] = statistics.mean(values)
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{means[name, key]:.3f} ± {spread:.3f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| int8 - fp32 | " + " | ".join(f"{means['int8', key] - means['fp32', key]:+.3f}" for _, key in FIELDS) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/int8_quality.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", type=Path, required=True, help="a trained checkpoint (ours)")
+    parser.add_argument("--teacher", type=Path, required=True, help="the learning benchmark's teacher/ folder")
+    parser.add_argument("--out", type=Path, default=Path("runs/int8_quality"), help="where the two exports go")
+    parser.add_argument("--seeds", type=int, default=3, help="runtime seeds per export (default 3)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="write the rows and the table here")
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    if not args.checkpoint.exists():
+        parser.error(f"no checkpoint {args.checkpoint}")
+    rows = score_folders(export_both(args.checkpoint, args.out), args.teacher, args.seeds, args.threads)
+    text = table(rows)
+    print(text)
+    if args.json:
+        write_results(args.json, " ".join(["python bench/int8_quality.py", *(argv or sys.argv[1:])]), rows, text)
+    return 0
+
+
+def write_results(path: Path, command: str, rows: list[dict], summary: str) -> None:
+    """The rows as JSON at `path`, and a markdown copy (command, machine, summary, every seed) beside it."""
+    import platform
+
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"
+    path.write_text(json.dumps({"command": command, "machine": machine, "rows": rows, "table": summary}, indent=1),
+                    encoding="utf-8")
+    lines = [f"Command: `{command}`  ", f"Machine: {machine}", "", summary, "", "Per seed:", "",
+             "| export | seed | " + " | ".join(label for label, _ in FIELDS) + " |", "|---" * (len(FIELDS) + 2) + "|"]
+    lines += [f"| {r['export']} | {r['seed']} | " + " | ".join(f"{r[key]:.3f}" for _, key in FIELDS) + " |" for r in rows]
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
