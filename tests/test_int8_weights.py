@@ -110,8 +110,8 @@ def test_model_json_records_the_cost_and_the_runtime_speaks(exports):
     record = info["int8_weights"]
     # measured on the tiny model: text encoder 43 / 46 dB, style 62 dB, decoder waveform 80 dB
     assert record["weights"]["decoder"] > 0 and record["weights"]["text_encoder"] > 0
-    assert min(record["quality_vs_fp32"][name] for name in ("t_en", "d_en", "style")) > 25
-    assert record["quality_vs_fp32"]["decoder"]["snr_db"] > 25
+    assert min(record["quality_vs_float_weights"][name] for name in ("t_en", "d_en", "style")) > 25
+    assert record["quality_vs_float_weights"]["decoder"]["snr_db"] > 25
     assert "stored in 8 bits" in info["precision"]["text_encoder"] and "weights" in info["precision"]["decoder"]
     assert "stored in 8 bits" in (int8 / "README.md").read_text()
     measured = runtime_quality(fp32, int8, "The old lighthouse keeper climbed the stairs.")

@@ -15,9 +15,8 @@ What keeps float32 weights:
   layer 12 times, so its rounding grows; in 8 bits `d_en` came out at 34 dB SNR, and the predictor
   turned that into other F0 and energy (LJSpeech size, random weights: waveform 3.8 dB SNR, log-mel
   L1 0.37; the text encoder's own weights in 8 bits: 66 dB, 0.0004);
-- every
-tensor below `MIN_ELEMENTS` (biases, norms, small projections: few bytes). Weights that are already
-integers (the `--int8-decoder` vocoder's) are left as they are.
+- every tensor below `MIN_ELEMENTS` (biases, norms, small projections: few bytes).
+Weights that are already integers (the `--int8-decoder` vocoder's) are left as they are.
 """
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ the quality cost against the fp32 decoder on a held-out sentence in model.json. 
 graph in fp16 for GPU providers (styletts2/export/half.py: the prosody predictor stays fp32; inputs
 and outputs stay float32) and records the decoder's cost the same way. `--int8-weights` stores every
 other large weight in 8 bits (styletts2/export/int8_weights.py: float32 arithmetic, a quarter of the
-bytes; the prosody predictor keeps float32 weights) and records the cost on a held-out sentence.
+bytes; PL-BERT and the prosody predictor keep float32 weights) and records the cost on a held-out
+sentence.
 """
 from __future__ import annotations
 
@@ -178,7 +179,8 @@ def half_precision_in_place(out_dir: Path, info: dict, calibration_speed: float)
 def int8_weights_in_place(out_dir: Path, info: dict, calibration_speed: float, save_card: Callable[[], None]) -> None:
     """Every graph's large weights stored in 8 bits (styletts2/export/int8_weights.py), the shared weights
     shared again, and the cost on a held-out sentence recorded in `info["int8_weights"]`: SNR of the
-    text encoder's and the sampler's outputs, and of the decoder's waveform given the same inputs."""
+    text encoder's and the sampler's outputs, and of the decoder's waveform given the same inputs,
+    each against the graphs before (with `--int8-decoder`, the int8 decoder)."""
     from styletts2.export.int8_weights import store_folder_int8
     from styletts2.export.metrics import snr_db
     from styletts2.export.model_card import mel_config
@@ -196,7 +198,7 @@ def int8_weights_in_place(out_dir: Path, info: dict, calibration_speed: float, s
         raise ExportError("with 8-bit weights the decoder predicts other durations (the predictor should keep float32)")
     record = {name: round(snr_db(before[name], after[name]), 2) for name in ("t_en", "d_en", "style")}
     record["decoder"] = quality(want[0][0], got[0][0], mel_config())
-    info["int8_weights"] = {"weights": counts, "quality_vs_fp32": {"text": HELD_OUT_TEXT, **record}}
+    info["int8_weights"] = {"weights": counts, "quality_vs_float_weights": {"text": HELD_OUT_TEXT, **record}}
     print(f"  {sum(counts.values())} weights in 8 bits; held-out sentence vs before, SNR: text encoder "
           f"{record['t_en']} / {record['d_en']} dB, style {record['style']} dB, decoder waveform "
           f"{record['decoder']['snr_db']} dB (log-mel L1 {record['decoder']['log_mel_l1']})", flush=True)
@@ -235,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                              "CPU speed-up, quality cost recorded in model.json)")
     parser.add_argument("--int8-weights", action="store_true",
                         help="store every graph's large weights in 8 bits (float32 arithmetic, a quarter of the "
-                             "bytes; the prosody predictor keeps float32); cost recorded in model.json")
+                             "bytes; PL-BERT and the prosody predictor keep float32); cost recorded in model.json")
     parser.add_argument("--fp16", action="store_true",
                         help="every graph in fp16 for GPU providers (the prosody predictor stays fp32; inputs and "
                              "outputs stay float32); the decoder's cost against fp32 is recorded in model.json")
