@@ -160,6 +160,18 @@ def test_pretrained_parts_load_and_random_init_is_reported(tmp_path, caplog):
     assert len(states) * states[0].shape[-1] == model.wd.in_channels
 
 
+def test_a_random_wavlm_can_take_the_released_shape():
+    """For memory measurements without the released weights: wavlm-base-plus's architecture (94.4M
+    parameters in transformers' WavLMModel), filling a full-size WavLM discriminator's input."""
+    from styletts2.modules.discriminators import WavLMDiscriminator
+
+    wavlm = load_wavlm(WavLMDiscriminator(slm_hidden=768, slm_layers=13), allow_random_init=True, random_size="base")
+    assert sum(p.numel() for p in wavlm.parameters()) == 94_381_936
+    assert wavlm.config.conv_dim == (512,) * 7 and wavlm.config.num_attention_heads == 12
+    with pytest.raises(ValueError, match="'small' or 'base'"):
+        load_wavlm(WavLMDiscriminator(), allow_random_init=True, random_size="large")
+
+
 # --- experiment files --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path, epochs, max_len, tma", [("gin/stage1_ljspeech.gin", 200, 400, 50),

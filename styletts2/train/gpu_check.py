@@ -14,7 +14,8 @@ An out-of-memory error names the phase and exits with code 1; non-finite losses 
 
 Weights are random (loss values mean nothing here); the model's size and the pretrained parts'
 structure are what matter for memory and speed, so bind the real WavLM (`load_wavlm.path`) when
-checking a real config. It works on the CPU too (slowly); that is how it is tested.
+checking a real config, or, without it, a random one of its shape (`load_wavlm.random_size = 'base'`).
+It works on the CPU too (slowly); that is how it is tested.
 """
 from __future__ import annotations
 

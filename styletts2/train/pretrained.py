@@ -88,14 +88,16 @@ def load_pretrained_parts(model, parts: Iterable[str], aligner_path: str | None 
 
 @gin.configurable
 def load_wavlm(wd: nn.Module, path: str | None = None, allow_random_init: bool = False,
-               seed: int = 0) -> nn.Module:
+               seed: int = 0, random_size: str = "small") -> nn.Module:
     """The speech language model of the SLM losses, frozen and in eval mode.
 
     wd: the model's WavLM discriminator; the WavLM's stacked hidden states must fill its input.
     path: a transformers directory of `microsoft/wavlm-base-plus` (`config.json` + weights), loaded
         with local_files_only.
-    With no path and `allow_random_init`: a small random WavLM shaped like the discriminator's
-    gin-bound `slm_hidden` x `slm_layers`, seeded by `seed` without touching the global RNG.
+    With no path and `allow_random_init`: a random WavLM seeded by `seed` without touching the global
+    RNG, 'small' (`random_size`; shaped like the discriminator's gin-bound `slm_hidden` x
+    `slm_layers`, with a narrow convolutional front end) or 'base' (wavlm-base-plus's shape, 94M
+    parameters: what memory measurements need without the released weights).
     """
     from transformers import WavLMConfig, WavLMModel
 
@@ -105,22 +107,32 @@ def load_wavlm(wd: nn.Module, path: str | None = None, allow_random_init: bool =
         wavlm = WavLMModel.from_pretrained(str(resolved), local_files_only=True)
         logger.info("wavlm: loaded %s", resolved)
     else:
-        hidden, layers = _discriminator_binding("slm_hidden"), _discriminator_binding("slm_layers")
-        config = WavLMConfig(hidden_size=hidden, num_hidden_layers=layers - 1,
-                             num_attention_heads=2 if hidden % 2 == 0 else 1, intermediate_size=2 * hidden,
-                             conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
-                             num_buckets=32, max_bucket_distance=100)
+        config = _random_wavlm_config(random_size, WavLMConfig)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             wavlm = WavLMModel(config)
-        logger.warning("wavlm: no path bound; using a RANDOM tiny WavLM (hidden %d, %d layers; "
-                       "allow_random_init, fine for tiny test configs only)", hidden, layers - 1)
+        logger.warning("wavlm: no path bound; using a RANDOM %s WavLM (hidden %d, %d layers; allow_random_init, "
+                       "fine for tests and memory measurements only)", random_size, config.hidden_size,
+                       config.num_hidden_layers)
     channels = wavlm.config.hidden_size * (wavlm.config.num_hidden_layers + 1)
     if channels != wd.in_channels:
         raise ValueError(f"WavLM gives {wavlm.config.num_hidden_layers + 1} hidden states of width "
                          f"{wavlm.config.hidden_size} ({channels} channels) but the WavLM discriminator takes "
                          f"{wd.in_channels} (WavLMDiscriminator.slm_hidden x slm_layers)")
     return wavlm.eval().requires_grad_(False)
+
+
+def _random_wavlm_config(size: str, config_class):
+    if size == "base":  # microsoft/wavlm-base-plus's architecture (its config.json's shape fields)
+        return config_class(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                            conv_dim=(512,) * 7, num_buckets=320, max_bucket_distance=800)
+    if size != "small":
+        raise ValueError(f"load_wavlm.random_size must be 'small' or 'base', got {size!r}")
+    hidden, layers = _discriminator_binding("slm_hidden"), _discriminator_binding("slm_layers")
+    return config_class(hidden_size=hidden, num_hidden_layers=layers - 1,
+                        num_attention_heads=2 if hidden % 2 == 0 else 1, intermediate_size=2 * hidden,
+                        conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+                        num_buckets=32, max_bucket_distance=100)
 
 
 def _discriminator_binding(name: str) -> int:
