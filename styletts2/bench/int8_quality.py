@@ -26,10 +26,9 @@ def export_both(checkpoint: Path, out: Path) -> dict[str, Path]:
     from styletts2.export import to_onnx
 
     folders = {"fp32": out / "fp32", "int8": out / "int8"}
-    for name, flags in (("fp32", ()), ("int8", INT8_FLAGS)):
-        if not (folders[name] / "model.json").exists():
-            if to_onnx.main(["--checkpoint", str(checkpoint), "--out", str(folders[name]), *flags]) != 0:
-                raise SystemExit(f"int8_quality: the {name} export of {checkpoint} failed")
+    for name, flags in (("fp32", ()), ("int8", INT8_FLAGS)):  # always anew: --out may hold another model's
+        if to_onnx.main(["--checkpoint", str(checkpoint), "--out", str(folders[name]), *flags]) != 0:
+            raise SystemExit(f"int8_quality: the {name} export of {checkpoint} failed")
     return folders
 
 

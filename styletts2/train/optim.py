@@ -74,8 +74,8 @@ class _Warmup:
 def _budget_decay(budget_minutes: float, spent_minutes: float, decay_fraction: float, min_ratio: float,
                   clock: Callable[[], float] = time.monotonic) -> Callable[[int], float]:
     """Learning-rate factor over a wall-clock budget: 1 until the last `decay_fraction` of it, then a
-    linear fall to `min_ratio` at its end. The clock starts at the first call (the scheduler's
-    construction); `spent_minutes` of the budget were used by earlier runs (a resumed segment).
+    linear fall to `min_ratio` at its end. The clock starts when the schedule is built (with the
+    scheduler); `spent_minutes` of the budget were used by earlier runs (a resumed segment).
     A closure, not an object: LambdaLR's state then holds no start time for a resumed run to inherit."""
     started = clock()
 
