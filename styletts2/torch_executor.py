@@ -24,7 +24,7 @@ from .fidelity import fidelity_graphs
 from .graph_contract import GRAPH_OUTPUTS
 from .graphs import build_graphs
 from .runtime.executor import Executor, graph_input_names
-from .runtime.model_dir import ModelConfig, ModelDirError
+from .runtime.model_dir import ModelConfig, ModelDirError, verify_graph_file
 
 
 class TorchExecutor(Executor):
@@ -68,6 +68,7 @@ class TorchExecutor(Executor):
             path = config.graph_file(name)
             if path.suffix != ".pt":
                 raise ModelDirError(f"{path}: not a TorchScript file (export/to_torchscript.py writes .pt graphs)")
+            verify_graph_file(config, name)
             graphs[name] = torch.jit.load(str(path), map_location="cpu").eval()
         return cls(graphs, config.multispeaker, name="torchscript")
 

@@ -9,7 +9,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from test_runtime import STEPS, S, make_fake_model_dir
@@ -80,9 +82,10 @@ def test_graphs_must_match_their_recorded_hashes(tmp_path, caplog):
     decoder = onnx.load(mixed / "decoder.onnx")
     decoder.doc_string = "from another export"
     onnx.save(decoder, mixed / "decoder.onnx")
+    read_model_json(mixed)  # well-formed: each file is hashed when its graph is opened
     with pytest.raises(ModelDirError, match=r"decoder.onnx does not match the sha256 recorded in .*model.json "
                                             r"\(graphs.decoder.sha256\).*export the model again"):
-        read_model_json(mixed)
+        _load(mixed)
 
     partial = make_fake_model_dir(tmp_path / "partial", hashes=True)
     info = json.loads((partial / "model.json").read_text())
@@ -95,6 +98,26 @@ def test_graphs_must_match_their_recorded_hashes(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         read_model_json(old)
     assert "records no graph hashes" in caplog.text
+
+
+
+def test_a_graph_is_hashed_when_it_is_opened(tmp_path, monkeypatch):
+    """Start-up hashes only the graphs a default call opens; the style encoder of a single-speaker
+    model is checked on first use, and a file of another export is refused then."""
+    from styletts2.runtime import model_dir
+
+    folder = make_fake_model_dir(tmp_path / "m", hashes=True)
+    encoder = onnx.load(folder / "style_encoder.onnx")
+    encoder.doc_string = "from another export"
+    onnx.save(encoder, folder / "style_encoder.onnx")
+    hashed = []
+    real_sha256 = model_dir.file_sha256
+    monkeypatch.setattr(model_dir, "file_sha256", lambda path: hashed.append(Path(path).name) or real_sha256(path))
+    synthesizer = _load(folder)
+    assert sorted(hashed) == ["decoder.onnx", "diffusion_sampler.onnx", "text_encoder.onnx"]
+    assert synthesizer.synthesize("Hello.", seed=0).size > 0
+    with pytest.raises(ModelDirError, match=r"style_encoder.onnx does not match the sha256 recorded"):
+        synthesizer.reference_style(0.1 * np.sin(np.arange(24000, dtype=np.float32) * 0.05))
 
 
 # Staged exports ----------------------------------------------------------------------------------------

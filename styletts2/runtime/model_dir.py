@@ -6,9 +6,11 @@ The directory holds text_encoder.onnx, diffusion_sampler.onnx, decoder.onnx, sty
 exports from before it existed lack it) and model.json. Every problem found is raised
 as `ModelDirError` naming the file and the field, before anything is synthesized: each field's type
 and range, the model.json fields the graphs fix (style_dim, diffusion_steps, n_mels) against the
-graphs' input and output shapes, and each graph file against the sha256 model.json records for it
-(exports from before the hashes existed record none; they load with a note). Weights that several
-graphs hold are stored once, in the file their entries name as `weights` (the two samplers').
+graphs' input and output shapes, and each graph file against the sha256 model.json records for it,
+hashed while onnxruntime opens it (exports from before the hashes existed record none; they load
+with a note). A graph opened on first use (the guided sampler, a single-speaker model's style
+encoder) is checked then. Weights that several graphs hold are stored once, in the file their
+entries name as `weights` (the two samplers').
 
 model.json's `text_normalizer` ({name, version, language, settings}, or null for a model whose text
 is read as written) says how text is normalized before phonemization; exports from before it
@@ -21,9 +23,10 @@ import json
 import logging
 import math
 import os
+import threading
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +58,28 @@ class ProviderError(UserError, RuntimeError):
     """A requested onnxruntime execution provider cannot be used."""
 
 
+class FileDigests:
+    """The sha256 of files, each computed once per model folder: graphs opened side by side may
+    share a weights file."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._digests: dict[Path, Future] = {}
+
+    def sha256(self, path: Path) -> str:
+        with self._lock:
+            digest = self._digests.get(path)
+            computes = digest is None
+            if computes:
+                digest = self._digests[path] = Future()
+        if computes:
+            try:
+                digest.set_result(file_sha256(path))
+            except BaseException as err:  # the waiting threads see the same error
+                digest.set_exception(err)
+        return digest.result()
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The fields of model.json the runtime uses (`raw` keeps the whole document)."""
@@ -77,6 +102,7 @@ class ModelConfig:
     graphs: dict
     raw: dict = field(repr=False)
     text_normalizer: dict | None = None  # TextNormalizer.describe(); None: text is read as written
+    digests: FileDigests = field(default_factory=FileDigests, repr=False, compare=False)
 
     def graph_file(self, name: str) -> Path:
         return self.directory / self.graphs[name]["file"]
@@ -110,10 +136,8 @@ def file_sha256(path: str | os.PathLike) -> str:
         return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
-def check_graph_hashes(directory: Path, graphs: dict, where: str) -> None:
-    """Each graph file against the sha256 model.json records for it. A mismatch means the folder
-    mixes files of two exports (e.g. a re-export into it that was stopped half way, from before
-    exports were staged) or a graph was replaced by hand: configs may agree, weights do not."""
+def check_hashes_recorded(graphs: dict, where: str) -> None:
+    """Every graph has a sha256 in model.json, or none has (an export from before they existed)."""
     recorded = {name: entry.get("sha256") for name, entry in graphs.items() if name in GRAPH_INPUTS}
     if not any(recorded.values()):
         logger.warning("note: %s records no graph hashes (exported before they existed): the graphs are not "
@@ -122,21 +146,21 @@ def check_graph_hashes(directory: Path, graphs: dict, where: str) -> None:
     for name, digest in recorded.items():
         if not isinstance(digest, str):
             raise ModelDirError(f"{where}: graphs.{name} has no sha256 although the other graphs do; {REEXPORT}")
-    # every file hashed once, side by side (hashlib releases the GIL on large reads)
-    paths = list(dict.fromkeys([directory / graphs[name]["file"] for name in recorded]
-                               + [directory / graphs[name]["weights"]["file"] for name in recorded
-                                  if "sha256" in graphs[name].get("weights", {})]))
-    with ThreadPoolExecutor(max_workers=min(4, len(paths))) as pool:
-        digests = dict(zip(paths, pool.map(file_sha256, paths)))
-    for name, digest in recorded.items():
-        file = directory / graphs[name]["file"]
-        if digests[file] != digest.lower():
-            raise ModelDirError(f"{file} does not match the sha256 recorded in {where} (graphs.{name}.sha256): "
-                                f"the folder holds graphs of another export; {REEXPORT}")
-        weights = graphs[name].get("weights", {})
-        if "sha256" in weights and digests[directory / weights["file"]] != weights["sha256"].lower():
-            raise ModelDirError(f"{directory / weights['file']} does not match the sha256 recorded in {where} "
-                                f"(graphs.{name}.weights.sha256); {REEXPORT}")
+
+
+def verify_graph_file(config: ModelConfig, name: str) -> None:
+    """Graph `name`'s file, and the weights file it shares, against the sha256 model.json records for
+    them. A mismatch means the folder mixes files of two exports (e.g. a re-export into it that was
+    stopped half way, from before exports were staged) or a graph was replaced by hand: configs may
+    agree, weights do not. Checked when a graph is opened, so a call pays only for the graphs it uses."""
+    where = config.directory / MODEL_JSON
+    entry = config.graphs[name]
+    weights = entry.get("weights", {})
+    for file, digest, field_name in ((entry["file"], entry.get("sha256"), f"graphs.{name}.sha256"),
+                                     (weights.get("file"), weights.get("sha256"), f"graphs.{name}.weights.sha256")):
+        if isinstance(digest, str) and config.digests.sha256(config.directory / file) != digest.lower():
+            raise ModelDirError(f"{config.directory / file} does not match the sha256 recorded in {where} "
+                                f"({field_name}): the folder holds files of another export; {REEXPORT}")
 
 
 def check_language(language: str, where: str) -> None:
@@ -304,7 +328,7 @@ def _read_graphs(data: dict, directory: Path, multispeaker: bool, where: str) ->
             if weights is None or not (directory / weights).is_file():
                 raise ModelDirError(f"graphs.{name}.weights in {where}: the weights file {weights!r} is missing "
                                     f"from {directory}; copy the whole exported folder")
-    check_graph_hashes(directory, graphs, where)
+    check_hashes_recorded(graphs, where)
     return graphs
 
 
@@ -393,7 +417,18 @@ def open_graph(config: ModelConfig, name: str, providers: list[str], options: or
     otherwise a warning, and the session runs on CPU."""
     if path is None and not config.has_graph(name):
         raise ModelDirError(f"{config.directory / MODEL_JSON}: this model has no '{name}' graph")
-    graph = GraphSession(name, path or config.graph_file(name), config.multispeaker, providers, options, require_cuda)
+    if path is not None:
+        graph = GraphSession(name, path, config.multispeaker, providers, options, require_cuda)
+    else:
+        with ThreadPoolExecutor(max_workers=1) as pool:  # hashed while onnxruntime builds the session
+            verified = pool.submit(verify_graph_file, config, name)
+            try:
+                graph = GraphSession(name, config.graph_file(name), config.multispeaker, providers, options,
+                                     require_cuda)
+            except ModelDirError:
+                verified.result()  # a file of another export explains a graph onnxruntime refuses
+                raise
+            verified.result()
     check_graph_shapes(config, graph)
     return graph
 
