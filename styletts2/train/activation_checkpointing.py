@@ -5,8 +5,11 @@ nothing unless parts are bound:
 
     checkpoint_activations.parts = ('decoder', 'discriminators', 'wavlm', 'diffusion')
 
-- 'decoder': the vocoder. Its harmonic source draws from the global random generator, whose state
-  checkpointing saves and replays, so the recomputed source is the same;
+- 'decoder': the vocoder, block by block: each AdaIN residual block (the front end's and the
+  generator's, whose snake-activated convolutions at the audio rate hold most of a training step's
+  activations) keeps only its inputs and output, and one block at a time is recomputed in backward.
+  Checkpointing the decoder whole would recompute all of it at once, the same peak again. The
+  harmonic source and the curves' random blur are drawn outside the blocks, once;
 - 'discriminators': MPD and MSD (weight-normed convolutions; nothing in their forward changes state);
 - 'wavlm': the frozen WavLM pass of the SLM feature matching and SLM adversarial losses;
 - 'diffusion': the diffusion transformer (`diffusion.unet`); its noise and noise levels are drawn
@@ -22,6 +25,9 @@ import gin
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from ..modules.adain import AdainResBlk1d
+from ..modules.hifigan import AdaINResBlock1
 
 PARTS = ("decoder", "discriminators", "wavlm", "diffusion")
 
@@ -65,7 +71,9 @@ def checkpoint_activations(model: nn.Module, wavlm: nn.Module | None = None,
     if unknown:
         raise ValueError(f"checkpoint_activations.parts: unknown {unknown}; choose from {list(PARTS)}")
     diffusion = getattr(model, "diffusion", None)
-    modules = {"decoder": [getattr(model, "decoder", None)],
+    decoder = getattr(model, "decoder", None)
+    modules = {"decoder": [m for m in (decoder.modules() if decoder is not None else ())
+                           if isinstance(m, (AdaINResBlock1, AdainResBlk1d))],
                "discriminators": [getattr(model, "mpd", None), getattr(model, "msd", None)],
                "wavlm": [wavlm],
                "diffusion": [getattr(diffusion, "unet", None)]}
