@@ -41,7 +41,7 @@ def measure(model_gin: str, bindings: list[str], batch_sizes: list[int], max_len
     peaks: dict[str, dict[int, float]] = {}
     for batch_size in batch_sizes:
         for result in check(model_gin, bindings, batch_size, max_len, precision, steps=1, device=device,
-                            report=report):
+                            report=report, require_slm=False):
             peaks.setdefault(result.phase, {})[batch_size] = result.peak_memory_gb
     return peaks
 
