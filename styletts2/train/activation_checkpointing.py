@@ -10,7 +10,8 @@ nothing unless parts are bound:
   activations) keeps only its inputs and output, and one block at a time is recomputed in backward.
   Checkpointing the decoder whole would recompute all of it at once, the same peak again. The
   harmonic source and the curves' random blur are drawn outside the blocks, once;
-- 'discriminators': MPD and MSD (weight-normed convolutions; nothing in their forward changes state);
+- 'discriminators': each sub-discriminator of MPD and MSD, one at a time (weight-normed
+  convolutions; nothing in their forward changes state);
 - 'wavlm': the frozen WavLM pass of the SLM feature matching and SLM adversarial losses;
 - 'diffusion': the diffusion transformer (`diffusion.unet`); its noise and noise levels are drawn
   outside it, from the stage's generator, so they are not drawn twice.
@@ -74,7 +75,8 @@ def checkpoint_activations(model: nn.Module, wavlm: nn.Module | None = None,
     decoder = getattr(model, "decoder", None)
     modules = {"decoder": [m for m in (decoder.modules() if decoder is not None else ())
                            if isinstance(m, (AdaINResBlock1, AdainResBlk1d))],
-               "discriminators": [getattr(model, "mpd", None), getattr(model, "msd", None)],
+               "discriminators": [sub for bank in (getattr(model, "mpd", None), getattr(model, "msd", None))
+                                  if bank is not None for sub in bank.discriminators],
                "wavlm": [wavlm],
                "diffusion": [getattr(diffusion, "unet", None)]}
     for part in parts:
