@@ -41,7 +41,7 @@ def model_config(model: nn.Module, steps: int = DEFAULT_STEPS, espeak_version: s
     runtime reads it (no graph files: the executor holds the graphs). espeak_version: the one the
     model was trained with (a different one here gives the runtime's warning); None: not checked."""
     fields = synthesis_fields(model, steps, espeak_version)
-    given = {f.name for f in dataclasses.fields(ModelConfig)} - {"directory", "symbols", "graphs", "raw"}
+    given = {f.name for f in dataclasses.fields(ModelConfig)} - {"directory", "symbols", "graphs", "raw", "digests"}
     return ModelConfig(directory=Path(source), symbols=tuple(fields["symbols"]), graphs={}, raw=fields,
                        **{name: fields[name] for name in given})
 

@@ -177,13 +177,19 @@ def check(model_gin: str = TINY_MODEL, bindings: list[str] = (), batch_size: int
     phase("stage2", stage2, 0)
     phase("stage2 diffusion", stage2, 1)
     joint = phase("stage2 joint (SLM)", stage2, 2)
-    if "slm_gen" not in joint.losses and not require_slm:
-        results[-1] = replace(joint, phase="stage2 joint (no SLM step)")
-        report("  (the SLM adversarial step did not run: fewer than two utterances of the batch are taken)")
-    elif "slm_gen" not in joint.losses:
+    results[-1] = _joint_with_slm(joint, require_slm, report)
+    return results
+
+
+def _joint_with_slm(joint: PhaseResult, require_slm: bool, report) -> PhaseResult:
+    """The joint phase's result, renamed when its SLM adversarial step did not run (or an error)."""
+    if "slm_gen" in joint.losses:
+        return joint
+    if require_slm:
         raise SystemExit("gpu_check: the SLM adversarial step did not run (fewer than two utterances of the batch "
                          "are taken: raise --batch_size or bind SLMAdversarial.batch_percentage)")
-    return results
+    report("  (the SLM adversarial step did not run: fewer than two utterances of the batch are taken)")
+    return replace(joint, phase="stage2 joint (no SLM step)")
 
 
 def _device_name(device: torch.device) -> str:
