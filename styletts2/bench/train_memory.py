@@ -7,7 +7,9 @@ Each phase (stage 1 before and after TMA, stage 2 before `diff_epoch`, the diffu
 joint phase with SLM adversarial training) runs a warm-up step and one measured step of
 `gpu_check` on a synthetic batch, and its peak of live tensor bytes is read (`train/memory.py`:
 the CUDA allocator's count, or the same count taken from Python on the CPU): parameters, gradients,
-optimiser states, tensors saved for backward and transients.
+optimiser states, tensors saved for backward and transients. When the joint phase's SLM adversarial
+step cannot run at a measured batch (fewer than two utterances long enough for its window), that row
+is named 'stage2 joint (no SLM step)': the generator and discriminator steps alone.
 
 `--measure B1,B2` runs two smaller batches instead of `--batch_size` (a CPU without the memory for
 it) and extrapolates each phase linearly in the batch size: weights, gradients and optimiser states
