@@ -86,7 +86,10 @@ class Recipe:
                   f'Trainer.val_data = "{corpus / "val_list.txt"}"', f'Trainer.data_root = "{corpus}"']
         own = {
             "plbert": [f'Stage0PLBert.transcripts = "{corpus / "metadata.csv"}"'],
-            "stage1": [f'load_pretrained_parts.aligner_path = "{runs("aligner") / "last.pth"}"',
+            # The aligner's checkpoint with the lowest validation CTC loss (Trainer.val_metric), not its
+            # last: late in training its word starts swing between validations (37-54 ms from
+            # espeak-ng's in one 160-clip run), and that loss ranks them (Spearman 0.85 over the last 11).
+            "stage1": [f'load_pretrained_parts.aligner_path = "{runs("aligner") / "best.pth"}"',
                        f'load_pretrained_parts.pitch_path = "{runs("pitch") / "last.pth"}"'],
             "stage2": [f'Trainer.ood_data = "{corpus / "OOD_texts.txt"}"',  # the SLM adversarial texts
                        f'Stage2.first_stage_checkpoint = "{runs("stage1") / "last.pth"}"',
