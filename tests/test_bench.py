@@ -122,6 +122,10 @@ def test_train_memory_extrapolates_linearly_and_tells_what_fits():
                                           " fits 40 GB ", " fits 80 GB "]
     assert lines[2] == "| stage2 joint (SLM) | 3.00 | 5.00 | 9.00 | yes | yes | yes | yes |"
     assert lines[3] == "| stage1 | 10.00 | 20.00 | 40.00 | no | no | yes | yes |"
+    # The SLM step ran at one batch only: its row has one point, and nothing is extrapolated from it.
+    assert extrapolate({4: 5.0}, 8) is None
+    split = table({"stage2 joint (no SLM step)": {2: 3.0}, "stage2 joint (SLM)": {4: 5.0}}, 8).splitlines()
+    assert split[2] == "| stage2 joint (no SLM step) | 3.00 | - | - | - | - | - | - |"
 
 
 def test_upstream_backend_errors_name_the_cause(tmp_path):

@@ -73,6 +73,23 @@ def test_gpu_check_runs_every_phase_on_cpu():
     assert len(lines) == 6 and "syncs/step" in lines[-1]
 
 
+def test_gpu_check_runs_the_phases_asked_for_with_every_utterance_in_the_slm_window():
+    """Only the joint phase, at batch 2 with the whole batch allowed into the SLM step: both synthetic
+    utterances are longer than its longest window, so the step runs (with 10 % shorter utterances, as
+    before, the second was too short at full size)."""
+    from styletts2.train.gpu_check import check, synthetic_batch
+
+    torch.set_num_threads(1)
+    batch = synthetic_batch(3, 520, 50, shortest=504)
+    assert batch.mel_lengths.tolist() == [520, 512, 504]
+    assert synthetic_batch(2, 100, 50).mel_lengths.tolist() == [100, 90]
+    results = check(bindings=["SLMAdversarial.batch_percentage = 1.0"], batch_size=2, max_len=80, steps=1,
+                    device="cpu", warmup=False, report=lambda line: None, phases=["joint"])
+    assert [r.phase for r in results] == ["stage2 joint (SLM)"] and "slm_gen" in results[0].losses
+    with pytest.raises(ValueError, match="phases must be some of"):
+        check(phases=["stage3"])
+
+
 def test_lengths_keep_their_host_copy_on_the_device():
     """`Batch.to` keeps each length tensor's host copy, so packing an LSTM's input reads no device
     value. The meta device stands in for a GPU: it holds no values that could be copied back."""

@@ -7,14 +7,18 @@ Each phase (stage 1 before and after TMA, stage 2 before `diff_epoch`, the diffu
 joint phase with SLM adversarial training) runs a warm-up step and one measured step of
 `gpu_check` on a synthetic batch, and its peak of live tensor bytes is read (`train/memory.py`:
 the CUDA allocator's count, or the same count taken from Python on the CPU): parameters, gradients,
-optimiser states, tensors saved for backward and transients. When the joint phase's SLM adversarial
-step cannot run at a measured batch (fewer than two utterances long enough for its window), that row
-is named 'stage2 joint (no SLM step)': the generator and discriminator steps alone.
+optimiser states, tensors saved for backward and transients. The joint phase's SLM adversarial step
+synthesises `SLMAdversarial.batch_percentage` of the batch (upstream: 0.5) and needs two utterances,
+so it runs from batch 4 at 0.5 and from batch 2 at 1.0; at a batch where it cannot run, that row is
+named 'stage2 joint (no SLM step)': the generator and discriminator steps alone. `--phases joint`
+measures that phase alone.
 
 `--measure B1,B2` runs two smaller batches instead of `--batch_size` (a CPU without the memory for
 it) and extrapolates each phase linearly in the batch size: weights, gradients and optimiser states
 do not depend on it, and every utterance of the synthetic batch has about the same length, so the
-rest grows with the number of utterances. The JSON holds the measured and extrapolated figures.
+rest grows with the number of utterances. The JSON holds the measured and extrapolated figures. With
+`batch_percentage = 1.0` at both measured batches, the joint row's slope counts each utterance in
+the SLM step too: read at upstream's 0.5, an upper bound.
 """
 from __future__ import annotations
 
@@ -24,26 +28,29 @@ import sys
 import time
 from pathlib import Path
 
-from styletts2.train.gpu_check import TINY_MODEL, check
+from styletts2.train.gpu_check import PHASES, TINY_MODEL, check
 
 GPU_SIZES_GB = (16, 24, 40, 80)
 
 
-def extrapolate(measured: dict[int, float], batch_size: int) -> float:
-    """Linear fit through two (batch, GB) points, read at `batch_size`; the value itself if measured."""
+def extrapolate(measured: dict[int, float], batch_size: int) -> float | None:
+    """Linear fit through two (batch, GB) points, read at `batch_size`; the value itself if measured;
+    None from a single point (a joint phase whose SLM step ran at one of the two batches only)."""
     if batch_size in measured:
         return measured[batch_size]
+    if len(measured) < 2:
+        return None
     (b1, m1), (b2, m2) = sorted(measured.items())[:2]
     return m1 + (m2 - m1) * (batch_size - b1) / (b2 - b1)
 
 
 def measure(model_gin: str, bindings: list[str], batch_sizes: list[int], max_len: int, precision: str,
-            device: str | None, report=print) -> dict[str, dict[int, float]]:
+            device: str | None, report=print, phases: list[str] | None = None) -> dict[str, dict[int, float]]:
     """{phase: {batch size: peak GB}}."""
     peaks: dict[str, dict[int, float]] = {}
     for batch_size in batch_sizes:
         for result in check(model_gin, bindings, batch_size, max_len, precision, steps=1, device=device,
-                            report=report, require_slm=False):
+                            report=report, require_slm=False, phases=phases):
             peaks.setdefault(result.phase, {})[batch_size] = result.peak_memory_gb
     return peaks
 
@@ -57,10 +64,10 @@ def table(peaks: dict[str, dict[int, float]], batch_size: int) -> str:
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for phase, per_batch in peaks.items():
         target = extrapolate(per_batch, batch_size)
-        cells = [phase, *(f"{per_batch[b]:.2f}" for b in measured)]
+        cells = [phase, *(f"{per_batch[b]:.2f}" if b in per_batch else "-" for b in measured)]
         if batch_size not in measured:
-            cells.append(f"{target:.2f}")
-        cells += ["yes" if target <= gb else "no" for gb in GPU_SIZES_GB]
+            cells.append("-" if target is None else f"{target:.2f}")
+        cells += ["-" if target is None else "yes" if target <= gb else "no" for gb in GPU_SIZES_GB]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -75,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max_len", type=int, default=400, help="training window in mel frames")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    parser.add_argument("--phases", default=",".join(PHASES), help=f"phases to run (default: all of {','.join(PHASES)})")
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     batch_sizes = [args.batch_size]
@@ -83,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         if len(batch_sizes) != 2 or min(batch_sizes) < 1:
             parser.error("--measure takes two different batch sizes, e.g. 2,4")
     started = time.perf_counter()
-    peaks = measure(args.model, args.gin_param, batch_sizes, args.max_len, args.precision, args.device)
+    phases = args.phases.split(",")
+    if set(phases) - set(PHASES):
+        parser.error(f"--phases takes some of {','.join(PHASES)}, got {args.phases}")
+    peaks = measure(args.model, args.gin_param, batch_sizes, args.max_len, args.precision, args.device, phases=phases)
     print(table(peaks, args.batch_size))
     if args.json:
         record = {"settings": vars(args), "seconds": round(time.perf_counter() - started, 1),

@@ -6,7 +6,9 @@
 Runs a few steps of every phase of stage 1 (before TMA; from TMA: aligner, discriminators, WavLM
 feature matching) and of stage 2 (prosody; diffusion and adversarial; joint with SLM adversarial),
 on a synthetic batch of `batch_size` utterances long enough for every window (`max_len`, the SLM
-window), at the given precision. Stage 2 starts from the stage-1 weights the first phases leave.
+window: every utterance is longer than it, so each can take part), at the given precision. Stage 2
+starts from the stage-1 weights the first phases leave. `--phases` runs some of them only (e.g.
+`joint`); stage 2 then starts from the weights of one unmeasured stage-1 step.
 Per phase it reports the peak memory (`memory.py`: the peak of live tensor bytes, from the
 accelerator's allocator or counted on the CPU), steps per second and the host-device
 synchronisations per step (`syncs.py`).
@@ -27,6 +29,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Iterable
 
 import gin
 import torch
@@ -62,14 +65,15 @@ class PhaseResult:
     losses: dict[str, float]
 
 
-def synthetic_batch(batch_size: int, mel_frames: int, n_tokens: int, seed: int = 0):
-    """A padded batch of noise utterances of `mel_frames` mel frames (lengths spread over the last
-    10 %) with random phoneme ids; OOD texts too (stage 2's SLM step)."""
+def synthetic_batch(batch_size: int, mel_frames: int, n_tokens: int, seed: int = 0, shortest: int | None = None):
+    """A padded batch of noise utterances whose lengths spread evenly from `mel_frames` mel frames down
+    to `shortest` (default: 10 % less), with random phoneme ids; OOD texts too (stage 2's SLM step)."""
     g = torch.Generator().manual_seed(seed)
     to_mel = LogMelSpectrogram()
+    shortest = mel_frames - mel_frames // 10 if shortest is None else min(shortest, mel_frames)
     samples = []
     for i in range(batch_size):
-        frames = mel_frames - 2 * ((i * mel_frames // 10) // (2 * max(1, batch_size)))
+        frames = mel_frames - (i * (mel_frames - shortest)) // max(1, batch_size - 1)
         frames = frames // 2 * 2  # the aligner's 2 mel frames per step
         wave = 0.1 * torch.randn(frames * SAMPLES_PER_MEL_FRAME, generator=g)
         mel = to_mel(wave)[:, :frames]
@@ -121,16 +125,25 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# The phases in the order they run, by the short names `phases` takes.
+PHASES = {"stage1": "stage1", "tma": "stage1 TMA", "stage2": "stage2", "diffusion": "stage2 diffusion",
+          "joint": "stage2 joint (SLM)"}
+
+
 def check(model_gin: str = TINY_MODEL, bindings: list[str] = (), batch_size: int = 2, max_len: int = 100,
           precision: str = "fp32", steps: int = 2, device: str | None = None, warmup: bool = True,
-          report=print, require_slm: bool = True) -> list[PhaseResult]:
-    """Run every phase; return their results (see the module docstring). Without `require_slm`, a
-    joint phase whose SLM adversarial step did not run (fewer than two utterances taken) is returned
-    as 'stage2 joint (no SLM step)' instead of stopping the check."""
+          report=print, require_slm: bool = True, phases: Iterable[str] | None = None) -> list[PhaseResult]:
+    """Run every phase (or those of `phases`, by their `PHASES` names); return their results (see the
+    module docstring). Without `require_slm`, a joint phase whose SLM adversarial step did not run
+    (fewer than two utterances taken) is returned as 'stage2 joint (no SLM step)' instead of stopping
+    the check."""
     if steps < 1:
         raise ValueError("gpu_check needs at least one step per phase")
     if precision not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"precision must be fp32, bf16 or fp16, not {precision!r}")
+    chosen = list(PHASES) if phases is None else list(phases)
+    if not chosen or set(chosen) - set(PHASES):
+        raise ValueError(f"phases must be some of {', '.join(PHASES)}, got {', '.join(chosen) or 'none'}")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     from styletts2.train import trainer  # noqa: F401  (registers Trainer for experiment configs)
 
@@ -139,34 +152,31 @@ def check(model_gin: str = TINY_MODEL, bindings: list[str] = (), batch_size: int
     gin.clear_config()
     parse_gin(configs, list(bindings))
     slm = SLMAdversarial(**{"min_len": min(400, max_len), "max_len": min(500, max_len + 100), "skip_update": 1})
-    mel_frames = max(max_len, slm.max_len) + 20
+    # Every utterance is longer than every window, the SLM step's longest included, so each one can take part.
+    longest_window = max(max_len, slm.max_len)
     ctx = _context(device, precision)
     torch.manual_seed(0)
     model = StyleTTS2().to(device)
-    n_tokens = model.text_encoder.embedding.num_embeddings
-    batch = synthetic_batch(batch_size, mel_frames, n_tokens).to(device)
+    batch = synthetic_batch(batch_size, longest_window + 20, model.text_encoder.embedding.num_embeddings,
+                            shortest=longest_window + 4).to(device)
     report(f"gpu_check on {device} ({_device_name(device)}): batch {batch_size}, max_len {max_len}, "
-           f"utterances of {mel_frames} mel frames, {precision}, {steps} timed steps per phase")
+           f"utterances of {int(batch.mel_lengths.min())}-{int(batch.mel_lengths.max())} mel frames, {precision}, "
+           f"{steps} timed steps per phase")
     results = []
 
-    def phase(name, stage, epoch):
-        try:
-            result = _run_phase(name, stage, ctx, batch, epoch, steps, device, warmup)
-        except torch.OutOfMemoryError as err:
-            raise SystemExit(f"gpu_check: OUT OF MEMORY in {name} (batch {batch_size}, max_len {max_len}, "
-                             f"{precision}): lower Trainer.batch_size or the stage's max_len. {err}") from None
-        finite = all(torch.isfinite(torch.tensor(v)) for v in result.losses.values())
-        report(f"  {name:<18} {result.steps_per_second:7.2f} steps/s  peak {result.peak_memory_gb:7.2f} GB  "
-               f"{result.syncs_per_step:6.1f} syncs/step" + ("" if finite else f"  NON-FINITE {result.losses}"))
-        if not finite:
-            raise SystemExit(2)
-        results.append(result)
-        return result
+    def phase(key, stage, epoch):
+        if key in chosen:
+            results.append(_checked_phase(PHASES[key], stage, ctx, batch, epoch, steps, device, warmup, report))
 
     stage1 = Stage1(max_len=max_len, TMA_epoch=1, seed=0)
     stage1.setup(model, ctx)
     phase("stage1", stage1, 0)
-    phase("stage1 TMA", stage1, 1)
+    phase("tma", stage1, 1)
+    if not {"stage1", "tma"} & set(chosen):
+        # One unmeasured stage-1 step, as a real stage-1 checkpoint has had many: a random model that
+        # never trained gives stage 2 non-finite losses (its spectral norms' estimates and batch-norm
+        # statistics are still their initial values).
+        stage1.train_step(batch, 0, 0)
     with tempfile.TemporaryDirectory() as tmp:
         first = atomic_save(make_checkpoint(model.nets), Path(tmp) / "stage1.pth")
         del stage1
@@ -175,10 +185,27 @@ def check(model_gin: str = TINY_MODEL, bindings: list[str] = (), batch_size: int
         stage2 = Stage2(str(first), max_len=max_len, diff_epoch=1, joint_epoch=2, seed=0, slm_adversarial=slm)
         stage2.setup(model, ctx)
     phase("stage2", stage2, 0)
-    phase("stage2 diffusion", stage2, 1)
-    joint = phase("stage2 joint (SLM)", stage2, 2)
-    results[-1] = _joint_with_slm(joint, require_slm, report)
+    phase("diffusion", stage2, 1)
+    phase("joint", stage2, 2)
+    if "joint" in chosen:
+        results[-1] = _joint_with_slm(results[-1], require_slm, report)
     return results
+
+
+def _checked_phase(name: str, stage, ctx: TrainingContext, batch, epoch: int, steps: int, device, warmup: bool,
+                   report) -> PhaseResult:
+    """One phase's result, reported; an out-of-memory error or a non-finite loss stops the check."""
+    try:
+        result = _run_phase(name, stage, ctx, batch, epoch, steps, device, warmup)
+    except torch.OutOfMemoryError as err:
+        raise SystemExit(f"gpu_check: OUT OF MEMORY in {name} (batch {len(batch.paths)}): lower "
+                         f"Trainer.batch_size or the stage's max_len. {err}") from None
+    finite = all(torch.isfinite(torch.tensor(v)) for v in result.losses.values())
+    report(f"  {name:<18} {result.steps_per_second:7.2f} steps/s  peak {result.peak_memory_gb:7.2f} GB  "
+           f"{result.syncs_per_step:6.1f} syncs/step" + ("" if finite else f"  NON-FINITE {result.losses}"))
+    if not finite:
+        raise SystemExit(2)
+    return result
 
 
 def _joint_with_slm(joint: PhaseResult, require_slm: bool, report) -> PhaseResult:
@@ -208,8 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--steps", type=int, default=2, help="timed steps per phase (after one warm-up step)")
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    parser.add_argument("--phases", default=",".join(PHASES), help=f"phases to run (default: all of {','.join(PHASES)})")
     args = parser.parse_args(argv)
-    check(args.model, args.gin_param, args.batch_size, args.max_len, args.precision, args.steps, args.device)
+    try:
+        check(args.model, args.gin_param, args.batch_size, args.max_len, args.precision, args.steps, args.device,
+              phases=args.phases.split(","))
+    except ValueError as err:
+        parser.error(str(err))
     print("gpu_check: every phase ran")
     return 0
 
