@@ -22,7 +22,7 @@ def test_recipe_trains_from_nothing_and_hands_each_stage_on(tmp_path, capsys):
     assert set(recipe.timings) == {"aligner", "pitch", "plbert", "stage1", "stage2"}
     assert "$ python runner.py --gin gin/learning/stage0_aligner.gin" in capsys.readouterr().out
 
-    aligner, pitch = torch_load(recipe.run_dir("aligner") / "last.pth"), torch_load(recipe.run_dir("pitch") / "last.pth")
+    aligner, pitch = torch_load(recipe.aligner_checkpoint()), torch_load(recipe.run_dir("pitch") / "last.pth")
     plbert, stage1 = torch_load(recipe.run_dir("plbert") / "last.pth"), torch_load(recipe.run_dir("stage1") / "last.pth")
     stage2 = torch_load(checkpoint)
     # Stage 1 starts from the stage-0 aligner and pitch extractor; before TMA it trains neither.
@@ -36,6 +36,16 @@ def test_recipe_trains_from_nothing_and_hands_each_stage_on(tmp_path, capsys):
         assert torch.equal(stage2["net"]["text_aligner"][key], value), key
     for key, value in plbert["net"]["bert"].items():
         assert torch.allclose(stage2["net"]["bert"][key], value, atol=1e-3), key
+
+
+def test_later_stages_load_the_aligners_best_checkpoint_when_it_has_one(tmp_path):
+    recipe = Recipe(tmp_path / "corpus", tmp_path / "runs", minutes=1)
+    aligner = recipe.run_dir("aligner")
+    aligner.mkdir(parents=True)
+    assert recipe.aligner_checkpoint() == aligner / "last.pth"  # stopped before its first validation
+    (aligner / "best.pth").write_bytes(b"")
+    assert recipe.aligner_checkpoint() == aligner / "best.pth"
+    assert f'load_pretrained_parts.aligner_path = "{aligner / "best.pth"}"' in recipe.command("stage1", 1.0)
 
 
 def test_recipe_names_the_failing_stage(tmp_path):

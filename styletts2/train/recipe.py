@@ -86,10 +86,7 @@ class Recipe:
                   f'Trainer.val_data = "{corpus / "val_list.txt"}"', f'Trainer.data_root = "{corpus}"']
         own = {
             "plbert": [f'Stage0PLBert.transcripts = "{corpus / "metadata.csv"}"'],
-            # The aligner's checkpoint with the lowest validation CTC loss (Trainer.val_metric), not its
-            # last: late in training its word starts swing between validations (37-54 ms from
-            # espeak-ng's in one 160-clip run), and that loss ranks them (Spearman 0.85 over the last 11).
-            "stage1": [f'load_pretrained_parts.aligner_path = "{runs("aligner") / "best.pth"}"',
+            "stage1": [f'load_pretrained_parts.aligner_path = "{self.aligner_checkpoint()}"',
                        f'load_pretrained_parts.pitch_path = "{runs("pitch") / "last.pth"}"'],
             "stage2": [f'Trainer.ood_data = "{corpus / "OOD_texts.txt"}"',  # the SLM adversarial texts
                        f'Stage2.first_stage_checkpoint = "{runs("stage1") / "last.pth"}"',
@@ -98,6 +95,14 @@ class Recipe:
         if name == "aligner" and self.aligner_clips is not None:
             common[0] = f'Trainer.train_data = "{self._aligner_list()}"'
         return common + own.get(name, [])
+
+    def aligner_checkpoint(self) -> Path:
+        """The aligner's checkpoint with the lowest validation CTC loss (its Trainer.val_metric), or its
+        last one when it stopped before its first validation. Late in training its word starts swing
+        between validations (37-54 ms from espeak-ng's in one 160-clip run), and that loss ranks them
+        (Spearman 0.85 over the last 11)."""
+        best = self.run_dir("aligner") / "best.pth"
+        return best if best.exists() else self.run_dir("aligner") / "last.pth"
 
     def _aligner_list(self) -> Path:
         """The training list's first `aligner_clips` lines, written beside the runs."""
