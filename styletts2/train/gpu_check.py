@@ -173,9 +173,8 @@ def check(model_gin: str = TINY_MODEL, bindings: list[str] = (), batch_size: int
     phase("stage1", stage1, 0)
     phase("tma", stage1, 1)
     if not {"stage1", "tma"} & set(chosen):
-        # One unmeasured stage-1 step, as a real stage-1 checkpoint has had many: a random model that
-        # never trained gives stage 2 non-finite losses (its spectral norms' estimates and batch-norm
-        # statistics are still their initial values).
+        # One unmeasured stage-1 step, as a real stage-1 checkpoint has had many: from a random model
+        # that never took one, stage 2's F0 and energy losses reach 1e17 and its total is NaN.
         stage1.train_step(batch, 0, 0)
     with tempfile.TemporaryDirectory() as tmp:
         first = atomic_save(make_checkpoint(model.nets), Path(tmp) / "stage1.pth")
@@ -242,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
               phases=args.phases.split(","))
     except ValueError as err:
         parser.error(str(err))
-    print("gpu_check: every phase ran")
+    print(f"gpu_check: {'every phase' if args.phases == ','.join(PHASES) else args.phases} ran")
     return 0
 
 
