@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from styletts2.train.gpu_check import PHASES, TINY_MODEL, check
+from styletts2.train.gpu_check import PHASES, TINY_MODEL, check, chosen_phases
 
 GPU_SIZES_GB = (16, 24, 40, 80)
 
@@ -91,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         if len(batch_sizes) != 2 or min(batch_sizes) < 1:
             parser.error("--measure takes two different batch sizes, e.g. 2,4")
     started = time.perf_counter()
-    phases = args.phases.split(",")
-    if set(phases) - set(PHASES):
-        parser.error(f"--phases takes some of {','.join(PHASES)}, got {args.phases}")
+    try:
+        phases = chosen_phases(args.phases.split(","))
+    except ValueError as err:
+        parser.error(str(err))
     peaks = measure(args.model, args.gin_param, batch_sizes, args.max_len, args.precision, args.device, phases=phases)
     print(table(peaks, args.batch_size))
     if args.json:

@@ -130,6 +130,14 @@ PHASES = {"stage1": "stage1", "tma": "stage1 TMA", "stage2": "stage2", "diffusio
           "joint": "stage2 joint (SLM)"}
 
 
+def chosen_phases(phases: Iterable[str] | None) -> list[str]:
+    """The `PHASES` names asked for (all when None); a ValueError names the unknown ones."""
+    chosen = list(PHASES) if phases is None else [p.strip() for p in phases]
+    if not chosen or set(chosen) - set(PHASES):
+        raise ValueError(f"phases must be some of {', '.join(PHASES)}, got {', '.join(chosen) or 'none'}")
+    return chosen
+
+
 def check(model_gin: str = TINY_MODEL, bindings: list[str] = (), batch_size: int = 2, max_len: int = 100,
           precision: str = "fp32", steps: int = 2, device: str | None = None, warmup: bool = True,
           report=print, require_slm: bool = True, phases: Iterable[str] | None = None) -> list[PhaseResult]:
@@ -141,9 +149,7 @@ def check(model_gin: str = TINY_MODEL, bindings: list[str] = (), batch_size: int
         raise ValueError("gpu_check needs at least one step per phase")
     if precision not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"precision must be fp32, bf16 or fp16, not {precision!r}")
-    chosen = list(PHASES) if phases is None else list(phases)
-    if not chosen or set(chosen) - set(PHASES):
-        raise ValueError(f"phases must be some of {', '.join(PHASES)}, got {', '.join(chosen) or 'none'}")
+    chosen = chosen_phases(phases)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     from styletts2.train import trainer  # noqa: F401  (registers Trainer for experiment configs)
 
@@ -237,10 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phases", default=",".join(PHASES), help=f"phases to run (default: all of {','.join(PHASES)})")
     args = parser.parse_args(argv)
     try:
-        check(args.model, args.gin_param, args.batch_size, args.max_len, args.precision, args.steps, args.device,
-              phases=args.phases.split(","))
+        phases = chosen_phases(args.phases.split(","))
     except ValueError as err:
         parser.error(str(err))
+    check(args.model, args.gin_param, args.batch_size, args.max_len, args.precision, args.steps, args.device,
+          phases=phases)
     print(f"gpu_check: {'every phase' if args.phases == ','.join(PHASES) else args.phases} ran")
     return 0
 
