@@ -55,7 +55,7 @@ def _scores(text: str, wavs: dict[str, Path]) -> None:
 def main(argv: list[str] | None = None) -> int:
     from .audio.io import save_wav
     from .data.make_corpus import SAMPLE_RATE, first_clip, speak_as_corpus
-    from .train.recipe import Recipe, RecipeError, parse_shares
+    from .train.recipe import Recipe, RecipeError, describe_stages, parse_shares
 
     parser = argparse.ArgumentParser(prog="python -m styletts2.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="runs/demo", help="folder for the corpus, runs, export and wav")
@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     except RecipeError as err:
         raise SystemExit(f"demo: {err}") from None
     timings["training"] = recipe.spent * 60
+    print(f"   stages: {describe_stages(recipe.timings, recipe.steps)}", flush=True)
     _run("export", ["export/to_onnx.py", "--checkpoint", str(checkpoint), "--out", str(exported)], timings)
     _run("synthesize", ["-m", "styletts2.runtime", args.text, "-m", str(exported), "-o", str(wav), "--seed", "0"],
          timings)

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from styletts2.bench.int8_quality import main, score_folders, table, write_results
+from styletts2.bench.machine import machine_record
 
 
 def _rows():
@@ -25,9 +26,11 @@ def test_table_gives_mean_spread_and_the_difference():
 
 def test_results_are_written_as_json_and_markdown(tmp_path):
     rows = _rows()
-    write_results(tmp_path / "q.json", "python bench/int8_quality.py ...", rows, table(rows))
+    machine = machine_record(threads=2, libraries=False)
+    write_results(tmp_path / "q.json", "python bench/int8_quality.py ...", rows, table(rows), machine)
     assert json.loads((tmp_path / "q.json").read_text())["rows"] == rows
     markdown = (tmp_path / "q.md").read_text()
+    assert f"Machine: {machine['cpu']}, " in markdown and machine["cpu"] != "unknown"
     assert "| int8 | 1 | 0.460 | 0.560 | 3.000 | 1.100 |" in markdown and "int8 - fp32" in markdown
 
 

@@ -16,13 +16,18 @@ def test_results_table_json_and_curve(tmp_path):
             Row(20.0, "stage 2, segment 1", 0.90, 0.85, 1.3, 1.2, "clip"),
             Row(40.0, "stage 2, segment 2", 0.50, 0.45, 1.5, 1.0, "clip")]
     teacher = {"per": 0.0, "per_text": 0.28, "dnsmos_ovrl": 2.6}
-    write_results(args, rows, teacher, 4000.0, {"aligner": 6.0})
+    machine = {"cpu": "Test CPU", "logical_cpus": 2, "threads": 2, "platform": "Linux", "python": "3.11",
+               "date": "2026-12-03"}
+    write_results(args, rows, teacher, 4000.0, {"aligner": 6.0}, {"aligner": 1200}, machine)
     table = (tmp_path / "learning.md").read_text()
     assert "python bench/learning.py --minutes 60 --clips 160 --sentences wide --threads 2 --segments 4" in table
+    assert "Machine: Test CPU, 2 logical CPUs, 2 threads" in table
+    assert "Stages: aligner 6.0 min, 1200 steps (0.30 s/step)" in table
     assert "| 40.0 | stage 2, segment 2 | sampled | 0.600 | 0.320 | 0.550 | - | 1.100 |" in table
     assert "| 40.0 | stage 2, segment 2 | clip | 0.500 | 0.220 | 0.450 | 1.500 | 1.000 |" in table
     payload = json.loads((tmp_path / "learning.json").read_text())
     assert payload["rows"][0]["per_text"] == 0.97 and payload["stage_minutes"] == {"aligner": 6.0}
+    assert payload["stage_steps"] == {"aligner": 1200} and payload["machine"]["cpu"] == "Test CPU"
     image = Image.open(tmp_path / "learning.png")
     assert image.size == (960, 240)
     # the PER curves are drawn in blue (sampled styles) and orange (styles from a clip) in the first panel

@@ -5,7 +5,7 @@ import torch
 
 from styletts2.checkpoint import torch_load
 from styletts2.data.make_corpus import make_corpus
-from styletts2.train.recipe import SHARES, Recipe, RecipeError, parse_shares
+from styletts2.train.recipe import SHARES, Recipe, RecipeError, describe_stages, parse_shares
 
 
 def _parameters(state: dict) -> dict:
@@ -20,11 +20,14 @@ def test_recipe_trains_from_nothing_and_hands_each_stage_on(tmp_path, capsys):
     checkpoint = recipe.run(after_segment=lambda index, path: seen.append((index, path)))
     assert seen == [(0, checkpoint)] and checkpoint.exists()
     assert set(recipe.timings) == {"aligner", "pitch", "plbert", "stage1", "stage2"}
+    # Each stage's step count comes from its runner.py summary line and matches its checkpoint.
+    assert set(recipe.steps) == set(recipe.timings) and all(n > 0 for n in recipe.steps.values())
     assert "$ python runner.py --gin gin/learning/stage0_aligner.gin" in capsys.readouterr().out
 
     aligner, pitch = torch_load(recipe.aligner_checkpoint()), torch_load(recipe.run_dir("pitch") / "last.pth")
     plbert, stage1 = torch_load(recipe.run_dir("plbert") / "last.pth"), torch_load(recipe.run_dir("stage1") / "last.pth")
     stage2 = torch_load(checkpoint)
+    assert recipe.steps["stage2"] == stage2["trainer"]["iters"] and recipe.steps["stage1"] == stage1["trainer"]["iters"]
     # Stage 1 starts from the stage-0 aligner and pitch extractor; before TMA it trains neither.
     for key, value in aligner["model"].items():
         assert torch.equal(stage1["net"]["text_aligner"][key], value), key
@@ -86,3 +89,8 @@ def test_stage_2_segments_share_one_learning_rate_budget(tmp_path, monkeypatch):
     assert [(name, round(minutes, 3)) for name, minutes, _ in runs] == [("stage1", 6.0), ("stage2", 2.0), ("stage2", 2.0)]
     assert runs[1][2] == ("build_scheduler.budget_minutes = 4.000", "build_scheduler.budget_spent_minutes = 0.000")
     assert runs[2][2] == ("build_scheduler.budget_minutes = 4.000", "build_scheduler.budget_spent_minutes = 2.000")
+
+
+def test_stages_are_described_with_their_seconds_per_step():
+    line = describe_stages({"aligner": 7.2, "pitch": 1.8, "stage2": 16.0}, {"aligner": 1800, "stage2": 960})
+    assert line == "aligner 7.2 min, 1800 steps (0.24 s/step); pitch 1.8 min; stage2 16.0 min, 960 steps (1.00 s/step)"

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 from pathlib import Path
+
+from styletts2.bench.machine import describe, machine_record
 
 FIELDS = (("PER (text)", "per_text"), ("PER (teacher's transcript)", "per"), ("DNSMOS", "dnsmos_ovrl"),
           ("duration ratio", "total_duration_ratio"))
@@ -87,18 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     text = table(rows)
     print(text)
     if args.json:
-        write_results(args.json, " ".join(["python bench/int8_quality.py", *(argv or sys.argv[1:])]), rows, text)
+        write_results(args.json, " ".join(["python bench/int8_quality.py", *(argv or sys.argv[1:])]), rows, text,
+                      machine_record(args.threads))
     return 0
 
 
-def write_results(path: Path, command: str, rows: list[dict], summary: str) -> None:
+def write_results(path: Path, command: str, rows: list[dict], summary: str, machine: dict) -> None:
     """The rows as JSON at `path`, and a markdown copy (command, machine, summary, every seed) beside it."""
-    import platform
-
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"
     path.write_text(json.dumps({"command": command, "machine": machine, "rows": rows, "table": summary}, indent=1),
                     encoding="utf-8")
-    lines = [f"Command: `{command}`  ", f"Machine: {machine}", "", summary, "", "Per seed:", "",
+    lines = [f"Command: `{command}`  ", f"Machine: {describe(machine)}", "", summary, "", "Per seed:", "",
              "| export | seed | " + " | ".join(label for label, _ in FIELDS) + " |", "|---" * (len(FIELDS) + 2) + "|"]
     lines += [f"| {r['export']} | {r['seed']} | " + " | ".join(f"{r[key]:.3f}" for _, key in FIELDS) + " |" for r in rows]
     path.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")

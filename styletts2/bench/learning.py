@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -33,9 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+from styletts2.bench.machine import describe, machine_record
 from styletts2.data.make_corpus import SENTENCE_POOLS
 from styletts2.gin_paths import REPO_ROOT
-from styletts2.train.recipe import SHARES, parse_shares
+from styletts2.train.recipe import SHARES, describe_stages, parse_shares
 
 REPO = REPO_ROOT  # the checkout: runs/ and bench/results/ are under it
 
@@ -147,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"teacher: PER against the text {teacher_scores['per_text']:.3f}, DNSMOS {teacher_scores['dnsmos_ovrl']:.2f}",
           flush=True)
 
+    machine = machine_record(args.threads)  # before training: its load average is the machine's own
     clip = first_clip(corpus)  # a training clip of the same voice, for the clip-style scores
     recipe, rows, started = Recipe(corpus, out, args.minutes, threads=args.threads, shares=shares,
                                                aligner_clips=args.aligner_clips), [], time.time()
@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(Row(round(recipe.spent, 2), f"stage 2, segment {index + 1}", s.get("per_text"), s.get("per"),
                             s.get("dnsmos_ovrl"), s.get("total_duration_ratio"), style))
             print(f"   scored after {recipe.spent:.1f} min: {rows[-1]}", flush=True)
-        write_results(args, rows, teacher_scores, time.time() - started, recipe.timings)  # partial too
+        write_results(args, rows, teacher_scores, time.time() - started, recipe.timings, recipe.steps,
+                      machine)  # partial too
 
     try:
         recipe.run(segments=args.segments, after_segment=after_segment)
@@ -175,24 +176,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_results(args, rows: list[Row], teacher: dict, seconds: float, stage_minutes: dict) -> None:
+def write_results(args, rows: list[Row], teacher: dict, seconds: float, stage_minutes: dict[str, float],
+                  stage_steps: dict[str, int], machine: dict) -> None:
     results = args.results
     results.mkdir(parents=True, exist_ok=True)
-    machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
-               "python": platform.python_version()}
     command = (f"python bench/learning.py --minutes {args.minutes:g} --clips {args.clips} "
                f"--sentences {args.sentences} --threads {args.threads} --segments {args.segments}"
                + (f" --shares {args.shares}" if args.shares else "")
                + (f" --aligner-clips {args.aligner_clips}" if args.aligner_clips else ""))
     payload = {"command": command, "machine": machine, "wall_seconds": seconds, "stage_minutes": stage_minutes,
-               "teacher": teacher,
+               "stage_steps": stage_steps, "teacher": teacher,
                "rows": [vars(r) for r in rows]}
     (results / "learning.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
 
     def fmt(x):
         return "-" if x is None else f"{x:.3f}"
 
-    lines = [f"Command: `{command}`  ", f"Machine: {machine}  ", "",
+    lines = [f"Command: `{command}`  ", f"Machine: {describe(machine)}  ",
+             f"Stages: {describe_stages(stage_minutes, stage_steps)}  ", "",
              "| minutes | checkpoint | style | PER (text) | PER - teacher's | PER (teacher's transcript) | DNSMOS | "
              "duration ratio |", "|---|---|---|---|---|---|---|---|",
              f"| - | teacher (espeak-ng) | - | {fmt(teacher.get('per_text'))} | 0 | 0 | "

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -37,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from styletts2.bench.machine import machine_record
 from styletts2.export.metrics import log_mel_distance, snr_db
 from styletts2.errors import add_debug_flag, run_guarded
 
@@ -336,28 +335,6 @@ def _onnx_profile(path: Path, feed: dict, threads: int, options_kwargs: dict, to
                 for k, v in sorted(table.items(), key=lambda kv: -kv[1])[:top]]
 
     return {"total_kernel_s": round(total, 4), "by_op_type": shares(by_op), "by_scope": shares(by_scope)}
-
-
-# Machine -----------------------------------------------------------------------------------------
-
-def machine_record(threads: int) -> dict:
-    import onnxruntime as ort
-    import torch
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-        isa = sorted(f for f in flags.split(":", 1)[1].split() if f.startswith(("avx512", "amx", "avx2", "fma")))
-    except (OSError, StopIteration):
-        isa = []
-    return {"cpu": cpu, "isa": isa, "logical_cpus": os.cpu_count(), "threads": threads,
-            "load_average": [round(x, 2) for x in os.getloadavg()], "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": ort.__version__,
-            "numpy": np.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 # Output ------------------------------------------------------------------------------------------

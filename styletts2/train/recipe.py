@@ -13,6 +13,7 @@ a user would bind `load_pretrained_parts.*_path` and `Stage2.first_stage_checkpo
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -28,6 +29,26 @@ from styletts2.gin_paths import REPO_ROOT
 # aligner at 22 % and stage 1 at 38 % (its CTC PER reached 0.02 instead of 0.41, but its word starts
 # stayed 90+ ms off espeak-ng's): held-out PER 0.63 / 0.68 against 0.58 / 0.58 (bench/README.md).
 SHARES = {"aligner": 0.12, "pitch": 0.03, "plbert": 0.02, "stage1": 0.50}
+RUNNER_SUMMARY = re.compile(r"runner\.py: \w+ after \d+ epoch\(s\), (\d+) step\(s\)")
+
+
+def _steps_reported(log: Path, offset: int) -> int | None:
+    """The step count in runner.py's last line ("runner.py: <status> after E epoch(s), N step(s), ...")
+    written to `log` after byte `offset`, or None when there is none."""
+    with open(log, "rb") as f:
+        f.seek(offset)
+        text = f.read().decode("utf-8", errors="replace")
+    found = RUNNER_SUMMARY.findall(text)
+    return int(found[-1]) if found else None
+
+
+def describe_stages(minutes: dict[str, float], steps: dict[str, int]) -> str:
+    """Each stage's minutes, steps and seconds per step, in the order they ran, on one line."""
+    parts = []
+    for name, spent in minutes.items():
+        count = steps.get(name)
+        parts.append(f"{name} {spent:.1f} min" + (f", {count} steps ({60 * spent / count:.2f} s/step)" if count else ""))
+    return "; ".join(parts)
 
 
 def parse_shares(text: str) -> dict[str, float]:
@@ -72,6 +93,7 @@ class Recipe:
     config_dir: str = "gin/learning"
     spent: float = 0.0  # training minutes used so far (process start-up included)
     timings: dict[str, float] = field(default_factory=dict)
+    steps: dict[str, int] = field(default_factory=dict)  # training steps per stage (stage 2: all segments)
 
     def run_dir(self, name: str) -> Path:
         return self.out / name
@@ -128,6 +150,7 @@ class Recipe:
         print("$ python " + shlex.join(args), flush=True)
         self.out.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads)}
+        log_start = self.log.stat().st_size if self.log.exists() else 0
         start = time.time()
         with open(self.log, "a", encoding="utf-8") as log:
             result = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -138,7 +161,11 @@ class Recipe:
         if result.returncode != 0:
             raise RecipeError(f"{name}: `python {' '.join(args[:3])} ...` failed with exit code "
                               f"{result.returncode}; see {self.log}")
-        print(f"   {name}: {elapsed:.1f} min ({self.spent:.1f} of {self.minutes:g} spent)", flush=True)
+        steps = _steps_reported(self.log, log_start)
+        if steps is not None:
+            self.steps[name] = steps  # runner.py counts from the checkpoint it resumes: a running total
+        print(f"   {name}: {elapsed:.1f} min, {self.steps.get(name, '?')} steps ({self.spent:.1f} of {self.minutes:g} "
+              "spent)", flush=True)
 
     def run(self, segments: int = 1, after_segment: Callable[[int, Path], None] | None = None) -> Path:
         """Every stage in order; `after_segment(index, stage-2 checkpoint)` after each stage-2 segment.
