@@ -257,3 +257,13 @@ def test_runtime_synthesizer_reads_an_exported_folder(tmp_path):
     assert rate == 24000 and wave.ndim == 1 and len(wave) > 0 and np.isfinite(wave).all()
     with pytest.raises(InputError, match="model.json"):
         runtime_synthesizer(tmp_path, threads=1)  # a folder that is no export
+
+
+def test_a_clip_without_text_is_scored_against_its_reference_alone(speech, evaluator):
+    wave, sr = speech["en-us", TEXTS[0]]
+    scores = Evaluator(("per",)).score_item(EvalItem("same", wave, sr, "", reference=wave, reference_rate=sr))
+    assert scores.per == 0 and scores.per_against == "reference" and scores.per_text is None
+    with pytest.warns(ScoreWarning, match="nothing to score against"):
+        silent = Evaluator(("per",)).score_item(EvalItem("none", wave, sr, "", reference=np.zeros(sr, np.float32),
+                                                         reference_rate=sr))
+    assert silent.per is None and "nothing to score against" in silent.notes[0]

@@ -127,6 +127,40 @@ def test_validation_step_reports_the_mel_loss(clips):
     assert set(out) == {"mel"} and 0 < out["mel"] < 10
 
 
+def test_validation_decodes_whole_clips_for_the_evaluator_when_bound(clips, monkeypatch):
+    """ValidationScores.clips = 3: the first 3 clips of each validation are decoded whole (as long
+    as their recordings, to the alignment frame) and handed to the evaluator; the count restarts
+    with the next validation."""
+    from styletts2.train.validation_scores import ValidationScores
+
+    handed = []
+
+    def fake_score(self, decoded, recordings, sample_rate):
+        handed.append([(d.numel(), r.numel()) for d, r in zip(decoded, recordings, strict=True)])
+        return {"score_per": 0.5} if decoded else {}
+
+    monkeypatch.setattr(ValidationScores, "score", fake_score)
+    batch = Collater()(clips[:2])
+    mels = {}
+    for count in (0, 3):
+        handed.clear()
+        random.seed(0)  # the decoder's training-time F0/N smoothing draws from python's RNG
+        model, stage = make_stage([f"ValidationScores.clips = {count}"])
+        stage.train_step(batch, 0, 0)
+        model.eval()
+        torch.manual_seed(1)
+        with torch.no_grad():
+            outs = [stage.validation_step(batch, epoch) for epoch in (0, 0, 0, 5)]
+        mels[count] = [o["mel"] for o in outs]
+    assert mels[0] == mels[3]  # the whole-clip decodes leave the losses' random draws alone
+    assert [set(o) for o in outs] == [{"mel", "score_per"}, {"mel", "score_per"}, {"mel"}, {"mel", "score_per"}]
+    assert [len(h) for h in handed] == [2, 1, 0, 2]
+    # decoded: 2 mel frames of 300 samples per alignment frame; the recording: the same span of the
+    # wave, which ends within a frame of it (a mel frame is centred on its hop)
+    for (decoded, recording), n in zip(handed[0], batch.mel_lengths.tolist(), strict=True):
+        assert decoded == n // 2 * 2 * 300 and decoded - 300 < recording <= decoded
+
+
 # --- pretrained parts ----------------------------------------------------------------------------
 
 def test_real_configs_name_the_missing_pretrained_file(tmp_path):

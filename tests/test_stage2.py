@@ -218,6 +218,21 @@ def test_validation_step_reports_mel_duration_and_f0(first_stage, batch):
     assert set(out) == {"mel", "dur", "F0"} and all(0 <= v < 100 for v in out.values()), out
 
 
+def test_validation_decodes_whole_clips_from_predicted_prosody_when_bound(first_stage, batch, monkeypatch):
+    from styletts2.train.validation_scores import ValidationScores
+
+    handed = []
+    monkeypatch.setattr(ValidationScores, "score", lambda self, decoded, recordings, rate: handed.append(
+        [(d.numel(), r.numel()) for d, r in zip(decoded, recordings, strict=True)]) or {"score_dnsmos": 2.0})
+    model, stage = make_stage(first_stage[0], ["ValidationScores.clips = 1"])
+    model.eval()
+    with torch.no_grad():
+        out = stage.validation_step(batch, 0)
+    assert set(out) == {"mel", "dur", "F0", "score_dnsmos"}
+    [[(decoded, recording)]] = handed
+    assert decoded == int(batch.mel_lengths[0]) // 2 * 2 * 300 and decoded - 300 < recording <= decoded
+
+
 # --- SLM adversarial gradient rescaling --------------------------------------------------------
 
 def _toy_model():

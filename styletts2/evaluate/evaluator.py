@@ -88,10 +88,13 @@ class Evaluator:
             reference = self.transcribe(item.reference, item.reference_rate)
             if reference:
                 scores.per_against = "reference"
-            else:
+            elif item.text:
                 scores.notes.append("per: the recogniser heard nothing in the reference audio; scored against the text")
+        if not reference and not item.text:
+            raise ValueError("no text, and nothing heard in the reference audio: nothing to score against")
         heard = self.transcribe(item.wave, item.sample_rate)
-        scores.per_text = phoneme_error_rate(text_to_recogniser(item.text, self.language), heard)
+        # An item without text (a validation clip scored against its recording alone) has no per_text.
+        scores.per_text = phoneme_error_rate(text_to_recogniser(item.text, self.language), heard) if item.text else None
         if reference:
             scores.per = phoneme_error_rate(reference, heard)
         else:

@@ -15,7 +15,8 @@ NUMERIC_FIELDS = ("per", "per_text", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", 
 @dataclass
 class EvalItem:
     """One clip to score: mono float32 `wave` at `sample_rate`, the `text` it should say, and
-    optionally reference audio of the same text (natural speech, or another system's)."""
+    optionally reference audio of the same text (natural speech, or another system's). `text` may
+    be empty when there is reference audio: PER is then scored against its transcript alone."""
 
     name: str
     wave: np.ndarray

@@ -30,6 +30,7 @@ from .frozen_targets import FrozenTargetCache, lead_padded, make_cache
 from .optim import build_multi_optimizer
 from .pretrained import load_pretrained_parts, load_wavlm
 from .stage import StepOutput, TrainingContext
+from .validation_scores import ValidationScores
 
 # Modules stage 1 trains, before and from TMA_epoch. Upstream also "steps" the pitch extractor,
 # which never has gradients (it runs under no_grad), so it gets no optimiser here.
@@ -82,6 +83,7 @@ class Stage1:
         seed = self.seed if self.seed is not None else int(torch.randint(2**62, ()))
         self.rng = StageRandom(seed + ctx.rank, device)
         self._val_rng: tuple[int, torch.Generator] | None = None
+        self.scores = ValidationScores()  # whole clips through the offline evaluator (off unless bound)
 
     # --- training ----------------------------------------------------------------------------
 
@@ -171,7 +173,13 @@ class Stage1:
         y_rec = m.decoder(crop.aligned(asr), f0_real, n_real, m.style_encoder(gt.unsqueeze(1)))
         real = crop.waves(batch.waves, self.ctx.device).unsqueeze(1)
         log_validation_sample(self.ctx, epoch, y_rec, real)
-        return {"mel": float(self.stft_loss(y_rec.float(), real))}
+
+        def decode_whole(i: int, length: int, mel: torch.Tensor) -> torch.Tensor:
+            return m.decoder(asr[i:i + 1, :, :length], *prosody_targets(m.pitch_extractor, mel),
+                             m.style_encoder(mel.unsqueeze(1)))
+
+        return {"mel": float(self.stft_loss(y_rec.float(), real)),
+                **self.scores.score_batch(batch, epoch, decode_whole, m.sample_rate)}
 
     # --- state ------------------------------------------------------------------------------------
 

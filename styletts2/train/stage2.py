@@ -48,6 +48,7 @@ from .optim import build_multi_optimizer
 from .pretrained import load_pretrained_parts, load_wavlm
 from .slm_adversarial import SLMAdversarial
 from .stage import StepOutput, TrainingContext
+from .validation_scores import ValidationScores
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +208,7 @@ class Stage2:
         self.rng = StageRandom(seed + ctx.rank, device)
         self.sigma_sum, self.sigma_count = 0.0, 0
         self._val_rng: tuple[int, torch.Generator] | None = None
+        self.scores = ValidationScores()  # whole clips through the offline evaluator (off unless bound)
 
     def _set_modes(self) -> None:
         self.model.eval()
@@ -391,8 +393,14 @@ class Stage2:
         _, dur = self.dur_loss(duration_logits, path.sum(dim=-1), batch.token_lengths)
         real = crop.waves(batch.waves, self.ctx.device).unsqueeze(1)
         log_validation_sample(self.ctx, epoch, y_rec, real)
+
+        def decode_whole(i: int, length: int, mel: torch.Tensor) -> torch.Tensor:
+            f0, n = m.predictor.F0Ntrain(p[i:i + 1, :, :length], m.predictor_encoder(mel.unsqueeze(1)))
+            return m.decoder(asr[i:i + 1, :, :length], f0, n, m.style_encoder(mel.unsqueeze(1)))
+
         return {"mel": float(self.stft_loss(y_rec.float(), real)), "dur": float(dur),
-                "F0": float(torch.nn.functional.l1_loss(f0_real, f0_fake) / self.f0_loss.divisor)}
+                "F0": float(torch.nn.functional.l1_loss(f0_real, f0_fake) / self.f0_loss.divisor),
+                **self.scores.score_batch(batch, epoch, decode_whole, m.sample_rate)}
 
     # --- state ------------------------------------------------------------------------------------
 

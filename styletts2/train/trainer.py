@@ -54,6 +54,7 @@ from .optim import LossScaler, MultiOptimizer
 from .stage import NonFiniteLoss, StepOutput, TrainingContext
 from .train_state import (LoopState, capture_rng_state, load_training_checkpoint, restore_rng_state,
                           save_training_checkpoint)
+from .validation_scores import SCORE_PREFIX
 
 # Exit code runner.py uses for a run stopped by SIGINT/SIGTERM after saving (128 + SIGINT).
 INTERRUPTED_EXIT_CODE = 130
@@ -135,7 +136,8 @@ class Trainer:
     max_steps: stop (after saving) once this many steps were made in total; None = no limit.
     max_minutes: stop (after saving) once this run has trained for this many minutes of wall-clock
         time (set-up excluded; a resumed run starts its own clock); None = no limit.
-    val_metric: the validation loss that picks best.pth; None = the sum of all validation losses.
+    val_metric: the validation loss that picks best.pth (the lowest); None = the sum of all validation
+        losses, the evaluator's `score_*` figures (ValidationScores) left out.
     keep_epoch_checkpoints: also keep `epoch_<stage>_<NNNNN>.pth` at every epoch end (upstream style).
     """
 
@@ -421,7 +423,7 @@ class Trainer:
 
     def _val_score(self, losses: dict[str, float]) -> float:
         if self.val_metric is None:
-            return sum(losses.values())
+            return sum(v for k, v in losses.items() if not k.startswith(SCORE_PREFIX))
         if self.val_metric not in losses:
             raise KeyError(f"Trainer.val_metric {self.val_metric!r} is not among the validation losses {sorted(losses)}")
         return losses[self.val_metric]
