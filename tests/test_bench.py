@@ -128,6 +128,16 @@ def test_train_memory_extrapolates_linearly_and_tells_what_fits():
     assert split[2] == "| stage2 joint (no SLM step) | 3.00 | - | - | - | - | - | - |"
 
 
+def test_train_memory_writes_its_figures_with_the_machine(tmp_path):
+    from styletts2.bench.train_memory import main
+
+    out = tmp_path / "memory.json"
+    assert main(["--phases", "stage2", "--batch_size", "1", "--max_len", "80", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["settings"]["phases"] == "stage2" and record["machine"]["cpu"]
+    assert set(record["peak_gb"]) == {"stage2"} and 0 < record["peak_gb"]["stage2"]["1"] < 2
+
+
 def test_upstream_backend_errors_name_the_cause(tmp_path):
     """`--upstream` must point at an upstream checkout; a worker that cannot start reports its own
     error output (here: no upstream code at the path) instead of hanging or a bare EOFError."""

@@ -28,6 +28,9 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from styletts2.bench.machine import machine_record
 from styletts2.train.gpu_check import PHASES, TINY_MODEL, check, chosen_phases
 
 GPU_SIZES_GB = (16, 24, 40, 80)
@@ -98,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     peaks = measure(args.model, args.gin_param, batch_sizes, args.max_len, args.precision, args.device, phases=phases)
     print(table(peaks, args.batch_size))
     if args.json:
-        record = {"settings": vars(args), "seconds": round(time.perf_counter() - started, 1),
+        record = {"settings": vars(args), "machine": machine_record(torch.get_num_threads()),
+                  "seconds": round(time.perf_counter() - started, 1),
                   "peak_gb": {phase: {str(b): v for b, v in per.items()} for phase, per in peaks.items()},
                   "at_batch_size": {phase: extrapolate(per, args.batch_size) for phase, per in peaks.items()}}
         Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
