@@ -16,8 +16,9 @@ From an empty folder:
 The teacher clips are scored the same way against the text (their own transcript would give them 0
 by construction), so "PER within 0.10 of the teacher's" is one subtraction.
 
-Writes `<results>/learning.json`, `learning.md` (table, command, machine) and `learning.png` (PER,
-DNSMOS and duration ratio against minutes). Every command it runs is printed first.
+Writes `<results>/learning.json`, `learning.md` (table, command, machine, each stage's minutes and
+steps) and `learning.png` (PER, DNSMOS and duration ratio against minutes). Every command it runs is
+printed first.
 """
 from __future__ import annotations
 
