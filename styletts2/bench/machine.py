@@ -8,29 +8,27 @@ import time
 from pathlib import Path
 
 
-def cpu_model() -> str:
+def _cpu_model(cpuinfo: list[str]) -> str:
     """The first `model name` of /proc/cpuinfo, else platform's processor name, else 'unknown'."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    for line in cpuinfo:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
 
 
-def isa_flags() -> list[str]:
+def _isa_flags(cpuinfo: list[str]) -> list[str]:
     """The vector-instruction flags that decide kernel speed (AVX2/AVX-512/AMX/FMA), sorted."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return []
+    flags = next((line for line in cpuinfo if line.startswith("flags")), ":")
     return sorted(f for f in flags.split(":", 1)[1].split() if f.startswith(("avx512", "amx", "avx2", "fma")))
 
 
 def machine_record(threads: int, libraries: bool = True) -> dict:
     """CPU, thread count, load and platform; with `libraries`, the torch / onnxruntime / numpy versions."""
-    record = {"cpu": cpu_model(), "isa": isa_flags(), "logical_cpus": os.cpu_count(), "threads": threads,
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        cpuinfo = []
+    record = {"cpu": _cpu_model(cpuinfo), "isa": _isa_flags(cpuinfo), "logical_cpus": os.cpu_count(), "threads": threads,
               "load_average": [round(x, 2) for x in os.getloadavg()], "platform": platform.platform(),
               "python": platform.python_version()}
     if libraries:

@@ -25,7 +25,8 @@ from ..evaluate.scores import EvalItem
 from .batch_ops import ALIGN_FRAME, MEL_HOP
 
 SCORE_PREFIX = "score_"  # not losses: the trainer leaves them out of its default best.pth criterion
-SCORE_KEYS = {"per": SCORE_PREFIX + "per", "dnsmos": SCORE_PREFIX + "dnsmos"}
+# metric -> (the logged key, the ClipScores field it averages)
+SCORE_FIELDS = {"per": (SCORE_PREFIX + "per", "per"), "dnsmos": (SCORE_PREFIX + "dnsmos", "dnsmos_ovrl")}
 
 
 @gin.configurable
@@ -36,9 +37,9 @@ class ValidationScores:
     def __init__(self, clips: int = 0, metrics: tuple[str, ...] = ("per", "dnsmos"), threads: int | None = None):
         if clips < 0:
             raise ValueError(f"ValidationScores.clips must be >= 0, got {clips}")
-        unknown = [m for m in metrics if m not in SCORE_KEYS]
+        unknown = [m for m in metrics if m not in SCORE_FIELDS]
         if unknown or not metrics:
-            raise ValueError(f"ValidationScores.metrics: unknown {unknown}; choose from {sorted(SCORE_KEYS)}")
+            raise ValueError(f"ValidationScores.metrics: unknown {unknown}; choose from {sorted(SCORE_FIELDS)}")
         self.clips, self.metrics, self.threads = clips, tuple(metrics), threads
         self._evaluator: Evaluator | None = None
         self._epoch: int | None = None
@@ -56,11 +57,14 @@ class ValidationScores:
         """Decode and score this batch's first items that are still wanted: `decode(i, length, mel)`
         returns item i's waveform from its first `length` alignment frames, `mel` [1, n_mels, 2 * length]
         being the same span of its mel (the whole clip, to the alignment frame)."""
+        wanted = self.wanted(epoch, len(batch.waves))
+        if not wanted:
+            return {}
         decoded, recordings = [], []
         # The decoder draws source noise: on a forked generator, the validation losses stay what
         # they are with the scores off.
         with torch.random.fork_rng(devices=[batch.mels.device] if batch.mels.is_cuda else []):
-            for i in range(self.wanted(epoch, len(batch.waves))):
+            for i in range(wanted):
                 length = int(batch.mel_lengths[i]) // ALIGN_FRAME
                 decoded.append(decode(i, length, batch.mels[i:i + 1, :, :length * ALIGN_FRAME]))
                 recordings.append(batch.waves[i][:length * ALIGN_FRAME * MEL_HOP])
@@ -79,12 +83,12 @@ class ValidationScores:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ScoreWarning)  # an untrained model's silence is a score, not news
             scores = self._evaluator.score(items)
-        fields = {"per": "per", "dnsmos": "dnsmos_ovrl"}
         out = {}
         for metric in self.metrics:
-            values = [getattr(s, fields[metric]) for s in scores if getattr(s, fields[metric]) is not None]
+            key, field = SCORE_FIELDS[metric]
+            values = [getattr(s, field) for s in scores if getattr(s, field) is not None]
             if values:
-                out[SCORE_KEYS[metric]] = float(np.mean(values))
+                out[key] = float(np.mean(values))
         return out
 
 
