@@ -11,7 +11,7 @@ from styletts2.bench.learning import Row, main, write_results
 
 def test_results_table_json_and_curve(tmp_path):
     args = argparse.Namespace(results=tmp_path, minutes=60.0, clips=160, sentences="wide", threads=2, segments=4,
-                              shares="", aligner_clips=None)
+                              shares="", aligner_clips=None, gin_param=["aligner:Stage0Aligner.ctc_weight = 3.0"])
     rows = [Row(20.0, "stage 2, segment 1", 0.97, 0.95, 1.2, 2.5), Row(40.0, "stage 2, segment 2", 0.60, 0.55, None, 1.1),
             Row(20.0, "stage 2, segment 1", 0.90, 0.85, 1.3, 1.2, "clip"),
             Row(40.0, "stage 2, segment 2", 0.50, 0.45, 1.5, 1.0, "clip")]
@@ -20,7 +20,8 @@ def test_results_table_json_and_curve(tmp_path):
                "date": "2026-12-03"}
     write_results(args, rows, teacher, 4000.0, {"aligner": 6.0}, {"aligner": 1200}, machine)
     table = (tmp_path / "learning.md").read_text()
-    assert "python bench/learning.py --minutes 60 --clips 160 --sentences wide --threads 2 --segments 4" in table
+    assert ("python bench/learning.py --minutes 60 --clips 160 --sentences wide --threads 2 --segments 4 "
+            "--gin_param 'aligner:Stage0Aligner.ctc_weight = 3.0'") in table
     assert "Machine: Test CPU, 2 logical CPUs, 2 threads" in table
     assert "Stages: aligner 6.0 min, 1200 steps (0.30 s/step)" in table
     assert "| 40.0 | stage 2, segment 2 | sampled | 0.600 | 0.320 | 0.550 | - | 1.100 |" in table
@@ -55,3 +56,10 @@ def test_refuses_an_aligner_subset_the_corpus_cannot_give(tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         main(["--minutes", "1", "--out", str(tmp_path), "--clips", "16", "--aligner-clips", "20"])
     assert err.value.code == 2 and "--aligner-clips must lie between 1 and --clips (16)" in capsys.readouterr().err
+
+
+def test_refuses_a_binding_without_its_stage_before_training(tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["--minutes", "1", "--out", str(tmp_path), "--gin_param", "Stage0Aligner.ctc_weight = 3.0"])
+    assert err.value.code == 2 and "STAGE:BINDING" in capsys.readouterr().err
+    assert not (tmp_path / "corpus").exists()

@@ -5,7 +5,8 @@ import torch
 
 from styletts2.checkpoint import torch_load
 from styletts2.data.make_corpus import make_corpus
-from styletts2.train.recipe import SHARES, Recipe, RecipeError, describe_stages, parse_shares
+from styletts2.train.recipe import (SHARES, Recipe, RecipeError, describe_stages, parse_shares,
+                                    parse_stage_bindings)
 
 
 def _parameters(state: dict) -> dict:
@@ -64,6 +65,21 @@ def test_shares_replace_the_named_stages_and_leave_stage_2_the_rest():
                           ("pitch=0", "between 0 and 1"), ("aligner=0.5,stage1=0.5", "add up to 1.05")):
         with pytest.raises(ValueError, match=message):
             parse_shares(text)
+
+
+def test_a_stages_bindings_go_to_its_command_only_and_after_the_recipes_own(tmp_path):
+    bindings = parse_stage_bindings(["aligner: Stage0Aligner.ctc_weight = 3.0", "stage2:Trainer.x = 'a:b'"])
+    assert bindings == {"aligner": ["Stage0Aligner.ctc_weight = 3.0"], "stage2": ["Trainer.x = 'a:b'"]}
+    recipe = Recipe(tmp_path / "corpus", tmp_path / "runs", minutes=1, bindings=bindings)
+    aligner = recipe.command("aligner", 1.0)
+    assert aligner[-2:] == ["--gin_param", "Stage0Aligner.ctc_weight = 3.0"]  # last: it overrides the files
+    assert "Stage0Aligner.ctc_weight = 3.0" not in recipe.command("stage1", 1.0)
+    assert recipe.command("stage2", 1.0, ("extra = 1",))[-4:] == ["--gin_param", "extra = 1", "--gin_param",
+                                                                   "Trainer.x = 'a:b'"]
+    for item, message in (("Stage0Aligner.ctc_weight = 3.0", "STAGE:BINDING"), ("stage3:x = 1", "STAGE:BINDING"),
+                          ("stage1: ", "no binding")):
+        with pytest.raises(ValueError, match=message):
+            parse_stage_bindings([item])
 
 
 def test_the_aligner_can_train_on_the_first_clips_only(tmp_path):

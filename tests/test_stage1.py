@@ -81,6 +81,20 @@ def test_from_tma_the_aligner_and_discriminators_train(clips):
     assert changed(before, model) == {"text_encoder", "style_encoder", "decoder", "text_aligner", "mpd", "msd"}
 
 
+@pytest.mark.parametrize("slm_weight", [1.0, 0.0])
+def test_an_earlier_adversarial_epoch_trains_the_discriminators_with_the_aligner_frozen(clips, slm_weight):
+    """`adversarial_epoch` before `TMA_epoch`: the discriminators step and the generator losses train
+    the acoustic modules from the cached targets; the aligner and its losses wait for TMA. A zero
+    SLM weight leaves that loss out."""
+    model, stage = make_stage([f"WavLMLoss.weight = {slm_weight}"], TMA_epoch=1000, adversarial_epoch=0,
+                              cache_frozen_targets=True)
+    before = snapshot(model)
+    out = stage.train_step(Collater()(clips[:2]), 0, 0)
+    assert set(out.losses) == {"d_loss", "mel", "gen"} | ({"slm"} if slm_weight else set())
+    assert changed(before, model) == {"text_encoder", "style_encoder", "decoder", "mpd", "msd"}
+    assert len(stage.cache._alignments) == 2  # the alignment came from the frozen-target cache
+
+
 def test_style_crop_too_short_skips_the_step(clips):
     model, stage = make_stage(max_len=60)  # 30 alignment frames = 60 mel frames < 80
     before = snapshot(model)

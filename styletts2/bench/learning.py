@@ -1,6 +1,7 @@
 """Learning benchmark: how fast a model trained here from nothing learns to speak, on this machine.
 
     python bench/learning.py --minutes 60 [--out runs/learning] [--clips 160] [--sentences wide] [--threads 2]
+                             [--gin_param "aligner:Stage0Aligner.ctc_weight = 3.0" ...]
 
 From an empty folder:
 1. a corpus spoken by one espeak-ng voice (`make_corpus`), and the same voice reading held-out
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -35,7 +37,7 @@ import numpy as np
 from styletts2.bench.machine import describe, machine_record
 from styletts2.data.make_corpus import SENTENCE_POOLS
 from styletts2.gin_paths import REPO_ROOT
-from styletts2.train.recipe import SHARES, describe_stages, parse_shares
+from styletts2.train.recipe import SHARES, STAGES, describe_stages, parse_shares, parse_stage_bindings
 
 REPO = REPO_ROOT  # the checkout: runs/ and bench/results/ are under it
 
@@ -118,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--aligner-clips", type=int, default=None,
                         help="train the aligner on the first N training clips only (default: all); the later "
                              "stages use every clip")
+    parser.add_argument("--gin_param", action="append", default=[], metavar="STAGE:BINDING",
+                        help="a gin binding for one stage's command, e.g. 'aligner:Stage0Aligner.ctc_weight = 3.0' "
+                             f"(repeatable; stages: {', '.join(STAGES)}; stage 2's apply to every segment)")
     return parser
 
 
@@ -128,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--minutes must be positive")
     try:
         shares = parse_shares(args.shares)
+    except ValueError as err:
+        parser.error(str(err))
+    try:
+        bindings = parse_stage_bindings(args.gin_param)
     except ValueError as err:
         parser.error(str(err))
     if args.aligner_clips is not None and not 1 <= args.aligner_clips <= args.clips:
@@ -150,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_record(args.threads)  # before training: its load average is the machine's own
     clip = first_clip(corpus)  # a training clip of the same voice, for the clip-style scores
     recipe, rows, started = Recipe(corpus, out, args.minutes, threads=args.threads, shares=shares,
-                                               aligner_clips=args.aligner_clips), [], time.time()
+                                   aligner_clips=args.aligner_clips, bindings=bindings), [], time.time()
 
     def after_segment(index: int, checkpoint: Path) -> None:
         export = out / f"export_{index}"
@@ -184,7 +193,8 @@ def write_results(args, rows: list[Row], teacher: dict, seconds: float, stage_mi
     command = (f"python bench/learning.py --minutes {args.minutes:g} --clips {args.clips} "
                f"--sentences {args.sentences} --threads {args.threads} --segments {args.segments}"
                + (f" --shares {args.shares}" if args.shares else "")
-               + (f" --aligner-clips {args.aligner_clips}" if args.aligner_clips else ""))
+               + (f" --aligner-clips {args.aligner_clips}" if args.aligner_clips else "")
+               + "".join(f" --gin_param {shlex.quote(item)}" for item in args.gin_param))
     payload = {"command": command, "machine": machine, "wall_seconds": seconds, "stage_minutes": stage_minutes,
                "stage_steps": stage_steps, "teacher": teacher,
                "rows": [vars(r) for r in rows]}

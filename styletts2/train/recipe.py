@@ -70,6 +70,23 @@ def parse_shares(text: str) -> dict[str, float]:
     return shares
 
 
+STAGES = (*SHARES, "stage2")
+
+
+def parse_stage_bindings(items: list[str]) -> dict[str, list[str]]:
+    """`['aligner:Stage0Aligner.ctc_weight = 3.0', ...]` -> {'aligner': ['Stage0Aligner.ctc_weight = 3.0']}:
+    gin bindings added to one stage's command (stage 2's to every segment)."""
+    bindings: dict[str, list[str]] = {}
+    for item in items:
+        name, colon, binding = item.partition(":")
+        if not colon or name.strip() not in STAGES:
+            raise ValueError(f"a stage's binding reads STAGE:BINDING with STAGE one of {', '.join(STAGES)}, got {item!r}")
+        if not binding.strip():
+            raise ValueError(f"no binding after {name.strip()!r}: in {item!r}")
+        bindings.setdefault(name.strip(), []).append(binding.strip())
+    return bindings
+
+
 class RecipeError(RuntimeError):
     """A stage's command failed; the message names it and the log."""
 
@@ -82,7 +99,8 @@ class Recipe:
     shares: each stage's share of `minutes` before stage 2 (`parse_shares`);
     aligner_clips: train the aligner on the training list's first this many clips only; the later
     stages use them all, aligned by it. On this benchmark's CPU budget the aligner left its CTC
-    plateau on 144 training clips in all four runs that had them, and stayed on it on 216 in both."""
+    plateau on 144 training clips in all four runs that had them, and stayed on it on 216 in both.
+    bindings: extra gin bindings per stage (`parse_stage_bindings`), after the recipe's own."""
 
     corpus: Path
     out: Path
@@ -90,6 +108,7 @@ class Recipe:
     threads: int = 2
     shares: dict[str, float] = field(default_factory=lambda: dict(SHARES))  # of `minutes`, stage 2 the rest
     aligner_clips: int | None = None  # the aligner trains on the first this many training clips (None: all)
+    bindings: dict[str, list[str]] = field(default_factory=dict)  # stage name -> extra gin bindings
     config_dir: str = "gin/learning"
     spent: float = 0.0  # training minutes used so far (process start-up included)
     timings: dict[str, float] = field(default_factory=dict)
@@ -139,7 +158,8 @@ class Recipe:
     def command(self, name: str, minutes: float, extra: tuple[str, ...] = ()) -> list[str]:
         gin_name = f"stage0_{name}" if name in ("aligner", "pitch", "plbert") else name
         args = ["runner.py", "--gin", f"{self.config_dir}/{gin_name}.gin", "--run_dir", str(self.run_dir(name))]
-        for binding in [*self._bindings(name), f"Trainer.max_minutes = {minutes:.3f}", *extra]:
+        for binding in [*self._bindings(name), f"Trainer.max_minutes = {minutes:.3f}", *extra,
+                        *self.bindings.get(name, ())]:
             args += ["--gin_param", binding]
         return args
 

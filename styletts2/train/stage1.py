@@ -52,16 +52,23 @@ class Stage1:
         (`FrozenTargetCache`: faster, not upstream's per-step computation). Off by default.
     alignment_lead_frames: move each cached alignment this many alignment frames earlier, to undo an
         aligner's lag (`FrozenTargetCache`; needs the cache; validation moves its alignments alike). 0 by default.
+    adversarial_epoch: first epoch of the discriminator step and the generator's adversarial and SLM
+        feature-matching losses; None (default) = `TMA_epoch`, as upstream. Set apart from it, the
+        two phases are independent: before `TMA_epoch` the aligner stays frozen (and its targets
+        cached) while the discriminators already train. The mel loss is weighted by `lambda_mel`
+        once either phase has begun.
     """
 
     name = "stage1"
 
     def __init__(self, max_len: int = 400, TMA_epoch: int = 50, soft_attention_p: float = 0.5,
-                 seed: int | None = None, cache_frozen_targets: bool = False, alignment_lead_frames: int = 0):
+                 seed: int | None = None, cache_frozen_targets: bool = False, alignment_lead_frames: int = 0,
+                 adversarial_epoch: int | None = None):
         self.max_len = max_len
         self.cache = make_cache(cache_frozen_targets, alignment_lead_frames)
         self.alignment_lead_frames = alignment_lead_frames
         self.TMA_epoch = TMA_epoch
+        self.adversarial_epoch = TMA_epoch if adversarial_epoch is None else adversarial_epoch
         self.soft_attention_p = soft_attention_p
         self.seed = seed
 
@@ -126,27 +133,37 @@ class Stage1:
             s = m.style_encoder(st.unsqueeze(1))
             y_rec = m.decoder(crop.aligned(asr), f0_real, n_real, s)
 
+        losses = self._losses(y_rec, wav.unsqueeze(1), tma, epoch >= self.adversarial_epoch,
+                              attention, path, s2s_logits if tma else None, batch)
+        return StepOutput.of(losses)
+
+    def _losses(self, y_rec, real, tma: bool, adversarial: bool, attention, path, s2s_logits, batch):
+        """The discriminator step (adversarial phase), then the loss of the trained modules and its step."""
+        m = self.model
         losses: dict[str, torch.Tensor] = {}
-        with full_precision(device):
-            y_rec, real = y_rec.float(), wav.unsqueeze(1)
-            if tma:
+        with full_precision(self.ctx.device):
+            y_rec = y_rec.float()
+            if adversarial:
                 losses["d_loss"] = self.disc_loss(real, y_rec.detach())
                 self.optimizer.step_on(losses["d_loss"], DISCRIMINATORS, losses={"d_loss": losses["d_loss"]})
             losses["mel"] = self.stft_loss(y_rec, real)
+            # Upstream's pure pre-TMA phase uses the mel loss unweighted.
+            weights = {"mel": self.stft_loss.weight if tma or adversarial else 1.0}
             if tma:
                 losses["mono"] = self.mono_loss(attention.float(), path.float())
                 losses["s2s"] = self.s2s_loss(s2s_logits.float(), batch.tokens, batch.token_lengths)
+                weights.update(mono=self.mono_loss.weight, s2s=self.s2s_loss.weight)
+            if adversarial:
                 with frozen(m.mpd, m.msd):  # their gradients from this loss would be thrown away
                     losses["gen"] = self.gen_loss(real, y_rec)
-                losses["slm"] = self.slm_loss(real, y_rec)
-                total = (self.stft_loss.weight * losses["mel"] + self.mono_loss.weight * losses["mono"]
-                         + self.s2s_loss.weight * losses["s2s"] + self.gen_loss.weight * losses["gen"]
-                         + self.slm_loss.weight * losses["slm"])
-                names = ACOUSTIC + ("text_aligner",)
-            else:
-                total, names = losses["mel"], ACOUSTIC
+                weights["gen"] = self.gen_loss.weight
+                if self.slm_loss.weight != 0:  # a zero-weight loss is not computed
+                    losses["slm"] = self.slm_loss(real, y_rec)
+                    weights["slm"] = self.slm_loss.weight
+            total = sum(weights[k] * losses[k] for k in weights)
+        names = ACOUSTIC + ("text_aligner",) if tma else ACOUSTIC
         self.optimizer.step_on(total, names, losses={k: v for k, v in losses.items() if k != "d_loss"})
-        return StepOutput.of(losses)
+        return losses
 
     # --- validation ----------------------------------------------------------------------------
 
