@@ -165,6 +165,18 @@ def test_spectrogram_discriminator_outputs(full_size):
         MultiResSpecDiscriminator(fft_sizes=(1024, 512))
 
 
+def test_period_discriminator_widths_are_configurable_and_default_to_upstreams():
+    default = MultiPeriodDiscriminator(periods=(2,)).state_dict()
+    assert default["discriminators.0.convs.4.weight_v"].shape == (1024, 1024, 5, 1)
+    assert default["discriminators.0.conv_post.weight_v"].shape == (1, 1024, 3, 1)
+    narrow = MultiPeriodDiscriminator(periods=(2, 3), channels=(8, 16))
+    assert [tuple(c.weight_v.shape[:2]) for c in narrow.discriminators[1].convs] == [(8, 1), (16, 8), (16, 16)]
+    real_outs, fake_outs, _, fake_fmaps = narrow(torch.randn(2, 1, 2400), torch.randn(2, 1, 2400))
+    assert [f.shape[1] for f in fake_fmaps[0]] == [8, 16, 16, 1] and len(real_outs) == len(fake_outs) == 2
+    with pytest.raises(ValueError, match="positive widths"):
+        MultiPeriodDiscriminator(channels=(16, 0))
+
+
 def test_discriminators_reject_bad_waveforms():
     with pytest.raises(ValueError, match=r"y_hat has shape \(2, 2400\)"):
         MultiPeriodDiscriminator(periods=(2,))(torch.randn(2, 1, 2400), torch.randn(2, 2400))

@@ -24,18 +24,20 @@ LRELU_SLOPE = 0.1
 
 class PeriodDiscriminator(nn.Module):
     """Folds [B, 1, T] into [B, 1, T/p, p] (reflect-padding T up to a multiple of p) and applies
-    stride-3 convs along the folded time axis only."""
+    stride-3 convs along the folded time axis only. `channels`: the strided convs' widths
+    (upstream's 32, 128, 512, 1024); the last width is kept by one more, unstrided conv."""
 
-    def __init__(self, period: int, kernel_size: int = 5, stride: int = 3):
+    def __init__(self, period: int, kernel_size: int = 5, stride: int = 3,
+                 channels: Sequence[int] = (32, 128, 512, 1024)):
         super().__init__()
         self.period = period
         pad = ((kernel_size - 1) // 2, 0)
-        channels = [1, 32, 128, 512, 1024]
+        widths = [1, *channels]
         self.convs = nn.ModuleList(
             [weight_norm(nn.Conv2d(c_in, c_out, (kernel_size, 1), (stride, 1), padding=pad))
-             for c_in, c_out in zip(channels[:-1], channels[1:])]
-            + [weight_norm(nn.Conv2d(1024, 1024, (kernel_size, 1), 1, padding=pad))])
-        self.conv_post = weight_norm(nn.Conv2d(1024, 1, (3, 1), 1, padding=(1, 0)))
+             for c_in, c_out in zip(widths[:-1], widths[1:])]
+            + [weight_norm(nn.Conv2d(widths[-1], widths[-1], (kernel_size, 1), 1, padding=pad))])
+        self.conv_post = weight_norm(nn.Conv2d(widths[-1], 1, (3, 1), 1, padding=(1, 0)))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         batch, channels, length = x.shape
@@ -115,9 +117,14 @@ class _DiscriminatorBank(nn.Module):
 
 @gin.configurable
 class MultiPeriodDiscriminator(_DiscriminatorBank):
-    def __init__(self, periods: Sequence[int] = (2, 3, 5, 7, 11)):
+    """channels: each period discriminator's conv widths (upstream's by default, which checkpoints
+    hold); their last two convs are nearly all of its cost, so narrower ones suit a CPU budget."""
+
+    def __init__(self, periods: Sequence[int] = (2, 3, 5, 7, 11), channels: Sequence[int] = (32, 128, 512, 1024)):
         super().__init__()
-        self.discriminators = nn.ModuleList(PeriodDiscriminator(p) for p in periods)
+        if not channels or any(c < 1 for c in channels):
+            raise ValueError(f"channels must be one or more positive widths, got {tuple(channels)}")
+        self.discriminators = nn.ModuleList(PeriodDiscriminator(p, channels=channels) for p in periods)
 
 
 @gin.configurable
