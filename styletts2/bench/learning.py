@@ -134,11 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         shares = parse_shares(args.shares)
     except ValueError as err:
-        parser.error(str(err))
+        parser.error(f"--shares: {err}")
     try:
         bindings = parse_stage_bindings(args.gin_param)
     except ValueError as err:
-        parser.error(str(err))
+        parser.error(f"--gin_param: {err}")
     if args.aligner_clips is not None and not 1 <= args.aligner_clips <= args.clips:
         parser.error(f"--aligner-clips must lie between 1 and --clips ({args.clips}), got {args.aligner_clips}")
     if (args.out / "stage2").exists():
