@@ -11,7 +11,8 @@ One step:
 Before `TMA_epoch` the mel loss alone (unweighted) trains text_encoder, style_encoder and decoder.
 From `TMA_epoch` on ("TMA": transferable monotonic aligner), the MPD/MSD discriminators take a step,
 then `lambda_mel * mel + mono + s2s + adversarial + SLM feature matching` trains those modules and the
-aligner. The loss weights are the loss objects' `weight` bindings.
+aligner. The loss weights are the loss objects' `weight` bindings. `adversarial_epoch`, when bound,
+starts the discriminator step and the adversarial losses at their own epoch (Stage1's docstring).
 """
 from __future__ import annotations
 
