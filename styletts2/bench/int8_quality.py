@@ -11,12 +11,11 @@ the teacher's. The seeds' spread on fp32 is the noise the int8 difference is rea
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
 from pathlib import Path
 
-from styletts2.bench.machine import describe, machine_record
+from styletts2.bench.machine import machine_record
+from styletts2.bench.seed_rows import mean_rows, write_seed_rows
 
 FIELDS = (("PER (text)", "per_text"), ("PER (teacher's transcript)", "per"), ("DNSMOS", "dnsmos_ovrl"),
           ("duration ratio", "total_duration_ratio"))
@@ -58,16 +57,10 @@ def score_folders(folders: dict[str, Path], teacher_dir: Path, seeds: int, threa
 def table(rows: list[dict]) -> str:
     """Mean and spread (sample standard deviation over seeds) per export, and int8 - fp32."""
     lines = ["| export | " + " | ".join(label for label, _ in FIELDS) + " |", "|---" * (len(FIELDS) + 1) + "|"]
-    means = {}
-    for name in dict.fromkeys(r["export"] for r in rows):
-        cells = []
-        for _, key in FIELDS:
-            values = [r[key] for r in rows if r["export"] == name]
-            means[name, key] = statistics.mean(values)
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{means[name, key]:.3f} ± {spread:.3f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append("| int8 - fp32 | " + " | ".join(f"{means['int8', key] - means['fp32', key]:+.3f}" for _, key in FIELDS) + " |")
+    summary = mean_rows(rows, "export", FIELDS)
+    lines += [f"| {name} | " + " | ".join(cells) + " |" for name, (cells, _) in summary.items()]
+    fp32, int8 = summary["fp32"][1], summary["int8"][1]
+    lines.append("| int8 - fp32 | " + " | ".join(f"{int8[key] - fp32[key]:+.3f}" for _, key in FIELDS) + " |")
     return "\n".join(lines)
 
 
@@ -95,9 +88,4 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_results(path: Path, command: str, rows: list[dict], summary: str, machine: dict) -> None:
     """The rows as JSON at `path`, and a markdown copy (command, machine, summary, every seed) beside it."""
-    path.write_text(json.dumps({"command": command, "machine": machine, "rows": rows, "table": summary}, indent=1),
-                    encoding="utf-8")
-    lines = [f"Command: `{command}`  ", f"Machine: {describe(machine)}", "", summary, "", "Per seed:", "",
-             "| export | seed | " + " | ".join(label for label, _ in FIELDS) + " |", "|---" * (len(FIELDS) + 2) + "|"]
-    lines += [f"| {r['export']} | {r['seed']} | " + " | ".join(f"{r[key]:.3f}" for _, key in FIELDS) + " |" for r in rows]
-    path.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_seed_rows(path, command, rows, summary, machine, "export", FIELDS)
