@@ -72,3 +72,18 @@ def test_errors_come_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--checkpoint", str(checkpoint), "--teacher", str(tmp_path)])
     assert "no teacher clip" in capsys.readouterr().err
+
+
+def test_report_prints_the_table_and_writes_it_with_its_command(tmp_path, capsys):
+    import argparse
+
+    from styletts2.bench.prosody_oracle import write_results
+    from styletts2.bench.seed_rows import report
+
+    rows = [{"variant": "predicted", "seed": 0, "per_text": 0.4, "per": 0.3, "dnsmos_ovrl": 2.0}]
+    args = argparse.Namespace(json=tmp_path / "o.json", threads=1)
+    report("bench/prosody_oracle.py", ["--seeds", "1"], args, rows, table(rows), write_results)
+    assert "| predicted | 0.400 ± 0.000 | 0.300 ± 0.000 |" in capsys.readouterr().out
+    markdown = (tmp_path / "o.md").read_text()
+    assert markdown.startswith("Command: `python bench/prosody_oracle.py --seeds 1`")
+    assert "| predicted | 0 | 0.400 | 0.300 | 2.000 |" in markdown

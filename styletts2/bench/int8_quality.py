@@ -11,11 +11,10 @@ the teacher's. The seeds' spread on fp32 is the noise the int8 difference is rea
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from styletts2.bench.machine import machine_record
-from styletts2.bench.seed_rows import mean_rows, write_seed_rows
+from styletts2.bench.seed_rows import (add_checkpoint_arguments, check_checkpoint_arguments, mean_rows, report,
+                                       teacher_clips, write_seed_rows)
 
 FIELDS = (("PER (text)", "per_text"), ("PER (teacher's transcript)", "per"), ("DNSMOS", "dnsmos_ovrl"),
           ("duration ratio", "total_duration_ratio"))
@@ -38,10 +37,10 @@ def score_folders(folders: dict[str, Path], teacher_dir: Path, seeds: int, threa
     from styletts2.evaluate import Evaluator
 
     texts = list(OOD_SENTENCES)
-    teacher = [teacher_dir / f"heldout_{i:02d}.wav" for i in range(len(texts))]
-    missing = [str(p) for p in teacher if not p.exists()]
-    if missing:
-        raise SystemExit(f"int8_quality: no teacher clip {missing[0]} (give the learning benchmark's teacher/ folder)")
+    try:
+        teacher = teacher_clips(teacher_dir, len(texts))
+    except ValueError as err:
+        raise SystemExit(f"int8_quality: {err}") from None
     evaluator = Evaluator(metrics=("per", "dnsmos", "reference"), threads=threads)
     rows = []
     for seed in range(seeds):
@@ -66,23 +65,13 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/int8_quality.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", type=Path, required=True, help="a trained checkpoint (ours)")
-    parser.add_argument("--teacher", type=Path, required=True, help="the learning benchmark's teacher/ folder")
+    add_checkpoint_arguments(parser, seeds=3, seeds_help="runtime seeds per export")
     parser.add_argument("--out", type=Path, default=Path("runs/int8_quality"), help="where the two exports go")
-    parser.add_argument("--seeds", type=int, default=3, help="runtime seeds per export (default 3)")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write the rows and the table here")
     args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error("--seeds must be at least 1")
-    if not args.checkpoint.exists():
-        parser.error(f"no checkpoint {args.checkpoint}")
+    check_checkpoint_arguments(parser, args)
     rows = score_folders(export_both(args.checkpoint, args.out), args.teacher, args.seeds, args.threads)
-    text = table(rows)
-    print(text)
-    if args.json:
-        write_results(args.json, " ".join(["python bench/int8_quality.py", *(argv or sys.argv[1:])]), rows, text,
-                      machine_record(args.threads))
+    report("bench/int8_quality.py", argv, args, rows, table(rows), write_results)
     return 0
 
 

@@ -20,14 +20,13 @@ as it read its training clips; the "predicted" row is thus close to, not the sam
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from styletts2.bench.machine import machine_record
-from styletts2.bench.seed_rows import mean_rows, write_seed_rows
+from styletts2.bench.seed_rows import (add_checkpoint_arguments, check_checkpoint_arguments, mean_rows, report,
+                                       teacher_clips, write_seed_rows)
 
 VARIANTS = ("predicted", "aligner durations", "teacher F0", "teacher energy", "teacher prosody")
 FIELDS = (("PER (text)", "per_text"), ("PER (teacher's transcript)", "per"), ("DNSMOS", "dnsmos_ovrl"))
@@ -144,26 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     from styletts2.data.make_corpus import OOD_SENTENCES
 
     parser = argparse.ArgumentParser(prog="bench/prosody_oracle.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", type=Path, required=True, help="a trained stage-2 checkpoint (ours)")
-    parser.add_argument("--teacher", type=Path, required=True, help="the learning benchmark's teacher/ folder")
-    parser.add_argument("--seeds", type=int, default=2, help="source-noise seeds (default 2)")
-    parser.add_argument("--threads", type=int, default=2)
+    add_checkpoint_arguments(parser, seeds=2, seeds_help="source-noise seeds")
     parser.add_argument("--json", type=Path, help="write the rows and the table here (and a .md beside it)")
     args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error("--seeds must be at least 1")
-    if not args.checkpoint.is_file():
-        parser.error(f"no checkpoint {args.checkpoint}")
+    check_checkpoint_arguments(parser, args)
     texts = list(OOD_SENTENCES)
-    teacher = [args.teacher / f"heldout_{i:02d}.wav" for i in range(len(texts))]
-    missing = [str(p) for p in teacher if not p.exists()]
-    if missing:
-        parser.error(f"no teacher clip {missing[0]} (give the learning benchmark's teacher/ folder)")
+    try:
+        teacher = teacher_clips(args.teacher, len(texts))
+    except ValueError as err:
+        parser.error(str(err))
     torch.set_num_threads(args.threads)
     rows = score_variants(load(args.checkpoint), texts, teacher, args.seeds, args.threads)
-    text = table(rows)
-    print(text)
-    if args.json:
-        write_results(args.json, " ".join(["python bench/prosody_oracle.py", *(argv or sys.argv[1:])]), rows, text,
-                      machine_record(args.threads))
+    report("bench/prosody_oracle.py", argv, args, rows, table(rows), write_results)
     return 0
