@@ -38,5 +38,10 @@ def test_errors_come_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--checkpoint", str(tmp_path / "none.pth"), "--teacher", str(tmp_path)])
     assert "no checkpoint" in capsys.readouterr().err
+    checkpoint = tmp_path / "c.pth"
+    checkpoint.write_bytes(b"")
+    with pytest.raises(SystemExit):  # before the exports
+        main(["--checkpoint", str(checkpoint), "--teacher", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert "no teacher clip" in capsys.readouterr().err and not (tmp_path / "out").exists()
     with pytest.raises(SystemExit, match="no teacher clip"):
         score_folders({"fp32": tmp_path}, tmp_path / "teacher", seeds=1, threads=1)

@@ -64,12 +64,18 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from styletts2.data.make_corpus import OOD_SENTENCES
+
     parser = argparse.ArgumentParser(prog="bench/int8_quality.py", description=__doc__.split("\n")[0])
     add_checkpoint_arguments(parser, seeds=3, seeds_help="runtime seeds per export")
     parser.add_argument("--out", type=Path, default=Path("runs/int8_quality"), help="where the two exports go")
     parser.add_argument("--json", type=Path, help="write the rows and the table here")
     args = parser.parse_args(argv)
     check_checkpoint_arguments(parser, args)
+    try:  # before the exports, which take minutes
+        teacher_clips(args.teacher, len(OOD_SENTENCES))
+    except ValueError as err:
+        parser.error(str(err))
     rows = score_folders(export_both(args.checkpoint, args.out), args.teacher, args.seeds, args.threads)
     report("bench/int8_quality.py", argv, args, rows, table(rows), write_results)
     return 0
