@@ -6,8 +6,9 @@ import torch
 
 from conftest import build_tiny, voice_like
 from styletts2.audio.mel import n_mel_frames
-from styletts2.bench.prosody_oracle import (EDGE_PADDING, ORACLE_MODULES, VARIANTS, aligner_durations,
-                                            decode_variants, main, table, training_inputs)
+from styletts2.bench.prosody_oracle import (ORACLE_MODULES, VARIANTS, aligner_durations, decode_variants,
+                                            edge_padding, main, table, training_inputs)
+from styletts2.data.dataset import EDGE_PADDING
 from styletts2.model import INFERENCE_MODULES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -35,6 +36,12 @@ def test_inputs_are_framed_as_training_data():
     assert tokens.tolist() == [[0, 5, 6, 7, 0]]
     assert mel.shape[:2] == (1, 80) and mel.shape[-1] == n_mel_frames(wave.size + 2 * EDGE_PADDING) // 2 * 2
     assert float(mel[0, :, 0].mean()) < float(mel[0, :, mel.shape[-1] // 2].mean())  # silence in front
+    assert training_inputs([5], wave, padding=0)[1].shape[-1] == n_mel_frames(wave.size) // 2 * 2
+
+
+def test_edge_padding_is_the_training_runs():
+    assert edge_padding("Trainer.epochs = 3\nSpeechDataset.edge_padding = 2400\n") == 2400
+    assert edge_padding("Trainer.epochs = 3\n") == edge_padding(None) == EDGE_PADDING == 5000
 
 
 def test_each_variant_decodes_with_its_own_durations_and_prosody(model):

@@ -14,12 +14,13 @@ noise, and scored by the offline evaluator as the benchmark scores its exports:
   floor of what better prosody can give this decoder.
 So the rows split the distance from the teacher's PER into what the decoder, the durations and the
 F0 / energy predictions each cost. The text is framed as the training data frames it (`[0] +
-phonemes + [0]`, the clip with `EDGE_PADDING` samples of silence each side), so the aligner reads it
-as it read its training clips; the "predicted" row is thus close to, not the same as, the runtime's.
+phonemes + [0]`, the clip with the training run's `SpeechDataset.edge_padding` of silence each
+side), so the aligner reads it as it read its training clips; the "predicted" row is thus close to, not the same as, the runtime's.
 """
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import numpy as np
@@ -27,27 +28,37 @@ import torch
 
 from styletts2.bench.seed_rows import (add_checkpoint_arguments, check_checkpoint_arguments, mean_rows, report,
                                        teacher_clips, write_seed_rows)
+from styletts2.data.dataset import EDGE_PADDING
 
 VARIANTS = ("predicted", "aligner durations", "teacher F0", "teacher energy", "teacher prosody")
 FIELDS = (("PER (text)", "per_text"), ("PER (teacher's transcript)", "per"), ("DNSMOS", "dnsmos_ovrl"))
-EDGE_PADDING = 5000  # samples of silence each side of a training clip (`SpeechDataset.edge_padding`'s default)
 ORACLE_MODULES = ("text_aligner", "pitch_extractor")  # beyond the inference modules
 
 
 def load(checkpoint: Path):
-    """A trained checkpoint with its aligner and pitch extractor, in eval mode."""
+    """A trained checkpoint with its aligner and pitch extractor, in eval mode, and the edge padding
+    its training clips had."""
     from styletts2.model import INFERENCE_MODULES, load_model
 
-    model, _ = load_model(str(checkpoint), modules=tuple(INFERENCE_MODULES) + ORACLE_MODULES)
-    return model.eval()
+    model, meta = load_model(str(checkpoint), modules=tuple(INFERENCE_MODULES) + ORACLE_MODULES)
+    return model.eval(), edge_padding(meta.get("gin_config"))
 
 
-def training_inputs(tokens: list[int], wave: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Phoneme ids and a 24 kHz clip -> tokens [1, T] framed `[0] + ids + [0]`, and the clip's
-    normalised log-mel [1, n_mels, frames] of the edge-padded clip, cut to an even frame count."""
+def edge_padding(gin_config: str | None) -> int:
+    """Zero samples each side of a training clip: the run's `SpeechDataset.edge_padding` binding in a
+    checkpoint's operative config, else the dataset's default."""
+    match = re.search(r"^SpeechDataset\.edge_padding\s*=\s*(\d+)\s*$", gin_config or "", re.M)
+    return int(match.group(1)) if match else EDGE_PADDING
+
+
+def training_inputs(tokens: list[int], wave: np.ndarray,
+                    padding: int = EDGE_PADDING) -> tuple[torch.Tensor, torch.Tensor]:
+    """Phoneme ids and a 24 kHz clip -> tokens [1, T] framed `[0] + ids + [0]` (the tokenizer's
+    `encode_for_training`), and the normalised log-mel [1, n_mels, frames] of the clip with `padding`
+    zero samples each side, cut to an even frame count."""
     from styletts2.audio.mel import log_mel_spectrogram
 
-    padded = torch.nn.functional.pad(torch.from_numpy(wave).float(), (EDGE_PADDING, EDGE_PADDING))
+    padded = torch.nn.functional.pad(torch.from_numpy(wave).float(), (padding, padding))
     mel = log_mel_spectrogram(padded[None])
     return torch.tensor([[0, *tokens, 0]]), mel[..., :mel.shape[-1] // 2 * 2]
 
@@ -94,8 +105,10 @@ def decode_variants(model, tokens: torch.Tensor, mel: torch.Tensor, seed: int = 
     return waves
 
 
-def score_variants(model, texts: list[str], teacher: list[Path], seeds: int, threads: int) -> list[dict]:
-    """Rows {variant, seed, per_text, per, dnsmos_ovrl}: every held-out text decoded each way, scored."""
+def score_variants(model, texts: list[str], teacher: list[Path], seeds: int, threads: int,
+                   padding: int = EDGE_PADDING) -> list[dict]:
+    """Rows {variant, seed, per_text, per, dnsmos_ovrl}: every held-out text decoded each way, scored
+    (`padding`: see `training_inputs`)."""
     from styletts2.audio.io import load_wav
     from styletts2.bench.learning import score
     from styletts2.evaluate import Evaluator
@@ -111,7 +124,7 @@ def score_variants(model, texts: list[str], teacher: list[Path], seeds: int, thr
             pieces = front_end.text_to_token_pieces(text)
             if len(pieces) != 1:
                 raise ValueError(f"prosody_oracle: {text!r} is {len(pieces)} pieces; give sentences of one")
-            inputs = training_inputs(pieces[0], load_wav(clip, rate)[0])
+            inputs = training_inputs(pieces[0], load_wav(clip, rate)[0], padding)
             for name, wave in decode_variants(model, *inputs, seed=seed).items():
                 waves[name].append(wave)
         for name in VARIANTS:
@@ -153,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     torch.set_num_threads(args.threads)
-    rows = score_variants(load(args.checkpoint), texts, teacher, args.seeds, args.threads)
+    model, padding = load(args.checkpoint)
+    rows = score_variants(model, texts, teacher, args.seeds, args.threads, padding)
     report("bench/prosody_oracle.py", argv, args, rows, table(rows), write_results)
     return 0

@@ -35,6 +35,8 @@ from styletts2.audio.mel import LogMelSpectrogram, n_mel_frames
 from styletts2.data.readers import Record
 from styletts2.text.tokenizer import Tokenizer
 
+EDGE_PADDING = 5000  # zero samples each side of a training clip: upstream's
+
 logger = logging.getLogger(__name__)
 
 MAX_UNREADABLE_IN_A_ROW = 10
@@ -67,7 +69,7 @@ class SpeechDataset(Dataset):
         self,
         records: Sequence[Record],
         sample_rate: int = 24000,
-        edge_padding: int = 5000,
+        edge_padding: int = EDGE_PADDING,
         ref_max_frames: int = 192,
         ood_texts: Sequence[str] | None = None,
         ood_min_length: int = 50,
