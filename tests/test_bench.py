@@ -128,6 +128,7 @@ def test_train_memory_extrapolates_linearly_and_tells_what_fits():
     assert split[2] == "| stage2 joint (no SLM step) | 3.00 | - | - | - | - | - | - |"
 
 
+@pytest.mark.usefixtures("one_thread")  # at 2 threads beside the other worker: 90 s in a full run, 3 s alone
 def test_train_memory_writes_its_figures_with_the_machine(tmp_path):
     from styletts2.bench.train_memory import main
 
