@@ -175,6 +175,27 @@ def test_validation_decodes_whole_clips_for_the_evaluator_when_bound(clips, monk
         assert decoded == n // 2 * 2 * 300 and decoded - 300 < recording <= decoded
 
 
+@pytest.mark.parametrize("on_path", [False, True])
+def test_scored_clips_can_be_decoded_from_the_monotonic_path(clips, monkeypatch, on_path):
+    """Stage1.score_on_path: the whole clip the evaluator hears is decoded from hard durations (each
+    frame's text features are one token's), not from the soft attention's mixtures."""
+    from styletts2.train.validation_scores import ValidationScores
+
+    monkeypatch.setattr(ValidationScores, "score", lambda self, decoded, recordings, rate: {"score_per": 0.5})
+    batch = Collater()(clips[:2])
+    model, stage = make_stage(["ValidationScores.clips = 1"], score_on_path=on_path)
+    stage.train_step(batch, 0, 0)
+    model.eval()
+    inputs, decode = [], model.decoder.forward
+    monkeypatch.setattr(model.decoder, "forward", lambda asr, *rest: inputs.append(asr) or decode(asr, *rest))
+    with torch.no_grad():
+        stage.validation_step(batch, 0)
+    whole = inputs[-1][0]  # [channels, alignment frames] of the first clip, decoded whole
+    distinct = torch.unique(whole.T, dim=0).shape[0]
+    tokens = int(batch.token_lengths[0])
+    assert (distinct <= tokens) == on_path, (distinct, tokens, whole.shape)
+
+
 # --- pretrained parts ----------------------------------------------------------------------------
 
 def test_real_configs_name_the_missing_pretrained_file(tmp_path):

@@ -108,11 +108,12 @@ def toy_bindings(corpus: Path, run_dir: Path, **trainer) -> list[str]:
     ]
 
 
-def run_toy(corpus: Path, run_dir: Path, **trainer):
+def run_toy(corpus: Path, run_dir: Path, extra: tuple[str, ...] = (), **trainer):
+    """A trainer of `ToyStage` with these Trainer settings (and `extra` gin bindings), fitted."""
     from styletts2.model import parse_gin
 
     gin.clear_config()
-    parse_gin([str(REPO / "gin/model/tiny.gin")], toy_bindings(corpus, run_dir, **trainer))
+    parse_gin([str(REPO / "gin/model/tiny.gin")], toy_bindings(corpus, run_dir, **trainer) + list(extra))
     t = Trainer()
     return t, t.fit()
 

@@ -97,6 +97,8 @@ class Stage(Protocol):
     #   build_data(path, trainer) -> (dataset, lengths, collate_fn): the stage's own data (stage 0's
     #       pitch labels, PL-BERT's text); default: `trainer.speech_data(path)` with `Collater()`.
     #       The dataset needs `set_epoch(epoch)`; the batches `.to(device, non_blocking)`.
+    #   start_validation(): called before each validation pass (a run with a weight average may make
+    #       two in one epoch); stages 1 and 2 restart their evaluator's clip count.
     #   release_entries() -> dict: extra top-level checkpoint entries (an upstream release layout).
     #   rank_state_dict() / load_rank_state_dict(state): state that differs between DDP ranks
     #       (the stage's generators); saved and restored per rank (`state_dict` is rank 0's).

@@ -58,13 +58,16 @@ class Stage1:
         two phases are independent: before `TMA_epoch` the aligner stays frozen (and its targets
         cached) while the discriminators already train. The mel loss is weighted by `lambda_mel`
         once either phase has begun.
+    score_on_path: the validation clips that `ValidationScores` decodes whole are decoded from the
+        monotonic path through the attention (hard durations, as synthesis decodes) instead of the
+        soft attention that upstream's validation loss uses. Off by default.
     """
 
     name = "stage1"
 
     def __init__(self, max_len: int = 400, TMA_epoch: int = 50, soft_attention_p: float = 0.5,
                  seed: int | None = None, cache_frozen_targets: bool = False, alignment_lead_frames: int = 0,
-                 adversarial_epoch: int | None = None):
+                 adversarial_epoch: int | None = None, score_on_path: bool = False):
         self.max_len = max_len
         self.cache = make_cache(cache_frozen_targets, alignment_lead_frames)
         self.alignment_lead_frames = alignment_lead_frames
@@ -72,6 +75,7 @@ class Stage1:
         self.adversarial_epoch = TMA_epoch if adversarial_epoch is None else adversarial_epoch
         self.soft_attention_p = soft_attention_p
         self.seed = seed
+        self.score_on_path = score_on_path
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -175,6 +179,11 @@ class Stage1:
             self._val_rng = (epoch, torch.Generator().manual_seed(1_000_003 + self.ctx.rank))
         return self._val_rng[1]
 
+    def start_validation(self) -> None:
+        """Each validation pass sees the same windows and scores the same clips."""
+        self._val_rng = None
+        self.scores.restart()
+
     @torch.no_grad()
     def validation_step(self, batch, epoch: int) -> dict[str, float]:
         """Upstream's stage-1 validation: mel loss of a window decoded from the soft attention.
@@ -192,8 +201,12 @@ class Stage1:
         real = crop.waves(batch.waves, self.ctx.device).unsqueeze(1)
         log_validation_sample(self.ctx, epoch, y_rec, real)
 
+        scored = asr
+        if self.score_on_path:
+            scored = t_en @ monotonic_path(attention, batch.token_lengths, align_lengths).to(t_en.dtype)
+
         def decode_whole(i: int, length: int, mel: torch.Tensor) -> torch.Tensor:
-            return m.decoder(asr[i:i + 1, :, :length], *prosody_targets(m.pitch_extractor, mel),
+            return m.decoder(scored[i:i + 1, :, :length], *prosody_targets(m.pitch_extractor, mel),
                              m.style_encoder(mel.unsqueeze(1)))
 
         return {"mel": float(self.stft_loss(y_rec.float(), real)),

@@ -371,6 +371,11 @@ class Stage2:
             self._val_rng = (epoch, torch.Generator().manual_seed(1_000_003 + self.ctx.rank))
         return self._val_rng[1]
 
+    def start_validation(self) -> None:
+        """Each validation pass sees the same windows and scores the same clips."""
+        self._val_rng = None
+        self.scores.restart()
+
     @torch.no_grad()
     def validation_step(self, batch, epoch: int) -> dict[str, float]:
         """Upstream's stage-2 validation: mel loss of a window decoded with predicted F0 / N, the

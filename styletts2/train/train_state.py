@@ -17,6 +17,9 @@ plus our keys:
     espeak_version  the espeak-ng that phonemized the training text (None if unavailable)
     text_normalizer the normalizer that training text went through: name, version, language,
                  settings (None when switched off; lists given as phonemes skip it)
+    trained_net, weight_average   with `Trainer.weight_average` on: `net` holds the averaged
+                 weights, `trained_net` the raw ones training goes on from, `weight_average` the
+                 average's state (weight_average.py)
     ...          a stage's `release_entries()`, if it has them (stage 0: upstream's release layout)
 Resuming restores all of it, the random generators last, so K steps straight and K/2 + resume +
 K/2 give bit-identical parameters on CPU.
@@ -37,6 +40,7 @@ import torch
 from styletts2.checkpoint import CheckpointError, atomic_save, load_net_state, make_checkpoint, torch_load
 
 from .optim import MultiOptimizer
+from .weight_average import WeightAverage
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +101,8 @@ def current_text_normalizer() -> dict | None:
     return normalizer.describe() if normalizer is not None else None
 
 
-def build_training_checkpoint(model, stage, loop: LoopState, rng_states: list[dict]) -> dict:
+def build_training_checkpoint(model, stage, loop: LoopState, rng_states: list[dict],
+                              average: WeightAverage | None = None) -> dict:
     """The checkpoint dict (see the module docstring). `model` is a StyleTTS2 or anything with `.nets`."""
     optimizer = getattr(stage, "optimizer", None)
     extra: dict[str, Any] = {
@@ -110,11 +115,11 @@ def build_training_checkpoint(model, stage, loop: LoopState, rng_states: list[di
     }
     # Stage-0 stages add the top-level entries of their part's upstream release (e.g. the aligner's
     # ['model']), so the training checkpoint loads wherever the released file does.
-    extra.update(getattr(stage, "release_entries", dict)())
+    extra.update(_release_entries(stage, average))
     diffusion = model.nets.get("diffusion")
     if diffusion is not None:
         extra["sigma_data"] = float(diffusion.sigma_data)
-    return make_checkpoint(
+    state = make_checkpoint(
         model.nets,
         epoch=loop.epoch,  # epochs completed (the one in progress when saved mid-epoch)
         iters=loop.iters,
@@ -122,24 +127,54 @@ def build_training_checkpoint(model, stage, loop: LoopState, rng_states: list[di
         optimizer=optimizer.upstream_state_dict() if isinstance(optimizer, MultiOptimizer) else None,
         **extra,
     )
+    if average is not None:
+        state["trained_net"], state["net"] = state["net"], average.averaged_net(model.nets)
+        state["weight_average"] = average.state_dict()
+    return state
+
+
+def _release_entries(stage, average: WeightAverage | None) -> dict:
+    """The stage's release entries, of the averaged weights when there is an average (as `net`)."""
+    entries = getattr(stage, "release_entries", dict)
+    if average is None:
+        return entries()
+    with average.swapped_in():  # copies: the raw weights come back into these tensors afterwards
+        return _copied(entries())
+
+
+def _copied(value):
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    return value
 
 
 def save_training_checkpoint(path: str | os.PathLike, model, stage, loop: LoopState, rng_states: list[dict],
-                             previous: str | os.PathLike | None = None):
+                             previous: str | os.PathLike | None = None, average: WeightAverage | None = None):
     """previous: where the file being replaced is kept (see `atomic_save`)."""
-    return atomic_save(build_training_checkpoint(model, stage, loop, rng_states), path, previous=previous)
+    return atomic_save(build_training_checkpoint(model, stage, loop, rng_states, average), path, previous=previous)
 
 
-def load_training_checkpoint(path: str | os.PathLike, model, stage, rank: int = 0) -> tuple[LoopState, dict]:
+def load_training_checkpoint(path: str | os.PathLike, model, stage, rank: int = 0,
+                             average: WeightAverage | None = None) -> tuple[LoopState, dict]:
     """Load weights and stage state from a training checkpoint; return the loop state to continue
     from and this rank's generator states (restore them with `restore_rng_state` just before
-    training goes on, after everything that draws random numbers while setting up)."""
+    training goes on, after everything that draws random numbers while setting up).
+    average: the run's weight average, started from the checkpoint's `net` (its average, when the
+    checkpoint has one); the model then gets the raw weights (`trained_net`) to train on."""
     state = torch_load(path)
     for key in ("net", "stage", "trainer", "rng"):
         if key not in state:
             raise CheckpointError(f"{path}: not a training checkpoint of this trainer (no {key!r} entry); "
                                   "to start from pretrained weights, let the stage load them instead")
     load_net_state(model.nets, state["net"])
+    if average is not None:
+        average.capture()
+        if "weight_average" in state:
+            average.load_state_dict(state["weight_average"])
+    if "trained_net" in state:
+        load_net_state(model.nets, state["trained_net"])
     if "sigma_data" in state and "diffusion" in model.nets:
         model.nets["diffusion"].sigma_data = float(state["sigma_data"])
     stage.load_state_dict(state["stage"])

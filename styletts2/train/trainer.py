@@ -55,6 +55,7 @@ from .stage import NonFiniteLoss, StepOutput, TrainingContext
 from .train_state import (LoopState, capture_rng_state, load_training_checkpoint, restore_rng_state,
                           save_training_checkpoint)
 from .validation_scores import SCORE_PREFIX
+from .weight_average import RAW_PREFIX, WeightAverage
 
 # Exit code runner.py uses for a run stopped by SIGINT/SIGTERM after saving (128 + SIGINT).
 INTERRUPTED_EXIT_CODE = 130
@@ -139,6 +140,8 @@ class Trainer:
     val_metric: the validation loss that picks best.pth (the lowest); None = the sum of all validation
         losses, the evaluator's `score_*` figures (ValidationScores) left out.
     keep_epoch_checkpoints: also keep `epoch_<stage>_<NNNNN>.pth` at every epoch end (upstream style).
+    weight_average: None (upstream), or `@WeightAverage()`: an exponential moving average of the
+        weights, which checkpoints hold as their model and validation scores (weight_average.py).
     """
 
     def __init__(self, stage=gin.REQUIRED, run_dir: str = "runs/default", epochs: int = 1, batch_size: int = 16,
@@ -148,7 +151,7 @@ class Trainer:
                  num_workers: int = 0, train_data: str = gin.REQUIRED, val_data: str | None = None,
                  data_root: str | None = None, ood_data: str | None = None, resume: str | None = None,
                  max_steps: int | None = None, max_minutes: float | None = None, val_metric: str | None = None,
-                 keep_epoch_checkpoints: bool = False):
+                 keep_epoch_checkpoints: bool = False, weight_average: WeightAverage | None = None):
         check_setting_types("Trainer", Trainer.__init__, locals())
         if mixed_precision not in (None, "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be None, 'bf16' or 'fp16', not {mixed_precision!r}")
@@ -176,7 +179,9 @@ class Trainer:
         self.max_minutes = max_minutes
         self.val_metric = val_metric
         self.keep_epoch_checkpoints = keep_epoch_checkpoints
+        self.average = weight_average
         self._stop_signal: int | None = None
+        self.last_validation: dict[str, float] = {}  # the latest validation's losses
 
     # --- set-up ----------------------------------------------------------------------------
 
@@ -266,11 +271,15 @@ class Trainer:
         _seed_everything(self.seed + self.env.rank)  # ranks draw different dropout / crops
 
         self.loop = LoopState(world_size=self.env.world_size)
+        if self.average is not None:
+            self.average.attach(self.model)
         rng_state = None
         if self.env.is_main:
             self._remove_leftover_temporaries()
         resume, self.loop, rng_state = self._resume_on_every_rank()
         dist_utils.broadcast_module(self.model)  # rank 0's parameters and buffers, resumed or fresh
+        if self.average is not None and self.average.shadow is None:
+            self.average.capture()  # a fresh run (a resumed one has its checkpoint's average)
         if resume:
             self.sampler.load_state_dict(self.loop.sampler)
             if self.ctx.grad_scaler is not None and self.loop.grad_scaler is not None:
@@ -307,7 +316,8 @@ class Trainer:
         """Load the checkpoint to continue from: `resume` when given; else the run's own last.pth
         (so re-running an interrupted command continues it), or last.previous.pth when last.pth is
         missing or can not be read."""
-        load = partial(load_training_checkpoint, model=self.model, stage=self.stage, rank=self.env.rank)
+        load = partial(load_training_checkpoint, model=self.model, stage=self.stage, rank=self.env.rank,
+                       average=self.average)
         if self.resume:
             if self.last_path.exists():
                 self.logger.info(f"warning: starting from {self.resume} as asked, not from {self.last_path}")
@@ -342,7 +352,8 @@ class Trainer:
             try:
                 if not Path(path).is_file():
                     raise CheckpointError(f"{path} does not exist on this rank's machine")
-                result = (Path(path), *load_training_checkpoint(path, self.model, self.stage, self.env.rank))
+                result = (Path(path), *load_training_checkpoint(path, self.model, self.stage, self.env.rank,
+                                                                self.average))
             except Exception as err:
                 error = err
         failed = [(rank, message) for rank, message in
@@ -373,7 +384,7 @@ class Trainer:
             for name in names:
                 previous = self.previous_path if name == "last.pth" else None
                 save_training_checkpoint(self.run_dir / name, self.model, self.stage, self.loop, rng_states,
-                                         previous=previous)
+                                         previous=previous, average=self.average)
             (self.run_dir / "config.gin").write_text(gin.operative_config_str(), encoding="utf-8")
         dist_utils.barrier()
         return self.run_dir / names[0]
@@ -407,7 +418,24 @@ class Trainer:
         return {n: optimizer.lr(n) for n in optimizer.names} if isinstance(optimizer, MultiOptimizer) else {}
 
     def validate(self, epoch: int) -> dict[str, float]:
-        """Mean validation losses over the whole validation set (all ranks)."""
+        """Mean validation losses over the whole validation set (all ranks), of the averaged weights
+        when the run keeps an average (and of the raw ones as `raw_*`, when asked)."""
+        if self.average is None:
+            return self._validation_pass(epoch)
+        if not self.average.validate_raw:
+            with self.average.swapped_in():
+                return self._validation_pass(epoch)
+        # Forked: both passes draw the same random numbers (source noise), and training goes on from
+        # the generators' state that one pass leaves, as without `validate_raw`.
+        device = self.env.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), self.average.swapped_in():
+            averaged = self._validation_pass(epoch)
+        return {**averaged, **{RAW_PREFIX + k: v for k, v in self._validation_pass(epoch).items()}}
+
+    def _validation_pass(self, epoch: int) -> dict[str, float]:
+        start = getattr(self.stage, "start_validation", None)
+        if start is not None:
+            start()
         self.model.eval()
         means = RunningMeans()
         with torch.no_grad():
@@ -423,7 +451,7 @@ class Trainer:
 
     def _val_score(self, losses: dict[str, float]) -> float:
         if self.val_metric is None:
-            return sum(v for k, v in losses.items() if not k.startswith(SCORE_PREFIX))
+            return sum(v for k, v in losses.items() if not k.startswith((SCORE_PREFIX, RAW_PREFIX)))
         if self.val_metric not in losses:
             raise KeyError(f"Trainer.val_metric {self.val_metric!r} is not among the validation losses {sorted(losses)}")
         return losses[self.val_metric]
@@ -480,6 +508,8 @@ class Trainer:
                         self._diverged(in_a_row, out.reason)
                 else:
                     in_a_row = 0
+                    if self.average is not None:
+                        self.average.update()
                     epoch_means.add(out.losses)
                     self.logger.log_step(loop.iters, out.losses, self._lrs())
                 limit = self._limit(timeout, loop.iters)
@@ -513,7 +543,7 @@ class Trainer:
         loop = self.loop
         val = None
         if self.val_loader is not None and ((epoch + 1) % self.validate_every_epochs == 0 or epoch + 1 == self.epochs):
-            val = self.validate(epoch)
+            val = self.last_validation = self.validate(epoch)
             self.logger.log_validation(epoch, val)
             loop.last_val_loss = self._val_score(val)
         loop.epoch, loop.batches_done = epoch + 1, 0

@@ -52,6 +52,11 @@ class ValidationScores:
             self._epoch, self._scored = epoch, 0
         return max(0, min(batch_size, self.clips - self._scored))
 
+    def restart(self) -> None:
+        """A new validation pass of the same epoch (e.g. the raw weights' beside their average's)
+        scores the same clips again."""
+        self._epoch = None
+
     def score_batch(self, batch, epoch: int, decode: Callable[[int, int, torch.Tensor], torch.Tensor],
                     sample_rate: int) -> dict[str, float]:
         """Decode and score this batch's first items that are still wanted: `decode(i, length, mel)`
