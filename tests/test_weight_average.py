@@ -52,6 +52,11 @@ def test_a_decay_outside_zero_to_one_is_refused(decay):
         WeightAverage(decay=decay)
 
 
+def test_the_trainer_refuses_a_weight_average_that_is_not_one(corpus, tmp_path):
+    with pytest.raises(ValueError, match=r"@WeightAverage\(\) \(with the parentheses\)"):
+        run_toy(corpus, tmp_path / "run", weight_average="@WeightAverage")
+
+
 def _weights(model) -> dict[str, dict[str, torch.Tensor]]:
     return {name: {k: v.detach().clone() for k, v in module.state_dict().items()} for name, module in model.nets.items()}
 

@@ -155,6 +155,9 @@ class Trainer:
         check_setting_types("Trainer", Trainer.__init__, locals())
         if mixed_precision not in (None, "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be None, 'bf16' or 'fp16', not {mixed_precision!r}")
+        if weight_average is not None and not isinstance(weight_average, WeightAverage):
+            raise ValueError(f"Trainer.weight_average must be @WeightAverage() (with the parentheses) or None, "
+                             f"not {weight_average!r}")
         if epochs < 1 or batch_size < 1 or max_nonfinite_in_a_row < 1 or validate_every_epochs < 1:
             raise ValueError("epochs, batch_size, max_nonfinite_in_a_row and validate_every_epochs must be >= 1")
         self.stage = stage() if isinstance(stage, type) else stage
