@@ -102,7 +102,7 @@ def test_resume_restores_the_average_exactly(corpus, tmp_path):
 
 
 def test_a_run_without_an_average_resumes_the_raw_weights_of_one_that_had_it(corpus, tmp_path):
-    with_average, _ = run_toy(corpus, tmp_path / "run", epochs=1, **AVERAGE)
+    run_toy(corpus, tmp_path / "run", epochs=1, **AVERAGE)
     without, result = run_toy(corpus, tmp_path / "run", epochs=2)
     assert result.iters == 6
     straight, _ = run_toy(corpus, tmp_path / "straight", epochs=2)

@@ -48,26 +48,28 @@ class WeightAverage:
         """Start the average at the current weights."""
         self.shadow = [p.detach().clone() for p in self.params]
 
+    def _averages(self) -> list[torch.Tensor]:
+        """The averaged weights, started at the current ones if nothing started them yet."""
+        if self.shadow is None:
+            self.capture()
+        return self.shadow
+
     def current_decay(self) -> float:
         return min(self.decay, (1 + self.updates) / (10 + self.updates))
 
     @torch.no_grad()
     def update(self) -> None:
         """After an optimisation step: shadow <- shadow + (1 - decay) * (weights - shadow)."""
-        if self.shadow is None:
-            self.capture()
         weight = 1.0 - self.current_decay()
-        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], weight)
+        torch._foreach_lerp_(self._averages(), [p.detach() for p in self.params], weight)
         self.updates += 1
 
     @contextmanager
     def swapped_in(self) -> Iterator[None]:
         """The averaged weights in the model for the duration (validation); the raw ones after."""
-        if self.shadow is None:
-            self.capture()
         with torch.no_grad():
             raw = [p.detach().clone() for p in self.params]
-            for p, s in zip(self.params, self.shadow, strict=True):
+            for p, s in zip(self.params, self._averages(), strict=True):
                 p.copy_(s)
         try:
             yield
@@ -78,15 +80,14 @@ class WeightAverage:
 
     def averaged_net(self, modules: Mapping[str, nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
         """{module: state_dict} with every averaged parameter replaced by its average (buffers as they are)."""
-        if self.shadow is None:
-            self.capture()
+        averages = self._averages()
         net = {}
         for name, module in modules.items():
             state = module.state_dict()
             for key, p in module.named_parameters(remove_duplicate=False):
                 i = self._index.get(id(p))
                 if i is not None:
-                    state[key] = self.shadow[i]
+                    state[key] = averages[i]
             net[name] = state
         return net
 
