@@ -25,11 +25,11 @@ from pathlib import Path
 from styletts2.gin_paths import REPO_ROOT
 
 # Shares of the budget before stage 2; stage 2 gets the rest (23 %). The decoder learns to speak in
-# stage 1 only (it is frozen in stage 2 before the joint phase), and it is what limits the held-out
-# PER (bench/prosody_oracle.py: 0.34 even with the teacher's prosody), so stage 1 gets 60 %; stage 2
-# on whole clips (gin/learning/stage2.gin) needs less than the third it had. Tried: the aligner at
-# 22 % and stage 1 at 38 % (its CTC PER reached 0.02 instead of 0.41, but its word starts stayed 90+
-# ms off espeak-ng's): held-out PER 0.63 / 0.68 against 0.58 / 0.58 (bench/README.md).
+# stage 1 only (it is frozen in stage 2 before the joint phase), so stage 1 gets 60 %: with it the
+# decoder given the teacher's prosody is heard at a PER of 0.27, against the teacher's 0.24
+# (bench/prosody_oracle.py). Tried (bench/README.md): stage 1 at 50 %, giving stage 2 its minutes
+# (held-out PER within noise: stage 2's F0 overfits instead of improving); the aligner at 22 % and
+# stage 1 at 38 % (held-out PER 0.63 / 0.68 against 0.58 / 0.58, configs of that time).
 SHARES = {"aligner": 0.12, "pitch": 0.03, "plbert": 0.02, "stage1": 0.60}
 RUNNER_SUMMARY = re.compile(r"runner\.py: \w+ after \d+ epoch\(s\), (\d+) step\(s\)")
 
