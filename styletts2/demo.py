@@ -21,10 +21,9 @@ from .data.make_corpus import SENTENCE_POOLS
 from .gin_paths import REPO_ROOT
 
 TEXT = "The kettle whistled while the rain tapped against the kitchen window."
-# The aligner needs a few hundred steps to leave its CTC plateau (300-450 on 144 clips in the learning
-# benchmark), which the benchmark's 12 % of 9 minutes does not give it. With 22 % it made 348 steps
-# and was still on the plateau, yet the demo's PER was 0.81 where the 6-minute demo's with the
-# benchmark's shares was 1.00 (README, Quick start).
+# The aligner needs a few hundred steps to leave its CTC plateau (300-400 at its rate of 1e-3 on this
+# corpus), which the benchmark's 12 % of 9 minutes does not give it; 22 % gives it about 500. A larger
+# share (40 %, at the earlier rate) only took minutes from stage 1 (README, Quick start).
 DEMO_SHARES = "aligner=0.22,pitch=0.03,plbert=0.02,stage1=0.48"
 
 
