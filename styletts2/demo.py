@@ -21,10 +21,13 @@ from .data.make_corpus import SENTENCE_POOLS
 from .gin_paths import REPO_ROOT
 
 TEXT = "The kettle whistled while the rain tapped against the kitchen window."
-# The aligner needs a few hundred steps to leave its CTC plateau (300-400 at its rate of 1e-3 on this
-# corpus), which the benchmark's 12 % of 9 minutes does not give it; 22 % gives it about 500. A larger
-# share (40 %, at the earlier rate) only took minutes from stage 1 (README, Quick start).
+# The aligner needs a few hundred steps to leave its CTC plateau, which the benchmark's 12 % of 9
+# minutes does not give it; 22 % gives it about 500. At the benchmark's rate of 2e-3 it stayed on the
+# plateau after 560 steps on this corpus in two seeds, at 1e-3 it left it after 300-400 (the hour's
+# aligner keeps 2e-3, which places word starts better given 1,700 steps). A larger share (40 %, at
+# 2e-3) only took minutes from stage 1 (README, Quick start).
 DEMO_SHARES = "aligner=0.22,pitch=0.03,plbert=0.02,stage1=0.48"
+DEMO_BINDINGS = {"aligner": ["Stage0Aligner.lr = 1e-3"]}  # after the recipe's own
 
 
 def _run(step: str, args: list[str], timings: dict[str, float]) -> None:
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.sentences], timings)
     if (out / "stage2" / "last.pth").exists():
         raise SystemExit(f"demo: {out} holds a finished demo; remove it or give another --out")
-    recipe = Recipe(corpus, out, args.minutes, shares=shares)
+    recipe = Recipe(corpus, out, args.minutes, shares=shares, bindings=DEMO_BINDINGS)
     print(f"\n== training from nothing for {args.minutes:g} minutes (stage 0 -> stage 1 -> stage 2)")
     try:
         checkpoint = recipe.run()

@@ -1,5 +1,7 @@
 """The from-nothing sequence (styletts2/train/recipe.py) that the demo and the learning benchmark run:
 stage 0 -> stage 1 -> stage 2 as runner.py subprocesses, each passing its output to the next by path."""
+import ast
+
 import pytest
 import torch
 
@@ -110,3 +112,25 @@ def test_stage_2_segments_share_one_learning_rate_budget(tmp_path, monkeypatch):
 def test_stages_are_described_with_their_seconds_per_step():
     line = describe_stages({"aligner": 7.2, "pitch": 1.8, "stage2": 16.0}, {"aligner": 1800, "stage2": 960})
     assert line == "aligner 7.2 min, 1800 steps (0.24 s/step); pitch 1.8 min; stage2 16.0 min, 960 steps (1.00 s/step)"
+
+
+def test_the_demos_bindings_parse_in_the_configs_of_their_stages(tmp_path):
+    # A misspelt binding would fail only once the corpus and the stages before it had run.
+    import gin
+
+    import runner
+    from styletts2.demo import DEMO_BINDINGS
+    from styletts2.model import parse_gin
+
+    runner._register_configurables()
+    recipe = Recipe(tmp_path / "corpus", tmp_path / "runs", minutes=1, bindings=DEMO_BINDINGS)
+    for stage, stage_bindings in DEMO_BINDINGS.items():
+        config = recipe.command(stage, 1.0)[2]
+        gin.clear_config()
+        try:
+            parse_gin([config], stage_bindings)
+            for binding in stage_bindings:
+                name, _, value = binding.partition("=")
+                assert gin.query_parameter(name.strip()) == ast.literal_eval(value.strip()), binding
+        finally:
+            gin.clear_config()
