@@ -51,6 +51,9 @@ def test_word_starts_from_a_path_and_from_a_uniform_split():
     starts = path_word_starts(path, words, offset_s=0.05)
     assert np.allclose(starts, [2 * 0.025 - 0.05, 6 * 0.025 - 0.05])
     assert np.allclose(uniform_word_starts(words, 0.7), [0.1, 0.4])
+    # From the space before each word: the first word has none (only the leading pad), the second does
+    assert np.allclose(path_word_starts(path, words, offset_s=0.05, from_space=True),
+                       [2 * 0.025 - 0.05, 5 * 0.025 - 0.05])
 
 
 def test_boundary_errors_summarise_absolute_errors_and_the_later_words_lag():

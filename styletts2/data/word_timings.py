@@ -53,15 +53,19 @@ def token_words(phonemes: str) -> list[int]:
     return words + [-1]
 
 
-def path_word_starts(path: np.ndarray, words: list[int], offset_s: float) -> np.ndarray:
+def path_word_starts(path: np.ndarray, words: list[int], offset_s: float, from_space: bool = False) -> np.ndarray:
     """Start (seconds) of each word under a hard alignment `path` [T_text, T_align] (0/1): the
-    first frame of its first token, less `offset_s` (the silence the dataset added in front)."""
+    first frame of its first token, less `offset_s` (the silence the dataset added in front).
+    from_space: the first frame of the space or punctuation token just before the word instead,
+    where there is one (not the leading pad): a trained aligner gives that token the next word's
+    onset, since espeak-ng does not pause between words (bench/README.md)."""
     first_frame = path.argmax(axis=1)
     n_words = max(words) + 1
     starts = np.full(n_words, np.nan)
     for token, word in enumerate(words):
         if word >= 0 and np.isnan(starts[word]):
-            starts[word] = first_frame[token] * ALIGN_SECONDS - offset_s
+            start_token = token - 1 if from_space and token > 1 and words[token - 1] < 0 else token
+            starts[word] = first_frame[start_token] * ALIGN_SECONDS - offset_s
     return starts
 
 

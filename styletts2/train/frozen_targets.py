@@ -14,10 +14,12 @@ On this 2-core CPU the aligner and pitch extractor take a third of a learning-be
 step (bench/README.md).
 
 `lead_frames` moves each cached alignment that many alignment frames earlier (the first token loses
-them, the last token repeats at the end). A small aligner trained briefly places every word after a
-clip's first one late (the learning benchmark measured 45-83 ms, `boundary_lag_ms` in its
-validation), so the decoder has to look ahead to find each phoneme's sound. Moving it 2 frames did
-not improve the benchmark's held-out PER (bench/README.md); the learning configs leave it at 0.
+them, the last token repeats at the end). A small aligner's path starts every word after a clip's
+first one late (the learning benchmark measured 36-83 ms, `boundary_lag_ms` in its validation):
+the space token before the word takes the word's onset (counted from that space, one aligner's word
+starts were 23 ms from espeak-ng's instead of 40, and 4 ms early instead of 36 late; bench/README.md).
+Moving every alignment 2 frames did not improve the benchmark's held-out PER; the learning configs
+leave it at 0.
 """
 from __future__ import annotations
 

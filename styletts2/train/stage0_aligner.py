@@ -15,6 +15,9 @@ Validation reports the losses, the CTC phoneme error rate (greedy decoding), and
 espeak-ng word timings (`make_corpus`), how far the word starts of the monotonic path through the
 attention are from espeak-ng's, in ms, beside a uniform alignment's, and the mean signed error
 of the words after each clip's first (`boundary_lag_ms`: a constant lag; `data/word_timings.py`).
+The same two with each word read from the space token before it (`space_boundary_mae_ms`,
+`space_boundary_lag_ms`): a trained aligner gives that token the word's onset, so the first
+reading runs late by a frame or two.
 """
 from __future__ import annotations
 
@@ -146,9 +149,10 @@ class Stage0Aligner:
         return None
 
     def boundary_errors(self, batch, attention: torch.Tensor, align_lengths: torch.Tensor,
-                        edge_padding_s: float) -> BoundaryErrors:
-        """Word-start errors of this batch's monotonic paths against espeak-ng's timings."""
-        errors = BoundaryErrors([], [])
+                        edge_padding_s: float) -> tuple[BoundaryErrors, BoundaryErrors]:
+        """Word-start errors of this batch's monotonic paths against espeak-ng's timings, each word
+        read from its first phoneme, then from the space before it."""
+        errors, from_space = BoundaryErrors([], []), BoundaryErrors([], [])
         path = monotonic_path(attention, batch.token_lengths, align_lengths).cpu().numpy()
         for i, wav in enumerate(batch.paths):
             entry = (self._corpus_timings(wav) or {}).get(Path(wav).stem)
@@ -156,9 +160,11 @@ class Stage0Aligner:
                 continue
             n_tokens = int(batch.token_lengths[i])
             words = token_words(self.tokenizer.decode(batch.tokens[i, :n_tokens]))
-            starts = path_word_starts(path[i, :n_tokens, :int(align_lengths[i])], words, edge_padding_s)
-            errors.add(starts, uniform_word_starts(words, entry["seconds"]), [w[1] for w in entry["words"]])
-        return errors
+            clip_path, reference = path[i, :n_tokens, :int(align_lengths[i])], [w[1] for w in entry["words"]]
+            uniform = uniform_word_starts(words, entry["seconds"])
+            errors.add(path_word_starts(clip_path, words, edge_padding_s), uniform, reference)
+            from_space.add(path_word_starts(clip_path, words, edge_padding_s, from_space=True), uniform, reference)
+        return errors, from_space
 
     @torch.no_grad()
     def validation_step(self, batch, epoch: int) -> dict[str, float]:
@@ -170,7 +176,9 @@ class Stage0Aligner:
             length += len(target)
         scores = {k: float(v) for k, v in losses.items()}
         scores["ctc_per"] = errors / max(length, 1)
-        scores.update(self.boundary_errors(batch, out.attention, out.align_lengths, self.edge_padding_s).summary())
+        errors, from_space = self.boundary_errors(batch, out.attention, out.align_lengths, self.edge_padding_s)
+        scores.update(errors.summary())
+        scores.update({f"space_{k}": v for k, v in from_space.summary().items() if k.startswith("boundary")})
         if self.ctx.log_image is not None and getattr(self, "_imaged", None) != epoch:
             self._imaged = epoch
             n, t = int(batch.token_lengths[0]), int(out.align_lengths[0])
