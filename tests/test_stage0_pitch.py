@@ -130,6 +130,24 @@ def test_forward_with_voicing_is_the_f0_styletts2_reads():
     assert not torch.equal(jdc.forward_with_voicing(mel, dropout=0.5)[0], jdc.forward_with_voicing(mel)[0])
 
 
+def test_zero_unvoiced_gives_0_hz_where_the_detector_says_unvoiced_and_the_f0_elsewhere():
+    torch.manual_seed(0)
+    plain = JDCNet().eval()
+    mel = torch.randn(3, 1, 80, 40)
+    with torch.no_grad():  # centre the random detector's logits so that it calls frames both ways
+        plain.detector.bias -= plain.forward_with_voicing(mel)[1].median() / 2
+    gated = copy.deepcopy(plain)
+    gated.zero_unvoiced = True
+    raw, unvoiced = plain.forward_with_voicing(mel)
+    f0, gan_feature, pooled = gated(mel)
+    voiced = unvoiced <= 0
+    assert voiced.any() and (~voiced).any(), "a random detector should call some frames each way"
+    assert torch.allclose(f0[voiced], raw.abs()[voiced], atol=1e-6)
+    assert torch.all(f0[~voiced] == 0)
+    assert torch.equal(gan_feature, plain(mel)[1]) and torch.equal(pooled, plain(mel)[2])
+    assert gated(mel[:1])[0].shape == (40,)  # squeezed as upstream's forward squeezes a batch of one
+
+
 def test_metrics_on_a_synthetic_case():
     labels = torch.tensor([[0.0, 100.0, 200.0, 0.0, 150.0, 0.0], [120.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
     mask = torch.tensor([[True] * 6, [True, True, False, False, False, False]])

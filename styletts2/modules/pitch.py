@@ -19,6 +19,12 @@ Behaviour kept from upstream on purpose (checkpoints and training depend on it):
 
 `forward_with_voicing` is the forward yl4579/PitchExtractor trains the network with (stage 0): the
 same F0 head before `abs`, plus the voicing detector, with dropout as a functional argument.
+
+Not upstream's, off by default: `zero_unvoiced=True` makes `forward` also run the voicing detector
+and give 0 Hz on the frames it calls unvoiced. A pitch extractor trained for minutes (the learning
+benchmark's, 127 steps) detects voicing well (5 % of frames wrong) while its F0 head still gives
+about 50 Hz there; the decoder's harmonic source would then sound through every consonant and
+silence. A fully trained head gives near 0 Hz there, which is what upstream's decoder was trained on.
 """
 import gin
 import torch
@@ -55,9 +61,11 @@ class JDCNet(nn.Module):
     f0 [B, T] (squeezed, see the module notes), gan_feature [B, 256, n_mels/8, T] (activated
     features before the last pooling), pooled [B, 256, T, 2] (the BiLSTM input)."""
 
-    def __init__(self, num_class: int = 1, seq_len: int = 192, leaky_relu_slope: float = 0.01):
+    def __init__(self, num_class: int = 1, seq_len: int = 192, leaky_relu_slope: float = 0.01,
+                 zero_unvoiced: bool = False):
         super().__init__()
         self.num_class = num_class
+        self.zero_unvoiced = zero_unvoiced
         self.seq_len = seq_len
         self.conv_block = nn.Sequential(
             nn.Conv2d(1, 64, kernel_size=3, padding=1, bias=False),
@@ -103,19 +111,10 @@ class JDCNet(nn.Module):
                     nn.init.normal_(p)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] // 32 != 2:
-            raise ValueError("JDCNet expects a mel batch with a channel axis [B, 1, n_mels, T] "
-                             f"with 64 <= n_mels < 96 (80 in StyleTTS2), got {tuple(x.shape)}")
-        n_frames = x.shape[-1]
-        x = x.float().transpose(-1, -2)  # [B, 1, T, n_mels]
-        x = self.res_block3(self.res_block2(self.res_block1(self.conv_block(x))))
-        x = self.pool_block[1](self.pool_block[0](x))
-        gan_feature = x.transpose(-1, -2)
-        pooled = self.pool_block[2](x)  # [B, 256, T, 2]
-        # [B, 256, T, 2] -> [B, T, 512]: each frame's channels x remaining frequency bins.
-        frames = pooled.permute(0, 2, 1, 3).reshape(-1, n_frames, 512)
-        frames, _ = self.bilstm_classifier(frames)
-        f0 = self.classifier(frames).view(-1, n_frames, self.num_class)
+        _check_mel(x)
+        f0, unvoiced, gan_feature, pooled = self._heads(x, dropout=0.0, voicing=self.zero_unvoiced)
+        if unvoiced is not None:
+            f0 = torch.where(unvoiced.unsqueeze(-1) > 0, torch.zeros_like(f0), f0)
         return f0.squeeze().abs(), gan_feature, pooled
 
     def forward_with_voicing(self, x: torch.Tensor, dropout: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,24 +126,38 @@ class JDCNet(nn.Module):
         Dropout layers sit: on the pooled features (both heads) and after `detector_conv`. Its two
         outputs are summed into one logit, read as "unvoiced" (PitchExtractor's silence target).
         """
-        if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] // 32 != 2:
-            raise ValueError(f"JDCNet expects a mel batch [B, 1, n_mels, T] (n_mels 80), got {tuple(x.shape)}")
+        _check_mel(x)
+        f0, unvoiced, _, _ = self._heads(x, dropout, voicing=True)
+        return f0[..., 0], unvoiced
+
+    def _heads(self, x: torch.Tensor, dropout: float, voicing: bool):
+        """(f0 [B, T, num_class] before `abs`, unvoiced logit [B, T] or None, gan_feature, pooled)."""
         batch, n_frames = x.shape[0], x.shape[-1]
         x = x.float().transpose(-1, -2)  # [B, 1, T, n_mels]
         conv = self.conv_block(x)
         res1 = self.res_block1(conv)
         res2 = self.res_block2(res1)
-        res3 = self.res_block3(res2)
-        pooled = self.pool_block[2](self.pool_block[1](self.pool_block[0](res3)))
-        pooled = nn.functional.dropout(pooled, dropout, self.training)
+        activated = self.pool_block[1](self.pool_block[0](self.res_block3(res2)))
+        pooled = self.pool_block[2](activated)  # [B, 256, T, 2]
+        if dropout:
+            pooled = nn.functional.dropout(pooled, dropout, self.training)
 
         def frames(features: torch.Tensor) -> torch.Tensor:  # [B, 256, T, 2] -> [B, T, 512]
             return features.permute(0, 2, 1, 3).reshape(batch, n_frames, 512)
 
         f0 = self.classifier(self.bilstm_classifier(frames(pooled))[0]).view(batch, n_frames, self.num_class)
-        # upstream's maxpool1..3 (kernels 40, 20, 10 at 80 mels): each branch down to 2 frequency bins
-        side = [nn.functional.max_pool2d(t, (1, t.shape[-1] // 2)) for t in (conv, res1, res2)]
-        detected = self.detector_conv[2](self.detector_conv[1](self.detector_conv[0](torch.cat(side + [pooled], 1))))
-        detected = nn.functional.dropout(detected, dropout, self.training)
-        unvoiced = self.detector(self.bilstm_detector(frames(detected))[0]).sum(-1)
-        return f0[..., 0], unvoiced
+        unvoiced = None
+        if voicing:
+            # upstream's maxpool1..3 (kernels 40, 20, 10 at 80 mels): each branch down to 2 frequency bins
+            side = [nn.functional.max_pool2d(t, (1, t.shape[-1] // 2)) for t in (conv, res1, res2)]
+            detected = self.detector_conv[2](self.detector_conv[1](self.detector_conv[0](torch.cat(side + [pooled], 1))))
+            if dropout:
+                detected = nn.functional.dropout(detected, dropout, self.training)
+            unvoiced = self.detector(self.bilstm_detector(frames(detected))[0]).sum(-1)
+        return f0, unvoiced, activated.transpose(-1, -2), pooled
+
+
+def _check_mel(x: torch.Tensor) -> None:
+    if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] // 32 != 2:
+        raise ValueError("JDCNet expects a mel batch with a channel axis [B, 1, n_mels, T] "
+                         f"with 64 <= n_mels < 96 (80 in StyleTTS2), got {tuple(x.shape)}")
