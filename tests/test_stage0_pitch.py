@@ -154,14 +154,19 @@ def test_metrics_on_a_synthetic_case():
     voiced_logit = torch.where(labels > 0, -4.0, 4.0)  # negative: voiced
     voiced_logit[1, 2:] = -4.0  # padding says "voiced": must not count
     same = f0_metrics(labels, voiced_logit, labels, mask)
-    assert same == {"voicing_error": 0.0, "f0_cents": 0.0}
+    assert same == {"voicing_error": 0.0, "f0_cents": 0.0, "unvoiced_f0_hz": 0.0}
     octave = f0_metrics(labels * 2, voiced_logit, labels, mask)  # every voiced frame an octave high
     assert octave["f0_cents"] == pytest.approx(1200.0)
+    # a head that gives 50 Hz where the label is unvoiced (the padding's 80 Hz must not count)
+    hum = torch.where(labels > 0, labels, 50.0)
+    hum[1, 2:] = 80.0
+    assert f0_metrics(hum, voiced_logit, labels, mask)["unvoiced_f0_hz"] == pytest.approx(50.0)
     flipped = voiced_logit.clone()
     flipped[0, :2] = -flipped[0, :2]  # one false "voiced", one missed voiced frame
     assert f0_metrics(labels, flipped, labels, mask)["voicing_error"] == pytest.approx(2 / 8)
     # unvoiced labels hold no pitch to compare: cents are left out rather than made up
-    assert set(f0_metrics(labels, voiced_logit, torch.zeros_like(labels), mask)) == {"voicing_error"}
+    assert set(f0_metrics(labels, voiced_logit, torch.zeros_like(labels), mask)) == {"voicing_error", "unvoiced_f0_hz"}
+    assert "unvoiced_f0_hz" not in f0_metrics(labels, voiced_logit, torch.full_like(labels, 100.0), mask)
 
 
 # --- the stage ---------------------------------------------------------------------------------------

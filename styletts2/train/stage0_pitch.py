@@ -27,7 +27,8 @@ Loaded or resumed weights keep their own bias.
 
 Validation reports the losses and, against the labels on the held-out clips, the F0 error in
 cents on frames voiced in the label (`f0_cents`, mean absolute, from the output StyleTTS2 reads,
-`abs` of the head) and the share of frames whose voicing the detector gets wrong (`voicing_error`).
+`abs` of the head), the share of frames whose voicing the detector gets wrong (`voicing_error`), and
+the F0 head's mean on frames unvoiced in the label (`unvoiced_f0_hz`, see `JDCNet.zero_unvoiced`).
 """
 from __future__ import annotations
 
@@ -58,10 +59,14 @@ def f0_metrics(f0: torch.Tensor, unvoiced_logit: torch.Tensor, labels: torch.Ten
     """Error of predicted F0 (Hz) and voicing against label F0 (Hz, 0 = unvoiced) on `mask`ed frames.
 
     f0_cents: mean |1200 log2(predicted / label)| over frames voiced in the label (absent when none is);
-    voicing_error: share of frames where (logit < 0, i.e. voiced) disagrees with (label > 0).
+    voicing_error: share of frames where (logit < 0, i.e. voiced) disagrees with (label > 0);
+    unvoiced_f0_hz: mean predicted F0 over frames unvoiced in the label (absent when none is): what
+        the decoder's harmonic source gets there unless `JDCNet.zero_unvoiced` (0 when fully trained).
     """
     voiced = labels > 0
     out = {"voicing_error": float(((unvoiced_logit < 0) != voiced)[mask].float().mean())}
+    if (~voiced & mask).any():
+        out["unvoiced_f0_hz"] = float(f0[~voiced & mask].mean())
     sel = voiced & mask
     if sel.any():
         ratio = f0[sel].clamp(min=MIN_F0_HZ) / labels[sel]
