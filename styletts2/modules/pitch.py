@@ -7,7 +7,7 @@ frequency axis (80 -> 40 -> 20 -> 10 -> 2), so every frame keeps its own output.
 
 Behaviour kept from upstream on purpose (checkpoints and training depend on it):
   * The voicing-detector branch (`detector_conv`, `bilstm_detector`, `detector`) has weights in
-    the checkpoint but `forward` does not run it.
+    the checkpoint but `forward` does not run it (unless `zero_unvoiced`, below).
   * The residual blocks use LeakyReLU slope 0.01 whatever `leaky_relu_slope` says.
   * `seq_len` is accepted for config compatibility; the frame count comes from the input.
   * Batch norm follows the module mode: upstream's stage 1 calls the extractor in train mode
@@ -83,7 +83,7 @@ class JDCNet(nn.Module):
             nn.MaxPool2d(kernel_size=(1, 4)),
             nn.Dropout(0.2),
         )
-        # Voicing detector: in the checkpoint, not used by forward.
+        # Voicing detector: in the checkpoint; forward runs it only with zero_unvoiced.
         self.detector_conv = nn.Sequential(
             nn.Conv2d(640, 256, kernel_size=1, bias=False),
             nn.BatchNorm2d(256),

@@ -65,8 +65,9 @@ def f0_metrics(f0: torch.Tensor, unvoiced_logit: torch.Tensor, labels: torch.Ten
     """
     voiced = labels > 0
     out = {"voicing_error": float(((unvoiced_logit < 0) != voiced)[mask].float().mean())}
-    if (~voiced & mask).any():
-        out["unvoiced_f0_hz"] = float(f0[~voiced & mask].mean())
+    unvoiced = ~voiced & mask
+    if unvoiced.any():
+        out["unvoiced_f0_hz"] = float(f0[unvoiced].mean())
     sel = voiced & mask
     if sel.any():
         ratio = f0[sel].clamp(min=MIN_F0_HZ) / labels[sel]
