@@ -20,6 +20,8 @@ from pathlib import Path
 from .data.make_corpus import SENTENCE_POOLS
 from .gin_paths import REPO_ROOT
 
+# One of the pool's sentences: in the default 96-clip corpus a training clip (SPK00-0010), so the
+# demo hears what 9 minutes learn of a sentence the model has trained on (README, Quick start).
 TEXT = "The kettle whistled while the rain tapped against the kitchen window."
 # The aligner needs a few hundred steps to leave its CTC plateau, which the benchmark's 12 % of 9
 # minutes does not give it; 22 % gives it about 500. At the benchmark's rate of 2e-3 it stayed on the
@@ -37,6 +39,18 @@ def _run(step: str, args: list[str], timings: dict[str, float]) -> None:
     timings[step] = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(f"demo: step '{step}' failed with exit code {result.returncode}")
+
+
+def text_status(corpus: Path, text: str) -> str:
+    """Where `text` sits in a `make_corpus` folder: 'training', 'validation' or 'held out' (in neither
+    list), so that the demo says whether its wav is a sentence the model trained on."""
+    ids = {line.split("|", 1)[0] for line in (corpus / "metadata.csv").read_text(encoding="utf-8").splitlines()
+           if line.split("|")[1:2] == [text]}
+    for name, status in (("train_list.txt", "training"), ("val_list.txt", "validation")):
+        listed = {Path(line.split("|", 1)[0]).stem for line in (corpus / name).read_text(encoding="utf-8").splitlines()}
+        if ids & listed:
+            return status
+    return "held out"
 
 
 def _scores(text: str, wavs: dict[str, Path]) -> None:
@@ -92,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     timings["training"] = recipe.spent * 60
     print(f"   stages: {describe_stages(recipe.timings, recipe.steps)}", flush=True)
     _run("export", ["export/to_onnx.py", "--checkpoint", str(checkpoint), "--out", str(exported)], timings)
+    status = text_status(corpus, args.text)
+    print("\n   the text is held out: no clip of the corpus reads it" if status == "held out"
+          else f"\n   the text is one of the corpus's {status} sentences (--text takes another)")
     _run("synthesize", ["-m", "styletts2.runtime", args.text, "-m", str(exported), "-o", str(wav), "--seed", "0"],
          timings)
     # The same text with both styles read from a training clip instead of sampled by the style

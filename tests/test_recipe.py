@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from styletts2.checkpoint import torch_load
-from styletts2.data.make_corpus import make_corpus
+from styletts2.data.make_corpus import SENTENCE_POOLS, make_corpus
 from styletts2.train.recipe import (SHARES, Recipe, RecipeError, describe_stages, parse_shares,
                                     parse_stage_bindings)
 
@@ -134,3 +134,18 @@ def test_the_demos_bindings_parse_in_the_configs_of_their_stages(tmp_path):
                 assert gin.query_parameter(name.strip()) == ast.literal_eval(value.strip()), binding
         finally:
             gin.clear_config()
+
+
+def test_the_demo_says_whether_its_text_was_trained_on(tmp_path):
+    from styletts2.demo import TEXT, text_status
+
+    corpus = make_corpus(tmp_path / "corpus", n=12, sentences="wide")
+    metadata = [line.split("|") for line in (corpus / "metadata.csv").read_text(encoding="utf-8").splitlines()]
+    by_id = {fields[0]: fields[1] for fields in metadata}
+    stem = lambda line: line.split("|", 1)[0].rsplit("/", 1)[-1].removesuffix(".wav")  # noqa: E731
+    train = [stem(line) for line in (corpus / "train_list.txt").read_text(encoding="utf-8").splitlines()]
+    val = [stem(line) for line in (corpus / "val_list.txt").read_text(encoding="utf-8").splitlines()]
+    assert text_status(corpus, by_id[train[0]]) == "training"
+    assert text_status(corpus, by_id[val[0]]) == "validation"
+    assert text_status(corpus, "A sentence that no clip of this corpus reads.") == "held out"
+    assert TEXT in {text for text, _ in SENTENCE_POOLS["wide"]}  # as the README says: a pool sentence
