@@ -99,6 +99,18 @@ def test_corpus_layout(corpus):
     assert len(ood) == len(mc.OOD_SENTENCES) and all(len(t) >= 50 for t in ood)
 
 
+def test_text_pool_is_the_pool_less_the_validation_clips_and_the_held_out_sentences(corpus):
+    pool = [normalized for _, normalized in mc.SENTENCE_POOLS["base"]]
+    kept = (corpus / mc.TEXT_POOL_FILE).read_text(encoding="utf-8").splitlines()
+    val_ids = {r.wav.stem for r in read_list(corpus / "val_list.txt")}
+    rows = [line.split("|") for line in (corpus / "metadata.csv").read_text(encoding="utf-8").splitlines()]
+    val_texts = [normalized for clip_id, _, normalized in rows if clip_id in val_ids]
+    assert set(kept) <= set(pool) and not set(kept) & set(mc.OOD_SENTENCES)
+    assert sorted(set(pool) - set(kept)) == sorted(p for p in pool if any(p in t for t in val_texts))
+    assert len(pool) - len(val_texts) <= len(kept) < len(pool)  # a validation clip may read two sentences
+    assert not set(mc.OOD_SENTENCES) & {n for pool in mc.SENTENCE_POOLS.values() for _, n in pool}
+
+
 def test_corpus_audio(corpus):
     for wav in (corpus / "wavs").glob("*.wav"):
         info = sf.info(str(wav))

@@ -98,6 +98,20 @@ def test_the_aligner_can_train_on_the_first_clips_only(tmp_path):
         Recipe(corpus, tmp_path / "runs", minutes=1, aligner_clips=7).command("aligner", 1.0)
 
 
+def test_pl_bert_can_train_on_text_beyond_the_clips(tmp_path):
+    corpus, text = tmp_path / "corpus", tmp_path / "text_pool.txt"
+    corpus.mkdir()
+    recipe = Recipe(corpus, tmp_path / "runs", minutes=1, plbert_text=text)
+    with pytest.raises(RecipeError, match="text_pool.txt does not exist"):
+        recipe.command("plbert", 1.0)
+    text.write_text("One sentence.\n")
+    plbert = " ".join(recipe.command("plbert", 1.0))
+    assert f'Trainer.train_data = "{text}"' in plbert
+    assert f'Trainer.train_data = "{corpus / "train_list.txt"}"' not in plbert
+    assert f'Trainer.val_data = "{corpus / "val_list.txt"}"' in plbert  # validated on the clips' text
+    assert f'Trainer.train_data = "{corpus / "train_list.txt"}"' in " ".join(recipe.command("stage2", 1.0))
+
+
 def test_stage_2_segments_share_one_learning_rate_budget(tmp_path, monkeypatch):
     recipe = Recipe(tmp_path / "corpus", tmp_path / "runs", minutes=10, shares={"stage1": 0.6})
     runs = []

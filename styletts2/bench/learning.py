@@ -1,6 +1,7 @@
 """Learning benchmark: how fast a model trained here from nothing learns to speak, on this machine.
 
     python bench/learning.py --minutes 60 [--out runs/learning] [--clips 160] [--sentences wide] [--threads 2]
+                             [--plbert-text pool|clips]
                              [--gin_param "aligner:Stage0Aligner.ctc_weight = 3.0" ...]
 
 From an empty folder:
@@ -117,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shares", default="", help="stages' shares of the budget before stage 2, e.g. "
                         "'aligner=0.18,stage1=0.44' (default " + ",".join(f"{k}={v:g}" for k, v in SHARES.items())
                         + "; stage 2 gets the rest)")
+    parser.add_argument("--plbert-text", default="pool", choices=("pool", "clips"),
+                        help="PL-BERT's training text: the sentence pool less the validation clips' (the "
+                             "corpus's text_pool.txt, default) or the training clips' transcripts only")
     parser.add_argument("--aligner-clips", type=int, default=None,
                         help="train the aligner on the first N training clips only (default: all); the later "
                              "stages use every clip")
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.out} holds an earlier run; give a new --out (the benchmark starts from nothing)")
 
     from styletts2.audio.io import load_wav
-    from styletts2.data.make_corpus import first_clip
+    from styletts2.data.make_corpus import TEXT_POOL_FILE, first_clip
     from styletts2.evaluate import Evaluator
     from styletts2.train.recipe import Recipe, RecipeError
 
@@ -158,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = machine_record(args.threads)  # before training: its load average is the machine's own
     clip = first_clip(corpus)  # a training clip of the same voice, for the clip-style scores
+    plbert_text = corpus / TEXT_POOL_FILE if args.plbert_text == "pool" else None
     recipe, rows, started = Recipe(corpus, out, args.minutes, threads=args.threads, shares=shares,
-                                   aligner_clips=args.aligner_clips, bindings=bindings), [], time.time()
+                                   aligner_clips=args.aligner_clips, bindings=bindings,
+                                   plbert_text=plbert_text), [], time.time()
 
     def after_segment(index: int, checkpoint: Path) -> None:
         export = out / f"export_{index}"
@@ -191,7 +197,8 @@ def write_results(args, rows: list[Row], teacher: dict, seconds: float, stage_mi
     results = args.results
     results.mkdir(parents=True, exist_ok=True)
     command = (f"python bench/learning.py --minutes {args.minutes:g} --clips {args.clips} "
-               f"--sentences {args.sentences} --threads {args.threads} --segments {args.segments}"
+               f"--sentences {args.sentences} --threads {args.threads} --segments {args.segments} "
+               f"--plbert-text {args.plbert_text}"
                + (f" --shares {args.shares}" if args.shares else "")
                + (f" --aligner-clips {args.aligner_clips}" if args.aligner_clips else "")
                + "".join(f" --gin_param {shlex.quote(item)}" for item in args.gin_param))

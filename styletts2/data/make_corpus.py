@@ -9,6 +9,8 @@ writes
     OUT/OOD_texts.txt                one phoneme string per line (upstream's out-of-distribution texts)
     OUT/word_timings.json            espeak-ng's own start time of every word of every clip (seconds;
                                      see `word_timings.py`): the reference for the aligner's boundaries
+    OUT/text_pool.txt                the pool's sentences (normalized) that no validation clip reads, one a
+                                     line: text without audio, for PL-BERT (`TEXT_POOL_FILE`)
 
 Each voice is one speaker with its own speaking rate, pitch and pitch range drawn from the seed.
 The output depends only on the arguments (and the espeak-ng version): the same command writes the
@@ -146,6 +148,7 @@ SENTENCES: tuple[tuple[str, str], ...] = tuple(
 )
 
 # Longer than any upstream `min_length` (50 phoneme characters), and not in SENTENCES.
+TEXT_POOL_FILE = "text_pool.txt"
 OOD_SENTENCES: tuple[str, ...] = (
     "Scientists believe the comet will return in roughly seventy six years.",
     "The village council argued for hours about the new parking rules.",
@@ -319,7 +322,17 @@ def make_corpus(
 
     with open(out / "OOD_texts.txt", "w", encoding="utf-8", newline="\n") as f:
         f.writelines(f"{phonemizer(text)}\n" for text in OOD_SENTENCES)
+    write_text_pool(out / TEXT_POOL_FILE, pool, [c.normalized for c in clips if c.id in val_ids])
     return out
+
+
+def write_text_pool(path: Path, pool: Sequence[tuple[str, str]], validation_texts: Sequence[str]) -> None:
+    """The pool's normalized sentences that no validation text contains (a short clip reads two),
+    one a line. PL-BERT learns from text alone, as its pre-training reads far more text than any
+    audio corpus holds; the held-out sentences (`OOD_SENTENCES`) are in no pool."""
+    kept = [normalized for _, normalized in pool if not any(normalized in text for text in validation_texts)]
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.writelines(f"{line}\n" for line in kept)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -102,6 +102,11 @@ class Recipe:
     aligner_clips: train the aligner on the training list's first this many clips only; the later
     stages use them all, aligned by it. On this benchmark's CPU budget the aligner left its CTC
     plateau on 144 training clips in all four runs that had them, and stayed on it on 216 in both.
+    plbert_text: a text file, one sentence a line, that PL-BERT trains on instead of the training
+    clips' transcripts (e.g. the corpus's `text_pool.txt`, `make_corpus.TEXT_POOL_FILE`). From one
+    stage-1 checkpoint, stage 2 with PL-BERT trained on the 229 sentences of the benchmark's pool
+    that no validation clip reads spoke the held-out sentences at PER 0.31 against 0.39 with PL-BERT
+    on the 144 training clips' (bench/README.md).
     bindings: extra gin bindings per stage (`parse_stage_bindings`), after the recipe's own."""
 
     corpus: Path
@@ -110,6 +115,7 @@ class Recipe:
     threads: int = 2
     shares: dict[str, float] = field(default_factory=lambda: dict(SHARES))  # of `minutes`, stage 2 the rest
     aligner_clips: int | None = None  # the aligner trains on the first this many training clips (None: all)
+    plbert_text: Path | None = None  # PL-BERT's training text (None: the training clips' transcripts)
     bindings: dict[str, list[str]] = field(default_factory=dict)  # stage name -> extra gin bindings
     config_dir: str = "gin/learning"
     spent: float = 0.0  # training minutes used so far (process start-up included)
@@ -137,6 +143,11 @@ class Recipe:
         }
         if name == "aligner" and self.aligner_clips is not None:
             common[0] = f'Trainer.train_data = "{self._aligner_list()}"'
+        if name == "plbert" and self.plbert_text is not None:
+            if not Path(self.plbert_text).is_file():
+                raise RecipeError(f"PL-BERT's text {self.plbert_text} does not exist (make_corpus writes "
+                                  "text_pool.txt; a corpus made before it did not)")
+            common[0] = f'Trainer.train_data = "{self.plbert_text}"'
         return common + own.get(name, [])
 
     def aligner_checkpoint(self) -> Path:
