@@ -6,12 +6,13 @@ import json
 import pytest
 from PIL import Image
 
-from styletts2.bench.learning import Row, main, write_results
+from styletts2.bench.learning import Row, build_parser, main, write_results
 
 
 def test_results_table_json_and_curve(tmp_path):
     args = argparse.Namespace(results=tmp_path, minutes=60.0, clips=160, sentences="wide", threads=2, segments=4,
-                              shares="", aligner_clips=None, gin_param=["aligner:Stage0Aligner.ctc_weight = 3.0"])
+                              shares="", aligner_clips=None, plbert_text="clips",
+                              gin_param=["aligner:Stage0Aligner.ctc_weight = 3.0"])
     rows = [Row(20.0, "stage 2, segment 1", 0.97, 0.95, 1.2, 2.5), Row(40.0, "stage 2, segment 2", 0.60, 0.55, None, 1.1),
             Row(20.0, "stage 2, segment 1", 0.90, 0.85, 1.3, 1.2, "clip"),
             Row(40.0, "stage 2, segment 2", 0.50, 0.45, 1.5, 1.0, "clip")]
@@ -21,7 +22,7 @@ def test_results_table_json_and_curve(tmp_path):
     write_results(args, rows, teacher, 4000.0, {"aligner": 6.0}, {"aligner": 1200}, machine)
     table = (tmp_path / "learning.md").read_text()
     assert ("python bench/learning.py --minutes 60 --clips 160 --sentences wide --threads 2 --segments 4 "
-            "--gin_param 'aligner:Stage0Aligner.ctc_weight = 3.0'") in table
+            "--plbert-text clips --gin_param 'aligner:Stage0Aligner.ctc_weight = 3.0'") in table
     assert "Machine: Test CPU, 2 logical CPUs, 2 threads" in table
     assert "Stages: aligner 6.0 min, 1200 steps (0.30 s/step)" in table
     assert "| 40.0 | stage 2, segment 2 | sampled | 0.600 | 0.320 | 0.550 | - | 1.100 |" in table
@@ -63,3 +64,10 @@ def test_refuses_a_binding_without_its_stage_before_training(tmp_path, capsys):
         main(["--minutes", "1", "--out", str(tmp_path), "--gin_param", "Stage0Aligner.ctc_weight = 3.0"])
     assert err.value.code == 2 and "STAGE:BINDING" in capsys.readouterr().err
     assert not (tmp_path / "corpus").exists()
+
+
+def test_pl_bert_reads_the_pool_unless_told_otherwise():
+    assert build_parser().parse_args([]).plbert_text == "pool"
+    assert build_parser().parse_args(["--plbert-text", "clips"]).plbert_text == "clips"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--plbert-text", "wikipedia"])

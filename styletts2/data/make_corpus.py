@@ -147,8 +147,9 @@ SENTENCES: tuple[tuple[str, str], ...] = tuple(
     )
 )
 
+TEXT_POOL_FILE = "text_pool.txt"  # the pool's text without audio, for PL-BERT (write_text_pool)
+
 # Longer than any upstream `min_length` (50 phoneme characters), and not in SENTENCES.
-TEXT_POOL_FILE = "text_pool.txt"
 OOD_SENTENCES: tuple[str, ...] = (
     "Scientists believe the comet will return in roughly seventy six years.",
     "The village council argued for hours about the new parking rules.",
