@@ -46,9 +46,10 @@ def text_status(corpus: Path, text: str) -> str:
     list), so that the demo says whether its wav is a sentence the model trained on."""
     ids = {line.split("|", 1)[0] for line in (corpus / "metadata.csv").read_text(encoding="utf-8").splitlines()
            if line.split("|")[1:2] == [text]}
+    from .data.readers import read_list
+
     for name, status in (("train_list.txt", "training"), ("val_list.txt", "validation")):
-        listed = {Path(line.split("|", 1)[0]).stem for line in (corpus / name).read_text(encoding="utf-8").splitlines()}
-        if ids & listed:
+        if ids & {record.wav.stem for record in read_list(corpus / name)}:
             return status
     return "held out"
 

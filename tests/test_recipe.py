@@ -7,6 +7,7 @@ import torch
 
 from styletts2.checkpoint import torch_load
 from styletts2.data.make_corpus import SENTENCE_POOLS, make_corpus
+from styletts2.data.readers import read_list
 from styletts2.train.recipe import (SHARES, Recipe, RecipeError, describe_stages, parse_shares,
                                     parse_stage_bindings)
 
@@ -156,9 +157,7 @@ def test_the_demo_says_whether_its_text_was_trained_on(tmp_path):
     corpus = make_corpus(tmp_path / "corpus", n=12, sentences="wide")
     metadata = [line.split("|") for line in (corpus / "metadata.csv").read_text(encoding="utf-8").splitlines()]
     by_id = {fields[0]: fields[1] for fields in metadata}
-    stem = lambda line: line.split("|", 1)[0].rsplit("/", 1)[-1].removesuffix(".wav")  # noqa: E731
-    train = [stem(line) for line in (corpus / "train_list.txt").read_text(encoding="utf-8").splitlines()]
-    val = [stem(line) for line in (corpus / "val_list.txt").read_text(encoding="utf-8").splitlines()]
+    train, val = ([r.wav.stem for r in read_list(corpus / name)] for name in ("train_list.txt", "val_list.txt"))
     assert text_status(corpus, by_id[train[0]]) == "training"
     assert text_status(corpus, by_id[val[0]]) == "validation"
     assert text_status(corpus, "A sentence that no clip of this corpus reads.") == "held out"

@@ -104,8 +104,8 @@ class Recipe:
     plateau on 144 training clips in all four runs that had them, and stayed on it on 216 in both.
     plbert_text: a text file, one sentence a line, that PL-BERT trains on instead of the training
     clips' transcripts (e.g. the corpus's `text_pool.txt`, `make_corpus.TEXT_POOL_FILE`). From one
-    stage-1 checkpoint, stage 2 with PL-BERT trained on the 229 sentences of the benchmark's pool
-    that no validation clip reads spoke the held-out sentences at PER 0.31 against 0.39 with PL-BERT
+    stage-1 checkpoint, stage 2 with PL-BERT trained on 229 sentences of the benchmark's pool
+    (the pool less the validation clips' texts) spoke the held-out sentences at PER 0.31 against 0.39 with PL-BERT
     on the 144 training clips' (bench/README.md).
     bindings: extra gin bindings per stage (`parse_stage_bindings`), after the recipe's own."""
 
