@@ -6,14 +6,15 @@ import json
 import pytest
 from PIL import Image
 
-from styletts2.bench.learning import Row, build_parser, main, write_results
+from styletts2.bench.learning import Row, build_parser, main, mean_over_seeds, write_results
 
 
 def test_results_table_json_and_curve(tmp_path):
     args = argparse.Namespace(results=tmp_path, minutes=60.0, clips=160, sentences="wide", threads=2, segments=4,
-                              shares="", aligner_clips=None, plbert_text="clips",
+                              shares="", aligner_clips=None, plbert_text="clips", seeds=3,
                               gin_param=["aligner:Stage0Aligner.ctc_weight = 3.0"])
-    rows = [Row(20.0, "stage 2, segment 1", 0.97, 0.95, 1.2, 2.5), Row(40.0, "stage 2, segment 2", 0.60, 0.55, None, 1.1),
+    rows = [Row(20.0, "stage 2, segment 1", 0.97, 0.95, 1.2, 2.5, "sampled", 3, 0.02),
+            Row(40.0, "stage 2, segment 2", 0.60, 0.55, None, 1.1, "sampled", 3, 0.015),
             Row(20.0, "stage 2, segment 1", 0.90, 0.85, 1.3, 1.2, "clip"),
             Row(40.0, "stage 2, segment 2", 0.50, 0.45, 1.5, 1.0, "clip")]
     teacher = {"per": 0.0, "per_text": 0.28, "dnsmos_ovrl": 2.6}
@@ -22,10 +23,11 @@ def test_results_table_json_and_curve(tmp_path):
     write_results(args, rows, teacher, 4000.0, {"aligner": 6.0}, {"aligner": 1200}, machine)
     table = (tmp_path / "learning.md").read_text()
     assert ("python bench/learning.py --minutes 60 --clips 160 --sentences wide --threads 2 --segments 4 "
-            "--plbert-text clips --gin_param 'aligner:Stage0Aligner.ctc_weight = 3.0'") in table
+            "--plbert-text clips --seeds 3 --gin_param 'aligner:Stage0Aligner.ctc_weight = 3.0'") in table
     assert "Machine: Test CPU, 2 logical CPUs, 2 threads" in table
     assert "Stages: aligner 6.0 min, 1200 steps (0.30 s/step)" in table
-    assert "| 40.0 | stage 2, segment 2 | sampled | 0.600 | 0.320 | 0.550 | - | 1.100 |" in table
+    assert "| 40.0 | stage 2, segment 2 | sampled | 0.600 ± 0.015 | 0.320 | 0.550 | - | 1.100 |" in table
+    assert "Sampled styles: the mean over 3 runtime seeds" in table
     assert "| 40.0 | stage 2, segment 2 | clip | 0.500 | 0.220 | 0.450 | 1.500 | 1.000 |" in table
     payload = json.loads((tmp_path / "learning.json").read_text())
     assert payload["rows"][0]["per_text"] == 0.97 and payload["stage_minutes"] == {"aligner": 6.0}
@@ -71,3 +73,20 @@ def test_pl_bert_reads_the_pool_unless_told_otherwise():
     assert build_parser().parse_args(["--plbert-text", "clips"]).plbert_text == "clips"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--plbert-text", "wikipedia"])
+
+
+def test_scores_are_the_mean_over_seeds_with_the_per_spread():
+    mean, spread = mean_over_seeds([{"per_text": 0.30, "dnsmos_ovrl": 2.0, "per": None},
+                                    {"per_text": 0.34, "dnsmos_ovrl": 3.0, "per": 0.5}])
+    assert mean["per_text"] == pytest.approx(0.32) and mean["dnsmos_ovrl"] == pytest.approx(2.5)
+    assert mean["per"] is None  # not scored in one seed: no mean
+    assert spread == pytest.approx(0.028284, abs=1e-6)  # sample standard deviation
+    one, none = mean_over_seeds([{"per_text": 0.4}])
+    assert one == {"per_text": 0.4} and none is None
+
+
+def test_refuses_no_seeds(tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["--minutes", "1", "--out", str(tmp_path), "--seeds", "0"])
+    assert err.value.code == 2 and "--seeds must be at least 1" in capsys.readouterr().err
+    assert build_parser().parse_args([]).seeds == 3

@@ -1,7 +1,7 @@
 """Learning benchmark: how fast a model trained here from nothing learns to speak, on this machine.
 
     python bench/learning.py --minutes 60 [--out runs/learning] [--clips 160] [--sentences wide] [--threads 2]
-                             [--plbert-text pool|clips]
+                             [--plbert-text pool|clips] [--seeds 3]
                              [--gin_param "aligner:Stage0Aligner.ctc_weight = 3.0" ...]
 
 From an empty folder:
@@ -13,8 +13,9 @@ From an empty folder:
    sentences are synthesized through the onnxruntime runtime (the path users ship) and scored by
    the offline evaluator (`styletts2.evaluate`): phoneme error rate against the recogniser's
    transcript of the teacher clip, DNSMOS, and the duration ratio to the teacher clip. Twice: with
-   styles sampled by the style diffusion (what the runtime does by default), and with both styles
-   read from one training clip (`alpha = beta = 0`), which tells the diffusion's share apart.
+   styles sampled by the style diffusion (what the runtime does by default; the mean over `--seeds`
+   runtime seeds, whose spread is about 0.02-0.04 of PER on 12 sentences), and with both styles
+   read from one training clip (`alpha = beta = 0`, seed 0), which tells the diffusion's share apart.
 The teacher clips are scored the same way against the text (their own transcript would give them 0
 by construction), so "PER within 0.10 of the teacher's" is one subtraction.
 
@@ -52,6 +53,21 @@ class Row:
     dnsmos: float | None
     duration_ratio: float | None  # total synthesized length / total teacher length
     style: str = "sampled"  # "sampled" by the style diffusion, or "clip": read from a training clip
+    seeds: int = 1  # runtime seeds the scores are the mean of
+    per_text_sd: float | None = None  # the seeds' sample standard deviation of per_text
+
+
+def mean_over_seeds(summaries: list[dict]) -> tuple[dict, float | None]:
+    """The seeds' mean of every score in `score`'s summaries (a key missing or None in one seed is
+    None), and the sample standard deviation of per_text (None for one seed)."""
+    keys = dict.fromkeys(key for summary in summaries for key in summary)
+    mean = {}
+    for key in keys:
+        values = [summary.get(key) for summary in summaries]
+        mean[key] = None if any(v is None for v in values) else float(np.mean(values))
+    per_text = [summary.get("per_text") for summary in summaries]
+    spread = (float(np.std(per_text, ddof=1)) if len(per_text) > 1 and None not in per_text else None)
+    return mean, spread
 
 
 def make_data(out: Path, clips: int, sentences: str = "wide") -> tuple[Path, list[str], list[Path]]:
@@ -121,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plbert-text", default="pool", choices=("pool", "clips"),
                         help="PL-BERT's training text: the sentence pool less the validation clips' (the "
                              "corpus's text_pool.txt, default) or the training clips' transcripts only")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="runtime seeds the sampled-style scores of each export are the mean of (default 3)")
     parser.add_argument("--aligner-clips", type=int, default=None,
                         help="train the aligner on the first N training clips only (default: all); the later "
                              "stages use every clip")
@@ -143,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         bindings = parse_stage_bindings(args.gin_param)
     except ValueError as err:
         parser.error(f"--gin_param: {err}")
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
     if args.aligner_clips is not None and not 1 <= args.aligner_clips <= args.clips:
         parser.error(f"--aligner-clips must lie between 1 and --clips ({args.clips}), got {args.aligner_clips}")
     if (args.out / "stage2").exists():
@@ -175,11 +195,12 @@ def main(argv: list[str] | None = None) -> int:
             result = subprocess.run([sys.executable, *recipe_args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         if result.returncode != 0:
             raise RecipeError(f"export of {checkpoint} failed with exit code {result.returncode}; see {recipe.log}")
-        for style, reference in (("sampled", None), ("clip", clip)):
-            waves, rate = synthesize_export(export, texts, args.threads, reference)
-            s = score(evaluator, waves, rate, texts, teacher)
+        for style, reference, seeds in (("sampled", None, args.seeds), ("clip", clip, 1)):
+            s, spread = mean_over_seeds([score(evaluator, *synthesize_export(export, texts, args.threads, reference,
+                                                                             seed), texts, teacher)
+                                         for seed in range(seeds)])
             rows.append(Row(round(recipe.spent, 2), f"stage 2, segment {index + 1}", s.get("per_text"), s.get("per"),
-                            s.get("dnsmos_ovrl"), s.get("total_duration_ratio"), style))
+                            s.get("dnsmos_ovrl"), s.get("total_duration_ratio"), style, seeds, spread))
             print(f"   scored after {recipe.spent:.1f} min: {rows[-1]}", flush=True)
         write_results(args, rows, teacher_scores, time.time() - started, recipe.timings, recipe.steps,
                       machine)  # partial too
@@ -198,7 +219,7 @@ def write_results(args, rows: list[Row], teacher: dict, seconds: float, stage_mi
     results.mkdir(parents=True, exist_ok=True)
     command = (f"python bench/learning.py --minutes {args.minutes:g} --clips {args.clips} "
                f"--sentences {args.sentences} --threads {args.threads} --segments {args.segments} "
-               f"--plbert-text {args.plbert_text}"
+               f"--plbert-text {args.plbert_text} --seeds {args.seeds}"
                + (f" --shares {args.shares}" if args.shares else "")
                + (f" --aligner-clips {args.aligner_clips}" if args.aligner_clips else "")
                + "".join(f" --gin_param {shlex.quote(item)}" for item in args.gin_param))
@@ -218,8 +239,13 @@ def write_results(args, rows: list[Row], teacher: dict, seconds: float, stage_mi
              f"{fmt(teacher.get('dnsmos_ovrl'))} | 1 |"]
     for r in rows:
         gap = None if r.per_text is None or teacher.get("per_text") is None else r.per_text - teacher["per_text"]
-        lines.append(f"| {r.minutes:.1f} | {r.stage} | {r.style} | {fmt(r.per_text)} | {fmt(gap)} | {fmt(r.per)} "
+        per_text = fmt(r.per_text) + ("" if r.per_text_sd is None else f" ± {r.per_text_sd:.3f}")
+        lines.append(f"| {r.minutes:.1f} | {r.stage} | {r.style} | {per_text} | {fmt(gap)} | {fmt(r.per)} "
                      f"| {fmt(r.dnsmos)} | {fmt(r.duration_ratio)} |")
+    seeds = max((r.seeds for r in rows if r.style == "sampled"), default=1)
+    if seeds > 1:
+        lines += ["", f"Sampled styles: the mean over {seeds} runtime seeds (PER ± the seeds' standard deviation); "
+                      "a clip's styles: seed 0."]
     (results / "learning.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     plot(rows, teacher, results / "learning.png")
     print("\n".join(lines))
