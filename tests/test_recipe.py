@@ -162,3 +162,15 @@ def test_the_demo_says_whether_its_text_was_trained_on(tmp_path):
     assert text_status(corpus, by_id[val[0]]) == "validation"
     assert text_status(corpus, "A sentence that no clip of this corpus reads.") == "held out"
     assert TEXT in {text for text, _ in SENTENCE_POOLS["wide"]}  # as the README says: a pool sentence
+
+
+def test_the_demo_ends_with_its_files_and_the_way_to_a_model_that_speaks(tmp_path):
+    from styletts2.demo import closing_lines
+
+    lines = closing_lines({"training": 540.0, "export": 9.4}, tmp_path / "demo.wav", tmp_path / "clip.wav",
+                          tmp_path / "exported", tmp_path / "train.log", "It's late.")
+    assert lines[0].endswith("training 540 s, export 9 s (total 549 s)")
+    assert f"onnx model: {tmp_path / 'exported'}" in lines[2]
+    # the hint is a command a shell runs as printed: the text quoted, the benchmark's last export
+    assert lines[-1].strip() == ("python bench/learning.py --minutes 60 && python -m styletts2.runtime "
+                                 "'It'\"'\"'s late.' -m runs/learning/export_3 -o hour.wav")

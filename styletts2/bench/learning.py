@@ -148,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, float], dict[str, list[str]]]:
+    """The command line, its shares and its per-stage bindings; a usage error (exit 2) before any
+    work for anything the run could not use."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.minutes <= 0:
@@ -167,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--aligner-clips must lie between 1 and --clips ({args.clips}), got {args.aligner_clips}")
     if (args.out / "stage2").exists():
         parser.error(f"{args.out} holds an earlier run; give a new --out (the benchmark starts from nothing)")
+    return args, shares, bindings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, shares, bindings = parse_arguments(argv)
 
     from styletts2.audio.io import load_wav
     from styletts2.data.make_corpus import TEXT_POOL_FILE, first_clip
