@@ -44,10 +44,10 @@ def _run(step: str, args: list[str], timings: dict[str, float]) -> None:
 def text_status(corpus: Path, text: str) -> str:
     """Where `text` sits in a `make_corpus` folder: 'training', 'validation' or 'held out' (in neither
     list), so that the demo says whether its wav is a sentence the model trained on."""
-    ids = {line.split("|", 1)[0] for line in (corpus / "metadata.csv").read_text(encoding="utf-8").splitlines()
-           if line.split("|")[1:2] == [text]}
     from .data.readers import read_list
 
+    ids = {line.split("|", 1)[0] for line in (corpus / "metadata.csv").read_text(encoding="utf-8").splitlines()
+           if line.split("|")[1:2] == [text]}
     for name, status in (("train_list.txt", "training"), ("val_list.txt", "validation")):
         if ids & {record.wav.stem for record in read_list(corpus / name)}:
             return status

@@ -105,6 +105,9 @@ def test_pl_bert_can_train_on_text_beyond_the_clips(tmp_path):
     recipe = Recipe(corpus, tmp_path / "runs", minutes=1, plbert_text=text)
     with pytest.raises(RecipeError, match="text_pool.txt does not exist"):
         recipe.command("plbert", 1.0)
+    with pytest.raises(RecipeError, match="text_pool.txt does not exist"):
+        recipe.run()  # before any stage trains
+    assert not recipe.log.exists() and not recipe.spent
     text.write_text("One sentence.\n")
     plbert = " ".join(recipe.command("plbert", 1.0))
     assert f'Trainer.train_data = "{text}"' in plbert

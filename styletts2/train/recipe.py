@@ -106,7 +106,8 @@ class Recipe:
     clips' transcripts (e.g. the corpus's `text_pool.txt`, `make_corpus.TEXT_POOL_FILE`). From one
     stage-1 checkpoint, stage 2 with PL-BERT trained on 229 sentences of the benchmark's pool
     (the pool less the validation clips' texts) spoke the held-out sentences at PER 0.31 against 0.39 with PL-BERT
-    on the 144 training clips' (bench/README.md).
+    on the 144 training clips' (bench/README.md; one training seed each, and stage 2's seed alone
+    moves that PER by up to 0.05).
     bindings: extra gin bindings per stage (`parse_stage_bindings`), after the recipe's own."""
 
     corpus: Path
@@ -203,6 +204,8 @@ class Recipe:
     def run(self, segments: int = 1, after_segment: Callable[[int, Path], None] | None = None) -> Path:
         """Every stage in order; `after_segment(index, stage-2 checkpoint)` after each stage-2 segment.
         Returns the final stage-2 checkpoint."""
+        for name in self.shares:  # each stage's inputs checked before the first one trains, so that
+            self._bindings(name)  # e.g. a missing PL-BERT text stops the run now, not after the aligner
         for name, share in self.shares.items():
             self.run_stage(name, share * self.minutes)
         segment = max(0.1, (self.minutes - self.spent) / segments)  # stage 2 always trains a little
