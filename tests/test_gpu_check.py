@@ -168,3 +168,19 @@ def test_live_tensor_bytes_counts_state_activations_and_frees():
     with PeakMemory("cpu", state=(layer, optimizer)) as memory:  # x is not tracked: not counted
         layer(x).sum().backward()  # the output is freed before the gradients exist
     assert 4 * weights <= memory.peak_gb * 2**30 <= 4 * weights + 32 * 128 * 4
+
+
+def test_count_from_python_is_the_cpu_count_and_adds_no_row_on_the_cpu():
+    """`count_from_python` asks for the CPU's count beside CUDA's allocator; on the CPU that count is
+    the peak itself, and train_memory adds no '(counted from Python)' row."""
+    from styletts2.bench.train_memory import measure
+    from styletts2.train.memory import PeakMemory
+
+    layer = nn.Linear(64, 32)
+    with PeakMemory("cpu", state=(layer,), count_from_python=True) as memory:
+        layer(torch.randn(8, 64)).sum().backward()
+    assert memory.counted_gb == memory.peak_gb > 0
+    torch.set_num_threads(1)
+    peaks = measure("gin/model/tiny.gin", [], [2], 80, "fp32", "cpu", report=lambda line: None,
+                    phases=["stage2"], count_from_python=True)
+    assert list(peaks) == ["stage2"] and peaks["stage2"][2] > 0

@@ -48,13 +48,17 @@ def extrapolate(measured: dict[int, float], batch_size: int) -> float | None:
 
 
 def measure(model_gin: str, bindings: list[str], batch_sizes: list[int], max_len: int, precision: str,
-            device: str | None, report=print, phases: list[str] | None = None) -> dict[str, dict[int, float]]:
-    """{phase: {batch size: peak GB}}."""
+            device: str | None, report=print, phases: list[str] | None = None,
+            count_from_python: bool = False) -> dict[str, dict[int, float]]:
+    """{phase: {batch size: peak GB}}; with `count_from_python` on CUDA, a row '<phase> (counted from
+    Python)' follows each phase: the CPU's count of the same steps."""
     peaks: dict[str, dict[int, float]] = {}
     for batch_size in batch_sizes:
         for result in check(model_gin, bindings, batch_size, max_len, precision, steps=1, device=device,
-                            report=report, require_slm=False, phases=phases):
+                            report=report, require_slm=False, phases=phases, count_from_python=count_from_python):
             peaks.setdefault(result.phase, {})[batch_size] = result.peak_memory_gb
+            if result.counted_peak_gb is not None:
+                peaks.setdefault(f"{result.phase} (counted from Python)", {})[batch_size] = result.counted_peak_gb
     return peaks
 
 
@@ -87,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--phases", default=",".join(PHASES), help=f"phases to run (default: all of {','.join(PHASES)})")
     parser.add_argument("--json", default=None, help="also write the figures here")
+    parser.add_argument("--count_from_python", action="store_true",
+                        help="on CUDA, also count live tensors the CPU's way (a check of that count; slower)")
     args = parser.parse_args(argv)
     batch_sizes = [args.batch_size]
     if args.measure:
@@ -98,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         phases = chosen_phases(args.phases.split(","))
     except ValueError as err:
         parser.error(str(err))
-    peaks = measure(args.model, args.gin_param, batch_sizes, args.max_len, args.precision, args.device, phases=phases)
+    peaks = measure(args.model, args.gin_param, batch_sizes, args.max_len, args.precision, args.device, phases=phases,
+                    count_from_python=args.count_from_python)
     print(table(peaks, args.batch_size))
     if args.json:
         record = {"settings": vars(args), "machine": machine_record(torch.get_num_threads()),

@@ -63,6 +63,7 @@ class PhaseResult:
     peak_memory_gb: float
     syncs_per_step: float
     losses: dict[str, float]
+    counted_peak_gb: float | None = None  # on CUDA with count_from_python: the CPU's count of the same steps
 
 
 def synthetic_batch(batch_size: int, mel_frames: int, n_tokens: int, seed: int = 0, shortest: int | None = None):
@@ -94,11 +95,12 @@ def _context(device: torch.device, precision: str) -> TrainingContext:
 
 
 def _run_phase(name: str, stage, ctx: TrainingContext, batch, epoch: int, steps: int, device,
-               warmup: bool = True) -> PhaseResult:
+               warmup: bool = True, count_from_python: bool = False) -> PhaseResult:
     # What lives before the step: the model, the stage's own modules (the frozen WavLM sits in its
     # SLM loss, not in the model), the optimiser states and the batch.
     modules = [value for value in vars(stage).values() if isinstance(value, torch.nn.Module)]
-    memory = PeakMemory(device, state=(stage.model, modules, stage.optimizer.optimizers, batch))
+    memory = PeakMemory(device, state=(stage.model, modules, stage.optimizer.optimizers, batch),
+                        count_from_python=count_from_python)
     losses: dict[str, float] = {}
     syncs = 0
     first = 1 if warmup else 0  # a warm-up step (allocator, kernels) is not timed
@@ -117,7 +119,8 @@ def _run_phase(name: str, stage, ctx: TrainingContext, batch, epoch: int, steps:
             losses = out.losses
         _synchronize(device)
     seconds = time.perf_counter() - started
-    return PhaseResult(name, steps / seconds, memory.peak_gb, syncs / steps, losses)
+    counted = memory.counted_gb if device.type == "cuda" else None
+    return PhaseResult(name, steps / seconds, memory.peak_gb, syncs / steps, losses, counted)
 
 
 def _synchronize(device: torch.device) -> None:
@@ -140,11 +143,12 @@ def chosen_phases(phases: Iterable[str] | None) -> list[str]:
 
 def check(model_gin: str = TINY_MODEL, bindings: list[str] = (), batch_size: int = 2, max_len: int = 100,
           precision: str = "fp32", steps: int = 2, device: str | None = None, warmup: bool = True,
-          report=print, require_slm: bool = True, phases: Iterable[str] | None = None) -> list[PhaseResult]:
+          report=print, require_slm: bool = True, phases: Iterable[str] | None = None,
+          count_from_python: bool = False) -> list[PhaseResult]:
     """Run every phase (or those of `phases`, by their `PHASES` names); return their results (see the
     module docstring). Without `require_slm`, a joint phase whose SLM adversarial step did not run
     (fewer than two utterances taken) is returned as 'stage2 joint (no SLM step)' instead of stopping
-    the check."""
+    the check. `count_from_python` also counts live tensors on CUDA the CPU's way (much slower)."""
     if steps < 1:
         raise ValueError("gpu_check needs at least one step per phase")
     if precision not in ("fp32", "bf16", "fp16"):
@@ -172,7 +176,8 @@ def check(model_gin: str = TINY_MODEL, bindings: list[str] = (), batch_size: int
 
     def phase(key, stage, epoch):
         if key in chosen:
-            results.append(_checked_phase(PHASES[key], stage, ctx, batch, epoch, steps, device, warmup, report))
+            results.append(_checked_phase(PHASES[key], stage, ctx, batch, epoch, steps, device, warmup, report,
+                                          count_from_python))
 
     stage1 = Stage1(max_len=max_len, TMA_epoch=1, seed=0)
     stage1.setup(model, ctx)
@@ -198,16 +203,18 @@ def check(model_gin: str = TINY_MODEL, bindings: list[str] = (), batch_size: int
 
 
 def _checked_phase(name: str, stage, ctx: TrainingContext, batch, epoch: int, steps: int, device, warmup: bool,
-                   report) -> PhaseResult:
+                   report, count_from_python: bool = False) -> PhaseResult:
     """One phase's result, reported; an out-of-memory error or a non-finite loss stops the check."""
     try:
-        result = _run_phase(name, stage, ctx, batch, epoch, steps, device, warmup)
+        result = _run_phase(name, stage, ctx, batch, epoch, steps, device, warmup, count_from_python)
     except torch.OutOfMemoryError as err:
         raise SystemExit(f"gpu_check: OUT OF MEMORY in {name} (batch {len(batch.paths)}): lower "
                          f"Trainer.batch_size or the stage's max_len. {err}") from None
     finite = all(torch.isfinite(torch.tensor(v)) for v in result.losses.values())
     report(f"  {name:<18} {result.steps_per_second:7.2f} steps/s  peak {result.peak_memory_gb:7.2f} GB  "
-           f"{result.syncs_per_step:6.1f} syncs/step" + ("" if finite else f"  NON-FINITE {result.losses}"))
+           f"{result.syncs_per_step:6.1f} syncs/step"
+           + ("" if result.counted_peak_gb is None else f"  (counted from Python: {result.counted_peak_gb:.2f} GB)")
+           + ("" if finite else f"  NON-FINITE {result.losses}"))
     if not finite:
         raise SystemExit(2)
     return result
@@ -241,13 +248,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2, help="timed steps per phase (after one warm-up step)")
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--phases", default=",".join(PHASES), help=f"phases to run (default: all of {','.join(PHASES)})")
+    parser.add_argument("--count_from_python", action="store_true",
+                        help="on CUDA, also count live tensors the CPU's way (a check of that count; slower)")
     args = parser.parse_args(argv)
     try:
         phases = chosen_phases(args.phases.split(","))
     except ValueError as err:
         parser.error(str(err))
     check(args.model, args.gin_param, args.batch_size, args.max_len, args.precision, args.steps, args.device,
-          phases=phases)
+          phases=phases, count_from_python=args.count_from_python)
     print(f"gpu_check: {'every phase' if args.phases == ','.join(PHASES) else args.phases} ran")
     return 0
 

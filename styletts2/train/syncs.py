@@ -6,10 +6,12 @@ the CPU, and ops whose output size depends on values (`nonzero`, boolean-mask in
 `masked_select`, `unique`). Each one drains the GPU's queue. `count_syncs()` records every such
 call with its call site, on any device:
 - on an accelerator, only calls on tensors that live there are counted (what really syncs);
-- on the CPU nothing syncs, so every such call made by code outside torch is counted: an upper
-  bound of a GPU run's count. Calls inside torch (AdamW reading its CPU step counters, the norm helpers
-  moving tensors to their own device) and `.to(device)` (a copy to the same device, on a CPU run)
-  are left out, as they do not sync on a GPU either; `.cpu()` and `.numpy()` are counted. Reads
+- on the CPU nothing syncs, so every such call made by code outside torch is counted, and every
+  `.cpu()` inside torch: an upper bound of a GPU run's count. Other calls inside torch (AdamW
+  reading its CPU step counters, the norm helpers moving tensors to their own device) and
+  `.to(device)` (a copy to the same device, on a CPU run) are left out, as they do not sync on a GPU
+  either; torch calls `.cpu()` to bring a device tensor to the host (`pad_packed_sequence` unsorting
+  its lengths, seen on CUDA: one sync per LSTM call that the CPU count missed). Reads
   of tensors marked `host_side` (`styletts2/host_values.py`: lengths' host copies, CPU draws) are
   left out too: they stay on the host in a GPU run.
 
@@ -103,7 +105,8 @@ class _Mode(TorchFunctionMode):
             else:  # a CPU tensor syncs nothing on a GPU run; on a CPU run, count what the GPU run would
                 cpu_run = self.device is None or self.device.type == "cpu"
                 caller = Path(sys._getframe(1).f_code.co_filename).resolve()
-                counted = (cpu_run and name != "to" and not str(caller).startswith(_TORCH)
+                inside_torch = str(caller).startswith(_TORCH)
+                counted = (cpu_run and name != "to" and (name == "cpu" or not inside_torch)
                            and not is_host_side(tensor))
             if counted:
                 self.count.sites[(_call_site(), name)] += 1
