@@ -355,6 +355,27 @@ def test_cached_frozen_targets_give_the_same_alignment_and_skip_the_aligner(firs
     assert not out.skipped and all(torch.isfinite(torch.tensor(v)) for v in out.losses.values())
 
 
+def test_cached_acoustic_styles_equal_the_encoders_and_are_used_before_the_joint_phase_only(
+        first_stage, batch, monkeypatch):
+    """Stage2.cache_frozen_targets also keeps each clip's acoustic style while the style encoder is
+    frozen (eval mode, not trained): the value a step would compute; from the joint phase it runs again."""
+    import styletts2.train.stage2 as stage2_module
+
+    model, stage = make_stage(first_stage[0], cache_frozen_targets=True)
+    stage.train_step(batch, 0, 0)
+    with torch.no_grad():
+        assert not model.style_encoder.training
+        fresh = utterance_styles(model.style_encoder, batch.mels, batch.mel_lengths)
+    assert torch.equal(stage.cache.styles(model.style_encoder, batch), fresh)
+    encoders = []
+    monkeypatch.setattr(stage2_module, "utterance_styles",
+                        lambda encoder, *a: encoders.append(encoder) or utterance_styles(encoder, *a))
+    stage._text_pass(batch, True, {}, style_encoder_trains=False)
+    assert encoders == [model.predictor_encoder]
+    stage._text_pass(batch, True, {}, style_encoder_trains=True)
+    assert encoders[1:] == [model.style_encoder, model.predictor_encoder]
+
+
 def test_fine_tuning_never_caches_the_aligner():
     assert "cache_frozen_targets" not in FinetuneStage.__init__.__code__.co_varnames
     finetune = FinetuneStage()

@@ -9,6 +9,8 @@ Both are computed once per clip, over the whole clip, by the network in eval mod
 - F0: cropped from the whole clip's. Upstream runs the pitch extractor on each training window (in
   train mode in stage 1: batch statistics); the values differ near the window's edges and by the
   batch-norm statistics used.
+- Stage 2's acoustic style of each whole clip, before the joint phase: the style encoder is then in
+  eval mode and not trained, so this is the value every step would compute, exactly.
 
 On this 2-core CPU the aligner and pitch extractor take a third of a learning-benchmark stage-1
 step (bench/README.md).
@@ -31,7 +33,7 @@ from torch import nn
 from styletts2.audio.mel import log_norm
 from styletts2.host_values import on_host
 
-from .batch_ops import Crop, aligner_attention, monotonic_path, prosody_targets
+from .batch_ops import Crop, aligner_attention, monotonic_path, prosody_targets, utterance_styles
 
 T = TypeVar("T")
 
@@ -45,6 +47,7 @@ class FrozenTargetCache:
         self.lead_frames = lead_frames
         self._alignments: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._f0: dict[str, torch.Tensor] = {}
+        self._styles: dict[str, torch.Tensor] = {}
 
     def alignment(self, aligner: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(attention, path), each [B, T_text, T_align] padded as `aligner_attention` pads them."""
@@ -74,6 +77,14 @@ class FrozenTargetCache:
         frames = batch.mels.shape[-1]
         f0 = torch.stack([nn.functional.pad(self._f0[p], (0, frames - self._f0[p].shape[-1])) for p in batch.paths])
         return crop.mels(f0.unsqueeze(1)).squeeze(1), log_norm(gt.unsqueeze(1)).squeeze(1)
+
+    def styles(self, encoder: nn.Module, batch) -> torch.Tensor:
+        """[B, style_dim]: each whole clip's style by a frozen `encoder`, as `utterance_styles` gives it."""
+        if any(p not in self._styles for p in batch.paths):
+            with torch.no_grad():
+                for key, style in zip(batch.paths, utterance_styles(encoder, batch.mels, batch.mel_lengths)):
+                    self._styles[key] = style
+        return torch.stack([self._styles[p] for p in batch.paths])
 
     @staticmethod
     def _padded(shape: tuple[int, int, int], items: list[torch.Tensor]) -> torch.Tensor:

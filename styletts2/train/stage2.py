@@ -152,7 +152,8 @@ class Stage2:
     slm_adversarial: the SLM adversarial settings (`SLMAdversarial`, upstream's slmadv_params).
     seed: seed of the stage's generators; None = drawn from the global RNG at setup, plus the rank.
     cache_frozen_targets: compute each clip's alignment and F0 once and reuse them while the aligner
-        and pitch extractor are frozen (`FrozenTargetCache`; not when fine-tuning). Off by default.
+        and pitch extractor are frozen, and its acoustic style while the style encoder is, before the
+        joint phase (`FrozenTargetCache`; not when fine-tuning). Off by default.
     alignment_lead_frames: move each cached alignment this many alignment frames earlier, to undo an
         aligner's lag (`FrozenTargetCache`; needs the cache; validation moves its alignments alike). 0 by default.
     """
@@ -248,7 +249,7 @@ class Stage2:
         self._set_modes()
         diffusing, joint, adversarial, real_target = self._phases(epoch)
         losses: dict[str, torch.Tensor] = {}
-        text = self._text_pass(batch, diffusing, losses)
+        text = self._text_pass(batch, diffusing, losses, style_encoder_trains=real_target)
 
         crop = draw_crop(batch.mel_lengths, self.max_len, g, shortest_over_ranks(batch.mel_lengths, device))
         if crop.mel_frames < MIN_STYLE_FRAMES:
@@ -297,7 +298,8 @@ class Stage2:
             m.diffusion.sigma_data = self.sigma_sum / self.sigma_count  # what a checkpoint records
         return StepOutput.of(losses)
 
-    def _text_pass(self, batch, diffusing: bool, losses: dict[str, torch.Tensor]) -> TextPass:
+    def _text_pass(self, batch, diffusing: bool, losses: dict[str, torch.Tensor],
+                   style_encoder_trains: bool = True) -> TextPass:
         """Alignment, the utterance's target styles, PL-BERT and the duration predictor over the whole
         utterance; diffusing, the style diffusion's losses go into `losses`."""
         m = self.model
@@ -309,7 +311,8 @@ class Stage2:
                 if m.multispeaker and diffusing:
                     reference = torch.cat([m.style_encoder(batch.ref_mels.unsqueeze(1)),
                                            m.predictor_encoder(batch.ref_mels.unsqueeze(1))], dim=1)
-                acoustic = utterance_styles(m.style_encoder, batch.mels, batch.mel_lengths)
+                acoustic = (utterance_styles(m.style_encoder, batch.mels, batch.mel_lengths)
+                            if self.cache is None or style_encoder_trains else self.cache.styles(m.style_encoder, batch))
             prosodic = utterance_styles(m.predictor_encoder, batch.mels, batch.mel_lengths)
             target_styles = torch.cat([acoustic, prosodic], dim=-1).detach()
             bert_dur = m.bert(batch.tokens, attention_mask=(~text_mask).int())
