@@ -12,8 +12,9 @@ The Python count leaves out kernel workspaces that never become tensors (cuBLAS,
 scratch) and the allocator's rounding (CUDA rounds blocks to 512 bytes). Measured on an H200
 (`count_from_python`, bench/README.md), the allocator's peak is 2-4 % above the Python count of the
 same steps at LJSpeech size, and the Python count the same on the GPU as on the CPU (within 0.5 %).
-Neither includes the blocks the allocator caches once freed: what `nvidia-smi` shows is higher. The process's resident size is not used on the CPU: it also holds the Python
-heap, libraries and freed pages, and only ever grows.
+Neither includes the blocks the allocator caches once freed: what `nvidia-smi` shows is higher.
+The process's resident size is not used on the CPU: it also holds the Python heap, libraries and
+freed pages, and only ever grows.
 """
 from __future__ import annotations
 
