@@ -311,8 +311,10 @@ class Stage2:
                 if m.multispeaker and diffusing:
                     reference = torch.cat([m.style_encoder(batch.ref_mels.unsqueeze(1)),
                                            m.predictor_encoder(batch.ref_mels.unsqueeze(1))], dim=1)
-                acoustic = (utterance_styles(m.style_encoder, batch.mels, batch.mel_lengths)
-                            if self.cache is None or style_encoder_trains else self.cache.styles(m.style_encoder, batch))
+                if self.cache is None or style_encoder_trains:
+                    acoustic = utterance_styles(m.style_encoder, batch.mels, batch.mel_lengths)
+                else:  # frozen and in eval mode: each clip's value never changes
+                    acoustic = self.cache.styles(m.style_encoder, batch)
             prosodic = utterance_styles(m.predictor_encoder, batch.mels, batch.mel_lengths)
             target_styles = torch.cat([acoustic, prosodic], dim=-1).detach()
             bert_dur = m.bert(batch.tokens, attention_mask=(~text_mask).int())
