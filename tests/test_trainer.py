@@ -383,6 +383,30 @@ def test_schedulers_and_set_lr():
     assert multi.lr("a") == 3e-4
 
 
+def test_constant_schedule_warms_up_linearly_and_resumes_mid_ramp():
+    modules = _toy_modules()
+    opt = build_optimizer(modules["a"].parameters(), lr=2e-3)
+    warm = build_scheduler(opt, warmup_steps=4)
+    rates = [warm.get_last_lr()[0]]
+    for _ in range(5):
+        opt.step()
+        warm.step()
+        rates.append(warm.get_last_lr()[0])
+    assert rates == pytest.approx([5e-4, 1e-3, 1.5e-3, 2e-3, 2e-3, 2e-3])
+    # A resumed run rebuilds the scheduler, then loads its state: the ramp goes on where it was.
+    opt = build_optimizer(modules["b"].parameters(), lr=2e-3)
+    first = build_scheduler(opt, warmup_steps=4)
+    opt.step()
+    first.step()
+    again = build_optimizer(modules["b"].parameters(), lr=2e-3)
+    resumed = build_scheduler(again, warmup_steps=4)
+    again.load_state_dict(opt.state_dict())
+    resumed.load_state_dict(first.state_dict())
+    again.step()
+    resumed.step()
+    assert resumed.get_last_lr()[0] == pytest.approx(1.5e-3)
+
+
 def test_budget_schedule_decays_over_the_last_part_of_the_wall_clock_budget():
     now = [0.0]
     factor = _budget_decay(10.0, 0.0, 0.5, 0.1, clock=lambda: now[0])
