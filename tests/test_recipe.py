@@ -8,8 +8,8 @@ import torch
 from styletts2.checkpoint import torch_load
 from styletts2.data.make_corpus import SENTENCE_POOLS, make_corpus
 from styletts2.data.readers import read_list
-from styletts2.train.recipe import (SHARES, Recipe, RecipeError, describe_stages, parse_shares,
-                                    parse_stage_bindings)
+from styletts2.train.recipe import (SHARES, Recipe, RecipeError, aligner_warning, describe_stages,
+                                    parse_shares, parse_stage_bindings)
 
 
 def _parameters(state: dict) -> dict:
@@ -19,14 +19,18 @@ def _parameters(state: dict) -> dict:
 
 def test_recipe_trains_from_nothing_and_hands_each_stage_on(tmp_path, capsys):
     corpus = make_corpus(tmp_path / "corpus", n=12)
-    recipe = Recipe(corpus, tmp_path / "runs", minutes=0.2, threads=1)
+    # The aligner validates every epoch, so its seconds of training end on a validation.
+    recipe = Recipe(corpus, tmp_path / "runs", minutes=0.2, threads=1,
+                    bindings={"aligner": ["Trainer.validate_every_epochs = 1"]})
     seen = []
     checkpoint = recipe.run(after_segment=lambda index, path: seen.append((index, path)))
     assert seen == [(0, checkpoint)] and checkpoint.exists()
     assert set(recipe.timings) == {"aligner", "pitch", "plbert", "stage1", "stage2"}
     # Each stage's step count comes from its runner.py summary line and matches its checkpoint.
     assert set(recipe.steps) == set(recipe.timings) and all(n > 0 for n in recipe.steps.values())
-    assert "$ python runner.py --gin gin/learning/stage0_aligner.gin" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "$ python runner.py --gin gin/learning/stage0_aligner.gin" in out
+    assert "has not left its CTC plateau" in out  # seconds of training: it hears nothing yet
 
     aligner, pitch = torch_load(recipe.aligner_checkpoint()), torch_load(recipe.run_dir("pitch") / "last.pth")
     plbert, stage1 = torch_load(recipe.run_dir("plbert") / "last.pth"), torch_load(recipe.run_dir("stage1") / "last.pth")
@@ -125,6 +129,20 @@ def test_stage_2_segments_share_one_learning_rate_budget(tmp_path, monkeypatch):
     assert [(name, round(minutes, 3)) for name, minutes, _ in runs] == [("stage1", 6.0), ("stage2", 2.0), ("stage2", 2.0)]
     assert runs[1][2] == ("build_scheduler.budget_minutes = 4.000", "build_scheduler.budget_spent_minutes = 0.000")
     assert runs[2][2] == ("build_scheduler.budget_minutes = 4.000", "build_scheduler.budget_spent_minutes = 2.000")
+
+
+def _aligner_validation(epoch: int, ctc_per: float) -> str:
+    return (f"epoch {epoch}/100000 | 5s | train: ctc 1.103 s2s 1.017 guided 0.015 | val: ctc 2.635 s2s 1.616 "
+            f"guided 0.01844 ctc_per {ctc_per} boundary_mae_ms 71.63 uniform_mae_ms 51.9\n")
+
+
+def test_an_aligner_left_on_its_ctc_plateau_is_warned_about_by_its_last_validation():
+    stuck = _aligner_validation(5, 0.965) + "epoch 6/100000:  39%|\r" + _aligner_validation(80, 0.5861)
+    warning = aligner_warning(stuck + "runner.py: finished after 81 epoch(s), 1446 step(s)\n")
+    assert warning is not None and "CTC PER is 0.59" in warning and "plateau" in warning
+    # The last validation decides: an aligner that left the plateau late is not warned about.
+    assert aligner_warning(_aligner_validation(5, 0.965) + _aligner_validation(80, 0.0742)) is None
+    assert aligner_warning("runner.py: finished after 1 epoch(s), 3 step(s)\n") is None  # never validated
 
 
 def test_stages_are_described_with_their_seconds_per_step():

@@ -32,16 +32,36 @@ from styletts2.gin_paths import REPO_ROOT
 # stage 1 at 38 % (held-out PER 0.63 / 0.68 against 0.58 / 0.58, configs of that time).
 SHARES = {"aligner": 0.12, "pitch": 0.03, "plbert": 0.02, "stage1": 0.60}
 RUNNER_SUMMARY = re.compile(r"runner\.py: \w+ after \d+ epoch\(s\), (\d+) step\(s\)")
+ALIGNER_CTC_PER = re.compile(r"\bctc_per ([0-9.]+)")
+# An aligner whose last validation CTC PER is above this has not left its CTC plateau. Seen on the
+# learning benchmark (bench/README.md, "The aligner's warm-up"): runs that left it ended at 0.06-0.13
+# after 7 minutes and the demo's at 0.19-0.28 after 2; runs that stayed on it at 0.44-0.65.
+ALIGNER_PLATEAU_PER = 0.35
 
 
-def _steps_reported(log: Path, offset: int) -> int | None:
-    """The step count in runner.py's last line ("runner.py: <status> after E epoch(s), N step(s), ...")
-    written to `log` after byte `offset`, or None when there is none."""
+def _log_since(log: Path, offset: int) -> str:
     with open(log, "rb") as f:
         f.seek(offset)
-        text = f.read().decode("utf-8", errors="replace")
+        return f.read().decode("utf-8", errors="replace")
+
+
+def _steps_reported(text: str) -> int | None:
+    """The step count in runner.py's last line ("runner.py: <status> after E epoch(s), N step(s), ...")
+    in a stage's output, or None when there is none."""
     found = RUNNER_SUMMARY.findall(text)
     return int(found[-1]) if found else None
+
+
+def aligner_warning(text: str) -> str | None:
+    """A warning when the aligner's output (`text`) ends on a validation CTC PER above
+    ALIGNER_PLATEAU_PER: every later stage trains on the alignments of an aligner that hears little."""
+    found = ALIGNER_CTC_PER.findall(text)
+    if not found or float(found[-1]) <= ALIGNER_PLATEAU_PER:
+        return None
+    return (f"warning: the aligner's last validation CTC PER is {float(found[-1]):.2f} (above "
+            f"{ALIGNER_PLATEAU_PER:g}): it has not left its CTC plateau, and every later stage trains on its "
+            "alignments. About one 7-minute run in three ends so here (bench/README.md, \"The aligner's warm-up\"); "
+            "another `aligner:Trainer.seed` or a larger aligner share gives it another chance.")
 
 
 def describe_stages(minutes: dict[str, float], steps: dict[str, int]) -> str:
@@ -195,11 +215,15 @@ class Recipe:
         if result.returncode != 0:
             raise RecipeError(f"{name}: `python {' '.join(args[:3])} ...` failed with exit code "
                               f"{result.returncode}; see {self.log}")
-        steps = _steps_reported(self.log, log_start)
+        output = _log_since(self.log, log_start)
+        steps = _steps_reported(output)
         if steps is not None:
             self.steps[name] = steps  # runner.py counts from the checkpoint it resumes: a running total
         print(f"   {name}: {elapsed:.1f} min, {self.steps.get(name, '?')} steps ({self.spent:.1f} of {self.minutes:g} "
               "spent)", flush=True)
+        warning = aligner_warning(output) if name == "aligner" else None
+        if warning:
+            print("   " + warning, flush=True)
 
     def run(self, segments: int = 1, after_segment: Callable[[int, Path], None] | None = None) -> Path:
         """Every stage in order; `after_segment(index, stage-2 checkpoint)` after each stage-2 segment.
