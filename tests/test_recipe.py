@@ -30,7 +30,7 @@ def test_recipe_trains_from_nothing_and_hands_each_stage_on(tmp_path, capsys):
     assert set(recipe.steps) == set(recipe.timings) and all(n > 0 for n in recipe.steps.values())
     out = capsys.readouterr().out
     assert "$ python runner.py --gin gin/learning/stage0_aligner.gin" in out
-    assert "has not left its CTC plateau" in out  # seconds of training: it hears nothing yet
+    assert "left its CTC plateau, if at all" in out  # seconds of training: it hears nothing yet
 
     aligner, pitch = torch_load(recipe.aligner_checkpoint()), torch_load(recipe.run_dir("pitch") / "last.pth")
     plbert, stage1 = torch_load(recipe.run_dir("plbert") / "last.pth"), torch_load(recipe.run_dir("stage1") / "last.pth")
