@@ -61,9 +61,9 @@ def aligner_warning(text: str) -> str | None:
         return None
     return (f"warning: the aligner's last validation CTC PER is {float(found[-1]):.2f} (above "
             f"{ALIGNER_PLATEAU_PER:g}): it has barely left its CTC plateau, if at all, and every later stage "
-            "trains on its alignments. The learning benchmark's 7-minute aligner ends so in about one run in three "
-            "(bench/README.md, \"The aligner's warm-up\"); another `aligner:Trainer.seed` or a larger aligner "
-            "share gives it another chance.")
+            "trains on its alignments. The learning benchmark's 7-minute aligner ends so in about one run in "
+            "three or four (bench/README.md, \"The aligner's warm-up\"); another `aligner:Trainer.seed` or a "
+            "larger aligner share gives it another chance.")
 
 
 def describe_stages(minutes: dict[str, float], steps: dict[str, int]) -> str:
