@@ -11,7 +11,7 @@ from styletts2.bench.learning import Row, build_parser, main, mean_over_seeds, w
 
 def test_results_table_json_and_curve(tmp_path):
     args = argparse.Namespace(results=tmp_path, minutes=60.0, clips=160, sentences="wide", threads=2, segments=4,
-                              shares="", aligner_clips=None, plbert_text="clips", seeds=3,
+                              shares="", aligner_clips=None, plbert_text="clips", seeds=3, aligner_check_epochs=20,
                               gin_param=["aligner:Stage0Aligner.ctc_weight = 3.0"])
     rows = [Row(20.0, "stage 2, segment 1", 0.97, 0.95, 1.2, 2.5, "sampled", 3, 0.02),
             Row(40.0, "stage 2, segment 2", 0.60, 0.55, None, 1.1, "sampled", 3, 0.015),
@@ -20,10 +20,12 @@ def test_results_table_json_and_curve(tmp_path):
     teacher = {"per": 0.0, "per_text": 0.28, "dnsmos_ovrl": 2.6}
     machine = {"cpu": "Test CPU", "logical_cpus": 2, "threads": 2, "platform": "Linux", "python": "3.11",
                "date": "2026-12-03"}
-    write_results(args, rows, teacher, 4000.0, {"aligner": 6.0}, {"aligner": 1200}, machine)
+    write_results(args, rows, teacher, 4000.0, {"aligner": 6.0}, {"aligner": 1200}, machine, [0.61])
     table = (tmp_path / "learning.md").read_text()
     assert ("python bench/learning.py --minutes 60 --clips 160 --sentences wide --threads 2 --segments 4 "
-            "--plbert-text clips --seeds 3 --gin_param 'aligner:Stage0Aligner.ctc_weight = 3.0'") in table
+            "--plbert-text clips --seeds 3 --aligner-check-epochs 20 "
+            "--gin_param 'aligner:Stage0Aligner.ctc_weight = 3.0'") in table
+    assert "Aligner restarted: its run with validation CTC PER 0.61 after 20 epochs was set aside" in table
     assert "Machine: Test CPU, 2 logical CPUs, 2 threads" in table
     assert "Stages: aligner 6.0 min, 1200 steps (0.30 s/step)" in table
     assert "| 40.0 | stage 2, segment 2 | sampled | 0.600 ± 0.015 | 0.320 | 0.550 | - | 1.100 |" in table
@@ -32,6 +34,7 @@ def test_results_table_json_and_curve(tmp_path):
     payload = json.loads((tmp_path / "learning.json").read_text())
     assert payload["rows"][0]["per_text"] == 0.97 and payload["stage_minutes"] == {"aligner": 6.0}
     assert payload["stage_steps"] == {"aligner": 1200} and payload["machine"]["cpu"] == "Test CPU"
+    assert payload["aligner_restarts"] == [0.61]
     image = Image.open(tmp_path / "learning.png")
     assert image.size == (960, 240)
     # the PER curves are drawn in blue (sampled styles) and orange (styles from a clip) in the first panel
@@ -59,6 +62,12 @@ def test_refuses_an_aligner_subset_the_corpus_cannot_give(tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         main(["--minutes", "1", "--out", str(tmp_path), "--clips", "16", "--aligner-clips", "20"])
     assert err.value.code == 2 and "--aligner-clips must lie between 1 and --clips (16)" in capsys.readouterr().err
+
+
+def test_refuses_a_negative_aligner_check(tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["--minutes", "1", "--out", str(tmp_path), "--aligner-check-epochs", "-1"])
+    assert err.value.code == 2 and "--aligner-check-epochs must be at least 0" in capsys.readouterr().err
 
 
 def test_refuses_a_binding_without_its_stage_before_training(tmp_path, capsys):

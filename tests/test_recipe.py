@@ -8,8 +8,8 @@ import torch
 from styletts2.checkpoint import torch_load
 from styletts2.data.make_corpus import SENTENCE_POOLS, make_corpus
 from styletts2.data.readers import read_list
-from styletts2.train.recipe import (SHARES, Recipe, RecipeError, aligner_warning, describe_stages,
-                                    parse_shares, parse_stage_bindings)
+from styletts2.train.recipe import (ALIGNER_STUCK_PER, SHARES, Recipe, RecipeError, aligner_warning,
+                                    describe_stages, parse_shares, parse_stage_bindings)
 
 
 def _parameters(state: dict) -> dict:
@@ -81,8 +81,9 @@ def test_a_stages_bindings_go_to_its_command_only_and_after_the_recipes_own(tmp_
     aligner = recipe.command("aligner", 1.0)
     assert aligner[-2:] == ["--gin_param", "Stage0Aligner.ctc_weight = 3.0"]  # last: it overrides the files
     assert "Stage0Aligner.ctc_weight = 3.0" not in recipe.command("stage1", 1.0)
-    assert recipe.command("stage2", 1.0, ("extra = 1",))[-4:] == ["--gin_param", "extra = 1", "--gin_param",
-                                                                   "Trainer.x = 'a:b'"]
+    # The recipe's bindings for one run (a check's epochs, a restart's seed, a stage-2 budget) come last.
+    assert recipe.command("stage2", 1.0, ("extra = 1",))[-4:] == ["--gin_param", "Trainer.x = 'a:b'",
+                                                                   "--gin_param", "extra = 1"]
     for item, message in (("Stage0Aligner.ctc_weight = 3.0", "STAGE:BINDING"), ("stage3:x = 1", "STAGE:BINDING"),
                           ("stage1: ", "no binding")):
         with pytest.raises(ValueError, match=message):
@@ -143,6 +144,70 @@ def test_an_aligner_left_on_its_ctc_plateau_is_warned_about_by_its_last_validati
     # The last validation decides: an aligner that left the plateau late is not warned about.
     assert aligner_warning(_aligner_validation(5, 0.965) + _aligner_validation(80, 0.0742)) is None
     assert aligner_warning("runner.py: finished after 1 epoch(s), 3 step(s)\n") is None  # never validated
+
+
+def _fake_aligner_runs(recipe: Recipe, monkeypatch, check_per: float) -> list:
+    """run_stage stubbed: each aligner run takes 3 minutes and leaves a checkpoint; the check's run
+    ends on a validation CTC PER of `check_per`, any later run on 0.08."""
+    runs = []
+
+    def run_stage(name, minutes, extra=()):
+        runs.append((name, round(minutes, 3), extra))
+        recipe.timings[name] = recipe.timings.get(name, 0.0) + 3.0
+        recipe.run_dir(name).mkdir(parents=True, exist_ok=True)
+        (recipe.run_dir(name) / "last.pth").write_text(f"run {len(runs)}")
+        return _aligner_validation(35 if len(runs) == 1 else 80, check_per if len(runs) == 1 else 0.08)
+
+    monkeypatch.setattr(recipe, "run_stage", run_stage)
+    return runs
+
+
+def test_an_aligner_still_on_its_plateau_at_its_check_starts_again_with_the_next_seed(tmp_path, monkeypatch,
+                                                                                         capsys):
+    recipe = Recipe(tmp_path / "corpus", tmp_path / "runs", minutes=60, aligner_check_epochs=35,
+                    bindings={"aligner": ["Trainer.seed = 1", "Stage0Aligner.lr = 2e-3"]})
+    runs = _fake_aligner_runs(recipe, monkeypatch, check_per=0.62)
+    recipe.run_aligner(7.2)
+    assert runs == [("aligner", 7.2, ("Trainer.epochs = 35",)), ("aligner", 4.2, ("Trainer.seed = 2",))]
+    assert (recipe.run_dir("aligner_stuck") / "last.pth").read_text() == "run 1"  # set aside, not deleted
+    assert (recipe.run_dir("aligner") / "last.pth").read_text() == "run 2"
+    assert recipe.aligner_restarts == [0.62]
+    out = capsys.readouterr().out
+    assert "CTC PER 0.62 after 35 epochs, still on its CTC plateau: starting again with Trainer.seed = 2" in out
+    assert "warning" not in out  # the restart left the plateau
+
+
+def test_an_aligner_off_its_plateau_at_its_check_resumes_and_is_judged_at_its_end(tmp_path, monkeypatch, capsys):
+    recipe = Recipe(tmp_path / "corpus", tmp_path / "runs", minutes=60, aligner_check_epochs=35)
+    runs = _fake_aligner_runs(recipe, monkeypatch, check_per=0.37)  # above the end's warning line, not the check's
+    assert 0.37 <= ALIGNER_STUCK_PER
+    recipe.run_aligner(7.2)
+    assert runs == [("aligner", 7.2, ("Trainer.epochs = 35",)), ("aligner", 4.2, ())]
+    assert not recipe.run_dir("aligner_stuck").exists() and recipe.aligner_restarts == []
+    assert "warning" not in capsys.readouterr().out
+    # Without a check: one run, and the warning reads its last validation.
+    recipe = Recipe(tmp_path / "corpus", tmp_path / "runs2", minutes=60)
+    runs = _fake_aligner_runs(recipe, monkeypatch, check_per=0.59)
+    recipe.run_aligner(7.2)
+    assert runs == [("aligner", 7.2, ())] and "CTC PER is 0.59" in capsys.readouterr().out
+
+
+def test_a_restarted_aligner_trains_anew_in_a_real_run(tmp_path, capsys):
+    corpus = make_corpus(tmp_path / "corpus", n=12)
+    # At most two steps a run; the check after its one epoch (a fresh aligner hears nothing: CTC PER ~1).
+    recipe = Recipe(corpus, tmp_path / "runs", minutes=2, threads=1, aligner_check_epochs=1,
+                    bindings={"aligner": ["Trainer.validate_every_epochs = 1", "Trainer.max_steps = 2",
+                                          "Trainer.seed = 3"]})
+    recipe.run_aligner(2.0)
+    assert len(recipe.aligner_restarts) == 1 and recipe.aligner_restarts[0] > ALIGNER_STUCK_PER
+    stuck = torch_load(recipe.run_dir("aligner_stuck") / "last.pth")
+    restarted = torch_load(recipe.run_dir("aligner") / "last.pth")
+    assert restarted["trainer"]["iters"] == 2 and recipe.steps["aligner"] == 2  # counted from nothing
+    restart_command = capsys.readouterr().out.split("$ python ")[2].splitlines()[0]
+    assert restart_command.split()[-4:] == ["--gin_param", "'Trainer.seed", "=", "4'"]  # after the bound seed 3
+    differ = [k for k, v in stuck["model"].items()
+              if v.is_floating_point() and not torch.equal(v, restarted["model"][k])]
+    assert differ  # another seed: other initial weights
 
 
 def test_stages_are_described_with_their_seconds_per_step():

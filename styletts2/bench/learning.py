@@ -1,14 +1,15 @@
 """Learning benchmark: how fast a model trained here from nothing learns to speak, on this machine.
 
     python bench/learning.py --minutes 60 [--out runs/learning] [--clips 160] [--sentences wide] [--threads 2]
-                             [--plbert-text pool|clips] [--seeds 3]
+                             [--plbert-text pool|clips] [--seeds 3] [--aligner-check-epochs 35]
                              [--gin_param "aligner:Stage0Aligner.ctc_weight = 3.0" ...]
 
 From an empty folder:
 1. a corpus spoken by one espeak-ng voice (`make_corpus`), and the same voice reading held-out
    sentences that are never trained on (the "teacher" clips);
 2. stage 0 (aligner, pitch extractor, PL-BERT), stage 1 and stage 2 with the CPU-sized experiment
-   files in gin/learning/, each given a share of the wall-clock budget (`Trainer.max_minutes`);
+   files in gin/learning/, each given a share of the wall-clock budget (`Trainer.max_minutes`); an
+   aligner still on its CTC plateau after `--aligner-check-epochs` starts again with the next seed;
 3. stage 2 runs in segments; after each, the checkpoint is exported to ONNX and the held-out
    sentences are synthesized through the onnxruntime runtime (the path users ship) and scored by
    the offline evaluator (`styletts2.evaluate`): phoneme error rate against the recogniser's
@@ -39,7 +40,8 @@ import numpy as np
 from styletts2.bench.machine import describe, machine_record
 from styletts2.data.make_corpus import SENTENCE_POOLS
 from styletts2.gin_paths import REPO_ROOT
-from styletts2.train.recipe import SHARES, STAGES, describe_stages, parse_shares, parse_stage_bindings
+from styletts2.train.recipe import (ALIGNER_CHECK_EPOCHS, ALIGNER_STUCK_PER, SHARES, STAGES, describe_stages,
+                                    parse_shares, parse_stage_bindings)
 
 REPO = REPO_ROOT  # the checkout: runs/ and bench/results/ are under it
 
@@ -142,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--aligner-clips", type=int, default=None,
                         help="train the aligner on the first N training clips only (default: all); the later "
                              "stages use every clip")
+    parser.add_argument("--aligner-check-epochs", type=int, default=ALIGNER_CHECK_EPOCHS,
+                        help="after this many epochs, an aligner whose validation CTC PER is above "
+                             f"{ALIGNER_STUCK_PER:g} (still on its CTC plateau) starts again with the next seed "
+                             f"for the minutes left (default {ALIGNER_CHECK_EPOCHS}; 0: no check)")
     parser.add_argument("--gin_param", action="append", default=[], metavar="STAGE:BINDING",
                         help="a gin binding for one stage's command, e.g. 'aligner:Stage0Aligner.ctc_weight = 3.0' "
                              f"(repeatable; stages: {', '.join(STAGES)}; stage 2's apply to every segment)")
@@ -167,6 +173,8 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, dict[st
         parser.error("--seeds must be at least 1")
     if args.aligner_clips is not None and not 1 <= args.aligner_clips <= args.clips:
         parser.error(f"--aligner-clips must lie between 1 and --clips ({args.clips}), got {args.aligner_clips}")
+    if args.aligner_check_epochs < 0:
+        parser.error("--aligner-check-epochs must be at least 0 (0: no check)")
     if (args.out / "stage2").exists():
         parser.error(f"{args.out} holds an earlier run; give a new --out (the benchmark starts from nothing)")
     return args, shares, bindings
@@ -192,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     plbert_text = corpus / TEXT_POOL_FILE if args.plbert_text == "pool" else None
     recipe, rows, started = Recipe(corpus, out, args.minutes, threads=args.threads, shares=shares,
                                    aligner_clips=args.aligner_clips, bindings=bindings,
-                                   plbert_text=plbert_text), [], time.time()
+                                   plbert_text=plbert_text, aligner_check_epochs=args.aligner_check_epochs or None), \
+        [], time.time()
 
     def after_segment(index: int, checkpoint: Path) -> None:
         export = out / f"export_{index}"
@@ -210,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                             s.get("dnsmos_ovrl"), s.get("total_duration_ratio"), style, seeds, spread))
             print(f"   scored after {recipe.spent:.1f} min: {rows[-1]}", flush=True)
         write_results(args, rows, teacher_scores, time.time() - started, recipe.timings, recipe.steps,
-                      machine)  # partial too
+                      machine, recipe.aligner_restarts)  # partial too
 
     try:
         recipe.run(segments=args.segments, after_segment=after_segment)
@@ -221,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_results(args, rows: list[Row], teacher: dict, seconds: float, stage_minutes: dict[str, float],
-                  stage_steps: dict[str, int], machine: dict) -> None:
+                  stage_steps: dict[str, int], machine: dict, aligner_restarts: list[float] = ()) -> None:
+    """learning.json, learning.md and learning.png; `aligner_restarts`: the validation CTC PER of each
+    aligner run set aside at its check (`Recipe.aligner_restarts`)."""
     results = args.results
     results.mkdir(parents=True, exist_ok=True)
     command = (f"python bench/learning.py --minutes {args.minutes:g} --clips {args.clips} "
@@ -229,17 +240,22 @@ def write_results(args, rows: list[Row], teacher: dict, seconds: float, stage_mi
                f"--plbert-text {args.plbert_text} --seeds {args.seeds}"
                + (f" --shares {args.shares}" if args.shares else "")
                + (f" --aligner-clips {args.aligner_clips}" if args.aligner_clips else "")
+               + (f" --aligner-check-epochs {args.aligner_check_epochs}"
+                  if args.aligner_check_epochs != ALIGNER_CHECK_EPOCHS else "")
                + "".join(f" --gin_param {shlex.quote(item)}" for item in args.gin_param))
     payload = {"command": command, "machine": machine, "wall_seconds": seconds, "stage_minutes": stage_minutes,
-               "stage_steps": stage_steps, "teacher": teacher,
+               "stage_steps": stage_steps, "aligner_restarts": list(aligner_restarts), "teacher": teacher,
                "rows": [vars(r) for r in rows]}
     (results / "learning.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
 
     def fmt(x):
         return "-" if x is None else f"{x:.3f}"
 
+    restarts = [f"Aligner restarted: its run with validation CTC PER {', '.join(f'{p:.2f}' for p in aligner_restarts)} "
+                f"after {args.aligner_check_epochs} epochs was set aside (the aligner's minutes include it, its "
+                "steps are the restart's)  "] if aligner_restarts else []
     lines = [f"Command: `{command}`  ", f"Machine: {describe(machine)}  ",
-             f"Stages: {describe_stages(stage_minutes, stage_steps)}  ", "",
+             f"Stages: {describe_stages(stage_minutes, stage_steps)}  ", *restarts, "",
              "| minutes | checkpoint | style | PER (text) | PER - teacher's | PER (teacher's transcript) | DNSMOS | "
              "duration ratio |", "|---|---|---|---|---|---|---|---|",
              f"| - | teacher (espeak-ng) | - | {fmt(teacher.get('per_text'))} | 0 | 0 | "
