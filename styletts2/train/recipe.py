@@ -5,10 +5,12 @@ benchmark run (each step is the `runner.py` command a user would type, printed b
     stage 1: from the stage-0 aligner and pitch extractor    (gin/learning/stage1.gin)
     stage 2: from stage 1 and the stage-0 PL-BERT            (gin/learning/stage2.gin), in segments
 
-Each stage gets a share of the budget through `Trainer.max_minutes`; stage 2 gets what the others
-leave, split into `segments` runs of the same folder (each resumes the last), so a caller can export
-and score the model between them. Stage-0 parts and stage-1 weights are passed on by path, exactly as
-a user would bind `load_pretrained_parts.*_path` and `Stage2.first_stage_checkpoint`.
+Each stage gets a share of the budget through `Trainer.max_minutes` (the benchmark's aligner in two
+runs: a check after 35 epochs restarts it with the next seed if it is still on its CTC plateau,
+`Recipe.run_aligner`); stage 2 gets what the others leave, split into `segments` runs of the same
+folder (each resumes the last), so a caller can export and score the model between them. Stage-0
+parts and stage-1 weights are passed on by path, exactly as a user would bind
+`load_pretrained_parts.*_path` and `Stage2.first_stage_checkpoint`.
 """
 from __future__ import annotations
 
@@ -40,8 +42,8 @@ ALIGNER_CTC_PER = re.compile(r"\bctc_per ([0-9.]+)")
 # 0.40 on a slower host (399 steps), which it then warns about.
 ALIGNER_PLATEAU_PER = 0.35
 # The aligner's check (`Recipe.aligner_check_epochs`): on the benchmark's 144 training clips (18 steps an
-# epoch, 5 s), the eight 2e-3 runs that went on to leave the plateau stood at validation CTC PER 0.13-0.37
-# after 35 epochs, the two that stayed on it at 0.59 and 0.62, where they still were 45 epochs later
+# epoch, 5 s), the six 2e-3 runs that went on to leave the plateau stood at validation CTC PER 0.13-0.37
+# after 35 epochs, the two that stayed on it at 0.59 and 0.62, and 40-45 epochs later at 0.43 and 0.58
 # (bench/README.md, "The aligner's restart"). Restarted then, the aligner has 4.3 of its 7.2 minutes left.
 ALIGNER_CHECK_EPOCHS = 35
 ALIGNER_STUCK_PER = 0.5
@@ -85,7 +87,8 @@ def describe_stages(minutes: dict[str, float], steps: dict[str, int]) -> str:
     parts = []
     for name, spent in minutes.items():
         count = steps.get(name)
-        parts.append(f"{name} {spent:.1f} min" + (f", {count} steps ({60 * spent / count:.2f} s/step)" if count else ""))
+        rate = f", {count} steps ({60 * spent / count:.2f} s/step)" if count else ""
+        parts.append(f"{name} {spent:.1f} min{rate}")
     return "; ".join(parts)
 
 
@@ -118,7 +121,8 @@ def parse_stage_bindings(items: list[str]) -> dict[str, list[str]]:
     for item in items:
         name, colon, binding = item.partition(":")
         if not colon or name.strip() not in STAGES:
-            raise ValueError(f"a stage's binding reads STAGE:BINDING with STAGE one of {', '.join(STAGES)}, got {item!r}")
+            raise ValueError(f"a stage's binding reads STAGE:BINDING with STAGE one of {', '.join(STAGES)}, "
+                             f"got {item!r}")
         if not binding.strip():
             raise ValueError(f"no binding after {name.strip()!r}: in {item!r}")
         bindings.setdefault(name.strip(), []).append(binding.strip())
@@ -204,7 +208,8 @@ class Recipe:
         """The training list's first `aligner_clips` lines, written beside the runs."""
         lines = (self.corpus / "train_list.txt").read_text(encoding="utf-8").splitlines(keepends=True)
         if self.aligner_clips < 1 or self.aligner_clips > len(lines):
-            raise RecipeError(f"aligner_clips must lie between 1 and the {len(lines)} training clips, got {self.aligner_clips}")
+            raise RecipeError(f"aligner_clips must lie between 1 and the {len(lines)} training clips, "
+                              f"got {self.aligner_clips}")
         path = self.out / "aligner_train_list.txt"
         self.out.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(lines[:self.aligner_clips]), encoding="utf-8")
