@@ -42,9 +42,10 @@ ALIGNER_CTC_PER = re.compile(r"\bctc_per ([0-9.]+)")
 # 0.40 on a slower host (399 steps), which it then warns about.
 ALIGNER_PLATEAU_PER = 0.35
 # The aligner's check (`Recipe.aligner_check_epochs`): on the benchmark's 144 training clips (18 steps an
-# epoch, 5 s), the six 2e-3 runs that went on to leave the plateau stood at validation CTC PER 0.13-0.37
-# after 35 epochs, the two that stayed on it at 0.59 and 0.62, and 40-45 epochs later at 0.43 and 0.58
-# (bench/README.md, "The aligner's restart"). Restarted then, the aligner has 4.3 of its 7.2 minutes left.
+# epoch, 5 s), the seven 2e-3 runs that went on to leave the plateau stood at validation CTC PER 0.13-0.37
+# after 35 epochs, the four that stayed on it at 0.59-0.68, and the two of those run on at 0.43 and 0.58
+# 40-45 epochs later (bench/README.md, "The aligner's restart"). Restarted then, the aligner has about 4
+# of its 7.2 minutes left.
 ALIGNER_CHECK_EPOCHS = 35
 ALIGNER_STUCK_PER = 0.5
 TRAINER_SEED = re.compile(r"^\s*Trainer\.seed\s*=\s*(-?\d+)\s*$")
@@ -78,7 +79,7 @@ def aligner_warning(text: str) -> str | None:
     return (f"warning: the aligner's last validation CTC PER is {per:.2f} (above "
             f"{ALIGNER_PLATEAU_PER:g}): it has barely left its CTC plateau, if at all, and every later stage "
             "trains on its alignments. Without its check and restart the learning benchmark's 7-minute aligner "
-            "ends so in about one run in three or four (bench/README.md, \"The aligner's restart\"); another "
+            "ends so in about one seed in two (bench/README.md, \"The aligner's restart\"); another "
             "`aligner:Trainer.seed` or a larger aligner share gives it another chance.")
 
 
