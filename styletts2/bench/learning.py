@@ -198,10 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_record(args.threads)  # before training: its load average is the machine's own
     clip = first_clip(corpus)  # a training clip of the same voice, for the clip-style scores
     plbert_text = corpus / TEXT_POOL_FILE if args.plbert_text == "pool" else None
-    recipe, rows, started = Recipe(corpus, out, args.minutes, threads=args.threads, shares=shares,
-                                   aligner_clips=args.aligner_clips, bindings=bindings,
-                                   plbert_text=plbert_text, aligner_check_epochs=args.aligner_check_epochs or None), \
-        [], time.time()
+    recipe = Recipe(corpus, out, args.minutes, threads=args.threads, shares=shares, aligner_clips=args.aligner_clips,
+                    bindings=bindings, plbert_text=plbert_text,
+                    aligner_check_epochs=args.aligner_check_epochs or None)  # 0: no check
+    rows, started = [], time.time()
 
     def after_segment(index: int, checkpoint: Path) -> None:
         export = out / f"export_{index}"

@@ -258,28 +258,30 @@ class Recipe:
 
     def run_aligner(self, minutes: float) -> None:
         """The aligner for `minutes`. With `aligner_check_epochs`, in two runs: the first stops after
-        that many epochs; if its last validation CTC PER is above ALIGNER_STUCK_PER, it is moved aside
-        to `aligner_stuck` and the aligner starts again with the next seed, else it resumes."""
-        if self.aligner_check_epochs is None:
-            output = self.run_stage("aligner", minutes)
-        else:
-            output = self.run_stage("aligner", minutes, (f"Trainer.epochs = {self.aligner_check_epochs}",))
-            per, left = last_ctc_per(output), minutes - self.timings["aligner"]
-            if left > 0.1:  # else the check took all the minutes (a slow machine)
-                extra = ()
-                if per is not None and per > ALIGNER_STUCK_PER:
-                    stuck, seed = self.run_dir("aligner_stuck"), self._seed("aligner") + 1
-                    shutil.rmtree(stuck, ignore_errors=True)
-                    self.run_dir("aligner").rename(stuck)
-                    self.aligner_restarts.append(per)
-                    print(f"   aligner: validation CTC PER {per:.2f} after {self.aligner_check_epochs} epochs, still "
-                          f"on its CTC plateau: starting again with Trainer.seed = {seed} ({stuck} set aside)",
-                          flush=True)
-                    extra = (f"Trainer.seed = {seed}",)
-                output = self.run_stage("aligner", left, extra)
+        that many epochs, the second goes on for the minutes left (`_after_check`); the warning reads
+        the last run."""
+        check = () if self.aligner_check_epochs is None else (f"Trainer.epochs = {self.aligner_check_epochs}",)
+        output = self.run_stage("aligner", minutes, check)
+        left = minutes - self.timings["aligner"]
+        if check and left > 0.1:  # else the check took all the minutes (a slow machine)
+            output = self.run_stage("aligner", left, self._after_check(last_ctc_per(output)))
         warning = aligner_warning(output)
         if warning:
             print("   " + warning, flush=True)
+
+    def _after_check(self, per: float | None) -> tuple[str, ...]:
+        """The second aligner run's bindings: none to resume the checked run; if its validation CTC
+        PER is above ALIGNER_STUCK_PER, that run is moved aside to `aligner_stuck` and the next seed
+        starts a new one."""
+        if per is None or per <= ALIGNER_STUCK_PER:
+            return ()
+        stuck, seed = self.run_dir("aligner_stuck"), self._seed("aligner") + 1
+        shutil.rmtree(stuck, ignore_errors=True)
+        self.run_dir("aligner").rename(stuck)
+        self.aligner_restarts.append(per)
+        print(f"   aligner: validation CTC PER {per:.2f} after {self.aligner_check_epochs} epochs, still on its CTC "
+              f"plateau: starting again with Trainer.seed = {seed} ({stuck} set aside)", flush=True)
+        return (f"Trainer.seed = {seed}",)
 
     def run(self, segments: int = 1, after_segment: Callable[[int, Path], None] | None = None) -> Path:
         """Every stage in order; `after_segment(index, stage-2 checkpoint)` after each stage-2 segment.
