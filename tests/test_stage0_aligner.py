@@ -15,7 +15,7 @@ from styletts2.data.word_timings import TIMINGS_FILE, BoundaryErrors, path_word_
 from styletts2.model import StyleTTS2, parse_gin
 from styletts2.train.pretrained import load_pretrained_parts
 from styletts2.evaluate.intelligibility import edit_distance
-from styletts2.train.stage0_aligner import ctc_greedy, ctc_targets
+from styletts2.train.stage0_aligner import ENCODER_PARTS, Stage0Aligner, ctc_greedy, ctc_targets
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -114,6 +114,21 @@ def test_tiny_aligner_trains_and_its_checkpoint_loads_as_upstreams(corpus, tmp_p
     # fine-tuning: a new run starting from that file
     run_aligner(corpus, tmp_path / "ft", "Trainer.epochs = 1",
                 f"load_pretrained_parts.aligner_path = '{tmp_path / 'last.pth'}'")
+
+
+def test_encoder_lr_trains_the_encoder_and_ctc_head_at_their_own_rate(corpus, tmp_path):
+    run_aligner(corpus, tmp_path, "Trainer.epochs = 1", "Stage0Aligner.lr = 2e-3", "Stage0Aligner.encoder_lr = 1e-3")
+    state = torch_load(tmp_path / "last.pth")
+    rest, *encoder = state["stage"]["optimizer"]["text_aligner"]["optimizer"]["param_groups"]
+    assert rest["lr"] == 2e-3 and [group["lr"] for group in encoder] == [1e-3] * len(ENCODER_PARTS)
+    weights = state["model"]
+    parts = {key.split(".")[0] for key in weights if not key.startswith("to_mfcc")}  # the DCT is a buffer
+    assert set(ENCODER_PARTS) | {"asr_s2s"} == parts
+    counted = lambda prefixes: sum(1 for key in weights if key.split(".")[0] in prefixes)
+    assert [len(group["params"]) for group in encoder] == [counted({part}) for part in ENCODER_PARTS]
+    assert len(rest["params"]) == counted({"asr_s2s"})
+    with pytest.raises(ValueError, match="encoder_lr must be positive"):
+        Stage0Aligner(encoder_lr=0.0)
 
 
 def test_aligner_learns_to_hear_phonemes(corpus, tmp_path):

@@ -305,6 +305,29 @@ def test_module_lr_overrides_one_module_rate_and_keeps_its_kind():
         build_multi_optimizer(modules, module_lr={"nope": 1e-3})
 
 
+def test_submodule_lr_gives_children_their_own_rate():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    opt = build_multi_optimizer({"net": net}, lr=1e-3, submodule_lr={"net": {"2": 2.5e-4}})
+    rest, child = opt.optimizers["net"].param_groups
+    assert opt.lr("net") == 1e-3 and (rest["lr"], child["lr"]) == (1e-3, 2.5e-4)
+    assert [p.shape for p in rest["params"]] == [p.shape for p in net[0].parameters()]
+    assert child["params"] == list(net[2].parameters()) and child["betas"] == rest["betas"] == UPSTREAM_BETAS
+    before = [p.detach().clone() for p in net.parameters()]
+    for p in net.parameters():
+        p.grad = torch.ones_like(p)
+    opt.optimizers["net"].step()
+    moved = [float((b - p.detach()).abs().max()) for b, p in zip(before, net.parameters())]
+    # Adam's first step moves every weight by about its rate (plus the decoupled weight decay)
+    assert moved[0] == pytest.approx(1e-3, rel=0.01) and moved[2] == pytest.approx(2.5e-4, rel=0.01)
+    with pytest.raises(KeyError, match="no submodule 'nope'"):
+        build_multi_optimizer({"net": net}, submodule_lr={"net": {"nope": 1e-3}})
+    with pytest.raises(KeyError, match="no module"):
+        build_multi_optimizer({"net": net}, submodule_lr={"other": {"2": 1e-3}})
+    with pytest.raises(ValueError, match="overlapping"):
+        build_multi_optimizer({"net": net}, submodule_lr={"net": {"": 1e-3, "2": 1e-4}})
+
+
 def test_upstream_betas_are_what_onecycle_leaves_behind():
     """Upstream wraps AdamW(betas=(0, 0.99)) in a OneCycleLR it never steps; its constructor sets beta1."""
     p = [torch.nn.Parameter(torch.zeros(2))]

@@ -349,12 +349,29 @@ def _first_non_finite(entries: Mapping[str, torch.Tensor]) -> tuple[str, float]:
     return "(on another rank)", float("nan")
 
 
+def _param_groups(module: nn.Module, rates: Mapping[str, float]) -> list[dict]:
+    """The module's parameters as param groups: the rest first (the module's rate), then one group
+    per child in `rates` at its rate."""
+    children = {}
+    for child, rate in rates.items():
+        try:
+            children[child] = (list(module.get_submodule(child).parameters()), rate)
+        except AttributeError:
+            raise KeyError(f"{type(module).__name__} has no submodule {child!r} (submodule_lr)") from None
+    taken = [id(p) for params, _ in children.values() for p in params]
+    if len(taken) != len(set(taken)):
+        raise ValueError(f"submodule_lr names overlapping submodules: {sorted(rates)}")
+    rest = [p for p in module.parameters() if id(p) not in set(taken)]
+    return [{"params": rest}, *({"params": params, "lr": rate} for params, rate in children.values())]
+
+
 @gin.configurable
 def build_multi_optimizer(model, names: Iterable[str] | None = None, lr: float = 1e-4,
                           bert_lr: float | None = None, ft_lr: float | None = None,
                           betas: tuple[float, float] = UPSTREAM_BETAS, eps: float = 1e-9,
                           weight_decay: float = 1e-4, ctx: TrainingContext | None = None,
-                          scheduler: bool = True, module_lr: dict[str, float] | None = None) -> MultiOptimizer:
+                          scheduler: bool = True, module_lr: dict[str, float] | None = None,
+                          submodule_lr: dict[str, dict[str, float]] | None = None) -> MultiOptimizer:
     """Upstream's optimiser set: an AdamW per module of `model` (a StyleTTS2 or {name: module}).
 
     names: the modules to optimise (default: all).
@@ -366,10 +383,13 @@ def build_multi_optimizer(model, names: Iterable[str] | None = None, lr: float =
     module_lr: {module: rate} overriding the rate above for those modules (betas and weight decay
         as theirs would be). Not upstream's: Adam moves a weight by about its rate per step, so on a
         short budget a module that must move far (the duration head) needs a rate of its own.
+    submodule_lr: {module: {child: rate}}: those children of the module (dotted names, as
+        `get_submodule` takes) train at their own rates, each a param group after the module's own
+        (the first group, which `MultiOptimizer.lr` reports), with the module's betas and decay.
     """
     nets = model.nets if hasattr(model, "nets") else dict(model)
     names = list(nets) if names is None else list(names)
-    missing = [n for n in [*names, *(module_lr or {})] if n not in nets]
+    missing = [n for n in [*names, *(module_lr or {}), *(submodule_lr or {})] if n not in nets]
     if missing:
         raise KeyError(f"model has no module(s) {missing}; it has {sorted(nets)}")
     optimizers = {}
@@ -381,7 +401,7 @@ def build_multi_optimizer(model, names: Iterable[str] | None = None, lr: float =
         else:
             rate, module_betas, decay = lr, betas, weight_decay
         rate = (module_lr or {}).get(name, rate)
-        optimizers[name] = build_optimizer(nets[name].parameters(), lr=rate, betas=module_betas, eps=eps,
-                                           weight_decay=decay)
+        optimizers[name] = build_optimizer(_param_groups(nets[name], (submodule_lr or {}).get(name, {})), lr=rate,
+                                           betas=module_betas, eps=eps, weight_decay=decay)
     schedulers = {name: build_scheduler(opt) for name, opt in optimizers.items()} if scheduler else None
     return MultiOptimizer(optimizers, schedulers, ctx=ctx, modules={n: nets[n] for n in names})

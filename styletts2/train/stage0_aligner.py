@@ -40,6 +40,9 @@ from .stage import StepOutput, TrainingContext
 
 TRAINED = ("text_aligner",)
 BLANK = 0  # the pad symbol: CTC's blank
+# The aligner's encoder and CTC head: what `Stage0Aligner.encoder_lr` trains, the attention decoder
+# (`asr_s2s`) keeping `lr`.
+ENCODER_PARTS = ("init_cnn", "cnns", "projection", "ctc_linear")
 
 
 def ctc_greedy(logits: torch.Tensor, length: int) -> list[int]:
@@ -77,14 +80,24 @@ class Stage0Aligner:
     guided_attention_weight, guided_attention_sigma: a diagonal prior on the decoder's attention
         (`guided_attention_loss`; not in AuxiliaryASR, so 0 = off by default). Small aligners on
         small corpora learn to attend in a fraction of the steps with it.
+    encoder_lr: the rate of the CNN encoder and the CTC head (ENCODER_PARTS), the attention decoder
+        keeping `lr`; None = `lr` for all, as AuxiliaryASR. Not AuxiliaryASR's: at a high rate the
+        encoder of a small aligner can collapse its features to two or three directions (loudness,
+        not phonemes) in its first hundred steps and never recover (bench/README.md, "The
+        aligner's plateau"); a lower rate for it alone avoids that, while the attention keeps the
+        rate that places word starts well.
     """
 
     name = "stage0_aligner"
 
     def __init__(self, lr: float = 5e-4, betas: tuple[float, float] = (0.9, 0.98), weight_decay: float = 5e-4,
                  ctc_weight: float = 1.0, s2s_weight: float = 1.0, grad_clip_value: float | None = 5.0,
-                 guided_attention_weight: float = 0.0, guided_attention_sigma: float = 0.2):
+                 guided_attention_weight: float = 0.0, guided_attention_sigma: float = 0.2,
+                 encoder_lr: float | None = None):
+        if encoder_lr is not None and not encoder_lr > 0:
+            raise ValueError(f"Stage0Aligner.encoder_lr must be positive (or None for lr), got {encoder_lr}")
         self.lr, self.betas, self.weight_decay = lr, tuple(betas), weight_decay
+        self.encoder_lr = encoder_lr
         self.ctc_weight, self.s2s_weight = ctc_weight, s2s_weight
         self.grad_clip_value = grad_clip_value
         self.guided_attention_weight, self.guided_attention_sigma = guided_attention_weight, guided_attention_sigma
@@ -99,8 +112,9 @@ class Stage0Aligner:
     def setup(self, model, ctx: TrainingContext) -> None:
         self.model, self.ctx = model, ctx
         load_pretrained_parts(model, TRAINED)  # a released aligner to fine-tune, when bound
+        encoder = None if self.encoder_lr is None else {"text_aligner": dict.fromkeys(ENCODER_PARTS, self.encoder_lr)}
         self.optimizer = build_multi_optimizer(model, TRAINED, lr=self.lr, betas=self.betas,
-                                               weight_decay=self.weight_decay, ctx=ctx)
+                                               weight_decay=self.weight_decay, ctx=ctx, submodule_lr=encoder)
         self.s2s_loss = S2SCrossEntropyLoss()
         self.tokenizer = Tokenizer()
         self._timings: dict[Path, dict | None] = {}
