@@ -235,7 +235,8 @@ class MultiOptimizer:
         return self.optimizers[self._check([name])[0]].param_groups[0]["lr"]
 
     def set_lr(self, name: str, lr: float) -> None:
-        """Set the (base) learning rate of one optimiser, e.g. when fine-tuning."""
+        """Set the (base) learning rate of one optimiser, e.g. when fine-tuning: every param group's,
+        those of `submodule_lr` included."""
         optimizer = self.optimizers[self._check([name])[0]]
         for group in optimizer.param_groups:
             group["lr"] = lr

@@ -83,9 +83,9 @@ class Stage0Aligner:
     encoder_lr: the rate of the CNN encoder and the CTC head (ENCODER_PARTS), the attention decoder
         keeping `lr`; None = `lr` for all, as AuxiliaryASR. Not AuxiliaryASR's: at a high rate the
         encoder of a small aligner can collapse its features to two or three directions (loudness,
-        not phonemes) in its first hundred steps and never recover (bench/README.md, "The
-        aligner's plateau"); a lower rate for it alone avoids that, while the attention keeps the
-        rate that places word starts well.
+        not phonemes) in its first few hundred steps and not recover (bench/README.md, "The
+        aligner's plateau"); a lower rate for it alone avoided that in every seed tried, while the
+        attention keeps the rate that places word starts well.
     """
 
     name = "stage0_aligner"
