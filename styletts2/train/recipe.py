@@ -45,8 +45,8 @@ ALIGNER_PLATEAU_PER = 0.35
 # epoch, 5 s), the seven 2e-3 runs that went on to leave the plateau stood at validation CTC PER 0.13-0.37
 # after 35 epochs, the four that stayed on it at 0.59-0.68, and the two of those run on at 0.43 and 0.58
 # 40-45 epochs later (bench/README.md, "The aligner's restart"). Restarted then, the aligner has about 4
-# of its 7.2 minutes left. Since its encoder trains at 1e-3 (`Stage0Aligner.encoder_lr`), seeds 0-5 stood
-# at 0.10-0.31 after 35 epochs: the check is a safety net none of them needed.
+# of its 7.2 minutes left. Since its encoder trains at 1e-3 (`Stage0Aligner.encoder_lr`), seeds 0-6 stood
+# at 0.10-0.34 after 35 epochs: the check is a safety net none of them needed.
 ALIGNER_CHECK_EPOCHS = 35
 ALIGNER_STUCK_PER = 0.5
 TRAINER_SEED = re.compile(r"^\s*Trainer\.seed\s*=\s*(-?\d+)\s*$")
@@ -80,7 +80,7 @@ def aligner_warning(text: str) -> str | None:
     return (f"warning: the aligner's last validation CTC PER is {per:.2f} (above "
             f"{ALIGNER_PLATEAU_PER:g}): it has barely left its CTC plateau, if at all, and every later stage "
             "trains on its alignments. The learning benchmark's 7-minute aligner ended so in about one seed in two "
-            "with the whole aligner at 2e-3; with its encoder at 1e-3 (`Stage0Aligner.encoder_lr`) all six seeds "
+            "with the whole aligner at 2e-3; with its encoder at 1e-3 (`Stage0Aligner.encoder_lr`) all seven seeds "
             "tried left the plateau within 35 epochs (bench/README.md, \"The aligner's plateau\"). Another "
             "`aligner:Trainer.seed` or a larger aligner share gives it another chance.")
 
