@@ -34,6 +34,7 @@ from torch import nn
 from torch.optim import AdamW, Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
+from ..errors import UserError
 from .distributed import all_ranks_min_, all_reduce_gradients
 from .stage import NonFiniteLoss, TrainingContext
 
@@ -350,6 +351,14 @@ def _first_non_finite(entries: Mapping[str, torch.Tensor]) -> tuple[str, float]:
     return "(on another rank)", float("nan")
 
 
+class UnknownModuleError(UserError, KeyError):
+    """A module or submodule named in the optimiser's bindings that the model does not have: a
+    KeyError, reported by the command lines on one line (a user's gin binding)."""
+
+    def __str__(self) -> str:  # KeyError's own quotes the message
+        return str(self.args[0])
+
+
 def _param_groups(module: nn.Module, rates: Mapping[str, float]) -> list[dict]:
     """The module's parameters as param groups: the rest first (the module's rate), then one group
     per child in `rates` at its rate."""
@@ -358,11 +367,12 @@ def _param_groups(module: nn.Module, rates: Mapping[str, float]) -> list[dict]:
         try:
             children[child] = (list(module.get_submodule(child).parameters()), rate)
         except AttributeError:
-            raise KeyError(f"{type(module).__name__} has no submodule {child!r} (submodule_lr)") from None
+            raise UnknownModuleError(f"{type(module).__name__} has no submodule {child!r} (submodule_lr)") from None
     taken = [id(p) for params, _ in children.values() for p in params]
-    if len(taken) != len(set(taken)):
+    taken_ids = set(taken)
+    if len(taken) != len(taken_ids):
         raise ValueError(f"submodule_lr names overlapping submodules: {sorted(rates)}")
-    rest = [p for p in module.parameters() if id(p) not in set(taken)]
+    rest = [p for p in module.parameters() if id(p) not in taken_ids]
     return [{"params": rest}, *({"params": params, "lr": rate} for params, rate in children.values())]
 
 
@@ -392,7 +402,7 @@ def build_multi_optimizer(model, names: Iterable[str] | None = None, lr: float =
     names = list(nets) if names is None else list(names)
     missing = [n for n in [*names, *(module_lr or {}), *(submodule_lr or {})] if n not in nets]
     if missing:
-        raise KeyError(f"model has no module(s) {missing}; it has {sorted(nets)}")
+        raise UnknownModuleError(f"model has no module(s) {missing}; it has {sorted(nets)}")
     optimizers = {}
     for name in names:
         if name == "bert" and bert_lr is not None:

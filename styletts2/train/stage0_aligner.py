@@ -112,9 +112,11 @@ class Stage0Aligner:
     def setup(self, model, ctx: TrainingContext) -> None:
         self.model, self.ctx = model, ctx
         load_pretrained_parts(model, TRAINED)  # a released aligner to fine-tune, when bound
-        encoder = None if self.encoder_lr is None else {"text_aligner": dict.fromkeys(ENCODER_PARTS, self.encoder_lr)}
+        # Passed only when set, so that a gin binding of `build_multi_optimizer.submodule_lr` is not overridden.
+        encoder = {} if self.encoder_lr is None else {
+            "submodule_lr": {"text_aligner": dict.fromkeys(ENCODER_PARTS, self.encoder_lr)}}
         self.optimizer = build_multi_optimizer(model, TRAINED, lr=self.lr, betas=self.betas,
-                                               weight_decay=self.weight_decay, ctx=ctx, submodule_lr=encoder)
+                                               weight_decay=self.weight_decay, ctx=ctx, **encoder)
         self.s2s_loss = S2SCrossEntropyLoss()
         self.tokenizer = Tokenizer()
         self._timings: dict[Path, dict | None] = {}
