@@ -62,6 +62,16 @@ def test_each_variant_decodes_with_its_own_durations_and_prosody(model):
     assert not np.array_equal(waves["predicted"], decode_variants(model, tokens, mel, seed=4)["predicted"])
 
 
+def test_reconstruction_only_decodes_that_row_as_the_full_run_does(model):
+    from styletts2.bench.prosody_oracle import RECONSTRUCTION
+
+    tokens, mel = training_inputs(list(range(10, 30)), voice_like(1.5))
+    full = decode_variants(model, tokens, mel, seed=3)
+    alone = decode_variants(model, tokens, mel, seed=3, variants=RECONSTRUCTION)
+    assert list(alone) == ["teacher prosody"]
+    assert np.array_equal(alone["teacher prosody"], full["teacher prosody"])
+
+
 def test_table_gives_means_spreads_and_the_difference_from_predicted():
     rows = [{"variant": v, "seed": s, "per_text": p + 0.1 * s, "per": p, "dnsmos_ovrl": 2.0}
             for s in (0, 1) for v, p in (("predicted", 0.4), ("teacher prosody", 0.3))]
@@ -79,6 +89,18 @@ def test_errors_come_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--checkpoint", str(checkpoint), "--teacher", str(tmp_path)])
     assert "no teacher clip" in capsys.readouterr().err
+
+
+def test_a_stage1_checkpoint_is_refused_in_one_line_that_names_reconstruction_only(tmp_path, capsys):
+    for i in range(12):
+        (tmp_path / f"heldout_{i:02d}.wav").touch()  # only their presence is checked before the model
+    checkpoint = tmp_path / "stage1.pth"
+    torch.save({"net": {}, "gin_config": "Trainer.stage = @Stage1()\n"}, checkpoint)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--checkpoint", str(checkpoint), "--teacher", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Stage1 checkpoint" in err and "--reconstruction-only" in err
 
 
 def test_report_prints_the_table_and_writes_it_with_its_command(tmp_path, capsys):

@@ -16,6 +16,9 @@ So the rows split the distance from the teacher's PER into what the decoder, the
 F0 / energy predictions each cost. The text is framed as the training data frames it (`[0] +
 phonemes + [0]`, the clip with the training run's `SpeechDataset.edge_padding` of silence each
 side), so the aligner reads it as it read its training clips; the "predicted" row is thus close to, not the same as, the runtime's.
+
+`--reconstruction-only` decodes the last row alone, which a stage-1 checkpoint can give too (its
+prosody predictor, PL-BERT and style diffusion are untrained): how well a stage-1 decoder speaks.
 """
 from __future__ import annotations
 
@@ -31,16 +34,18 @@ from styletts2.bench.seed_rows import (add_checkpoint_arguments, check_checkpoin
 from styletts2.data.dataset import EDGE_PADDING
 
 VARIANTS = ("predicted", "aligner durations", "teacher F0", "teacher energy", "teacher prosody")
+RECONSTRUCTION = ("teacher prosody",)  # `--reconstruction-only`: what needs no trained prosody predictor
 FIELDS = (("PER (text)", "per_text"), ("PER (teacher's transcript)", "per"), ("DNSMOS", "dnsmos_ovrl"))
 ORACLE_MODULES = ("text_aligner", "pitch_extractor")  # beyond the inference modules
 
 
-def load(checkpoint: Path):
+def load(checkpoint: Path, allow_partial: bool = False):
     """A trained checkpoint with its aligner and pitch extractor, in eval mode, and the edge padding
-    its training clips had."""
+    its training clips had (`allow_partial`: a stage-1 checkpoint too)."""
     from styletts2.model import INFERENCE_MODULES, load_model
 
-    model, meta = load_model(str(checkpoint), modules=tuple(INFERENCE_MODULES) + ORACLE_MODULES)
+    model, meta = load_model(str(checkpoint), modules=tuple(INFERENCE_MODULES) + ORACLE_MODULES,
+                             allow_partial=allow_partial)
     return model.eval(), edge_padding(meta.get("gin_config"))
 
 
@@ -74,8 +79,10 @@ def aligner_durations(model, tokens: torch.Tensor, mel: torch.Tensor) -> torch.T
 
 
 @torch.no_grad()
-def decode_variants(model, tokens: torch.Tensor, mel: torch.Tensor, seed: int = 0) -> dict[str, np.ndarray]:
-    """The five decodings of one clip's text (`VARIANTS`), each a waveform, same styles and noise."""
+def decode_variants(model, tokens: torch.Tensor, mel: torch.Tensor, seed: int = 0,
+                    variants: tuple[str, ...] = VARIANTS) -> dict[str, np.ndarray]:
+    """The decodings of one clip's text named in `variants` (all five by default), each a waveform,
+    same styles and noise."""
     from styletts2.modules.masks import length_to_mask
     from styletts2.train.batch_ops import prosody_targets
 
@@ -98,7 +105,7 @@ def decode_variants(model, tokens: torch.Tensor, mel: torch.Tensor, seed: int = 
         inputs.update({"aligner durations": (asr, f0, energy), "teacher F0": (asr, f0_t, energy),
                        "teacher energy": (asr, f0, energy_t), "teacher prosody": (asr, f0_t, energy_t)})
     waves = {}
-    for name in VARIANTS:
+    for name in variants:
         with torch.random.fork_rng():
             torch.manual_seed(seed)  # the source noise: the same draw for every variant
             waves[name] = model.decoder.trim_tail(model.decoder(*inputs[name], acoustic).reshape(-1)).numpy()
@@ -106,9 +113,9 @@ def decode_variants(model, tokens: torch.Tensor, mel: torch.Tensor, seed: int = 
 
 
 def score_variants(model, texts: list[str], teacher: list[Path], seeds: int, threads: int,
-                   padding: int = EDGE_PADDING) -> list[dict]:
-    """Rows {variant, seed, per_text, per, dnsmos_ovrl}: every held-out text decoded each way, scored
-    (`padding`: see `training_inputs`)."""
+                   padding: int = EDGE_PADDING, variants: tuple[str, ...] = VARIANTS) -> list[dict]:
+    """Rows {variant, seed, per_text, per, dnsmos_ovrl}: every held-out text decoded each way in
+    `variants`, scored (`padding`: see `training_inputs`)."""
     from styletts2.audio.io import load_wav
     from styletts2.bench.learning import score
     from styletts2.evaluate import Evaluator
@@ -119,15 +126,15 @@ def score_variants(model, texts: list[str], teacher: list[Path], seeds: int, thr
     rate = int(model.sample_rate)
     rows = []
     for seed in range(seeds):
-        waves: dict[str, list[np.ndarray]] = {name: [] for name in VARIANTS}
+        waves: dict[str, list[np.ndarray]] = {name: [] for name in variants}
         for text, clip in zip(texts, teacher, strict=True):
             pieces = front_end.text_to_token_pieces(text)
             if len(pieces) != 1:
                 raise ValueError(f"prosody_oracle: {text!r} is {len(pieces)} pieces; give sentences of one")
             inputs = training_inputs(pieces[0], load_wav(clip, rate)[0], padding)
-            for name, wave in decode_variants(model, *inputs, seed=seed).items():
+            for name, wave in decode_variants(model, *inputs, seed=seed, variants=variants).items():
                 waves[name].append(wave)
-        for name in VARIANTS:
+        for name in variants:
             scores = score(evaluator, waves[name], rate, texts, teacher)
             rows.append({"variant": name, "seed": seed, **{key: scores.get(key) for _, key in FIELDS}})
             print(f"  {name}, seed {seed}: " + ", ".join(f"{label} {rows[-1][key]:.3f}" for label, key in FIELDS),
@@ -153,11 +160,15 @@ def write_results(path: Path, command: str, rows: list[dict], summary: str, mach
 
 
 def main(argv: list[str] | None = None) -> int:
+    from styletts2.checkpoint import CheckpointError
     from styletts2.data.make_corpus import OOD_SENTENCES
 
     parser = argparse.ArgumentParser(prog="bench/prosody_oracle.py", description=__doc__.split("\n")[0])
     add_checkpoint_arguments(parser, seeds=2, seeds_help="source-noise seeds")
     parser.add_argument("--json", type=Path, help="write the rows and the table here (and a .md beside it)")
+    parser.add_argument("--reconstruction-only", action="store_true",
+                        help="decode the 'teacher prosody' row alone (the decoder's reconstruction); takes a "
+                             "stage-1 checkpoint too")
     args = parser.parse_args(argv)
     check_checkpoint_arguments(parser, args)
     texts = list(OOD_SENTENCES)
@@ -166,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     torch.set_num_threads(args.threads)
-    model, padding = load(args.checkpoint)
-    rows = score_variants(model, texts, teacher, args.seeds, args.threads, padding)
+    try:
+        model, padding = load(args.checkpoint, allow_partial=args.reconstruction_only)
+    except CheckpointError as err:
+        parser.error(f"{err} (of a stage-1 checkpoint, --reconstruction-only scores the decoder)")
+    variants = RECONSTRUCTION if args.reconstruction_only else VARIANTS
+    rows = score_variants(model, texts, teacher, args.seeds, args.threads, padding, variants)
     report("bench/prosody_oracle.py", argv, args, rows, table(rows), write_results)
     return 0
