@@ -522,3 +522,22 @@ def test_step_output_reads_every_loss_in_one_transfer():
         out = StepOutput.of(losses)
     assert out.losses == {"mel": 0.5, "dur": 2.0, "ce": 1.0} and syncs.total == 1
     assert StepOutput.of({}).losses == {}
+
+
+def test_validation_mean_weighs_each_batch_by_its_size():
+    """10 clips in batches of 8 and 2: the mean is the clips' mean, not the batches' (2 clips would
+    otherwise weigh as much as 8)."""
+    from types import SimpleNamespace
+
+    class Batch(list):
+        def to(self, device):
+            return self
+
+    class Stage:
+        def validation_step(self, batch, epoch):
+            return {"per": sum(batch) / len(batch)}
+
+    model = SimpleNamespace(eval=lambda: None, train=lambda: None)
+    trainer = SimpleNamespace(stage=Stage(), model=model, env=SimpleNamespace(device="cpu"),
+                              val_loader=[Batch([0.0] * 8), Batch([1.0] * 2)])
+    assert Trainer._validation_pass(trainer, epoch=1) == {"per": pytest.approx(0.2)}  # batches' mean: 0.5

@@ -23,12 +23,13 @@ class RunningMeans:
 
     def reset(self) -> None:
         self.sums: dict[str, float] = defaultdict(float)
-        self.counts: dict[str, int] = defaultdict(int)
+        self.counts: dict[str, float] = defaultdict(float)
 
-    def add(self, values: Mapping[str, float]) -> None:
+    def add(self, values: Mapping[str, float], weight: float = 1.0) -> None:
+        """Adds one observation of each value, counted `weight` times (validation: a batch's size)."""
         for key, value in values.items():
-            self.sums[key] += float(value)
-            self.counts[key] += 1
+            self.sums[key] += float(value) * weight
+            self.counts[key] += weight
 
     def means(self) -> dict[str, float]:
         return {key: self.sums[key] / self.counts[key] for key in self.sums}

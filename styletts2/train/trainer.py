@@ -421,8 +421,10 @@ class Trainer:
         return {n: optimizer.lr(n) for n in optimizer.names} if isinstance(optimizer, MultiOptimizer) else {}
 
     def validate(self, epoch: int) -> dict[str, float]:
-        """Mean validation losses over the whole validation set (all ranks), of the averaged weights
-        when the run keeps an average (and of the raw ones as `raw_*`, when asked)."""
+        """Mean validation losses over the whole validation set (all ranks), each batch's values
+        weighted by its size (the last batch is often smaller: 10 clips in batches of 8 would weigh
+        2 clips as much as 8), of the averaged weights when the run keeps an average (and of the raw
+        ones as `raw_*`, when asked)."""
         if self.average is None:
             return self._validation_pass(epoch)
         if not self.average.validate_raw:
@@ -443,7 +445,7 @@ class Trainer:
         means = RunningMeans()
         with torch.no_grad():
             for batch in self.val_loader:
-                means.add(self.stage.validation_step(batch.to(self.env.device), epoch))
+                means.add(self.stage.validation_step(batch.to(self.env.device), epoch), weight=len(batch))
         self.model.train()
         sums, counts = {}, {}
         for part_sums, part_counts in dist_utils.gather_objects((dict(means.sums), dict(means.counts))):
