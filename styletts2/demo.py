@@ -24,10 +24,11 @@ from .gin_paths import REPO_ROOT
 # demo hears what 9 minutes learn of a sentence the model has trained on (README, Quick start).
 TEXT = "The kettle whistled while the rain tapped against the kitchen window."
 # The aligner needs a few hundred steps to leave its CTC plateau, which the benchmark's 12 % of 9
-# minutes does not give it; 22 % gives it about 500. At the benchmark's rate of 2e-3 it stayed on the
-# plateau after 560 steps on this corpus in two seeds, at 1e-3 it left it after 300-400 (the hour's
-# aligner keeps 2e-3, which places word starts better given 1,700 steps). A larger share (40 %, at
-# 2e-3) only took minutes from stage 1 (README, Quick start).
+# minutes does not give it; 22 % gives it 400-500 (which leave the plateau, yet place word starts
+# further from espeak-ng's than a uniform split: bench/README.md, "The demo"). At the benchmark's
+# rate of 2e-3 it stayed on the plateau after 560 steps on this corpus in two seeds, at 1e-3 it left
+# it after 300-400 (the hour's aligner keeps 2e-3, which places word starts better given 1,700
+# steps). A larger share (40 %, at 2e-3) only took minutes from stage 1 (README, Quick start).
 DEMO_SHARES = "aligner=0.22,pitch=0.03,plbert=0.02,stage1=0.48"
 DEMO_BINDINGS = {"aligner": ["Stage0Aligner.lr = 1e-3"]}  # after the recipe's own
 
