@@ -62,7 +62,7 @@ def closing_lines(timings: dict[str, float], wav: Path, clip_wav: Path, exported
     return ["\n== demo finished: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
             + f" (total {sum(timings.values()):.0f} s)",
             f"   wav: {wav} (styles from a clip: {clip_wav})", f"   onnx model: {exported}", f"   training log: {log}",
-            "   a model that speaks takes the learning benchmark's hour (held-out PER 0.31-0.35 on a 2-core CPU; "
+            "   a model that speaks takes the learning benchmark's hour (held-out PER 0.31-0.36 on a 2-core CPU; "
             "README, Quick start):",
             f"   python bench/learning.py --minutes 60 && python -m styletts2.runtime {shlex.quote(text)} "
             "-m runs/learning/export_3 -o hour.wav"]
