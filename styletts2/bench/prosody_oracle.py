@@ -179,8 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         model, padding = load(args.checkpoint, allow_partial=args.reconstruction_only)
-    except CheckpointError as err:
-        parser.error(f"{err} (of a stage-1 checkpoint, --reconstruction-only scores the decoder)")
+    except CheckpointError as err:  # the hint only where the option would help
+        hint = "" if args.reconstruction_only else \
+            " (of a stage-1 checkpoint, --reconstruction-only scores the decoder)"
+        parser.error(f"{err}{hint}")
     variants = RECONSTRUCTION if args.reconstruction_only else VARIANTS
     rows = score_variants(model, texts, teacher, args.seeds, args.threads, padding, variants)
     report("bench/prosody_oracle.py", argv, args, rows, table(rows), write_results)
