@@ -7,6 +7,10 @@ The training is the learning benchmark's recipe (`styletts2/train/recipe.py`, gi
 shorter budget. Each step is the command a user would run, printed before it runs. At the end the
 wav is scored beside espeak-ng's own reading of the same text by the same voice: the phoneme error
 rate from an offline recogniser, DNSMOS and the length.
+
+With `--stage0 DIR` (the `--out` folder of an earlier demo or learning-benchmark run) the stage-0
+parts are loaded from there, as upstream's stage 1 loads the aligner, pitch extractor and PL-BERT
+it ships, and the whole budget goes to stages 1 and 2.
 """
 from __future__ import annotations
 
@@ -31,6 +35,9 @@ TEXT = "The kettle whistled while the rain tapped against the kitchen window."
 # steps). A larger share (40 %, at 2e-3) only took minutes from stage 1 (README, Quick start).
 DEMO_SHARES = "aligner=0.22,pitch=0.03,plbert=0.02,stage1=0.48"
 DEMO_BINDINGS = {"aligner": ["Stage0Aligner.lr = 1e-3"]}  # after the recipe's own
+# With stage-0 parts from an earlier run (`--stage0`) the budget goes to stages 1 and 2 alone, in
+# about the benchmark's ratio of the two (60 : 23): stage 1 at 72 %, stage 2 the rest.
+STAGE0_GIVEN_SHARES = "stage1=0.72"
 
 
 def _run(step: str, args: list[str], timings: dict[str, float]) -> None:
@@ -94,27 +101,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentences", default="wide", choices=sorted(SENTENCE_POOLS),
                         help="the corpus's sentence pool (as the learning benchmark's: every clip its own sentence)")
     parser.add_argument("--minutes", type=float, default=9.0, help="training budget of all stages")
-    parser.add_argument("--shares", default=DEMO_SHARES, help="stages' shares of the budget before stage 2 "
-                        f"(default {DEMO_SHARES}; stage 2 gets the rest)")
+    parser.add_argument("--shares", help="stages' shares of the budget before stage 2 "
+                        f"(default {DEMO_SHARES}, with --stage0 {STAGE0_GIVEN_SHARES}; stage 2 gets the rest)")
+    parser.add_argument("--stage0", type=Path, help="the --out folder of an earlier demo or bench/learning.py run: "
+                        "load its aligner, pitch extractor and PL-BERT instead of training them, and spend the "
+                        "budget on stages 1 and 2")
     parser.add_argument("--text", default=TEXT, help="text to synthesize at the end")
     parser.add_argument("--no-scores", action="store_true", help="skip the evaluator at the end")
     args = parser.parse_args(argv)
     try:
-        shares = parse_shares(args.shares)
+        shares = parse_shares(args.shares or (STAGE0_GIVEN_SHARES if args.stage0 else DEMO_SHARES))
     except ValueError as err:
         parser.error(str(err))
 
     out = (Path.cwd() / args.out).resolve()
     corpus, exported, wav = out / "corpus", out / "exported", out / "demo.wav"
     timings: dict[str, float] = {}
-    if not (corpus / "metadata.csv").exists():
-        _run("corpus", ["-m", "styletts2.data.make_corpus", str(corpus), "--n", str(args.clips), "--sentences",
-                        args.sentences], timings)
     if (out / "stage2" / "last.pth").exists():
         raise SystemExit(f"demo: {out} holds a finished demo; remove it or give another --out")
     recipe = Recipe(corpus, out, args.minutes, shares=shares, bindings=DEMO_BINDINGS,
-                    plbert_text=corpus / TEXT_POOL_FILE)  # as the learning benchmark's
-    print(f"\n== training from nothing for {args.minutes:g} minutes (stage 0 -> stage 1 -> stage 2)")
+                    plbert_text=corpus / TEXT_POOL_FILE,  # as the learning benchmark's
+                    stage0=None if args.stage0 is None else (Path.cwd() / args.stage0).resolve())
+    try:
+        recipe.check_stage0()  # before the corpus is made
+    except RecipeError as err:
+        raise SystemExit(f"demo: {err}") from None
+    if not (corpus / "metadata.csv").exists():
+        _run("corpus", ["-m", "styletts2.data.make_corpus", str(corpus), "--n", str(args.clips), "--sentences",
+                        args.sentences], timings)
+    if args.stage0 is None:
+        print(f"\n== training from nothing for {args.minutes:g} minutes (stage 0 -> stage 1 -> stage 2)")
+    else:
+        print(f"\n== training stages 1 and 2 for {args.minutes:g} minutes on the stage-0 parts of {recipe.stage0}")
     try:
         checkpoint = recipe.run()
     except RecipeError as err:

@@ -132,6 +132,52 @@ def test_stage_2_segments_share_one_learning_rate_budget(tmp_path, monkeypatch):
     assert runs[2][2] == ("build_scheduler.budget_minutes = 4.000", "build_scheduler.budget_spent_minutes = 2.000")
 
 
+def _stage0_folder(root, aligner_best: bool = True):
+    """An earlier run's folder with its stage-0 checkpoints (empty files: only their paths are read)."""
+    for part, name in (("aligner", "best.pth" if aligner_best else "last.pth"), ("pitch", "last.pth"),
+                       ("plbert", "last.pth")):
+        (root / part).mkdir(parents=True, exist_ok=True)
+        (root / part / name).write_bytes(b"")
+    return root
+
+
+def test_stage_0_parts_of_an_earlier_run_replace_stage_0(tmp_path, monkeypatch):
+    earlier = _stage0_folder(tmp_path / "earlier")
+    recipe = Recipe(tmp_path / "corpus", tmp_path / "runs", minutes=10, shares=parse_shares("stage1=0.7"),
+                    stage0=earlier)
+    stage1, stage2 = " ".join(recipe.command("stage1", 1.0)), " ".join(recipe.command("stage2", 1.0))
+    assert f'load_pretrained_parts.aligner_path = "{earlier / "aligner" / "best.pth"}"' in stage1
+    assert f'load_pretrained_parts.pitch_path = "{earlier / "pitch" / "last.pth"}"' in stage1
+    assert f'load_pretrained_parts.plbert_path = "{earlier / "plbert" / "last.pth"}"' in stage2
+    # stage 2 still starts from this run's own stage 1
+    assert f'Stage2.first_stage_checkpoint = "{tmp_path / "runs" / "stage1" / "last.pth"}"' in stage2
+    runs = []
+    monkeypatch.setattr(recipe, "run_stage", lambda name, minutes, extra=(): runs.append((name, round(minutes, 3))))
+    recipe.spent = 7.0
+    recipe.run()
+    assert runs == [("stage1", 7.0), ("stage2", 3.0)]  # no stage-0 run, whatever their shares
+
+
+def test_missing_stage_0_parts_stop_the_recipe_before_anything_trains(tmp_path, monkeypatch):
+    earlier = _stage0_folder(tmp_path / "earlier", aligner_best=False)
+    (earlier / "plbert" / "last.pth").unlink()
+    recipe = Recipe(tmp_path / "corpus", tmp_path / "runs", minutes=10, stage0=earlier)
+    monkeypatch.setattr(recipe, "run_stage", lambda *args, **kwargs: pytest.fail("a stage ran"))
+    with pytest.raises(RecipeError, match=r"lacks the stage-0 parts plbert/last\.pth: give the --out folder"):
+        recipe.run()
+    recipe.stage0 = tmp_path / "nowhere"
+    with pytest.raises(RecipeError, match="is not a folder"):
+        recipe.run()
+
+
+def test_the_demo_checks_its_stage_0_folder_before_making_a_corpus(tmp_path):
+    from styletts2.demo import main
+
+    with pytest.raises(SystemExit, match="demo: .* lacks the stage-0 parts aligner/last.pth, pitch/last.pth"):
+        main(["--out", str(tmp_path / "demo"), "--stage0", str(tmp_path)])
+    assert not (tmp_path / "demo").exists()
+
+
 def _aligner_validation(epoch: int, ctc_per: float) -> str:
     return (f"epoch {epoch}/100000 | 5s | train: ctc 1.103 s2s 1.017 guided 0.015 | val: ctc 2.635 s2s 1.616 "
             f"guided 0.01844 ctc_per {ctc_per} boundary_mae_ms 71.63 uniform_mae_ms 51.9\n")

@@ -10,7 +10,8 @@ runs: a check after 35 epochs restarts it with the next seed if it is still on i
 `Recipe.run_aligner`); stage 2 gets what the others leave, split into `segments` runs of the same
 folder (each resumes the last), so a caller can export and score the model between them. Stage-0
 parts and stage-1 weights are passed on by path, exactly as a user would bind
-`load_pretrained_parts.*_path` and `Stage2.first_stage_checkpoint`.
+`load_pretrained_parts.*_path` and `Stage2.first_stage_checkpoint`; with `Recipe.stage0` the
+stage-0 parts come from an earlier run's folder and stage 0 is skipped.
 """
 from __future__ import annotations
 
@@ -115,6 +116,7 @@ def parse_shares(text: str) -> dict[str, float]:
 
 
 STAGES = (*SHARES, "stage2")
+STAGE0_PARTS = ("aligner", "pitch", "plbert")
 
 
 def parse_stage_bindings(items: list[str]) -> dict[str, list[str]]:
@@ -154,7 +156,10 @@ class Recipe:
     bindings: extra gin bindings per stage (`parse_stage_bindings`), after the recipe's own.
     aligner_check_epochs: after this many epochs, an aligner still on its CTC plateau (validation CTC
     PER above ALIGNER_STUCK_PER) starts again with the next seed for the minutes left (`run_aligner`;
-    None: no check). The benchmark checks at ALIGNER_CHECK_EPOCHS; the demo's 2 minutes cannot afford it."""
+    None: no check). The benchmark checks at ALIGNER_CHECK_EPOCHS; the demo's 2 minutes cannot afford it.
+    stage0: a folder of an earlier run (its `out`) whose stage-0 parts (STAGE0_PARTS) the later stages
+    load instead of training their own: stage 0 is skipped and its shares unused, as upstream's
+    stage 1 starts from the aligner, pitch extractor and PL-BERT it ships."""
 
     corpus: Path
     out: Path
@@ -165,6 +170,7 @@ class Recipe:
     plbert_text: Path | None = None  # PL-BERT's training text (None: the training clips' transcripts)
     bindings: dict[str, list[str]] = field(default_factory=dict)  # stage name -> extra gin bindings
     aligner_check_epochs: int | None = None  # restart a stuck aligner after this many epochs (None: never)
+    stage0: Path | None = None  # an earlier run's folder whose stage-0 parts are used (None: train them)
     config_dir: str = "gin/learning"
     spent: float = 0.0  # training minutes used so far (process start-up included)
     timings: dict[str, float] = field(default_factory=dict)
@@ -178,17 +184,21 @@ class Recipe:
     def log(self) -> Path:
         return self.out / "train.log"
 
+    def part_dir(self, name: str) -> Path:
+        """The run folder the later stages take stage-0 part `name` from: this run's, or `stage0`'s."""
+        return (self.out if self.stage0 is None else Path(self.stage0)) / name
+
     def _bindings(self, name: str) -> list[str]:
-        corpus, runs = self.corpus, self.run_dir
+        corpus, part = self.corpus, self.part_dir
         common = [f'Trainer.train_data = "{corpus / "train_list.txt"}"',
                   f'Trainer.val_data = "{corpus / "val_list.txt"}"', f'Trainer.data_root = "{corpus}"']
         own = {
             "plbert": [f'Stage0PLBert.transcripts = "{corpus / "metadata.csv"}"'],
             "stage1": [f'load_pretrained_parts.aligner_path = "{self.aligner_checkpoint()}"',
-                       f'load_pretrained_parts.pitch_path = "{runs("pitch") / "last.pth"}"'],
+                       f'load_pretrained_parts.pitch_path = "{part("pitch") / "last.pth"}"'],
             "stage2": [f'Trainer.ood_data = "{corpus / "OOD_texts.txt"}"',  # the SLM adversarial texts
-                       f'Stage2.first_stage_checkpoint = "{runs("stage1") / "last.pth"}"',
-                       f'load_pretrained_parts.plbert_path = "{runs("plbert") / "last.pth"}"'],
+                       f'Stage2.first_stage_checkpoint = "{self.run_dir("stage1") / "last.pth"}"',
+                       f'load_pretrained_parts.plbert_path = "{part("plbert") / "last.pth"}"'],
         }
         if name == "aligner" and self.aligner_clips is not None:
             common[0] = f'Trainer.train_data = "{self._aligner_list()}"'
@@ -204,8 +214,20 @@ class Recipe:
         last one when it stopped before its first validation. Late in training its word starts swing
         between validations (37-54 ms from espeak-ng's in one 160-clip run), and that loss ranks them
         (Spearman 0.85 over the last 11)."""
-        best = self.run_dir("aligner") / "best.pth"
-        return best if best.exists() else self.run_dir("aligner") / "last.pth"
+        best = self.part_dir("aligner") / "best.pth"
+        return best if best.exists() else self.part_dir("aligner") / "last.pth"
+
+    def check_stage0(self) -> None:
+        """With `stage0`, that each part's checkpoint is there, before anything trains."""
+        if self.stage0 is None:
+            return
+        if not Path(self.stage0).is_dir():
+            raise RecipeError(f"{self.stage0} is not a folder: give the --out folder of a run that trained stage 0")
+        parts = (self.aligner_checkpoint(), self.part_dir("pitch") / "last.pth", self.part_dir("plbert") / "last.pth")
+        missing = [str(path.relative_to(self.stage0)) for path in parts if not path.is_file()]
+        if missing:
+            raise RecipeError(f"{self.stage0} lacks the stage-0 parts {', '.join(missing)}: give the --out folder of a "
+                              "run that trained stage 0 (the demo's or bench/learning.py's)")
 
     def _aligner_list(self) -> Path:
         """The training list's first `aligner_clips` lines, written beside the runs."""
@@ -219,7 +241,7 @@ class Recipe:
         return path
 
     def command(self, name: str, minutes: float, extra: tuple[str, ...] = ()) -> list[str]:
-        gin_name = f"stage0_{name}" if name in ("aligner", "pitch", "plbert") else name
+        gin_name = f"stage0_{name}" if name in STAGE0_PARTS else name
         args = ["runner.py", "--gin", f"{self.config_dir}/{gin_name}.gin", "--run_dir", str(self.run_dir(name))]
         # The run's own bindings (`extra`: a check's epochs, a restart's seed, a stage-2 budget) go last.
         for binding in [*self._bindings(name), f"Trainer.max_minutes = {minutes:.3f}", *self.bindings.get(name, ()),
@@ -288,9 +310,11 @@ class Recipe:
     def run(self, segments: int = 1, after_segment: Callable[[int, Path], None] | None = None) -> Path:
         """Every stage in order; `after_segment(index, stage-2 checkpoint)` after each stage-2 segment.
         Returns the final stage-2 checkpoint."""
-        for name in self.shares:  # each stage's inputs checked before the first one trains, so that
+        self.check_stage0()
+        stages = {name: share for name, share in self.shares.items() if self.stage0 is None or name not in STAGE0_PARTS}
+        for name in stages:  # each stage's inputs checked before the first one trains, so that
             self._bindings(name)  # e.g. a missing PL-BERT text stops the run now, not after the aligner
-        for name, share in self.shares.items():
+        for name, share in stages.items():
             if name == "aligner":
                 self.run_aligner(share * self.minutes)
             else:
