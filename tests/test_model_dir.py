@@ -120,6 +120,34 @@ def test_a_graph_is_hashed_when_it_is_opened(tmp_path, monkeypatch):
         synthesizer.reference_style(0.1 * np.sin(np.arange(24000, dtype=np.float32) * 0.05))
 
 
+@pytest.mark.parametrize("side_by_side", [True, False])
+def test_graphs_open_side_by_side_or_one_by_one(tmp_path, monkeypatch, side_by_side):
+    """`OnnxExecutor.load` opens its graphs in threads, or in order on the caller's (a lower peak)."""
+    import threading
+
+    from styletts2.runtime import executor as executor_module
+
+    folder = make_fake_model_dir(tmp_path / "m")
+    opened = []
+    real_open = executor_module.open_graph
+
+    def recording_open(config, name, *args, **kwargs):
+        opened.append((name, threading.get_ident()))
+        return real_open(config, name, *args, **kwargs)
+
+    monkeypatch.setattr(executor_module, "open_graph", recording_open)
+    runner = executor_module.OnnxExecutor(read_model_json(folder), "cpu", threads=1, side_by_side=side_by_side)
+    runner.load(["text_encoder", "diffusion_sampler", "decoder"])
+    assert sorted(runner.sessions) == ["decoder", "diffusion_sampler", "text_encoder"]
+    on_caller = [thread == threading.get_ident() for _, thread in opened]
+    if side_by_side:
+        assert not any(on_caller)
+    else:
+        assert all(on_caller) and [name for name, _ in opened] == ["text_encoder", "diffusion_sampler", "decoder"]
+    synthesizer = Synthesizer(folder, executor=runner)  # its own load finds them open
+    assert len(opened) == 3 and synthesizer.synthesize("Hello.", seed=0).size > 0
+
+
 # Staged exports ----------------------------------------------------------------------------------------
 
 def _siblings(folder):
