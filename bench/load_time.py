@@ -8,9 +8,14 @@
   model.json while onnxruntime opens it;
 - `Synthesizer(EXPORT_DIR)`: what an application waits for before its first call.
 Prints a markdown table of medians and every round.
+
+With `--memory`, instead: `Synthesizer(EXPORT_DIR)` in fresh processes, the graphs opened side by
+side and one by one in turn (`OnnxExecutor(side_by_side=)`), each process's seconds and peak
+resident memory after opening (`ru_maxrss`).
 """
 import argparse
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +25,27 @@ from styletts2.runtime.executor import OnnxExecutor
 from styletts2.runtime.model_dir import read_model_json
 
 GRAPHS = ["text_encoder", "diffusion_sampler_unguided", "decoder"]
+# Run in a fresh process: the peak after opening, with nothing opened before it.
+OPEN_ONCE = """
+import resource, sys, time
+from styletts2.runtime import Synthesizer, read_model_json
+from styletts2.runtime.executor import OnnxExecutor
+folder, side_by_side = sys.argv[1], sys.argv[2] == "True"
+start = time.perf_counter()
+Synthesizer(folder, executor=OnnxExecutor(read_model_json(folder), side_by_side=side_by_side))
+print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def memory_rounds(folder: Path, rounds: int) -> None:
+    """`rounds` fresh processes each way, alternating; a markdown row per process."""
+    print("| graphs opened | seconds | peak after opening |\n|---|---|---|")
+    for _ in range(rounds):
+        for side_by_side in (True, False):
+            result = subprocess.run([sys.executable, "-c", OPEN_ONCE, str(folder), str(side_by_side)],
+                                    capture_output=True, text=True, check=True)
+            seconds, peak_mb = map(float, result.stdout.split()[-2:])
+            print(f"| {'side by side' if side_by_side else 'one by one'} | {seconds:.2f} s | {peak_mb:.0f} MB |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, help="an exported folder (export/to_onnx.py)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads per session")
+    parser.add_argument("--memory", action="store_true",
+                        help="peak memory after opening, side by side and one by one, in fresh processes")
     args = parser.parse_args(argv)
+    if args.memory:
+        memory_rounds(args.folder, args.rounds)
+        return 0
     rows: dict[str, list[float]] = {"read_model_json": [], "three graphs, one by one": [],
                                     "three graphs, OnnxExecutor.load": [], "Synthesizer(folder)": []}
 
