@@ -90,11 +90,7 @@ def _scores(text: str, wavs: dict[str, Path]) -> None:
           "about 2.5 and 1.1)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .audio.io import save_wav
-    from .data.make_corpus import SAMPLE_RATE, TEXT_POOL_FILE, first_clip, speak_as_corpus
-    from .train.recipe import Recipe, RecipeError, describe_stages, parse_shares
-
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m styletts2.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="runs/demo", help="folder for the corpus, runs, export and wav")
     parser.add_argument("--clips", type=int, default=96, help="clips in the espeak-ng corpus")
@@ -103,11 +99,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=9.0, help="training budget of all stages")
     parser.add_argument("--shares", help="stages' shares of the budget before stage 2 "
                         f"(default {DEMO_SHARES}, with --stage0 {STAGE0_GIVEN_SHARES}; stage 2 gets the rest)")
-    parser.add_argument("--stage0", type=Path, help="the --out folder of an earlier demo or bench/learning.py run: "
+    parser.add_argument("--stage0", type=Path, metavar="DIR", help="the --out folder of an earlier demo or bench/learning.py run: "
                         "load its aligner, pitch extractor and PL-BERT instead of training them, and spend the "
                         "budget on stages 1 and 2")
     parser.add_argument("--text", default=TEXT, help="text to synthesize at the end")
     parser.add_argument("--no-scores", action="store_true", help="skip the evaluator at the end")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .audio.io import save_wav
+    from .data.make_corpus import SAMPLE_RATE, TEXT_POOL_FILE, first_clip, speak_as_corpus
+    from .train.recipe import Recipe, RecipeError, describe_stages, parse_shares
+
+    parser = _parser()
     args = parser.parse_args(argv)
     try:
         shares = parse_shares(args.shares or (STAGE0_GIVEN_SHARES if args.stage0 else DEMO_SHARES))
