@@ -110,12 +110,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .audio.io import save_wav
     from .data.make_corpus import SAMPLE_RATE, TEXT_POOL_FILE, first_clip, speak_as_corpus
-    from .train.recipe import Recipe, RecipeError, describe_stages, parse_shares
+    from .train.recipe import STAGE0_PARTS, Recipe, RecipeError, describe_stages, parse_shares
 
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        shares = parse_shares(args.shares or (STAGE0_GIVEN_SHARES if args.stage0 else DEMO_SHARES))
+        shares = (parse_shares(args.shares or STAGE0_GIVEN_SHARES, without=STAGE0_PARTS) if args.stage0
+                  else parse_shares(args.shares or DEMO_SHARES))
     except ValueError as err:
         parser.error(str(err))
 

@@ -143,8 +143,8 @@ def _stage0_folder(root, aligner_best: bool = True):
 
 def test_stage_0_parts_of_an_earlier_run_replace_stage_0(tmp_path, monkeypatch):
     earlier = _stage0_folder(tmp_path / "earlier")
-    recipe = Recipe(tmp_path / "corpus", tmp_path / "runs", minutes=10, shares=parse_shares("stage1=0.7"),
-                    stage0=earlier)
+    recipe = Recipe(tmp_path / "corpus", tmp_path / "runs", minutes=10, stage0=earlier,
+                    shares=parse_shares("stage1=0.7"))  # with the stage-0 shares: unused
     stage1, stage2 = " ".join(recipe.command("stage1", 1.0)), " ".join(recipe.command("stage2", 1.0))
     assert f'load_pretrained_parts.aligner_path = "{earlier / "aligner" / "best.pth"}"' in stage1
     assert f'load_pretrained_parts.pitch_path = "{earlier / "pitch" / "last.pth"}"' in stage1
@@ -156,6 +156,14 @@ def test_stage_0_parts_of_an_earlier_run_replace_stage_0(tmp_path, monkeypatch):
     recipe.spent = 7.0
     recipe.run()
     assert runs == [("stage1", 7.0), ("stage2", 3.0)]  # no stage-0 run, whatever their shares
+
+
+def test_stages_whose_parts_are_given_take_no_share():
+    assert parse_shares("stage1=0.9", without=("aligner", "pitch", "plbert")) == {"stage1": 0.9}
+    with pytest.raises(ValueError, match="'pitch' does not train in this run"):
+        parse_shares("pitch=0.1", without=("aligner", "pitch", "plbert"))
+    with pytest.raises(ValueError, match="add up to 1.07"):  # counted when they train
+        parse_shares("stage1=0.9")
 
 
 def test_missing_stage_0_parts_stop_the_recipe_before_anything_trains(tmp_path, monkeypatch):

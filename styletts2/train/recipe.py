@@ -96,12 +96,15 @@ def describe_stages(minutes: dict[str, float], steps: dict[str, int]) -> str:
     return "; ".join(parts)
 
 
-def parse_shares(text: str) -> dict[str, float]:
-    """`aligner=0.18,stage1=0.44` -> SHARES with those two replaced; stage 2 gets what is left."""
-    shares = dict(SHARES)
+def parse_shares(text: str, without: tuple[str, ...] = ()) -> dict[str, float]:
+    """`aligner=0.18,stage1=0.44` -> SHARES with those two replaced; stage 2 gets what is left.
+    `without`: stages that do not train (stage-0 parts given): they get no share and cannot be named."""
+    shares = {name: share for name, share in SHARES.items() if name not in without}
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, _, value = item.partition("=")
         name = name.strip()
+        if name in without:
+            raise ValueError(f"{name!r} does not train in this run (its part is given): it takes no share")
         if name not in SHARES:
             raise ValueError(f"unknown stage {name!r} in shares (stage 2 gets the rest): one of {', '.join(SHARES)}")
         try:
