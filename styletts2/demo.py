@@ -99,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--minutes", type=float, default=9.0, help="training budget of all stages")
     parser.add_argument("--shares", help="stages' shares of the budget before stage 2 "
                         f"(default {DEMO_SHARES}, with --stage0 {STAGE0_GIVEN_SHARES}; stage 2 gets the rest)")
-    parser.add_argument("--stage0", type=Path, metavar="DIR", help="the --out folder of an earlier demo or bench/learning.py run: "
+    parser.add_argument("--stage0", type=Path, metavar="DIR",
+                        help="the --out folder of an earlier demo or bench/learning.py run: "
                         "load its aligner, pitch extractor and PL-BERT instead of training them, and spend the "
                         "budget on stages 1 and 2")
     parser.add_argument("--text", default=TEXT, help="text to synthesize at the end")
