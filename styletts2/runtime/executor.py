@@ -70,7 +70,7 @@ class OnnxExecutor(Executor):
         are checked against the contract like the folder's own.
     precision: a label for what the graphs compute in (the benchmark's tables).
     side_by_side: `load` opens its graphs in parallel threads: an LJSpeech-size folder opens in
-        about 0.9 s instead of 1.25 s on 2 cores, and the process peaks 110-150 MB higher (README,
+        about 0.9 s instead of 1.25 s on 2 cores, and the process peaks 110-170 MB higher (README,
         runtime install); False opens them one by one.
     """
 
