@@ -19,6 +19,7 @@ class UserError(Exception):
 # ValueError: bad options, corpora, configs, audio; OSError: files that are missing or unreadable.
 USER_ERRORS = (UserError, ValueError, OSError)
 USER_ERROR_EXIT_CODE = 2
+INTERRUPTED_EXIT_CODE = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
 
 
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
@@ -45,3 +46,8 @@ def run_guarded(prog: str, body: Callable[[], int], debug: bool = False,
             raise
         print(f"{prog}: error: {describe(err)}", file=sys.stderr)
         return exit_code
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE

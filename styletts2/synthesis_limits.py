@@ -38,6 +38,14 @@ MAX_FRAMES_PER_PIECE = 12000
 
 # Reference clips whose peak is below this hold no voice to take a style from.
 SILENT_REFERENCE_PEAK = 1e-4
+# The style encoder's memory grows with the clip (10 minutes took 8 GB on the LJSpeech-size model):
+# longer clips give their first this many seconds.
+MAX_REFERENCE_SECONDS = 30.0
+# Below this a sample rate is a mislabelled file or samples given at the wrong rate (a header
+# saying 1 Hz turned 400 samples into 400 s of audio).
+MIN_REFERENCE_RATE = 8000
+# Float samples beyond this are integer samples given as floats (int16's 32767), not audio in [-1, 1].
+MAX_REFERENCE_PEAK = 2.0
 
 
 def check_option(name: str, value) -> None:

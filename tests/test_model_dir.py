@@ -48,6 +48,10 @@ def _load(folder):
     ("mel.std", 0.0, "mel: field 'std' must be a finite number above 0"),
     ("mel.mean", float("nan"), "mel: field 'mean' must be a finite number, got nan"),
     ("phonemizer.language", "en us!", "field 'phonemizer.language' is not an espeak-ng language code"),
+    ("sample_rate", 10 ** 12, r"field 'sample_rate' must be in \[8000, 192000\] Hz"),
+    ("mel.win_length", 4096, r"mel: field 'win_length' \(4096\) must not exceed n_fft \(2048\)"),
+    ("mel.f_max", 1e9, r"0 <= f_min < f_max <= filterbank_sample_rate / 2 = 8000, got 0 and 1000000000"),
+    ("mel.f_min", 9000, "0 <= f_min < f_max"),
 ])
 def test_bad_fields_are_named_before_loading(tmp_path, key, value, message):
     folder = _edit(make_fake_model_dir(tmp_path / "m"), **{key: value})
@@ -146,6 +150,33 @@ def test_graphs_open_side_by_side_or_one_by_one(tmp_path, monkeypatch, side_by_s
         assert all(on_caller) and [name for name, _ in opened] == ["text_encoder", "diffusion_sampler", "decoder"]
     synthesizer = Synthesizer(folder, executor=runner)  # its own load finds them open
     assert len(opened) == 3 and synthesizer.synthesize("Hello.", seed=0).size > 0
+
+
+def test_a_graph_opened_on_first_use_is_opened_once_by_threads_at_once(tmp_path, monkeypatch):
+    """Four threads whose first call needs the same unopened graph share one session."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from styletts2.runtime import executor as executor_module
+
+    folder = make_fake_model_dir(tmp_path / "m")
+    opened, all_waiting = [], threading.Barrier(4)
+    real_open = executor_module.open_graph
+
+    def recording_open(config, name, *args, **kwargs):
+        opened.append(name)
+        return real_open(config, name, *args, **kwargs)
+
+    monkeypatch.setattr(executor_module, "open_graph", recording_open)
+    runner = executor_module.OnnxExecutor(read_model_json(folder), "cpu", threads=1)
+
+    def first_call(_):
+        all_waiting.wait()
+        return runner.session("decoder")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        sessions = list(pool.map(first_call, range(4)))
+    assert opened == ["decoder"] and all(session is sessions[0] for session in sessions)
 
 
 # Staged exports ----------------------------------------------------------------------------------------

@@ -528,6 +528,10 @@ def test_cli_writes_wav_and_stream_gives_the_same(single_dir, synth, tmp_path, c
     assert "RTF" in capsys.readouterr().out
     assert runtime_main(["Hi.", "-m", str(tmp_path / "nowhere"), "-o", str(out)]) == 2
     assert "model directory not found" in capsys.readouterr().err
+    assert runtime_main(["Hi.", "-m", str(single_dir / "model.json"), "-o", str(out)]) == 2
+    assert "model.json is a file: give the exported model's folder" in capsys.readouterr().err
+    assert runtime_main(["Hi.", "-m", str(single_dir), "-o", str(out), "--threads", "0"]) == 2
+    assert "threads must be an integer of at least 1, got 0" in capsys.readouterr().err
 
 
 # No torch --------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ model; onnxruntime: `styletts2.runtime` on test_runtime's fake exported model): 
 in text, option ranges, output bounds, reference clips (issue 11, items 3 and 7)."""
 import numpy as np
 import pytest
+import soundfile as sf
 from test_runtime import make_fake_model_dir
 
 from conftest import build_tiny
@@ -117,6 +118,66 @@ def test_silent_reference_is_an_error(synth, clip):
         synth.reference_style(wave, 24000)
 
 
+
+def _voice(seconds: float, rate: int = 24000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+@pytest.mark.parametrize("samples, fragment", [
+    ((_voice(2) * 32767).astype(np.int16), "divide integer samples by 32768"),
+    (_voice(2) * 32767, r"reach 1\.96\de\+04"),  # int16 values given as floats
+    (np.array([None] * 48000), "must be floats"),
+    (np.full(48000, np.inf, np.float32), "NaN or infinite"),
+])
+def test_reference_samples_must_be_finite_floats_in_range(synth, samples, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        synth.reference_style(samples, 24000)
+
+
+@pytest.mark.parametrize("rate", [1, 16, 7999, 16000.0, True])
+def test_reference_rates_that_cannot_be_audio_are_refused(synth, tmp_path, rate):
+    """A rate of 1 turned 2 s of samples into hours of audio and 24 GB; a float or bool rate is a slip."""
+    with pytest.raises(ValueError, match="needs an integer rate of at least 8000 Hz"):
+        synth.reference_style(_voice(2), rate)
+    if isinstance(rate, int) and not isinstance(rate, bool):  # a file whose header says so
+        sf.write(tmp_path / "low.wav", _voice(0.1), rate)
+        with pytest.raises(ValueError, match="needs an integer rate"):
+            synth.reference_style(tmp_path / "low.wav")
+
+
+def test_a_long_reference_gives_its_first_seconds_with_a_warning(synth, monkeypatch):
+    from styletts2.runtime import synthesizer as module
+
+    monkeypatch.setattr(module, "MAX_REFERENCE_SECONDS", 1.5)
+    clip = _voice(4)
+    with pytest.warns(module.ReferenceLengthWarning, match="4.0 s long; its first 2 s make the style"):
+        long_style = synth.reference_style(clip, 24000)
+    np.testing.assert_array_equal(long_style, synth.reference_style(clip[:36000], 24000))
+    with pytest.warns(module.ReferenceLengthWarning):  # at 48 kHz: the same 1.5 s
+        synth.reference_style(np.repeat(clip, 2), 48000)
+
+
+def test_a_reference_style_must_be_finite(synth):
+    style = np.zeros((1, 2 * synth.style_dim), np.float32)
+    style[0, 1] = np.nan
+    with pytest.raises(ValueError, match="must hold finite numbers"):
+        synth.synthesize("Hello.", reference=style, seed=0)
+
+
+def test_a_waveform_that_is_not_finite_is_an_error(runtime, monkeypatch):
+    real_run = runtime.executor.run
+
+    def nan_decoder(graph, feeds):
+        out = real_run(graph, feeds)
+        if graph == "decoder":
+            out = {**out, "waveform": np.full_like(out["waveform"], np.nan)}
+        return out
+
+    monkeypatch.setattr(runtime.executor, "run", nan_decoder)
+    with pytest.raises(FloatingPointError, match="waveform is not finite"):
+        runtime.synthesize("Hello.", seed=0)
+
 def test_runtime_cli_bad_speed_is_one_line(tmp_path, capsys):
     from styletts2.runtime.__main__ import main
 
@@ -126,3 +187,23 @@ def test_runtime_cli_bad_speed_is_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "speed must be" in err and "Traceback" not in err
     assert not (tmp_path / "x.wav").exists()
+
+
+@pytest.mark.parametrize("out, fragment", [
+    ("-", "writing to stdout is not supported"),
+    ("", "writing to stdout is not supported"),
+    ("x.txt", "give a .wav or .flac file name"),
+    ("noext", "give a .wav or .flac file name"),
+    ("x.mp3", "give a .wav or .flac file name"),
+    (".", "is a folder"),
+    ("a_file/x.wav", "is a file, not a folder"),
+])
+def test_runtime_cli_output_is_checked_before_the_model_opens(tmp_path, capsys, monkeypatch, out, fragment):
+    from styletts2.runtime import __main__ as cli
+
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "Synthesizer", None)  # reached only after the check
+    assert cli.main(["Hello.", "-m", str(tmp_path / "no_model"), "-o", out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err and "Traceback" not in err

@@ -2,6 +2,7 @@
 sentence and token-window splitting."""
 import re
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -150,6 +151,25 @@ def test_phonemize_rejects_empty_text(text):
         phonemize(text)
 
 
+def test_words_read_in_another_language_leave_no_language_flags():
+    """espeak-ng wraps them in "(hi) ... (en-us)"; the model would speak the flags' letters."""
+    assert phonemize("Hello नमस्ते world.") == "həlˈoʊ nəmˈʌsteː wˈɜːld ."
+
+def test_phonemize_from_threads_gives_each_thread_its_own_words():
+    """espeak-ng keeps one voice and one buffer per process: without the lock, threads phonemizing
+    at once got each other's words or phonemizer's line-count error."""
+    texts = [f"Sentence number {word} is spoken by thread {word}." for word in ("one", "two", "three", "four")]
+    expected = [phonemize(text) for text in texts]
+
+    def worker(index: int) -> list[str]:
+        return [phonemize(texts[index]) for _ in range(40)]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(worker, range(4)))
+    for index, got in enumerate(results):
+        assert got == [expected[index]] * 40
+
+
 # ---------------------------------------------------------------- sentences and windows
 
 def test_split_sentences():
@@ -194,3 +214,4 @@ def test_text_and_wav_io_import_without_torch():
             "styletts2.audio.io; assert 'torch' not in sys.modules, 'torch was imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+

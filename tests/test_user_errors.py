@@ -116,3 +116,15 @@ def test_scripts_say_how_to_install_the_package(script, tmp_path):
                             cwd=tmp_path)
     assert result.returncode == 1
     one_line_error(result.stderr, script, "not installed", "make setup")
+
+
+def test_ctrl_c_ends_a_command_in_one_line(capsys):
+    from styletts2.errors import INTERRUPTED_EXIT_CODE, run_guarded
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert run_guarded("prog", interrupted) == INTERRUPTED_EXIT_CODE == 130
+    assert capsys.readouterr().err == "prog: interrupted\n"
+    with pytest.raises(KeyboardInterrupt):
+        run_guarded("prog", interrupted, debug=True)

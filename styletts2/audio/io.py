@@ -75,4 +75,29 @@ def save_wav(path: str | os.PathLike, wave: np.ndarray, sample_rate: int, subtyp
             wave = np.clip(wave, -1.0, 1.0)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, wave, sample_rate, subtype=subtype)
+    try:
+        sf.write(path, wave, sample_rate, subtype=subtype)
+    except (sf.LibsndfileError, TypeError, ValueError) as err:  # TypeError: no format for the name
+        raise OSError(f"cannot write {path}: {err}") from err
+
+
+def check_audio_out(path: str | os.PathLike, subtype: str = "PCM_16") -> Path:
+    """The output file of a command, checked before any work is done: a name whose extension
+    soundfile writes in `subtype` (.wav, .flac...), not a folder, under a folder that is (or can be
+    made) writable. Raises ValueError with one line saying what to give instead."""
+    if str(path) in ("", "-"):
+        raise ValueError("give an output file name such as out.wav (writing to stdout is not supported)")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder: give an output file name such as {path / 'out.wav'}")
+    kind = path.suffix[1:].upper()
+    if kind not in sf.available_formats() or not sf.check_format(kind, subtype):
+        raise ValueError(f"cannot write {path}: give a .wav or .flac file name ({subtype} audio)")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"cannot write {path}: {folder} is not writable")
+    return path

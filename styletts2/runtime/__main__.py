@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import soundfile as sf
 
-from ..audio.io import save_wav
+from ..audio.io import check_audio_out, save_wav
 from ..errors import add_debug_flag, run_guarded
 from .synthesizer import Synthesizer
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m styletts2.runtime", description=__doc__.split("\n")[0])
     p.add_argument("text", help="text to synthesize (long text is split into sentences)")
     p.add_argument("-m", "--model", required=True, help="exported model directory (export/to_onnx.py)")
-    p.add_argument("-o", "--out", required=True, help="output wav path (16-bit PCM)")
+    p.add_argument("-o", "--out", required=True, help="output wav (or .flac) path, 16-bit PCM")
     p.add_argument("--reference", help="reference wav for the voice (required by multispeaker models)")
     p.add_argument("--seed", type=int, help="the same text, seed and knobs give the same audio")
     p.add_argument("--speed", type=float, help="speaking rate factor (default: model.json's, 1)")
@@ -61,6 +61,7 @@ def _synthesize(args: argparse.Namespace) -> int:
     knobs = dict(speed=args.speed, embedding_scale=args.embedding_scale, alpha=args.alpha, beta=args.beta,
                  blend=args.blend, tail_frames=args.tail_frames)
 
+    check_audio_out(args.out)  # before the model is opened and the text synthesized
     synth = Synthesizer(args.model, providers=args.provider, threads=args.threads, normalize=not args.no_normalize)
     start = time.perf_counter()
     if args.stream:

@@ -11,6 +11,7 @@ passes everything computed so far), and returns the graph's outputs by name.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -85,6 +86,9 @@ class OnnxExecutor(Executor):
         self.session_options = make_session_options(threads, session_options)
         self.files = {name: Path(path) for name, path in (files or {}).items()}
         self.sessions: dict[str, GraphSession] = {}
+        # Graphs opened on first use: threads making their first call at once would each open
+        # (and hold in memory) a session of the same graph.
+        self._opening = threading.Lock()
 
     def has_graph(self, graph: str) -> bool:
         return graph in self.files or self.config.has_graph(graph)
@@ -93,9 +97,13 @@ class OnnxExecutor(Executor):
         return self.files.get(graph) or self.config.graph_file(graph)
 
     def session(self, graph: str) -> GraphSession:
-        if graph not in self.sessions:
-            self.sessions[graph] = self._open(graph)
-        return self.sessions[graph]
+        opened = self.sessions.get(graph)
+        if opened is None:
+            with self._opening:
+                opened = self.sessions.get(graph)
+                if opened is None:
+                    opened = self.sessions[graph] = self._open(graph)
+        return opened
 
     def load(self, graphs: Iterable[str]) -> None:
         """Open these graphs now, side by side: onnxruntime builds a session (reading and prepacking

@@ -48,6 +48,8 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 DEFAULT_OPTIONS = ("embedding_scale", "alpha", "beta", "speed", "blend", "tail_frames")
 REEXPORT = "export the model again (export/to_onnx.py)"
+# Output rates a model.json may give (a hand-edited 10**12 overflowed the wav writer).
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 192000
 
 
 class ModelDirError(ValueError):
@@ -222,7 +224,7 @@ def read_model_json(model_dir: str | os.PathLike) -> ModelConfig:
         raise ModelDirError(f"{where}: field 'decoder_type' must be one of {list(DECODER_TYPES)}, got {decoder_type!r}")
     return ModelConfig(
         directory=directory,
-        sample_rate=_number(data, "sample_rate", where, positive=True, integer=True),
+        sample_rate=_sample_rate(data, where),
         hop_length=_number(data, "hop_length", where, positive=True, integer=True),
         symbols=symbols,
         pad_id=pad_id,
@@ -243,6 +245,8 @@ def read_model_json(model_dir: str | os.PathLike) -> ModelConfig:
 
 
 def _load_json(directory: Path) -> dict:
+    if directory.is_file():
+        raise ModelDirError(f"{directory} is a file: give the exported model's folder (the one holding model.json)")
     if not directory.is_dir():
         raise ModelDirError(f"model directory not found: {directory}")
     path = directory / MODEL_JSON
@@ -303,7 +307,22 @@ def _read_mel(data: dict, where: str) -> dict:
         _number(mel, key, f"{where}: mel")
     _number(mel, "std", f"{where}: mel", positive=True)
     _field(mel, "htk", bool, f"{where}: mel")
+    if mel["win_length"] > mel["n_fft"]:
+        raise ModelDirError(f"{where}: mel: field 'win_length' ({mel['win_length']}) must not exceed "
+                            f"n_fft ({mel['n_fft']})")
+    nyquist = mel["filterbank_sample_rate"] / 2
+    if not 0 <= mel["f_min"] < mel["f_max"] <= nyquist:
+        raise ModelDirError(f"{where}: mel: fields 'f_min' and 'f_max' must satisfy 0 <= f_min < f_max <= "
+                            f"filterbank_sample_rate / 2 = {nyquist:g}, got {mel['f_min']} and {mel['f_max']}")
     return mel
+
+
+def _sample_rate(data: dict, where: str) -> int:
+    rate = _number(data, "sample_rate", where, positive=True, integer=True)
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise ModelDirError(f"{where}: field 'sample_rate' must be in [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz "
+                            f"(the model's output rate, 24000 for every released model), got {rate}")
+    return rate
 
 
 def _read_graphs(data: dict, directory: Path, multispeaker: bool, where: str) -> dict:
@@ -350,7 +369,7 @@ def resolve_providers(providers: str | Sequence[str] | None = None) -> list[str]
             raise ProviderError(
                 f"CUDA was requested but this onnxruntime {ort.__version__} offers only {available}: "
                 "install onnxruntime-gpu (requirements-gpu.txt) in place of onnxruntime, with a CUDA and "
-                "cuDNN it supports, or use providers='cpu'")
+                "cuDNN it supports, or use providers='cpu' (--provider cpu on the command line)")
         raise ProviderError(f"execution provider {name!r} is not available; this onnxruntime "
                             f"{ort.__version__} offers {available}")
     return resolved
@@ -364,8 +383,8 @@ def make_session_options(threads: int | None = None,
         session_options = ort.SessionOptions()
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads is not None:
-        if threads < 1:
-            raise ValueError(f"threads must be at least 1, got {threads}")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be an integer of at least 1, got {threads!r}")
         session_options.intra_op_num_threads = threads
     return session_options
 

@@ -30,11 +30,16 @@ from ..text.tokenizer import Tokenizer
 from .mel import LogMel
 from .executor import Executor, OnnxExecutor
 from .model_dir import ModelConfig, ModelDirError, read_model_json
-from ..synthesis_limits import INTEGER_OPTIONS, SILENT_REFERENCE_PEAK, check_options, check_option, check_piece_frames
+from ..synthesis_limits import (INTEGER_OPTIONS, MAX_REFERENCE_PEAK, MAX_REFERENCE_SECONDS, MIN_REFERENCE_RATE,
+                               SILENT_REFERENCE_PEAK, check_options, check_option, check_piece_frames)
 from ..text.pieces import text_to_token_pieces
 
 TRIM_TOP_DB = 30.0  # reference clips lose leading/trailing silence below this, as upstream's demos
 MIN_REFERENCE_FRAMES = 65  # the style encoder's four x2 downsamplings and 5-wide head need this many
+
+
+class ReferenceLengthWarning(UserWarning):
+    """A reference clip over `MAX_REFERENCE_SECONDS`: its first seconds made the style."""
 
 
 class EspeakVersionWarning(UserWarning):
@@ -97,6 +102,23 @@ def mix_styles(sampled: np.ndarray, previous: np.ndarray | None, reference: np.n
     acoustic = options.alpha * style[:, :style_dim] + (1 - options.alpha) * reference[:, :style_dim]
     prosodic = options.beta * style[:, style_dim:] + (1 - options.beta) * reference[:, style_dim:]
     return np.concatenate([acoustic, prosodic], axis=1).astype(np.float32, copy=False)
+
+
+def reference_samples(reference) -> np.ndarray:
+    """Mono float32 samples from an array-like given as a reference clip."""
+    array = np.asarray(reference)
+    if array.dtype.kind != "f":
+        raise ValueError(f"reference samples must be floats in [-1, 1], got {array.dtype}"
+                         + (" (divide integer samples by 32768)" if array.dtype.kind in "iu" else ""))
+    if array.ndim != 1:
+        raise ValueError(f"reference samples must be mono [samples], got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError("the reference samples hold NaN or infinite values")
+    peak = float(np.abs(array).max(initial=0.0))
+    if peak > MAX_REFERENCE_PEAK:
+        raise ValueError(f"reference samples reach {peak:.4g}: float samples in [-1, 1] expected "
+                         "(integer samples divided by 32768)")
+    return array.astype(np.float32, copy=False)
 
 
 def decoder_noise_seed(root: np.random.SeedSequence, index: int) -> int:
@@ -199,19 +221,15 @@ class Synthesizer:
     def reference_style(self, reference: str | os.PathLike | np.ndarray,
                         sample_rate: int | None = None) -> np.ndarray:
         """[acoustic | prosodic] style [1, 2S] of a reference clip: a wav path, or mono float samples
-        at `sample_rate` (default: the model's, 24 kHz). Silence below 30 dB is trimmed first."""
+        in [-1, 1] at `sample_rate` (default: the model's, 24 kHz). Silence below 30 dB is trimmed
+        first; a clip over 30 s gives its first 30 s, with a `ReferenceLengthWarning`."""
         if isinstance(reference, (str, os.PathLike)):
-            wave, _ = load_wav(reference, target_sr=self.sample_rate)
+            wave, rate = load_wav(reference)
             source = str(reference)
         else:
-            wave = np.asarray(reference, dtype=np.float32)
-            if wave.ndim != 1:
-                raise ValueError(f"reference samples must be mono [samples], got shape {wave.shape}")
-            if sample_rate is not None and sample_rate != self.sample_rate:
-                wave = resample(wave, sample_rate, self.sample_rate).astype(np.float32)
-            source = "the reference samples"
-        if not np.all(np.isfinite(wave)):
-            raise ValueError(f"{source} hold NaN or infinite values")
+            wave, source = reference_samples(reference), "the reference samples"
+            rate = self.sample_rate if sample_rate is None else sample_rate
+        wave = self._at_model_rate(wave, rate, source)
         peak = float(np.abs(wave).max()) if wave.size else 0.0
         if peak < SILENT_REFERENCE_PEAK:
             raise ValueError(f"{source} is silent (peak {peak:.1e}): give a clip of the voice speaking")
@@ -226,6 +244,19 @@ class Synthesizer:
         mel = self.mel(wave)[None]  # [1, n_mels, frames]
         return self.executor.run(STYLE_ENCODER, {"mel": mel})["reference_style"]
 
+    def _at_model_rate(self, wave: np.ndarray, rate, source: str) -> np.ndarray:
+        """Finite samples, at most `MAX_REFERENCE_SECONDS` of them, resampled to the model's rate."""
+        if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate < MIN_REFERENCE_RATE:
+            raise ValueError(f"{source}: sample rate {rate!r}; a reference clip needs an integer rate of at least "
+                             f"{MIN_REFERENCE_RATE} Hz")
+        if not np.all(np.isfinite(wave)):
+            raise ValueError(f"{source} hold NaN or infinite values")
+        if len(wave) > MAX_REFERENCE_SECONDS * rate:
+            warnings.warn(f"{source}: {len(wave) / rate:.1f} s long; its first {MAX_REFERENCE_SECONDS:.0f} s "
+                          "make the style", ReferenceLengthWarning, stacklevel=3)
+            wave = wave[:int(MAX_REFERENCE_SECONDS * rate)]
+        return resample(wave, int(rate), self.sample_rate).astype(np.float32, copy=False)
+
     def _reference(self, reference) -> np.ndarray | None:
         """A reference given to `stream`/`synthesize` as a style [1, 2S] (a path, samples at the
         model's rate, or an already computed [1, 2S] style)."""
@@ -236,6 +267,9 @@ class Synthesizer:
         if isinstance(reference, np.ndarray) and reference.ndim == 2:
             if reference.shape != (1, 2 * self.style_dim):
                 raise ValueError(f"a reference style must be [1, {2 * self.style_dim}], got {reference.shape}")
+            if reference.dtype.kind not in "fiu" or not np.isfinite(reference).all():
+                raise ValueError(f"a reference style must hold finite numbers, got {reference.dtype} "
+                                 f"{reference.ravel()[:4].tolist()}...")
             return reference.astype(np.float32, copy=False)
         return self.reference_style(reference)
 
@@ -277,6 +311,8 @@ class Synthesizer:
             "speed": np.array(options.speed, dtype=np.float32), "noise_seed": np.array(noise_seed, dtype=np.int64),
             "tail_frames": np.array(options.tail_frames, dtype=np.int64)})
         wave = np.asarray(decoded["waveform"][0], dtype=np.float32)
+        if not np.isfinite(wave).all():
+            raise FloatingPointError("the decoder's waveform is not finite: are the model's weights trained and loaded?")
         check_piece_frames(int(decoded["durations"][0].sum()))
         return Piece(wave, sampled, style, decoded["durations"][0], noise_seed)
 

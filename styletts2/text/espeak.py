@@ -12,12 +12,18 @@ phonemizer's punctuation handling is replaced by `SpanPunctuation`: phonemizer (
 marks with a pattern that spares decimal points ('3.5'), but then cuts the text at the first
 occurrence of each mark's text, which is the decimal point: 'It costs 3.5 dollars today.' lost
 'dollars today'. Cutting at the positions the pattern found loses nothing.
+
+Threads: espeak-ng holds one voice and one output buffer per process, and phonemizer's backend
+keeps per-call state, so threads phonemizing at once read each other's words (or phonemizer raises
+on a line count). Every espeak-ng call here holds one process-wide lock (`espeak_phonemize`).
 """
 import collections
 import functools
 import os
+import threading
 
 LANGUAGE = "en-us"
+_ESPEAK_LOCK = threading.RLock()
 
 
 @functools.cache
@@ -76,15 +82,30 @@ def _span_punctuation_class():
     return SpanPunctuation
 
 
-@functools.cache
 def espeak_backend(language: str = LANGUAGE):
     """phonemizer's EspeakBackend as upstream configures it (punctuation kept, stress marks on),
-    with `SpanPunctuation` in place of its punctuation handling."""
+    with `SpanPunctuation` in place of its punctuation handling and language-switch flags removed;
+    one per language, made once."""
+    with _ESPEAK_LOCK:  # functools.cache alone lets two threads make (and voice) one each
+        return _make_backend(language)
+
+
+def espeak_phonemize(text: str, language: str = LANGUAGE) -> str:
+    """espeak-ng's phonemes of one line of text, one thread at a time."""
+    with _ESPEAK_LOCK:
+        return espeak_backend(language).phonemize([text])[0]
+
+
+@functools.cache
+def _make_backend(language: str):
     configure_espeak()
     from phonemizer.backend import EspeakBackend
     from phonemizer.punctuation import Punctuation
 
-    backend = EspeakBackend(language=language, preserve_punctuation=True, with_stress=True)
+    # remove-flags: a word espeak-ng reads in another language comes wrapped in "(hi) ... (en-us)",
+    # whose letters the model would speak; upstream's default keeps them (English text has none).
+    backend = EspeakBackend(language=language, preserve_punctuation=True, with_stress=True,
+                            language_switch="remove-flags")
     if not (isinstance(getattr(backend, "_punctuator", None), Punctuation) and hasattr(Punctuation, "_preserve_line")):
         raise RuntimeError("this phonemizer release keeps its punctuation handling elsewhere: the fix for "
                            "words lost after a decimal point (styletts2/text/espeak.py) must be updated")
@@ -97,4 +118,5 @@ def espeak_version() -> str:
     configure_espeak()
     from phonemizer.backend import EspeakBackend
 
-    return ".".join(str(part) for part in EspeakBackend.version())
+    with _ESPEAK_LOCK:
+        return ".".join(str(part) for part in EspeakBackend.version())

@@ -21,7 +21,7 @@ punkt's learned English abbreviations, which no IPA word matches) are not reprod
 """
 import re
 
-from .espeak import LANGUAGE, espeak_backend, espeak_version
+from .espeak import LANGUAGE, espeak_backend, espeak_phonemize, espeak_version
 from .sentences import remove_control_characters
 
 _PERIOD_RUN = re.compile(r"\.{2,}")
@@ -81,7 +81,7 @@ def phonemize(text: str, language: str = LANGUAGE) -> str:
     text = remove_control_characters(text).strip()  # a NUL would end the text for espeak-ng
     if not text:
         raise ValueError("cannot phonemize empty or whitespace-only text")
-    raw = espeak_backend(language).phonemize([text])[0]
+    raw = espeak_phonemize(text, language)
     words = split_words(raw)
     if not words:
         raise ValueError(f"espeak-ng produced no phonemes for {text!r}")
