@@ -149,6 +149,9 @@ class Synthesizer:
     phonemizer: text -> phoneme string (default: espeak-ng as model.json describes it).
     normalize: normalize text before phonemizing it with the normalizer model.json records (its
         `text_normalizer`); False reads text as written. `normalizer` is the one in use (None: none).
+
+    One synthesizer may serve several threads at once: the same seed gives the same audio on any of
+    them (espeak-ng runs one call at a time, process-wide; graphs open once).
     """
 
     def __init__(self, model_dir: str | os.PathLike | ModelConfig, providers: str | list[str] | None = None,
