@@ -179,6 +179,21 @@ def test_a_graph_opened_on_first_use_is_opened_once_by_threads_at_once(tmp_path,
     assert opened == ["decoder"] and all(session is sessions[0] for session in sessions)
 
 
+def test_one_synthesizer_serves_threads_with_each_seed_its_audio(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    synthesizer = _load(make_fake_model_dir(tmp_path / "m"))
+    texts = ["The kettle whistled.", "Numbers like 1999 are read aloud.", "She sells sea shells.", "A fourth one."]
+    expected = [synthesizer.synthesize(text, seed=i) for i, text in enumerate(texts)]
+
+    def calls(i):
+        return [synthesizer.synthesize(texts[i], seed=i) for _ in range(25)]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for i, waves in enumerate(pool.map(calls, range(4))):
+            assert all(np.array_equal(wave, expected[i]) for wave in waves)
+
+
 # Staged exports ----------------------------------------------------------------------------------------
 
 def _siblings(folder):
