@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable
 
 
@@ -38,7 +39,11 @@ def describe(err: BaseException) -> str:
 
 def run_guarded(prog: str, body: Callable[[], int], debug: bool = False,
                 exit_code: int = USER_ERROR_EXIT_CODE) -> int:
-    """Run a command's body; a user error becomes one line on stderr and `exit_code`."""
+    """Run a command's body; a user error becomes one line on stderr and `exit_code`, and each
+    warning one line (`prog: warning: ...`, without the source line Python prints under it)."""
+    previous_format = warnings.formatwarning
+    if not debug:
+        warnings.formatwarning = lambda message, *_, **__: f"{prog}: warning: {message}\n"
     try:
         return body()
     except USER_ERRORS as err:
@@ -51,3 +56,5 @@ def run_guarded(prog: str, body: Callable[[], int], debug: bool = False,
             raise
         print(f"{prog}: interrupted", file=sys.stderr)
         return INTERRUPTED_EXIT_CODE
+    finally:
+        warnings.formatwarning = previous_format

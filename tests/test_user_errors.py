@@ -128,3 +128,24 @@ def test_ctrl_c_ends_a_command_in_one_line(capsys):
     assert capsys.readouterr().err == "prog: interrupted\n"
     with pytest.raises(KeyboardInterrupt):
         run_guarded("prog", interrupted, debug=True)
+
+
+def test_a_command_s_warnings_are_one_line(capsys):
+    import sys
+    import warnings
+
+    from styletts2.errors import run_guarded
+
+    def warns():
+        warnings.warn("12 samples beyond [-1, 1] clipped", UserWarning)
+        return 0
+
+    def print_warning(message, category, filename, lineno, file=None, line=None):  # Python's own, in short
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    with warnings.catch_warnings():  # pytest's recorder set aside: the warning is printed
+        warnings.simplefilter("always")
+        warnings.showwarning = print_warning
+        assert run_guarded("prog", warns) == 0
+    assert capsys.readouterr().err == "prog: warning: 12 samples beyond [-1, 1] clipped\n"
+    assert warnings.formatwarning.__module__ == "warnings"  # restored after the command
