@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .data.make_corpus import SENTENCE_POOLS
 from .gin_paths import REPO_ROOT
+from .train.recipe import STAGE0_GIVEN_SHARES
 
 # One of the pool's sentences: in the default 96-clip corpus a training clip (SPK00-0010), so the
 # demo hears what 9 minutes learn of a sentence the model has trained on (README, Quick start).
@@ -35,9 +36,6 @@ TEXT = "The kettle whistled while the rain tapped against the kitchen window."
 # steps). A larger share (40 %, at 2e-3) only took minutes from stage 1 (README, Quick start).
 DEMO_SHARES = "aligner=0.22,pitch=0.03,plbert=0.02,stage1=0.48"
 DEMO_BINDINGS = {"aligner": ["Stage0Aligner.lr = 1e-3"]}  # after the recipe's own
-# With stage-0 parts from an earlier run (`--stage0`) the budget goes to stages 1 and 2 alone, in
-# about the benchmark's ratio of the two (60 : 23): stage 1 at 72 %, stage 2 the rest.
-STAGE0_GIVEN_SHARES = "stage1=0.72"
 
 
 def _run(step: str, args: list[str], timings: dict[str, float]) -> None:

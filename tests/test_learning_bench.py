@@ -6,13 +6,13 @@ import json
 import pytest
 from PIL import Image
 
-from styletts2.bench.learning import Row, build_parser, main, mean_over_seeds, write_results
+from styletts2.bench.learning import Row, build_parser, main, make_recipe, mean_over_seeds, parse_arguments, write_results
 
 
 def test_results_table_json_and_curve(tmp_path):
     args = argparse.Namespace(results=tmp_path, minutes=60.0, clips=160, sentences="wide", threads=2, segments=4,
                               shares="", aligner_clips=None, plbert_text="clips", seeds=3, aligner_check_epochs=20,
-                              gin_param=["aligner:Stage0Aligner.ctc_weight = 3.0"])
+                              gin_param=["aligner:Stage0Aligner.ctc_weight = 3.0"], stage0=None)
     rows = [Row(20.0, "stage 2, segment 1", 0.97, 0.95, 1.2, 2.5, "sampled", 3, 0.02),
             Row(40.0, "stage 2, segment 2", 0.60, 0.55, None, 1.1, "sampled", 3, 0.015),
             Row(20.0, "stage 2, segment 1", 0.90, 0.85, 1.3, 1.2, "clip"),
@@ -99,3 +99,40 @@ def test_refuses_no_seeds(tmp_path, capsys):
         main(["--minutes", "1", "--out", str(tmp_path), "--seeds", "0"])
     assert err.value.code == 2 and "--seeds must be at least 1" in capsys.readouterr().err
     assert build_parser().parse_args([]).seeds == 3
+
+
+def _earlier_run(root):
+    """An earlier run's folder with its stage-0 checkpoints (empty files: only their paths are read)."""
+    for part, name in (("aligner", "best.pth"), ("pitch", "last.pth"), ("plbert", "last.pth")):
+        (root / part).mkdir(parents=True)
+        (root / part / name).write_bytes(b"")
+    return root
+
+
+def test_stage0_parts_of_an_earlier_run_give_the_budget_to_stages_1_and_2(tmp_path):
+    earlier = _earlier_run(tmp_path / "earlier")
+    args, shares, bindings = parse_arguments(["--out", str(tmp_path / "out"), "--stage0", str(earlier)])
+    assert shares == {"stage1": 0.72}  # SHARES' ratio of stage 1 to stage 2
+    recipe = make_recipe(args, shares, bindings, tmp_path / "out")
+    assert recipe.stage0 == earlier.resolve()
+    assert f'aligner_path = "{earlier / "aligner" / "best.pth"}"' in " ".join(recipe.command("stage1", 1.0))
+    assert parse_arguments(["--out", str(tmp_path / "out"), "--stage0", str(earlier), "--shares", "stage1=0.5"])[1] \
+        == {"stage1": 0.5}
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    ([], "lacks the stage-0 parts aligner/last.pth"),
+    (["--shares", "aligner=0.1"], "'aligner' does not train in this run"),
+    (["--gin_param", "pitch:Trainer.seed = 1"], "pitch does not train with --stage0"),
+    (["--aligner-clips", "8"], "with --stage0 it does not train"),
+])
+def test_stage0_refuses_what_it_cannot_use_before_training(tmp_path, capsys, extra, fragment):
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    if extra:
+        _earlier_run(tmp_path / "complete")
+        earlier = tmp_path / "complete"
+    with pytest.raises(SystemExit) as err:
+        main(["--minutes", "1", "--out", str(tmp_path / "out"), "--stage0", str(earlier), *extra])
+    assert err.value.code == 2 and fragment in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

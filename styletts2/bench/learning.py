@@ -2,7 +2,7 @@
 
     python bench/learning.py --minutes 60 [--out runs/learning] [--clips 160] [--sentences wide] [--threads 2]
                              [--plbert-text pool|clips] [--seeds 3] [--aligner-check-epochs 35]
-                             [--gin_param "aligner:Stage0Aligner.ctc_weight = 3.0" ...]
+                             [--gin_param "aligner:Stage0Aligner.ctc_weight = 3.0" ...] [--stage0 DIR]
 
 From an empty folder:
 1. a corpus spoken by one espeak-ng voice (`make_corpus`), and the same voice reading held-out
@@ -17,6 +17,9 @@ From an empty folder:
    styles sampled by the style diffusion (what the runtime does by default; the mean over `--seeds`
    runtime seeds, whose spread is about 0.02-0.04 of PER on 12 sentences), and with both styles
    read from one training clip (`alpha = beta = 0`, seed 0), which tells the diffusion's share apart.
+With `--stage0 DIR` (the `--out` folder of an earlier run) step 2 skips stage 0 and loads that run's
+aligner, pitch extractor and PL-BERT: the curve of stages 1 and 2 alone (on a corpus made the same
+way, so the earlier run's corpus of the same voice and pool).
 The teacher clips are scored the same way against the text (their own transcript would give them 0
 by construction), so "PER within 0.10 of the teacher's" is one subtraction.
 
@@ -40,8 +43,9 @@ import numpy as np
 from styletts2.bench.machine import describe, machine_record
 from styletts2.data.make_corpus import SENTENCE_POOLS
 from styletts2.gin_paths import REPO_ROOT
-from styletts2.train.recipe import (ALIGNER_CHECK_EPOCHS, ALIGNER_STUCK_PER, SHARES, STAGES, describe_stages,
-                                    parse_shares, parse_stage_bindings)
+from styletts2.train.recipe import (ALIGNER_CHECK_EPOCHS, ALIGNER_STUCK_PER, SHARES, STAGE0_GIVEN_SHARES,
+                                    STAGE0_PARTS, STAGES, Recipe, RecipeError, describe_stages, parse_shares,
+                                    parse_stage_bindings)
 
 REPO = REPO_ROOT  # the checkout: runs/ and bench/results/ are under it
 
@@ -135,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--segments", type=int, default=4, help="stage-2 segments, each exported and scored")
     parser.add_argument("--shares", default="", help="stages' shares of the budget before stage 2, e.g. "
                         "'aligner=0.18,stage1=0.44' (default " + ",".join(f"{k}={v:g}" for k, v in SHARES.items())
-                        + "; stage 2 gets the rest)")
+                        + f", with --stage0 {STAGE0_GIVEN_SHARES}; stage 2 gets the rest)")
     parser.add_argument("--plbert-text", default="pool", choices=("pool", "clips"),
                         help="PL-BERT's training text: the sentence pool less the validation clips' (the "
                              "corpus's text_pool.txt, default) or the training clips' transcripts only")
@@ -151,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gin_param", action="append", default=[], metavar="STAGE:BINDING",
                         help="a gin binding for one stage's command, e.g. 'aligner:Stage0Aligner.ctc_weight = 3.0' "
                              f"(repeatable; stages: {', '.join(STAGES)}; stage 2's apply to every segment)")
+    parser.add_argument("--stage0", type=Path, metavar="DIR",
+                        help="the --out folder of an earlier run: load its aligner, pitch extractor and PL-BERT "
+                             "instead of training them, and spend the budget on stages 1 and 2")
     return parser
 
 
@@ -161,14 +168,20 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, dict[st
     args = parser.parse_args(argv)
     if args.minutes <= 0:
         parser.error("--minutes must be positive")
+    given = STAGE0_PARTS if args.stage0 is not None else ()
     try:
-        shares = parse_shares(args.shares)
+        shares = parse_shares(args.shares or (STAGE0_GIVEN_SHARES if given else ""), without=given)
     except ValueError as err:
         parser.error(f"--shares: {err}")
     try:
         bindings = parse_stage_bindings(args.gin_param)
     except ValueError as err:
         parser.error(f"--gin_param: {err}")
+    unused = sorted(set(bindings) & set(given))
+    if unused:
+        parser.error(f"--gin_param: {', '.join(unused)} does not train with --stage0 (its part is loaded)")
+    if given and args.aligner_clips is not None:
+        parser.error("--aligner-clips sets the aligner's training clips; with --stage0 it does not train")
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
     if args.aligner_clips is not None and not 1 <= args.aligner_clips <= args.clips:
@@ -177,16 +190,29 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, dict[st
         parser.error("--aligner-check-epochs must be at least 0 (0: no check)")
     if (args.out / "stage2").exists():
         parser.error(f"{args.out} holds an earlier run; give a new --out (the benchmark starts from nothing)")
+    try:
+        make_recipe(args, shares, bindings, args.out.resolve()).check_stage0()  # before the corpus is made
+    except RecipeError as err:
+        parser.error(f"--stage0: {err}")
     return args, shares, bindings
+
+
+def make_recipe(args: argparse.Namespace, shares: dict[str, float], bindings: dict[str, list[str]], out: Path):
+    from styletts2.data.make_corpus import TEXT_POOL_FILE
+
+    corpus = out / "corpus"
+    return Recipe(corpus, out, args.minutes, threads=args.threads, shares=shares, aligner_clips=args.aligner_clips,
+                  bindings=bindings, plbert_text=corpus / TEXT_POOL_FILE if args.plbert_text == "pool" else None,
+                  aligner_check_epochs=args.aligner_check_epochs or None,  # 0: no check
+                  stage0=None if args.stage0 is None else args.stage0.resolve())
 
 
 def main(argv: list[str] | None = None) -> int:
     args, shares, bindings = parse_arguments(argv)
 
     from styletts2.audio.io import load_wav
-    from styletts2.data.make_corpus import TEXT_POOL_FILE, first_clip
+    from styletts2.data.make_corpus import first_clip
     from styletts2.evaluate import Evaluator
-    from styletts2.train.recipe import Recipe, RecipeError
 
     out = args.out.resolve()
     corpus, texts, teacher = make_data(out, args.clips, args.sentences)
@@ -197,10 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = machine_record(args.threads)  # before training: its load average is the machine's own
     clip = first_clip(corpus)  # a training clip of the same voice, for the clip-style scores
-    plbert_text = corpus / TEXT_POOL_FILE if args.plbert_text == "pool" else None
-    recipe = Recipe(corpus, out, args.minutes, threads=args.threads, shares=shares, aligner_clips=args.aligner_clips,
-                    bindings=bindings, plbert_text=plbert_text,
-                    aligner_check_epochs=args.aligner_check_epochs or None)  # 0: no check
+    recipe = make_recipe(args, shares, bindings, out)
     rows, started = [], time.time()
 
     def after_segment(index: int, checkpoint: Path) -> None:
@@ -242,7 +265,8 @@ def write_results(args, rows: list[Row], teacher: dict, seconds: float, stage_mi
                + (f" --aligner-clips {args.aligner_clips}" if args.aligner_clips else "")
                + (f" --aligner-check-epochs {args.aligner_check_epochs}"
                   if args.aligner_check_epochs != ALIGNER_CHECK_EPOCHS else "")
-               + "".join(f" --gin_param {shlex.quote(item)}" for item in args.gin_param))
+               + "".join(f" --gin_param {shlex.quote(item)}" for item in args.gin_param)
+               + (f" --stage0 {shlex.quote(str(args.stage0))}" if args.stage0 is not None else ""))
     payload = {"command": command, "machine": machine, "wall_seconds": seconds, "stage_minutes": stage_minutes,
                "stage_steps": stage_steps, "aligner_restarts": list(aligner_restarts), "teacher": teacher,
                "rows": [vars(r) for r in rows]}
