@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from .audio.io import save_wav
+from .audio.io import check_audio_out, save_wav
 from .errors import add_debug_flag, run_guarded
 from .inference import DEFAULT_STEPS, TorchSynthesizer
 from .model import load_model
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _synthesize(args: argparse.Namespace) -> int:
+    check_audio_out(args.out)  # before the checkpoint is loaded
     model, meta = load_model(args.checkpoint, args.config, args.gin_param)
     synthesizer = TorchSynthesizer(model, steps=args.steps, device=args.device, normalize=not args.no_normalize,
                                    espeak_version=meta.get("espeak_version"), source=args.checkpoint)

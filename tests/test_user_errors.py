@@ -83,6 +83,12 @@ def test_empty_text_given_to_synthesize(checkpoints, tmp_path, capsys, text):
     one_line_error(capsys.readouterr().err, "python -m styletts2.synthesize: error:")
 
 
+def test_synthesize_checks_its_output_name_before_loading(tmp_path, capsys):
+    # the checkpoint does not exist: the output name is what it is told about first
+    assert synthesize_main(["--checkpoint", str(tmp_path / "none.pth"), "Hello.", "-o", str(tmp_path / "x.txt")]) == 2
+    one_line_error(capsys.readouterr().err, "python -m styletts2.synthesize: error: cannot write")
+
+
 def test_first_stage_checkpoint_that_is_no_checkpoint(checkpoints):
     from styletts2.train.stage2 import load_first_stage
 
