@@ -15,7 +15,8 @@ from styletts2.data.word_timings import TIMINGS_FILE, BoundaryErrors, path_word_
 from styletts2.model import StyleTTS2, parse_gin
 from styletts2.train.pretrained import load_pretrained_parts
 from styletts2.evaluate.intelligibility import edit_distance
-from styletts2.train.stage0_aligner import ENCODER_PARTS, Stage0Aligner, ctc_greedy, ctc_targets
+from styletts2.train.stage0_aligner import (ENCODER_PARTS, Stage0Aligner, attention_on_path, ctc_greedy,
+                                          ctc_targets)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -94,6 +95,18 @@ def test_ctc_helpers():
     assert targets.tolist() == [5, 6, 7, 8] and lengths.tolist() == [3, 1]
 
 
+def test_attention_on_path_is_the_share_of_each_token_s_attention_on_it():
+    path = torch.zeros(2, 3, 4)
+    for i, t in enumerate([0, 1, 3]):
+        path[:, i, t] = 1.0
+    assert attention_on_path(path, path, torch.tensor([3, 3])) == pytest.approx(1.0)
+    uniform = torch.full((2, 3, 4), 0.25)
+    assert attention_on_path(uniform, path, torch.tensor([3, 2])) == pytest.approx(0.25)
+    half = 0.5 * path + 0.5 * uniform
+    half[1, 2] = 0.0  # a padded token: not counted
+    assert attention_on_path(half, path, torch.tensor([3, 2])) == pytest.approx(0.625)
+
+
 # --- training -------------------------------------------------------------------------------------
 
 def test_tiny_aligner_trains_and_its_checkpoint_loads_as_upstreams(corpus, tmp_path, caplog):
@@ -153,3 +166,4 @@ def test_aligner_learns_to_hear_phonemes(corpus, tmp_path):
     first, last = seen[min(seen)], seen[max(seen)]
     assert last["ctc"] < first["ctc"] and last["s2s"] < first["s2s"]
     assert last["ctc_per"] < 0.8, last
+    assert 0.0 < last["attention_on_path"] <= 1.0
