@@ -194,6 +194,20 @@ def test_one_synthesizer_serves_threads_with_each_seed_its_audio(tmp_path):
             assert all(np.array_equal(wave, expected[i]) for wave in waves)
 
 
+def test_close_releases_the_sessions_and_a_later_call_opens_them_again(tmp_path, monkeypatch):
+    from styletts2.runtime import executor as executor_module
+
+    executor_module.release_freed_memory()  # glibc's malloc_trim here; a no-op elsewhere
+    trims = []
+    monkeypatch.setattr(executor_module, "release_freed_memory", lambda: trims.append(1))
+    with _load(make_fake_model_dir(tmp_path / "m")) as synthesizer:
+        first = synthesizer.synthesize("Hello.", seed=0)
+        assert "decoder" in synthesizer.executor.sessions
+    assert synthesizer.executor.sessions == {} and trims == [1]
+    np.testing.assert_array_equal(synthesizer.synthesize("Hello.", seed=0), first)
+    assert "decoder" in synthesizer.executor.sessions
+
+
 # Staged exports ----------------------------------------------------------------------------------------
 
 def _siblings(folder):

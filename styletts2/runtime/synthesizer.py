@@ -186,6 +186,17 @@ class Synthesizer:
 
     # Set-up --------------------------------------------------------------------------------------
 
+    def close(self) -> None:
+        """Release the graphs' memory now (a later call opens them again). For an application that
+        makes and drops synthesizers in one process: its memory then stays flat (README)."""
+        self.executor.close()
+
+    def __enter__(self) -> Synthesizer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     def _espeak(self) -> Callable[[str], str]:
         from ..text.phonemizer import EspeakPhonemizer
 
