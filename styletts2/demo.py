@@ -109,13 +109,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .audio.io import save_wav
     from .data.make_corpus import SAMPLE_RATE, TEXT_POOL_FILE, first_clip, speak_as_corpus
-    from .train.recipe import STAGE0_PARTS, Recipe, RecipeError, describe_stages, parse_shares
+    from .train.recipe import Recipe, RecipeError, command_line_shares, describe_stages
 
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        shares = (parse_shares(args.shares or STAGE0_GIVEN_SHARES, without=STAGE0_PARTS) if args.stage0
-                  else parse_shares(args.shares or DEMO_SHARES))
+        shares = command_line_shares(args.shares, DEMO_SHARES, stage0_given=args.stage0 is not None)
     except ValueError as err:
         parser.error(str(err))
 

@@ -41,11 +41,11 @@ from pathlib import Path
 import numpy as np
 
 from styletts2.bench.machine import describe, machine_record
-from styletts2.data.make_corpus import SENTENCE_POOLS
+from styletts2.data.make_corpus import SENTENCE_POOLS, TEXT_POOL_FILE
 from styletts2.gin_paths import REPO_ROOT
 from styletts2.train.recipe import (ALIGNER_CHECK_EPOCHS, ALIGNER_STUCK_PER, SHARES, STAGE0_GIVEN_SHARES,
-                                    STAGE0_PARTS, STAGES, Recipe, RecipeError, describe_stages, parse_shares,
-                                    parse_stage_bindings)
+                                    STAGE0_PARTS, STAGES, Recipe, RecipeError, command_line_shares,
+                                    describe_stages, parse_stage_bindings)
 
 REPO = REPO_ROOT  # the checkout: runs/ and bench/results/ are under it
 
@@ -170,7 +170,7 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, dict[st
         parser.error("--minutes must be positive")
     given = STAGE0_PARTS if args.stage0 is not None else ()
     try:
-        shares = parse_shares(args.shares or (STAGE0_GIVEN_SHARES if given else ""), without=given)
+        shares = command_line_shares(args.shares, "", stage0_given=bool(given))
     except ValueError as err:
         parser.error(f"--shares: {err}")
     try:
@@ -197,9 +197,9 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, dict[st
     return args, shares, bindings
 
 
-def make_recipe(args: argparse.Namespace, shares: dict[str, float], bindings: dict[str, list[str]], out: Path):
-    from styletts2.data.make_corpus import TEXT_POOL_FILE
-
+def make_recipe(args: argparse.Namespace, shares: dict[str, float], bindings: dict[str, list[str]],
+                out: Path) -> Recipe:
+    """The recipe the command line asks for, over the corpus `make_data` writes under `out`."""
     corpus = out / "corpus"
     return Recipe(corpus, out, args.minutes, threads=args.threads, shares=shares, aligner_clips=args.aligner_clips,
                   bindings=bindings, plbert_text=corpus / TEXT_POOL_FILE if args.plbert_text == "pool" else None,

@@ -125,6 +125,14 @@ STAGE0_PARTS = ("aligner", "pitch", "plbert")
 STAGE0_GIVEN_SHARES = "stage1=0.72"
 
 
+def command_line_shares(text: str | None, default: str, stage0_given: bool) -> dict[str, float]:
+    """The shares a command line asks for (`--shares`, else `default`); with stage-0 parts given,
+    over stages 1 and 2 alone, STAGE0_GIVEN_SHARES unless told otherwise."""
+    if stage0_given:
+        return parse_shares(text or STAGE0_GIVEN_SHARES, without=STAGE0_PARTS)
+    return parse_shares(text or default)
+
+
 def parse_stage_bindings(items: list[str]) -> dict[str, list[str]]:
     """`['aligner:Stage0Aligner.ctc_weight = 3.0', ...]` -> {'aligner': ['Stage0Aligner.ctc_weight = 3.0']}:
     gin bindings added to one stage's command (stage 2's to every segment)."""

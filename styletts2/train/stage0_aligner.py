@@ -33,6 +33,7 @@ from styletts2.data.collate import Collater
 from styletts2.data.word_timings import BoundaryErrors, load_timings, path_word_starts, token_words, uniform_word_starts
 from styletts2.evaluate.intelligibility import edit_distance
 from styletts2.losses import S2SCrossEntropyLoss
+from styletts2.modules.masks import length_to_mask
 from styletts2.text.tokenizer import Tokenizer
 
 from .batch_ops import monotonic_path, run_aligner
@@ -59,9 +60,8 @@ def attention_on_path(attention: torch.Tensor, path: torch.Tensor, token_lengths
     equally well (61 ms) gave stage 1 decoders at PER 0.71 and 0.55 with 45 % and 83 % on the path
     (bench/README.md, "The demo")."""
     on_path = (attention.float() * path.float()).sum(-1)  # [B, T_text]
-    tokens = (torch.arange(attention.shape[1], device=attention.device)[None, :]
-              < token_lengths.to(attention.device)[:, None])
-    return float(on_path[tokens].mean())
+    padded = length_to_mask(token_lengths.to(attention.device), attention.shape[1])
+    return float(on_path[~padded].mean())
 
 
 def guided_attention_loss(attention: torch.Tensor, token_lengths: torch.Tensor, align_lengths: torch.Tensor,
