@@ -534,6 +534,17 @@ def test_cli_writes_wav_and_stream_gives_the_same(single_dir, synth, tmp_path, c
     assert "threads must be an integer of at least 1, got 0" in capsys.readouterr().err
 
 
+def test_more_threads_than_cpus_warn(single_dir, monkeypatch):
+    from styletts2.runtime import ThreadCountWarning, model_dir
+
+    monkeypatch.setattr(model_dir, "usable_cpus", lambda: 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ThreadCountWarning)
+        Synthesizer(single_dir, threads=2)  # as many as there are: no warning
+    with pytest.warns(ThreadCountWarning, match="threads 1000 is more than the 2 CPUs"):
+        Synthesizer(single_dir, threads=1000)
+
+
 # No torch --------------------------------------------------------------------------------------------
 
 def test_runtime_runs_with_torch_absent(multi_dir, tmp_path):

@@ -207,3 +207,21 @@ def test_runtime_cli_output_is_checked_before_the_model_opens(tmp_path, capsys, 
     assert cli.main(["Hello.", "-m", str(tmp_path / "no_model"), "-o", out]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and fragment in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("text", ["? " * 1000, "...!?", "« — »"])
+def test_punctuation_alone_is_nothing_to_say(synth, text):
+    with pytest.raises(ValueError, match="nothing to say"):
+        synth.text_to_token_pieces(text)
+
+
+def test_windows_of_punctuation_alone_are_dropped():
+    from styletts2.text.pieces import text_to_token_pieces
+    from styletts2.text.symbols import PUNCTUATION, SYMBOL_TO_ID
+    from styletts2.text.tokenizer import Tokenizer
+
+    pieces = text_to_token_pieces("ab cd " + "? " * 40, lambda s: s, Tokenizer(), max_positions=8)
+    assert pieces, "the words are still spoken"
+    unspoken = {SYMBOL_TO_ID[c] for c in PUNCTUATION}
+    assert all(not unspoken.issuperset(piece) for piece in pieces)
+    assert [SYMBOL_TO_ID[c] for c in "ab"] == pieces[0][:2]

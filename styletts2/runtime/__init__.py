@@ -14,8 +14,8 @@ Command line: `python -m styletts2.runtime "Hello there." -m exported/ljspeech -
 """
 from .executor import Executor, OnnxExecutor
 from .mel import LogMel
-from .model_dir import ModelConfig, ModelDirError, ProviderError, read_model_json
+from .model_dir import ModelConfig, ModelDirError, ProviderError, ThreadCountWarning, read_model_json
 from .synthesizer import EspeakVersionWarning, Piece, SynthesisOptions, Synthesizer
 
 __all__ = ["EspeakVersionWarning", "Executor", "LogMel", "ModelConfig", "ModelDirError", "OnnxExecutor", "Piece",
-           "ProviderError", "SynthesisOptions", "Synthesizer", "read_model_json"]
+           "ProviderError", "SynthesisOptions", "Synthesizer", "ThreadCountWarning", "read_model_json"]

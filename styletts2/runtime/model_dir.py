@@ -385,8 +385,24 @@ def make_session_options(threads: int | None = None,
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be an integer of at least 1, got {threads!r}")
+        cpus = usable_cpus()
+        if threads > cpus:
+            warnings.warn(f"threads {threads} is more than the {cpus} CPUs this process may use: "
+                          "each session's threads will wait on each other (slower, not faster)",
+                          ThreadCountWarning, stacklevel=3)
         session_options.intra_op_num_threads = threads
     return session_options
+
+
+class ThreadCountWarning(UserWarning):
+    """More intra-op threads were asked for than this process has CPUs."""
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one, e.g. in a container)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 class GraphSession:

@@ -11,7 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .sentences import remove_control_characters, split_sentences, split_token_windows
+from .symbols import PUNCTUATION, SYMBOL_TO_ID
 from .tokenizer import Tokenizer
+
+# Ids of punctuation and the space: a piece of these alone has no phoneme to speak (a thousand '?'
+# made 76 s of babble), so it is dropped.
+_UNSPOKEN_IDS = frozenset(SYMBOL_TO_ID[c] for c in PUNCTUATION)
 
 
 def text_to_token_pieces(text: str, phonemize: Callable[[str], str], tokenizer: Tokenizer,
@@ -20,7 +25,7 @@ def text_to_token_pieces(text: str, phonemize: Callable[[str], str], tokenizer: 
     rewrites the whole text first, so an abbreviation's period never ends a sentence. Straight
     double quotes are dropped before phonemizing, as the torch synthesizer does, so both see the
     same tokens; control characters become spaces first (a NUL would end the text for espeak-ng).
-    Raises ValueError for text with nothing to say."""
+    Pieces of punctuation alone are dropped. Raises ValueError for text with nothing to say."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     text = remove_control_characters(text)
@@ -33,4 +38,8 @@ def text_to_token_pieces(text: str, phonemize: Callable[[str], str], tokenizer: 
     for sentence in split_sentences(text):
         ids = tokenizer.encode(phonemize(sentence.replace('"', "")), add_bos=False, add_eos=False)
         pieces.extend(split_token_windows(ids, max_positions, n_special=1))
+    pieces = [piece for piece in pieces if not _UNSPOKEN_IDS.issuperset(piece)]
+    if not pieces:
+        preview = text if len(text) <= 60 else text[:60] + "..."
+        raise ValueError(f"nothing to say in {preview!r}: it phonemizes to punctuation alone")
     return pieces
