@@ -534,6 +534,29 @@ def test_cli_writes_wav_and_stream_gives_the_same(single_dir, synth, tmp_path, c
     assert "threads must be an integer of at least 1, got 0" in capsys.readouterr().err
 
 
+def test_cli_reads_the_text_from_a_file_or_stdin(single_dir, tmp_path, capsys, monkeypatch):
+    import io
+
+    argv = ["-m", str(single_dir), "--seed", "2"]
+    assert runtime_main([TEXT, *argv, "-o", str(tmp_path / "arg.wav")]) == 0
+    (tmp_path / "text.txt").write_text(TEXT, encoding="utf-8")
+    assert runtime_main(["-f", str(tmp_path / "text.txt"), *argv, "-o", str(tmp_path / "file.wav")]) == 0
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(TEXT.encode("utf-8"))))
+    assert runtime_main(["-f", "-", *argv, "-o", str(tmp_path / "stdin.wav")]) == 0
+    expected = sf.read(tmp_path / "arg.wav")[0]
+    for name in ("file.wav", "stdin.wav"):
+        assert np.array_equal(sf.read(tmp_path / name)[0], expected)
+    capsys.readouterr()
+    out = str(tmp_path / "x.wav")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    for args, message in [([*argv, "-o", out], "no text: give it"),
+                          (["Hi.", "-f", str(tmp_path / "text.txt"), *argv, "-o", out], "not both"),
+                          (["-f", str(tmp_path / "missing.txt"), *argv, "-o", out], "No such file"),
+                          (["-f", str(tmp_path / "latin1.txt"), *argv, "-o", out], "is not UTF-8 text (byte 3")]:
+        assert runtime_main(args) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_more_threads_than_cpus_warn(single_dir, monkeypatch):
     from styletts2.runtime import ThreadCountWarning, model_dir
 

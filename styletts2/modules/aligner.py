@@ -222,13 +222,15 @@ class ASRCNN(nn.Module):
         predict token i. Not a weight: the checkpoint is the same either way. On the learning
         benchmark's aligner, step i put espeak-ng's word starts 74 ms off against 99 ms for step i + 1
         (bench/README.md).
+    dropout_p: the CNN blocks' dropout (upstream's 0.2). Not a weight either.
     """
 
     # The encoder halves the frame rate once: alignment frames are 2 mel frames (600 samples).
     n_down = 1
 
     def __init__(self, input_dim: int = 80, hidden_dim: int = 256, n_token: int = 178,
-                 n_layers: int = 6, token_embedding_dim: int = 512, token_row_offset: int = 1):
+                 n_layers: int = 6, token_embedding_dim: int = 512, token_row_offset: int = 1,
+                 dropout_p: float = 0.2):
         super().__init__()
         if token_row_offset not in (0, 1):
             raise ValueError(f"token_row_offset must be 0 or 1, got {token_row_offset}")
@@ -241,7 +243,7 @@ class ASRCNN(nn.Module):
         self.to_mfcc = MFCC(n_mfcc=input_dim // 2, n_mels=input_dim)
         self.init_cnn = XavierConv1d(input_dim // 2, hidden_dim, kernel_size=7, padding=3, stride=2)
         self.cnns = nn.Sequential(*[
-            nn.Sequential(DilatedConvBlock(hidden_dim),
+            nn.Sequential(DilatedConvBlock(hidden_dim, dropout_p=dropout_p),
                           nn.GroupNorm(num_groups=1, num_channels=hidden_dim))
             for _ in range(n_layers)])
         self.projection = XavierConv1d(hidden_dim, hidden_dim // 2)

@@ -1,6 +1,7 @@
 """Command line: text -> wav with an exported model on onnxruntime (no torch).
 
     python -m styletts2.runtime "Hello there." -m exported/ljspeech -o hello.wav [--seed 0] [--stream]
+    python -m styletts2.runtime -f chapter.txt -m exported/ljspeech -o chapter.wav --stream   # '-f -': stdin
 
 The number of diffusion steps is fixed by the export (model.json's diffusion_steps).
 """
@@ -13,7 +14,7 @@ import numpy as np
 import soundfile as sf
 
 from ..audio.io import check_audio_out, save_wav
-from ..errors import add_debug_flag, run_guarded
+from ..errors import UserError, add_debug_flag, run_guarded
 from .synthesizer import Synthesizer
 
 
@@ -34,7 +35,8 @@ def _write_streamed(synth: Synthesizer, args: argparse.Namespace, knobs: dict) -
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m styletts2.runtime", description=__doc__.split("\n")[0])
-    p.add_argument("text", help="text to synthesize (long text is split into sentences)")
+    p.add_argument("text", nargs="?", help="text to synthesize (long text is split into sentences)")
+    p.add_argument("-f", "--text-file", help="read the text from this UTF-8 file instead ('-': standard input)")
     p.add_argument("-m", "--model", required=True, help="exported model directory (export/to_onnx.py)")
     p.add_argument("-o", "--out", required=True, help="output wav (or .flac) path, 16-bit PCM")
     p.add_argument("--reference", help="reference wav for the voice (required by multispeaker models)")
@@ -57,10 +59,29 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded("python -m styletts2.runtime", lambda: _synthesize(args), debug=args.debug)
 
 
+def _text(args: argparse.Namespace) -> str:
+    """The text argument, or the text file's contents; exactly one of them."""
+    if args.text is None and args.text_file is None:
+        raise UserError("no text: give it as an argument, or a file with -f FILE")
+    if args.text is not None and args.text_file is not None:
+        raise UserError("give the text as an argument or with -f FILE, not both")
+    if args.text is not None:
+        return args.text
+    source = "standard input" if args.text_file == "-" else args.text_file
+    try:
+        if args.text_file == "-":
+            return sys.stdin.buffer.read().decode("utf-8")
+        with open(args.text_file, "rb") as handle:
+            return handle.read().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{source} is not UTF-8 text (byte {err.start}: {err.object[err.start:err.start + 1]!r})")
+
+
 def _synthesize(args: argparse.Namespace) -> int:
     knobs = dict(speed=args.speed, embedding_scale=args.embedding_scale, alpha=args.alpha, beta=args.beta,
                  blend=args.blend, tail_frames=args.tail_frames)
 
+    args.text = _text(args)
     check_audio_out(args.out)  # before the model is opened and the text synthesized
     synth = Synthesizer(args.model, providers=args.provider, threads=args.threads, normalize=not args.no_normalize)
     start = time.perf_counter()
