@@ -86,6 +86,23 @@ def test_aligner_randomness_only_in_training_or_on_request():
     assert not torch.equal(model(mel, mask, text)[1], model(mel, mask, text)[1])
 
 
+@pytest.mark.parametrize("knob", [None, "dropout_p", "decoder_dropout_p", "unk_mask_p"])
+def test_aligner_training_randomness_is_the_three_knobs(knob):
+    """With its dropouts and unk masking at 0 the aligner in training mode is its eval self; each knob
+    alone brings randomness back."""
+    off = dict(dropout_p=0.0, decoder_dropout_p=0.0, unk_mask_p=0.0)
+    if knob:
+        off[knob] = 0.5
+    torch.manual_seed(0)
+    model = ASRCNN(**SMALL_ALIGNER, **off)
+    mel, mask, text = _aligner_batch()
+    model.eval()
+    evaluated = model(mel, mask, text)[1]
+    model.train()
+    trained = model(mel, mask, text)[1]
+    assert torch.equal(trained, evaluated) == (knob is None)
+
+
 def test_aligner_rejects_bad_input():
     model = ASRCNN(**SMALL_ALIGNER)
     with pytest.raises(ValueError, match=r"\[B, 80, T\]"):

@@ -222,7 +222,9 @@ class ASRCNN(nn.Module):
         predict token i. Not a weight: the checkpoint is the same either way. On the learning
         benchmark's aligner, step i put espeak-ng's word starts 74 ms off against 99 ms for step i + 1
         (bench/README.md).
-    dropout_p: the CNN blocks' dropout (upstream's 0.2). Not a weight either.
+    dropout_p, decoder_dropout_p, unk_mask_p: the CNN blocks' dropout, the attention decoder's before
+        its output projection, and the share of input tokens it reads as `<unk>` (upstream's 0.2, 0.5
+        and 0.1). Not weights either.
     """
 
     # The encoder halves the frame rate once: alignment frames are 2 mel frames (600 samples).
@@ -230,7 +232,7 @@ class ASRCNN(nn.Module):
 
     def __init__(self, input_dim: int = 80, hidden_dim: int = 256, n_token: int = 178,
                  n_layers: int = 6, token_embedding_dim: int = 512, token_row_offset: int = 1,
-                 dropout_p: float = 0.2):
+                 dropout_p: float = 0.2, decoder_dropout_p: float = 0.5, unk_mask_p: float = 0.1):
         super().__init__()
         if token_row_offset not in (0, 1):
             raise ValueError(f"token_row_offset must be 0 or 1, got {token_row_offset}")
@@ -251,6 +253,7 @@ class ASRCNN(nn.Module):
             XavierLinear(hidden_dim // 2, hidden_dim), nn.ReLU(), XavierLinear(hidden_dim, n_token))
         self.asr_s2s = ASRS2S(embedding_dim=token_embedding_dim, hidden_dim=hidden_dim // 2,
                               n_token=n_token)
+        self.asr_s2s.output_dropout, self.asr_s2s.unk_mask_prob = decoder_dropout_p, unk_mask_p
 
     def _check_mel(self, mel: torch.Tensor) -> None:
         if mel.dim() != 3 or mel.shape[1] != self.input_dim:
