@@ -74,7 +74,8 @@ def _text(args: argparse.Namespace) -> str:
         with open(args.text_file, "rb") as handle:
             return handle.read().decode("utf-8")
     except UnicodeDecodeError as err:
-        raise UserError(f"{source} is not UTF-8 text (byte {err.start}: {err.object[err.start:err.start + 1]!r})")
+        bad = err.object[err.start:err.start + 1]
+        raise UserError(f"{source} is not UTF-8 text (byte {err.start}: {bad!r})") from None
 
 
 def _synthesize(args: argparse.Namespace) -> int:
