@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from .sentences import remove_control_characters, split_sentences, split_token_windows
 from .symbols import PUNCTUATION, SYMBOL_TO_ID
-from .tokenizer import Tokenizer
+from .tokenizer import Tokenizer, preview_text
 
 # Ids of punctuation and the space: a piece of these alone has no phoneme to speak (a thousand '?'
 # made 76 s of babble), so it is dropped.
@@ -40,6 +40,5 @@ def text_to_token_pieces(text: str, phonemize: Callable[[str], str], tokenizer: 
         pieces.extend(split_token_windows(ids, max_positions, n_special=1))
     pieces = [piece for piece in pieces if not _UNSPOKEN_IDS.issuperset(piece)]
     if not pieces:
-        preview = text if len(text) <= 60 else text[:60] + "..."
-        raise ValueError(f"nothing to say in {preview!r}: it phonemizes to punctuation alone")
+        raise ValueError(f"nothing to say in {preview_text(text)}: it phonemizes to punctuation alone")
     return pieces

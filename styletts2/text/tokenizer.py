@@ -31,7 +31,8 @@ def describe_char(char: str) -> str:
     return f"{char!r} (U+{ord(char):04X} {name})"
 
 
-def _preview(text: str, limit: int = 60) -> str:
+def preview_text(text: str, limit: int = 60) -> str:
+    """`text` quoted for an error message, cut after `limit` characters."""
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
@@ -68,13 +69,13 @@ class Tokenizer:
         unknown = self.unknown_symbols(phonemes)
         if unknown:
             listing = ", ".join(f"{describe_char(c)} x{n}" for c, n in unknown.items())
-            message = f"phoneme text {_preview(phonemes)} has symbols outside the table: {listing}"
+            message = f"phoneme text {preview_text(phonemes)} has symbols outside the table: {listing}"
             if self.strict:
                 raise UnknownSymbolError(message)
             warnings.warn(message + "; they were dropped", UnknownSymbolWarning, stacklevel=2)
         ids = [self.symbol_to_id[c] for c in phonemes if c not in unknown]
         if not any(i != self.symbol_to_id[" "] for i in ids):
-            raise ValueError(f"phoneme text {_preview(phonemes)} has no known symbol besides spaces")
+            raise ValueError(f"phoneme text {preview_text(phonemes)} has no known symbol besides spaces")
         return [self.pad_id] * add_bos + ids + [self.pad_id] * add_eos
 
     def encode_for_training(self, phonemes: str) -> list[int]:
