@@ -67,6 +67,15 @@ def text_status(corpus: Path, text: str) -> str:
     return "held out"
 
 
+def speakable(text: str) -> None:
+    """Raise ValueError when the runtime would refuse `text` (nothing to say once phonemized)."""
+    from .text.phonemizer import EspeakPhonemizer
+    from .text.pieces import text_to_token_pieces
+    from .text.tokenizer import Tokenizer
+
+    text_to_token_pieces(text, EspeakPhonemizer(), Tokenizer(), max_positions=512)
+
+
 def closing_lines(timings: dict[str, float], wav: Path, clip_wav: Path, exported: Path, log: Path,
                   text: str) -> list[str]:
     """The demo's last words: what each step took, where its files are, and the way to a model that
@@ -96,7 +105,7 @@ def _scores(text: str, wavs: dict[str, Path]) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m styletts2.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m styletts2.demo", description=__doc__.split("\n")[0].rstrip(":"))
     parser.add_argument("--out", default="runs/demo", help="folder for the corpus, runs, export and wav")
     parser.add_argument("--clips", type=int, default=96, help="clips in the espeak-ng corpus")
     parser.add_argument("--sentences", default="wide", choices=sorted(SENTENCE_POOLS),
@@ -120,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = _parser()
     args = parser.parse_args(argv)
+    if not args.minutes > 0:
+        parser.error("--minutes must be positive")
+    try:  # before the minutes of training, not after them
+        speakable(args.text)
+    except (TypeError, ValueError) as err:
+        parser.error(f"--text: {err}")
     try:
         shares = command_line_shares(args.shares, DEMO_SHARES, stage0_given=args.stage0 is not None)
     except ValueError as err:

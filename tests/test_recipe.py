@@ -49,6 +49,15 @@ def test_recipe_trains_from_nothing_and_hands_each_stage_on(tmp_path, capsys):
         assert torch.allclose(stage2["net"]["bert"][key], value, atol=1e-3), key
 
 
+def test_a_budget_of_no_minutes_is_refused_and_a_tiny_share_still_trains_a_step(tmp_path):
+    for minutes in (0, -1, float("nan")):
+        with pytest.raises(ValueError, match="budget must be a positive number of minutes"):
+            Recipe(tmp_path / "corpus", tmp_path / "runs", minutes=minutes)
+    # 2 % of 0.01 minutes would print as 0.000, which the Trainer refuses (it stopped after one step)
+    command = Recipe(tmp_path / "corpus", tmp_path / "runs", minutes=0.01).command("plbert", 0.0002)
+    assert "Trainer.max_minutes = 0.001" in command
+
+
 def test_later_stages_load_the_aligners_best_checkpoint_when_it_has_one(tmp_path):
     recipe = Recipe(tmp_path / "corpus", tmp_path / "runs", minutes=1)
     aligner = recipe.run_dir("aligner")
@@ -267,6 +276,16 @@ def test_a_restarted_aligner_trains_anew_in_a_real_run(tmp_path, capsys):
 def test_stages_are_described_with_their_seconds_per_step():
     line = describe_stages({"aligner": 7.2, "pitch": 1.8, "stage2": 16.0}, {"aligner": 1800, "stage2": 960})
     assert line == "aligner 7.2 min, 1800 steps (0.24 s/step); pitch 1.8 min; stage2 16.0 min, 960 steps (1.00 s/step)"
+
+
+@pytest.mark.parametrize("args, message", [(["--minutes", "-1"], "--minutes must be positive"),
+                                           (["--text", "?! ..."], "--text: nothing to say")])
+def test_the_demo_refuses_a_bad_budget_or_text_before_any_work(tmp_path, capsys, args, message):
+    from styletts2.demo import main
+
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "demo"), *args])
+    assert message in capsys.readouterr().err and not (tmp_path / "demo").exists()
 
 
 def test_the_demos_bindings_parse_in_the_configs_of_their_stages(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from styletts2.checkpoint import torch_load
+from styletts2.checkpoint import CheckpointError, torch_load
 from styletts2.train.optim import (UPSTREAM_BETAS, LossScaler, MultiOptimizer, build_multi_optimizer, build_optimizer,
                                    _budget_decay, build_scheduler)
 from styletts2.train.stage import NonFiniteLoss, StepOutput, TrainingContext
@@ -181,6 +181,18 @@ def test_checkpoint_layout_and_run_dir(corpus, tmp_path):
     assert again.status == "already_complete"
 
 
+def test_a_run_folder_of_another_stage_is_named_not_resumed(corpus, tmp_path):
+    """Another stage's last.pth in the run folder failed on a missing module, naming neither."""
+    run = tmp_path / "run"
+    run_toy(corpus, run, epochs=1, max_steps=1)
+    state = torch_load(run / "last.pth")
+    state["gin_config"] = state["gin_config"].replace("@ToyStage", "@Stage0Aligner")
+    torch.save(state, run / "last.pth")
+    with pytest.raises(CheckpointError, match=r"last.pth is a Stage0Aligner checkpoint and this config trains "
+                                              r"ToyStage: give this run a Trainer.run_dir of its own"):
+        run_toy(corpus, run, epochs=2)
+
+
 def test_nonfinite_streak_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path, capsys):
     from styletts2.model import parse_gin
 
@@ -226,6 +238,29 @@ def test_bad_trainer_settings_are_refused():
     with pytest.raises(ValueError, match="Trainer.train_data must be a string, got 3"):
         Trainer(stage=ToyStage(), train_data=3)
     Trainer(stage=ToyStage(), train_data=Path("x"), max_minutes=10, run_dir=Path("runs/x"))  # ints, paths pass
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("max_minutes", -5.0, "Trainer.max_minutes must be positive"),
+    ("max_minutes", 0, "Trainer.max_minutes must be positive"),
+    ("max_minutes", float("nan"), "Trainer.max_minutes must be positive"),
+    ("max_steps", -5, "Trainer.max_steps must be at least 1, got -5"),
+    ("save_every_steps", 0, "Trainer.save_every_steps must be at least 1"),
+    ("log_every_steps", 0, "Trainer.log_every_steps must be at least 1"),
+    ("max_mel_frames", 0, "Trainer.max_mel_frames must be at least 1"),
+    ("num_workers", -1, "Trainer.num_workers must be 0 or more"),
+])
+def test_limits_that_would_end_a_run_at_once_are_refused(setting, value, message):
+    """A negative budget or step count made a run of one step (or none) end in success."""
+    with pytest.raises(ValueError, match=message):
+        Trainer(stage=ToyStage(), train_data="x", **{setting: value})
+
+
+def test_a_run_dir_that_is_a_file_is_refused_before_the_corpus_scan(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(ValueError, match="Trainer.run_dir .*afile is a file"):
+        Trainer(stage=ToyStage(), train_data="x", run_dir=str(afile))
 
 
 def test_corpus_issues_file_and_clips_lost_mid_epoch(tmp_path, caplog, monkeypatch):
@@ -498,10 +533,10 @@ def test_mixed_precision_context(precision, dtype, scaler, tmp_path):
 
 
 def test_max_minutes_stops_after_the_step_that_spends_the_budget(corpus, tmp_path):
-    _, result = run_toy(corpus, tmp_path, epochs=3, max_minutes=0)
+    _, result = run_toy(corpus, tmp_path, epochs=3, max_minutes=1e-9)
     assert result.status == "max_minutes" and result.iters == 1
     assert result.checkpoint == tmp_path / "last.pth" and result.checkpoint.exists()
-    _, again = run_toy(corpus, tmp_path, epochs=3, max_minutes=0)  # a new run of the folder: its own clock
+    _, again = run_toy(corpus, tmp_path, epochs=3, max_minutes=1e-9)  # a new run of the folder: its own clock
     assert again.status == "max_minutes" and again.iters == 2
 
 

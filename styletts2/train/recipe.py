@@ -191,6 +191,10 @@ class Recipe:
     steps: dict[str, int] = field(default_factory=dict)  # training steps per stage (stage 2: all segments)
     aligner_restarts: list[float] = field(default_factory=list)  # the CTC PER of each aligner run set aside
 
+    def __post_init__(self) -> None:
+        if not self.minutes > 0:  # NaN fails too
+            raise ValueError(f"the budget must be a positive number of minutes, got {self.minutes}")
+
     def run_dir(self, name: str) -> Path:
         return self.out / name
 
@@ -258,8 +262,9 @@ class Recipe:
         gin_name = f"stage0_{name}" if name in STAGE0_PARTS else name
         args = ["runner.py", "--gin", f"{self.config_dir}/{gin_name}.gin", "--run_dir", str(self.run_dir(name))]
         # The run's own bindings (`extra`: a check's epochs, a restart's seed, a stage-2 budget) go last.
-        for binding in [*self._bindings(name), f"Trainer.max_minutes = {minutes:.3f}", *self.bindings.get(name, ()),
-                        *extra]:
+        # A stage's budget rounds up to 0.001 minutes, which the Trainer accepts: it then makes one step.
+        budget = f"Trainer.max_minutes = {max(minutes, 0.001):.3f}"
+        for binding in [*self._bindings(name), budget, *self.bindings.get(name, ()), *extra]:
             args += ["--gin_param", binding]
         return args
 

@@ -156,6 +156,23 @@ def save_training_checkpoint(path: str | os.PathLike, model, stage, loop: LoopSt
     return atomic_save(build_training_checkpoint(model, stage, loop, rng_states, average), path, previous=previous)
 
 
+def _check_same_stage(path, gin_config: str | None, stage) -> None:
+    """A checkpoint of another stage (a run folder reused by another config, a --resume of the
+    previous stage's file) would fail on a missing module or optimizer entry that names neither.
+    Fine-tuning trains the stage-2 model, so their checkpoints count as one stage."""
+    from styletts2.model import trained_stage
+
+    def family(name: str) -> str:
+        return "Stage2" if name == "FinetuneStage" else name
+
+    saved, mine = trained_stage(gin_config), type(stage).__name__
+    if saved is not None and family(saved) != family(mine):
+        raise CheckpointError(f"{path} is a {saved} checkpoint and this config trains {mine}: give this run a "
+                              "Trainer.run_dir of its own, or pass a checkpoint of the same stage to --resume "
+                              "(an earlier stage's weights load through the stage's own paths, e.g. "
+                              "Stage2.first_stage_checkpoint)")
+
+
 def load_training_checkpoint(path: str | os.PathLike, model, stage, rank: int = 0,
                              average: WeightAverage | None = None) -> tuple[LoopState, dict]:
     """Load weights and stage state from a training checkpoint; return the loop state to continue
@@ -168,6 +185,7 @@ def load_training_checkpoint(path: str | os.PathLike, model, stage, rank: int = 
         if key not in state:
             raise CheckpointError(f"{path}: not a training checkpoint of this trainer (no {key!r} entry); "
                                   "to start from pretrained weights, let the stage load them instead")
+    _check_same_stage(path, state.get("gin_config"), stage)
     load_net_state(model.nets, state["net"])
     if average is not None:
         average.capture()

@@ -113,6 +113,18 @@ def _all_finite(module: torch.nn.Module) -> bool:
     return bool(torch.stack(flags).all()) if flags else True
 
 
+def _check_limits(max_minutes: float | None, num_workers: int, **counts: int | None) -> None:
+    """Trainer's step counts and limits: a count below 1 (or a budget of no minutes) would stop a run
+    at once, or never log or save, and end it with a success."""
+    for name, value in counts.items():
+        if value is not None and value < 1:
+            raise ValueError(f"Trainer.{name} must be at least 1, got {value}")
+    if max_minutes is not None and not max_minutes > 0:  # NaN fails too
+        raise ValueError(f"Trainer.max_minutes must be positive (or None), got {max_minutes}")
+    if num_workers < 0:
+        raise ValueError(f"Trainer.num_workers must be 0 or more, got {num_workers}")
+
+
 @gin.configurable
 class Trainer:
     """Configure in gin; see gin/trainer/default.gin for the defaults of an experiment.
@@ -160,6 +172,10 @@ class Trainer:
                              f"not {weight_average!r}")
         if epochs < 1 or batch_size < 1 or max_nonfinite_in_a_row < 1 or validate_every_epochs < 1:
             raise ValueError("epochs, batch_size, max_nonfinite_in_a_row and validate_every_epochs must be >= 1")
+        _check_limits(log_every_steps=log_every_steps, save_every_steps=save_every_steps, max_steps=max_steps,
+                      max_mel_frames=max_mel_frames, max_minutes=max_minutes, num_workers=num_workers)
+        if Path(run_dir).exists() and not Path(run_dir).is_dir():
+            raise ValueError(f"Trainer.run_dir {run_dir} is a file: give a folder for the run")
         self.stage = stage() if isinstance(stage, type) else stage
         self.run_dir = Path(run_dir)
         self.epochs = epochs
