@@ -136,6 +136,14 @@ PARTIAL_STAGES = {
     "Stage0Pitch": "it holds the pitch extractor only",
     "Stage0PLBert": "it holds PL-BERT only",
 }
+# Where a partial checkpoint goes next: a stage-1 one into stage 2, a stage-0 part into stage 1 (the
+# aligner and pitch extractor) or stage 2 (PL-BERT), by path.
+NEXT_STAGE = {
+    "Stage1": "Train stage 2 from it (gin/stage2_*.gin, Stage2.first_stage_checkpoint)",
+    "Stage0Aligner": "Train stage 1 with it (gin/stage1_*.gin, load_pretrained_parts.aligner_path)",
+    "Stage0Pitch": "Train stage 1 with it (gin/stage1_*.gin, load_pretrained_parts.pitch_path)",
+    "Stage0PLBert": "Train stage 2 with it (gin/stage2_*.gin, load_pretrained_parts.plbert_path)",
+}
 
 
 def trained_stage(gin_config: str | None) -> str | None:
@@ -163,8 +171,7 @@ def load_model(checkpoint: str, config_files: Iterable[str] = (), bindings: Iter
     stage = trained_stage(saved_config)
     if stage in PARTIAL_STAGES and not allow_partial:
         raise CheckpointError(f"{checkpoint} is a {stage} checkpoint: {PARTIAL_STAGES[stage]}, so it cannot "
-                              "synthesize. Train stage 2 from it (gin/stage2_*.gin, Stage2.first_stage_checkpoint) "
-                              "and use that checkpoint")
+                              f"synthesize. {NEXT_STAGE[stage]}, then use stage 2's checkpoint")
     config_files, yaml_bindings = split_configs(config_files)
     bindings = [*yaml_bindings, *bindings]
     if saved_config is None and not config_files:

@@ -468,14 +468,14 @@ def test_source_noise_reaches_the_merged_source_as_independent_draws_would(singl
 
 def test_cli_reports_bad_arguments(tmp_path, capsys, multi):
     assert to_onnx.main(["--random-init", str(REPO / "gin/model/tiny.gin"), "--steps", "1",
-                         "--out", str(tmp_path)]) == 1
+                         "--out", str(tmp_path)]) == 2
     assert "--steps must be at least 2" in capsys.readouterr().err
-    assert to_onnx.main(["--random-init", "no/such.gin", "--out", str(tmp_path)]) == 1
+    assert to_onnx.main(["--random-init", "no/such.gin", "--out", str(tmp_path)]) == 2
     assert "gin config not found: no/such.gin" in capsys.readouterr().err
-    assert to_onnx.main(["--checkpoint", str(multi["checkpoint"]), "--out", str(tmp_path)]) == 1
+    assert to_onnx.main(["--checkpoint", str(multi["checkpoint"]), "--out", str(tmp_path)]) == 2
     assert "gin/model/libritts.gin" in capsys.readouterr().err  # an upstream checkpoint needs --config
     assert to_onnx.main(["--random-init", str(REPO / "gin/model/tiny.gin"), "--opset", "16",
-                         "--out", str(tmp_path)]) == 1
+                         "--out", str(tmp_path)]) == 2
     assert "--opset must be >= 17" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         to_onnx.main(["--out", str(tmp_path)])  # neither --checkpoint nor --random-init

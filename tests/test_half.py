@@ -92,5 +92,14 @@ def test_runtime_runs_the_fp16_export_with_the_fp32_durations(exports):
 def test_fp16_and_int8_exclude_each_other(tmp_path, capsys):
     code = to_onnx.main(["--random-init", str(REPO / "gin/model/tiny.gin"), "--no-verify", "--out",
                          str(tmp_path / "x"), "--fp16", "--int8-decoder"])
-    assert code == 1 and "exclude each other" in capsys.readouterr().err
+    assert code == 2 and "exclude each other" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("speed", ["-1", "0", "nan"])
+def test_a_calibration_speed_the_runtime_never_uses_is_refused(tmp_path, capsys, speed):
+    """Speed -1 calibrated on degenerate decoder inputs and reported a better SNR than speed 1."""
+    code = to_onnx.main(["--random-init", str(REPO / "gin/model/tiny.gin"), "--no-verify", "--out",
+                         str(tmp_path / "x"), "--int8-decoder", "--calibration-speed", speed])
+    assert code == 2 and "--calibration-speed must be a finite number of at least 0.25" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

@@ -30,7 +30,7 @@ def checkpoints(tmp_path_factory):
     model = build_tiny()
     config = gin.operative_config_str() or gin.config_str()
     paths = {}
-    for stage in ("Stage2", "Stage1"):
+    for stage in ("Stage2", "Stage1", "Stage0Aligner"):
         paths[stage] = atomic_save(make_checkpoint(model.nets, gin_config=f"{config}\nTrainer.stage = @{stage}\n"),
                                    folder / f"{stage}.pth")
     paths["junk"] = folder / "junk.pth"
@@ -61,10 +61,16 @@ def test_stage1_checkpoint_is_refused_for_synthesis(checkpoints, tmp_path, capsy
         load_model(str(checkpoints["Stage1"]))
     assert synthesize_main(["--checkpoint", str(checkpoints["Stage1"]), "Hi.", "-o", str(tmp_path / "x.wav")]) == 2
     one_line_error(capsys.readouterr().err, "Stage1", "stage 2")
-    assert to_onnx.main(["--checkpoint", str(checkpoints["Stage1"]), "--out", str(tmp_path / "e")]) == 1
+    assert to_onnx.main(["--checkpoint", str(checkpoints["Stage1"]), "--out", str(tmp_path / "e")]) == 2
     one_line_error(capsys.readouterr().err, "Stage1")
     assert not (tmp_path / "e").exists()
     load_model(str(checkpoints["Stage2"]))  # a stage-2 checkpoint loads
+
+
+def test_a_stage_0_checkpoint_given_to_export_says_which_stage_takes_it(checkpoints, tmp_path, capsys):
+    assert to_onnx.main(["--checkpoint", str(checkpoints["Stage0Aligner"]), "--out", str(tmp_path / "e")]) == 2
+    one_line_error(capsys.readouterr().err, "Stage0Aligner checkpoint", "text aligner only",
+                   "Train stage 1 with it", "load_pretrained_parts.aligner_path")
 
 
 @pytest.mark.parametrize("kind, fragment", [("junk", "cannot be read"), ("no_net", "no 'net' entry"),
@@ -73,7 +79,7 @@ def test_bad_checkpoint_given_to_synthesize_or_export(checkpoints, tmp_path, cap
     path = checkpoints.get(kind, tmp_path / "missing.pth")
     assert synthesize_main(["--checkpoint", str(path), "Hi.", "-o", str(tmp_path / "x.wav")]) == 2
     one_line_error(capsys.readouterr().err, "python -m styletts2.synthesize: error:", str(path), fragment)
-    assert to_torchscript.main(["--checkpoint", str(path), "--out", str(tmp_path / "ts")]) == 1
+    assert to_torchscript.main(["--checkpoint", str(path), "--out", str(tmp_path / "ts")]) == 2
     one_line_error(capsys.readouterr().err, str(path))
 
 

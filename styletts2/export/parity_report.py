@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                              "voiced (random F0 sits near 0 Hz, below the 10 Hz voicing threshold); default 150")
     parser.add_argument("--skip-reference", action="store_true", help="skip the comparison with upstream's exact path")
     args = parser.parse_args(argv)
-    return run_guarded("parity_report.py", lambda: _report(args), debug=args.debug, exit_code=1)
+    return run_guarded("parity_report.py", lambda: _report(args), debug=args.debug)
 
 
 def _report(args: argparse.Namespace) -> int:

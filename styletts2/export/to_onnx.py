@@ -1,6 +1,6 @@
 """Export a StyleTTS2 model to ONNX: text_encoder, diffusion_sampler (and diffusion_sampler_unguided,
-its one-pass form for embedding_scale 1), decoder and style_encoder (reference clips; the multispeaker sampler's reference style) plus
-model.json and a README.md model card.
+its one-pass form for embedding_scale 1), decoder and style_encoder (reference clips; the
+multispeaker sampler's reference style) plus model.json and a README.md model card.
 
     python export/to_onnx.py --checkpoint runs/ljspeech/stage2/last.pth --out exported/ljspeech
     python export/to_onnx.py --checkpoint epoch_2nd_00100.pth --config gin/model/ljspeech.gin --out exported/lj
@@ -21,6 +21,7 @@ sentence.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 import warnings
@@ -35,6 +36,7 @@ from styletts2.export.common import ExportError, add_arguments, dynamic_axes, lo
 from styletts2.export.model_card import model_json, save_model_card
 from styletts2.export.shared_weights import share_folder_weights
 from styletts2.errors import run_guarded
+from styletts2.synthesis_limits import OPTION_RANGES
 
 MIN_OPSET = 17
 
@@ -102,6 +104,10 @@ def export_onnx(loaded, out_dir: Path, steps: int = 5, opset: int = MIN_OPSET, v
     if opset < MIN_OPSET:
         raise ExportError(f"--opset must be >= {MIN_OPSET}, got {opset}")
     check_precision_flags(fp16, int8_decoder or int8_weights)
+    low_speed = OPTION_RANGES["speed"][0]
+    if not (math.isfinite(calibration_speed) and calibration_speed >= low_speed):  # 0 fails in a Reshape
+        raise ExportError(f"--calibration-speed must be a finite number of at least {low_speed:g} (the runtime's "
+                          f"lowest speed), got {calibration_speed:g}")
     leave_out = style_encoder_left_out(loaded.model, without_style_encoder)
     with staged_export(Path(out_dir)) as staging:
         info = _export_into(loaded, staging, steps, opset, verify, int8_decoder, calibration_speed, fp16, leave_out,
@@ -229,7 +235,7 @@ def quantize_decoder_in_place(out_dir: Path, calibration_speed: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     add_arguments(parser)
     parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET}, default {MIN_OPSET})")
     parser.add_argument("--int8-decoder", action="store_true",
@@ -248,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="decoder speed input during int8 calibration and the fp16 quality check (default 1; random-init models "
                              "predict ~25 frames per token, use ~5-10 there)")
     args = parser.parse_args(argv)
-    return run_guarded("to_onnx.py", lambda: _export(args), debug=args.debug, exit_code=1)
+    return run_guarded("to_onnx.py", lambda: _export(args), debug=args.debug)
 
 
 def _export(args: argparse.Namespace) -> int:

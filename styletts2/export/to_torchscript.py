@@ -63,10 +63,10 @@ def _export_into(loaded, out_dir: Path, steps: int, verify: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     add_arguments(parser)
     args = parser.parse_args(argv)
-    return run_guarded("to_torchscript.py", lambda: _export(args), debug=args.debug, exit_code=1)
+    return run_guarded("to_torchscript.py", lambda: _export(args), debug=args.debug)
 
 
 def _export(args: argparse.Namespace) -> int:
