@@ -164,11 +164,25 @@ def test_wide_corpus_has_no_repeats(tmp_path):
 
 
 def test_cli(tmp_path, capsys):
-    mc.main([str(tmp_path / "cli"), "--n", "2", "--voices", "en-gb-scotland+m3", "--seed", "1"])
+    assert mc.main([str(tmp_path / "cli"), "--n", "2", "--voices", "en-gb-scotland+m3", "--seed", "1"]) == 0
     assert "wrote 2 clips" in capsys.readouterr().out
     assert len(list((tmp_path / "cli" / "wavs").glob("*.wav"))) == 2
     with pytest.raises(ValueError, match="at least 1"):
         mc.make_corpus(tmp_path / "none", n=0)
+
+
+@pytest.mark.parametrize("args, message", [(["--n", "0"], "--n must be at least 1"),
+                                           (["--voices", "xx-nonsense"], "no voice for language 'xx-nonsense'"),
+                                           (["--voices", ","], "at least one voice"),
+                                           (["--val-fraction", "5"], "below 1, got 5.0")])
+def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
+    """Each was a traceback (the demo passed it on before its own 'step failed')."""
+    assert mc.main([str(tmp_path / "c"), "--n", "2", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("python -m styletts2.data.make_corpus: error:") and message in err and "\n" not in err
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert mc.main([str(afile), "--n", "2"]) == 2 and "is a file" in capsys.readouterr().err
 
 
 def test_speak_as_corpus_is_the_corpus_voice(tmp_path):

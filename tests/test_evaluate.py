@@ -231,10 +231,40 @@ def test_cli_text_list_mismatch(folder, capsys):
     rc = main(["--texts", str(folder / "list.txt"), "--wavs", str(folder / "wavs"), "--metrics", "per"])
     err = capsys.readouterr().err.strip()
     assert rc == 2
-    assert err.startswith("error:") and "list.txt:2" in err and "clip9" in err and "\n" not in err
+    assert err.startswith("python -m styletts2.evaluate: error:") and "list.txt:2" in err and "clip9" in err
+    assert "\n" not in err
     (folder / "list.txt").write_text("clip0 has no separator\n", encoding="utf-8")
     assert main(["--texts", str(folder / "list.txt"), "--wavs", str(folder / "wavs"), "--metrics", "per"]) == 2
     assert "list.txt:1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--json", "{folder}"], "--json {folder} is a folder"),
+    (["--save-wavs", "{folder}/list.txt"], "--save-wavs writes synthesized clips"),
+    (["--metrics", ","], "--metrics names no metric"),
+])
+def test_cli_refuses_outputs_it_cannot_write_before_scoring(folder, capsys, extra, message):
+    """A --json folder was found only after every clip was scored (a traceback and a stray temporary)."""
+    extra = [arg.format(folder=folder) for arg in extra]
+    assert main(["--texts", str(folder / "list.txt"), "--wavs", str(folder / "wavs"), *extra]) == 2
+    captured = capsys.readouterr()
+    assert message.format(folder=folder) in captured.err and "\n" not in captured.err.strip()
+    assert captured.out == "" and not list(folder.glob("*.tmp"))
+
+
+def test_a_save_wavs_path_that_is_a_file_is_refused(folder, capsys):
+    assert main(["--texts", str(folder / "list.txt"), "--model", str(folder), "--save-wavs",
+                 str(folder / "list.txt")]) == 2
+    assert "--save-wavs " + str(folder / "list.txt") + " is a file" in capsys.readouterr().err
+
+
+def test_json_that_cannot_be_written_leaves_no_temporary(tmp_path):
+    from styletts2.evaluate.report import write_json
+
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(OSError):
+        write_json(tmp_path / "taken", [], ("per",), {})
+    assert list(tmp_path.iterdir()) == [tmp_path / "taken"]
 
 
 def test_cli_missing_folder_is_one_line(tmp_path):
@@ -243,7 +273,7 @@ def test_cli_missing_folder_is_one_line(tmp_path):
                           "--wavs", str(tmp_path / "nowhere"), "--metrics", "per"],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
-    assert run.stderr.strip() == f"error: wav folder not found: {tmp_path / 'nowhere'}"
+    assert run.stderr.strip() == f"python -m styletts2.evaluate: error: wav folder not found: {tmp_path / 'nowhere'}"
     assert "Traceback" not in run.stderr and run.stdout == ""
 
 

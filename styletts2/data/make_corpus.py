@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from styletts2.audio.io import resample, save_wav
 from styletts2.data.espeak_synth import EspeakSynthesizer, Voice, WordTiming
 from styletts2.data.wide_sentences import WIDE_SENTENCES
 from styletts2.data.word_timings import TIMINGS_FILE
+from styletts2.errors import add_debug_flag, run_guarded
 from styletts2.text.phonemizer import EspeakPhonemizer
 
 SAMPLE_RATE = 24000
@@ -287,6 +289,10 @@ def make_corpus(
         raise ValueError(f"--n must be at least 1, got {n}")
     if not voices:
         raise ValueError("at least one voice is needed")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"the validation fraction must be at least 0 and below 1, got {val_fraction}")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"{out} is a file: give a folder for the corpus")
     if sentences not in SENTENCE_POOLS:
         raise ValueError(f"unknown sentence pool {sentences!r}; choose from {sorted(SENTENCE_POOLS)}")
     pool = SENTENCE_POOLS[sentences]
@@ -336,8 +342,9 @@ def write_text_pool(path: Path, pool: Sequence[tuple[str, str]], validation_text
         f.writelines(f"{line}\n" for line in kept)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m styletts2.data.make_corpus",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="output directory")
     parser.add_argument("--n", type=int, default=64, help="number of clips")
     parser.add_argument(
@@ -348,12 +355,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--val-fraction", type=float, default=VAL_FRACTION)
     parser.add_argument("--sentences", choices=sorted(SENTENCE_POOLS), default="base",
                         help="sentence pool: base (104) or wide (247, a larger vocabulary)")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
-    voices = [v for v in args.voices.split(",") if v.strip()]
-    out = make_corpus(args.out, n=args.n, voices=voices, seed=args.seed, val_fraction=args.val_fraction,
-                      sentences=args.sentences)
-    print(f"wrote {args.n} clips from {len(voices)} voice(s) to {out}")
+    voices = [v.strip() for v in args.voices.split(",") if v.strip()]
+
+    def body() -> int:
+        out = make_corpus(args.out, n=args.n, voices=voices, seed=args.seed, val_fraction=args.val_fraction,
+                          sentences=args.sentences)
+        print(f"wrote {args.n} clips from {len(voices)} voice(s) to {out}")
+        return 0
+
+    return run_guarded(parser.prog, body, debug=args.debug)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 
+from ..errors import add_debug_flag, run_guarded
 from .evaluator import METRICS
 
 
@@ -39,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="onnxruntime / torch threads")
     p.add_argument("--json", help="write the scores as JSON here")
     p.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    add_debug_flag(p)
     return p
 
 
@@ -56,15 +59,31 @@ def _items(args):
                             progress=lambda message: print(message, file=sys.stderr, flush=True))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    # imported here so that argument errors answer at once
+PROG = "python -m styletts2.evaluate"
+
+
+def _check_outputs(args) -> None:
+    """Output paths that cannot be written, refused before any scoring (not after the work)."""
+    from .inputs import InputError
+
+    if args.json and Path(args.json).is_dir():
+        raise InputError(f"--json {args.json} is a folder: give a file name")
+    if args.save_wavs and args.wavs:
+        raise InputError("--save-wavs writes synthesized clips: give it with --model or --checkpoint")
+    if args.save_wavs and Path(args.save_wavs).exists() and not Path(args.save_wavs).is_dir():
+        raise InputError(f"--save-wavs {args.save_wavs} is a file: give a folder")
+
+
+def _evaluate(args) -> int:
     from ..audio.io import load_wav
     from .evaluator import Evaluator, ScoreWarning
     from .inputs import InputError
     from .report import table, write_json
 
+    _check_outputs(args)
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    if not metrics:
+        raise InputError(f"--metrics names no metric: give a comma-separated subset of {','.join(METRICS)}")
     try:
         if args.threads:
             import torch
@@ -82,12 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings(record=True) as caught:  # per-clip notes are printed below instead
             warnings.simplefilter("always", ScoreWarning)
             scores = evaluator.score(items)
-    except (InputError, RuntimeError, ValueError, FileNotFoundError) as err:  # one line, no traceback
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except RuntimeError as err:  # e.g. a model or recogniser that cannot run: one line too
+        raise InputError(str(err)) from err
     for warning in caught:
         if issubclass(warning.category, ScoreWarning):
-            print(f"warning: {warning.message}", file=sys.stderr)
+            print(f"{PROG}: warning: {warning.message}", file=sys.stderr)
         else:  # someone else's: show it as Python would have
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     print(table(scores, markdown=args.markdown))
@@ -98,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         write_json(args.json, scores, evaluator.metrics, source)
         print(f"wrote {args.json}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return run_guarded(PROG, lambda: _evaluate(args), debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -66,4 +66,8 @@ def write_json(path: str | os.PathLike, scores: list[ClipScores], metrics: tuple
                "mean": summarize(scores), "clips": [s.as_dict() for s in scores]}
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as f:
         json.dump(payload, f, indent=1, ensure_ascii=False)
-    os.replace(f.name, path)
+    try:
+        os.replace(f.name, path)
+    except OSError:
+        os.unlink(f.name)  # no stray temporary beside the file that could not be written
+        raise
