@@ -557,6 +557,32 @@ def test_cli_reads_the_text_from_a_file_or_stdin(single_dir, tmp_path, capsys, m
         assert message in capsys.readouterr().err
 
 
+def test_cli_stream_writes_nothing_when_synthesis_fails(single_dir, tmp_path, capsys, monkeypatch):
+    """A bad option, reference or text, or a failure after the first sentence, leaves an existing
+    output file as it was and no temporary file beside it."""
+    from styletts2.runtime import __main__ as cli
+
+    out = tmp_path / "keep.wav"
+    out.write_bytes(b"an earlier take")
+    sf.write(tmp_path / "silent.wav", np.zeros(48000, np.float32), 24000)
+    argv = ["-m", str(single_dir), "-o", str(out), "--stream", "--seed", "0"]
+    for extra in (["Hello.", "--speed", "9"], ["Hello.", "--reference", str(tmp_path / "silent.wav")], ["?!"]):
+        assert runtime_main([*extra, *argv]) == 2
+        assert out.read_bytes() == b"an earlier take"
+
+    class FailsAtTheSecondSentence(Synthesizer):
+        def stream(self, *args, **kwargs):
+            chunks = super().stream(*args, **kwargs)
+            return (chunk if index == 0 else 1 / 0 for index, chunk in enumerate(chunks))
+
+    monkeypatch.setattr(cli, "Synthesizer", FailsAtTheSecondSentence)
+    with pytest.raises(ZeroDivisionError):
+        runtime_main([TEXT, *argv])
+    assert out.read_bytes() == b"an earlier take"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.wav", "silent.wav"]
+    capsys.readouterr()
+
+
 def test_more_threads_than_cpus_warn(single_dir, monkeypatch):
     from styletts2.runtime import ThreadCountWarning, model_dir
 

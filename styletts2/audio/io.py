@@ -8,6 +8,8 @@ directly: the runtime installs without librosa. This module does not import torc
 """
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +81,25 @@ def save_wav(path: str | os.PathLike, wave: np.ndarray, sample_rate: int, subtyp
         sf.write(path, wave, sample_rate, subtype=subtype)
     except (sf.LibsndfileError, TypeError, ValueError) as err:  # TypeError: no format for the name
         raise OSError(f"cannot write {path}: {err}") from err
+
+
+@contextmanager
+def wav_writer(path: str | os.PathLike, sample_rate: int, subtype: str = "PCM_16") -> Iterator[sf.SoundFile]:
+    """A mono sound file to write piece by piece. It is written under a temporary name beside
+    `path`, which it replaces when the block ends; an error or Ctrl-C removes it, so `path` is never
+    left half written and an existing file survives a failed run."""
+    target = Path(os.path.realpath(path))  # a link to the output: replace the file it names, not the link
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial{target.suffix}")  # same format
+    try:
+        with sf.SoundFile(partial, "w", samplerate=sample_rate, channels=1, subtype=subtype) as out:
+            yield out
+        os.replace(partial, target)
+    except sf.LibsndfileError as err:
+        partial.unlink(missing_ok=True)
+        raise OSError(f"cannot write {path}: {err}") from err
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def check_audio_out(path: str | os.PathLike, subtype: str = "PCM_16") -> Path:

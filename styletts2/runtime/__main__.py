@@ -11,9 +11,8 @@ import time
 import warnings
 
 import numpy as np
-import soundfile as sf
 
-from ..audio.io import check_audio_out, save_wav
+from ..audio.io import check_audio_out, save_wav, wav_writer
 from ..errors import UserError, add_debug_flag, run_guarded
 from .synthesizer import Synthesizer
 
@@ -21,8 +20,10 @@ from .synthesizer import Synthesizer
 def _write_streamed(synth: Synthesizer, args: argparse.Namespace, knobs: dict) -> int:
     """Write each sentence to the wav file as soon as it is synthesized; returns the sample count."""
     start, written, clipped = time.perf_counter(), 0, 0
-    with sf.SoundFile(args.out, "w", samplerate=synth.sample_rate, channels=1, subtype="PCM_16") as out:
-        for index, chunk in enumerate(synth.stream(args.text, args.reference, args.seed, **knobs)):
+    # stream() checks text, reference and options before it returns: a bad one writes nothing
+    chunks = synth.stream(args.text, args.reference, args.seed, **knobs)
+    with wav_writer(args.out, synth.sample_rate) as out:
+        for index, chunk in enumerate(chunks):
             clipped += int(np.count_nonzero(np.abs(chunk) > 1.0))
             out.write(np.clip(chunk, -1.0, 1.0))  # PCM-16 cannot hold more; clipping is counted
             written += len(chunk)
