@@ -583,6 +583,16 @@ def test_cli_stream_writes_nothing_when_synthesis_fails(single_dir, tmp_path, ca
     capsys.readouterr()
 
 
+def test_cli_stream_creates_the_output_folders_as_a_whole_write_does(single_dir, tmp_path):
+    argv = [TEXT, "-m", str(single_dir), "--seed", "2"]
+    with pytest.warns(UserWarning, match="clipped"):
+        assert runtime_main([*argv, "-o", str(tmp_path / "whole" / "sub" / "x.wav")]) == 0
+    with pytest.warns(UserWarning, match="clipped"):
+        assert runtime_main([*argv, "-o", str(tmp_path / "streamed" / "sub" / "x.wav"), "--stream"]) == 0
+    assert np.array_equal(sf.read(tmp_path / "streamed" / "sub" / "x.wav")[0],
+                          sf.read(tmp_path / "whole" / "sub" / "x.wav")[0])
+
+
 def test_more_threads_than_cpus_warn(single_dir, monkeypatch):
     from styletts2.runtime import ThreadCountWarning, model_dir
 

@@ -85,10 +85,11 @@ def save_wav(path: str | os.PathLike, wave: np.ndarray, sample_rate: int, subtyp
 
 @contextmanager
 def wav_writer(path: str | os.PathLike, sample_rate: int, subtype: str = "PCM_16") -> Iterator[sf.SoundFile]:
-    """A mono sound file to write piece by piece. It is written under a temporary name beside
-    `path`, which it replaces when the block ends; an error or Ctrl-C removes it, so `path` is never
-    left half written and an existing file survives a failed run."""
+    """A mono sound file to write piece by piece, creating parent folders as `save_wav` does. It is
+    written under a temporary name beside `path`, which it replaces when the block ends; an error or
+    Ctrl-C removes it, so `path` is never left half written and an existing file survives a failed run."""
     target = Path(os.path.realpath(path))  # a link to the output: replace the file it names, not the link
+    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial{target.suffix}")  # same format
     try:
         with sf.SoundFile(partial, "w", samplerate=sample_rate, channels=1, subtype=subtype) as out:
