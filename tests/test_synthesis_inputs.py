@@ -175,8 +175,41 @@ def test_a_waveform_that_is_not_finite_is_an_error(runtime, monkeypatch):
         return out
 
     monkeypatch.setattr(runtime.executor, "run", nan_decoder)
-    with pytest.raises(FloatingPointError, match="waveform is not finite"):
+    with pytest.raises(FloatingPointError, match="waveform is not finite: are the model's weights"):
         runtime.synthesize("Hello.", seed=0)
+    style = np.full((1, 2 * runtime.style_dim), 1e30, np.float32)
+    with pytest.raises(FloatingPointError, match=r"waveform is not finite with the reference style given "
+                                                 r"\(values up to 1e\+30\)"):
+        runtime.synthesize("Hello.", style, seed=0)
+
+
+def test_a_style_encoder_style_that_is_not_finite_is_an_error(runtime, monkeypatch):
+    real_run = runtime.executor.run
+
+    def nan_style(graph, feeds):
+        out = real_run(graph, feeds)
+        return {"reference_style": np.full_like(out["reference_style"], np.nan)} if graph == "style_encoder" else out
+
+    monkeypatch.setattr(runtime.executor, "run", nan_style)
+    with pytest.raises(FloatingPointError, match="style encoder's style of the reference samples is not finite"):
+        runtime.reference_style(_voice(2))
+
+
+def test_runtime_cli_a_style_that_is_not_finite_is_one_line(tmp_path, capsys):
+    """mel.log_offset -1 takes the log of negative numbers: the reference's log-mel is NaN."""
+    import json
+
+    from styletts2.runtime.__main__ import main
+
+    folder = make_fake_model_dir(tmp_path / "m")
+    info = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    info["mel"]["log_offset"] = -1
+    (folder / "model.json").write_text(json.dumps(info), encoding="utf-8")
+    sf.write(tmp_path / "voice.wav", _voice(2), 24000)
+    argv = ["Hello.", "-m", str(folder), "-o", str(tmp_path / "x.wav"), "--reference", str(tmp_path / "voice.wav")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "log-mel of " + str(tmp_path / "voice.wav") + " is not finite" in err
 
 def test_runtime_cli_bad_speed_is_one_line(tmp_path, capsys):
     from styletts2.runtime.__main__ import main

@@ -15,7 +15,8 @@ Command line: `python -m styletts2.runtime "Hello there." -m exported/ljspeech -
 from .executor import Executor, OnnxExecutor
 from .mel import LogMel
 from .model_dir import ModelConfig, ModelDirError, ProviderError, ThreadCountWarning, read_model_json
-from .synthesizer import EspeakVersionWarning, Piece, SynthesisOptions, Synthesizer
+from .synthesizer import EspeakVersionWarning, NonFiniteError, Piece, SynthesisOptions, Synthesizer
 
-__all__ = ["EspeakVersionWarning", "Executor", "LogMel", "ModelConfig", "ModelDirError", "OnnxExecutor", "Piece",
-           "ProviderError", "SynthesisOptions", "Synthesizer", "ThreadCountWarning", "read_model_json"]
+__all__ = ["EspeakVersionWarning", "Executor", "LogMel", "ModelConfig", "ModelDirError", "NonFiniteError",
+           "OnnxExecutor", "Piece", "ProviderError", "SynthesisOptions", "Synthesizer", "ThreadCountWarning",
+           "read_model_json"]

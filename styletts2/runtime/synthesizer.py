@@ -24,6 +24,7 @@ import onnxruntime as ort
 
 from ..audio.io import load_wav, resample
 from ..audio.trim import trim_silence
+from ..errors import UserError
 from ..graph_contract import STYLE_ENCODER, UNGUIDED_SAMPLER
 from ..text.normalize import TextNormalizer
 from ..text.tokenizer import Tokenizer
@@ -40,6 +41,11 @@ MIN_REFERENCE_FRAMES = 65  # the style encoder's four x2 downsamplings and 5-wid
 
 class ReferenceLengthWarning(UserWarning):
     """A reference clip over `MAX_REFERENCE_SECONDS`: its first seconds made the style."""
+
+
+class NonFiniteError(UserError, FloatingPointError):
+    """A graph gave NaN or infinite values: from a reference style far out of range, or from a model
+    whose weights are not trained or not loaded (the message says which it can tell)."""
 
 
 class EspeakVersionWarning(UserWarning):
@@ -119,6 +125,15 @@ def reference_samples(reference) -> np.ndarray:
         raise ValueError(f"reference samples reach {peak:.4g}: float samples in [-1, 1] expected "
                          "(integer samples divided by 32768)")
     return array.astype(np.float32, copy=False)
+
+
+def _not_finite(what: str, reference_style: np.ndarray | None) -> NonFiniteError:
+    """The error for a graph output that is not finite, naming the reference style the graph got."""
+    if reference_style is None:
+        return NonFiniteError(f"{what} is not finite: are the model's weights trained and loaded?")
+    peak = float(np.abs(reference_style).max())
+    return NonFiniteError(f"{what} is not finite with the reference style given (values up to {peak:.3g}): "
+                          "check the reference, then the model's weights")
 
 
 def decoder_noise_seed(root: np.random.SeedSequence, index: int) -> int:
@@ -255,8 +270,15 @@ class Synthesizer:
         if not self.executor.has_graph(STYLE_ENCODER):
             raise ModelDirError(f"{self.config.directory} has no style_encoder graph: this model "
                                 "cannot read a reference clip")
-        mel = self.mel(wave)[None]  # [1, n_mels, frames]
-        return self.executor.run(STYLE_ENCODER, {"mel": mel})["reference_style"]
+        with np.errstate(divide="ignore", invalid="ignore"):  # checked below, with a clearer message
+            mel = self.mel(wave)[None]  # [1, n_mels, frames]
+        if not np.isfinite(mel).all():  # the samples are finite: the mel settings make NaN (log of <= 0)
+            raise NonFiniteError(f"the log-mel of {source} is not finite: check model.json's field 'mel'")
+        style = self.executor.run(STYLE_ENCODER, {"mel": mel})["reference_style"]
+        if not np.isfinite(style).all():
+            raise NonFiniteError(f"the style encoder's style of {source} is not finite: are the model's weights "
+                                 "trained and loaded?")
+        return style
 
     def _at_model_rate(self, wave: np.ndarray, rate, source: str) -> np.ndarray:
         """Finite samples, at most `MAX_REFERENCE_SECONDS` of them, resampled to the model's rate."""
@@ -317,7 +339,7 @@ class Synthesizer:
         unguided = options.embedding_scale == 1.0 and self.executor.has_graph(UNGUIDED_SAMPLER)
         sampled = self.executor.run(UNGUIDED_SAMPLER if unguided else "diffusion_sampler", feeds)["style"]
         if not np.isfinite(sampled).all():
-            raise FloatingPointError("the sampled style is not finite: are the model's weights trained and loaded?")
+            raise _not_finite("the sampled style", reference_style if self.config.multispeaker else None)
         style = mix_styles(sampled, previous_style, reference_style, options, self.style_dim)
 
         decoded = self.executor.run("decoder", {
@@ -326,7 +348,7 @@ class Synthesizer:
             "tail_frames": np.array(options.tail_frames, dtype=np.int64)})
         wave = np.asarray(decoded["waveform"][0], dtype=np.float32)
         if not np.isfinite(wave).all():
-            raise FloatingPointError("the decoder's waveform is not finite: are the model's weights trained and loaded?")
+            raise _not_finite("the decoder's waveform", reference_style)
         check_piece_frames(int(decoded["durations"][0].sum()))
         return Piece(wave, sampled, style, decoded["durations"][0], noise_seed)
 
