@@ -1,6 +1,8 @@
 """What the synthesizer accepts, over both kinds of executor (torch: `styletts2.inference` on the tiny
 model; onnxruntime: `styletts2.runtime` on test_runtime's fake exported model): control characters
 in text, option ranges, output bounds, reference clips (issue 11, items 3 and 7)."""
+import re
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -133,6 +135,14 @@ def _voice(seconds: float, rate: int = 24000) -> np.ndarray:
 def test_reference_samples_must_be_finite_floats_in_range(synth, samples, fragment):
     with pytest.raises(ValueError, match=fragment):
         synth.reference_style(samples, 24000)
+
+
+@pytest.mark.parametrize("shape", [(1, 48000), (48000, 1), (2, 48000)])
+def test_two_dimensional_samples_are_not_taken_for_a_style(synth, shape):
+    """Only an array as wide as a style [1, 2S] is one; [1, N], [N, 1] and stereo arrays are samples."""
+    samples = np.resize(_voice(2), shape)
+    with pytest.raises(ValueError, match=re.escape(f"reference samples must be mono [samples], got shape {shape}")):
+        synth.synthesize("Hello.", samples, seed=0)
 
 
 @pytest.mark.parametrize("rate", [1, 16, 7999, 16000.0, True])

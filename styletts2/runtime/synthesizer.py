@@ -300,7 +300,8 @@ class Synthesizer:
             if self.config.multispeaker:
                 raise ValueError("this is a multispeaker model: give a reference clip for the voice")
             return None
-        if isinstance(reference, np.ndarray) and reference.ndim == 2:
+        # a style [1, 2S] by its width; other arrays, [1, N] or stereo [2, N] too, are samples
+        if isinstance(reference, np.ndarray) and reference.ndim == 2 and reference.shape[-1] == 2 * self.style_dim:
             if reference.shape != (1, 2 * self.style_dim):
                 raise ValueError(f"a reference style must be [1, {2 * self.style_dim}], got {reference.shape}")
             if reference.dtype.kind not in "fiu" or not np.isfinite(reference).all():
