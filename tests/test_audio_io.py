@@ -30,6 +30,8 @@ def test_load_resamples(tmp_path):
 def test_missing_unreadable_and_empty_files_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.wav"):
         load_wav(tmp_path / "nothing.wav")
+    with pytest.raises(IsADirectoryError, match=f"{tmp_path} is a folder: give an audio file"):
+        load_wav(tmp_path)
     bad = tmp_path / "garbage.wav"
     bad.write_bytes(b"this is not audio" * 20)
     with pytest.raises(AudioReadError, match="garbage.wav"):

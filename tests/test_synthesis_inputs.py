@@ -137,6 +137,16 @@ def test_reference_samples_must_be_finite_floats_in_range(synth, samples, fragme
         synth.reference_style(samples, 24000)
 
 
+def test_a_float_file_beyond_the_peak_and_a_folder_are_refused(synth, tmp_path):
+    """A float wav of int16-sized (or larger) values is refused as such arrays are, before the mel
+    overflows it to "0.00 s of sound"; a folder is named as one."""
+    sf.write(tmp_path / "huge.wav", _voice(2) * 1e20, 24000, subtype="FLOAT")
+    with pytest.raises(ValueError, match=r"huge\.wav reach 5\.\d+e\+19: float samples in \[-1, 1\] expected"):
+        synth.reference_style(tmp_path / "huge.wav")
+    with pytest.raises(IsADirectoryError, match="is a folder: give an audio file"):
+        synth.reference_style(tmp_path)
+
+
 @pytest.mark.parametrize("shape", [(1, 48000), (48000, 1), (2, 48000)])
 def test_two_dimensional_samples_are_not_taken_for_a_style(synth, shape):
     """Only an array as wide as a style [1, 2S] is one; [1, N], [N, 1] and stereo arrays are samples."""

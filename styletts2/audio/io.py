@@ -40,10 +40,13 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 def load_wav(path: str | os.PathLike, target_sr: int | None = None) -> tuple[np.ndarray, int]:
     """Read an audio file as float32 mono in [-1, 1]; resample to `target_sr` if given.
 
-    Returns (wave [samples], sample_rate). Raises FileNotFoundError for a missing file and
-    AudioReadError (naming the file) for one that cannot be decoded or is empty.
+    Returns (wave [samples], sample_rate). Raises FileNotFoundError for a missing file,
+    IsADirectoryError for a folder and AudioReadError (naming the file) for one that cannot be
+    decoded or is empty.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder: give an audio file")
     if not path.is_file():
         raise FileNotFoundError(f"audio file not found: {path}")
     try:

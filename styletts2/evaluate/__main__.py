@@ -94,7 +94,7 @@ def _evaluate(args) -> int:
         if target_voice:
             try:
                 speaker_reference = load_wav(target_voice)
-            except (FileNotFoundError, ValueError) as err:
+            except (OSError, ValueError) as err:  # a missing file, a folder, bad audio
                 raise InputError(f"{'--speaker-reference' if args.speaker_reference else '--voice'}: {err}") from err
         evaluator = Evaluator(metrics, speaker_reference=speaker_reference, threads=args.threads, f0=not args.no_f0)
         items = _items(args)

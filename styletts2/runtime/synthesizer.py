@@ -118,13 +118,18 @@ def reference_samples(reference) -> np.ndarray:
                          + (" (divide integer samples by 32768)" if array.dtype.kind in "iu" else ""))
     if array.ndim != 1:
         raise ValueError(f"reference samples must be mono [samples], got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError("the reference samples hold NaN or infinite values")
-    peak = float(np.abs(array).max(initial=0.0))
-    if peak > MAX_REFERENCE_PEAK:
-        raise ValueError(f"reference samples reach {peak:.4g}: float samples in [-1, 1] expected "
-                         "(integer samples divided by 32768)")
+    check_sample_values(array, "the reference samples", " (integer samples divided by 32768)")
     return array.astype(np.float32, copy=False)
+
+
+def check_sample_values(wave: np.ndarray, what: str, hint: str = "") -> None:
+    """Reference samples must be finite and within ±`MAX_REFERENCE_PEAK` (arrays and float files
+    alike): larger ones are integer values given as floats, which overflow the mel to nothing."""
+    if not np.isfinite(wave).all():
+        raise ValueError(f"{what} hold NaN or infinite values")
+    peak = float(np.abs(wave).max(initial=0.0))
+    if peak > MAX_REFERENCE_PEAK:
+        raise ValueError(f"{what} reach {peak:.4g}: float samples in [-1, 1] expected{hint}")
 
 
 def _not_finite(what: str, reference_style: np.ndarray | None) -> NonFiniteError:
@@ -255,6 +260,7 @@ class Synthesizer:
         if isinstance(reference, (str, os.PathLike)):
             wave, rate = load_wav(reference)
             source = str(reference)
+            check_sample_values(wave, f"the samples of {source}")
         else:
             wave, source = reference_samples(reference), "the reference samples"
             rate = self.sample_rate if sample_rate is None else sample_rate
@@ -281,12 +287,10 @@ class Synthesizer:
         return style
 
     def _at_model_rate(self, wave: np.ndarray, rate, source: str) -> np.ndarray:
-        """Finite samples, at most `MAX_REFERENCE_SECONDS` of them, resampled to the model's rate."""
+        """At most `MAX_REFERENCE_SECONDS` of the samples, resampled to the model's rate."""
         if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate < MIN_REFERENCE_RATE:
             raise ValueError(f"{source}: sample rate {rate!r}; a reference clip needs an integer rate of at least "
                              f"{MIN_REFERENCE_RATE} Hz")
-        if not np.all(np.isfinite(wave)):
-            raise ValueError(f"{source} hold NaN or infinite values")
         if len(wave) > MAX_REFERENCE_SECONDS * rate:
             warnings.warn(f"{source}: {len(wave) / rate:.1f} s long; its first {MAX_REFERENCE_SECONDS:.0f} s "
                           "make the style", ReferenceLengthWarning, stacklevel=3)
