@@ -541,10 +541,15 @@ def test_cli_reads_the_text_from_a_file_or_stdin(single_dir, tmp_path, capsys, m
     assert runtime_main([TEXT, *argv, "-o", str(tmp_path / "arg.wav")]) == 0
     (tmp_path / "text.txt").write_text(TEXT, encoding="utf-8")
     assert runtime_main(["-f", str(tmp_path / "text.txt"), *argv, "-o", str(tmp_path / "file.wav")]) == 0
-    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(TEXT.encode("utf-8"))))
+    (tmp_path / "bom.txt").write_text(TEXT, encoding="utf-8-sig")  # a byte-order mark is not text to drop
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert runtime_main(["-f", str(tmp_path / "bom.txt"), *argv, "-o", str(tmp_path / "bom.wav")]) == 0
+    assert not [w for w in caught if "FEFF" in str(w.message)]
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(TEXT.encode("utf-8-sig"))))
     assert runtime_main(["-f", "-", *argv, "-o", str(tmp_path / "stdin.wav")]) == 0
     expected = sf.read(tmp_path / "arg.wav")[0]
-    for name in ("file.wav", "stdin.wav"):
+    for name in ("file.wav", "bom.wav", "stdin.wav"):
         assert np.array_equal(sf.read(tmp_path / name)[0], expected)
     capsys.readouterr()
     out = str(tmp_path / "x.wav")

@@ -69,11 +69,11 @@ def _text(args: argparse.Namespace) -> str:
     if args.text is not None:
         return args.text
     source = "standard input" if args.text_file == "-" else args.text_file
-    try:
+    try:  # utf-8-sig: a byte-order mark (Windows editors write one) is not text to speak
         if args.text_file == "-":
-            return sys.stdin.buffer.read().decode("utf-8")
+            return sys.stdin.buffer.read().decode("utf-8-sig")
         with open(args.text_file, "rb") as handle:
-            return handle.read().decode("utf-8")
+            return handle.read().decode("utf-8-sig")
     except UnicodeDecodeError as err:
         bad = err.object[err.start:err.start + 1]
         raise UserError(f"{source} is not UTF-8 text (byte {err.start}: {bad!r})") from None
