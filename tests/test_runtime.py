@@ -395,8 +395,9 @@ def test_bad_calls(synth, multi):
         multi.synthesize("Hello.", reference=np.zeros((2, 8), np.float32))
     with pytest.raises(ValueError, match="empty"):
         synth.synthesize("   ")
-    with pytest.raises(ValueError, match="seed"):
-        synth.synthesize("Hello.", seed=-1)
+    for seed in (-1, True, 1.0):  # a bool is a slip, as for the options
+        with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+            synth.synthesize("Hello.", seed=seed)
     with pytest.raises(ValueError, match="speed"):
         synth.synthesize("Hello.", speed=0)
     with pytest.raises(TypeError):

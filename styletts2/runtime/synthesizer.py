@@ -364,7 +364,7 @@ class Synthesizer:
         """`Piece`s of `text`, synthesized one after another. Text, reference and knobs are checked
         before this returns; the audio is made as the iterator is consumed."""
         options = self.options.replace(**overrides)
-        if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         pieces = self.text_to_token_pieces(text)
         reference_style = self._reference(reference)
