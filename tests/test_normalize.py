@@ -141,6 +141,14 @@ def test_emoji_are_dropped_with_a_warning_naming_them():
         assert normalize("Plain café text, 5 °C.") == "Plain café text, five degrees Celsius."
 
 
+def test_text_normalized_to_nothing_is_named_by_a_preview():
+    """20,000 emoji made an 80 KB error line when it quoted the whole text."""
+    with pytest.warns(UnspeakableCharacterWarning), pytest.raises(ValueError, match="nothing to say") as caught:
+        text_to_token_pieces("😀" * 20000, phonemize, Tokenizer(), 512, normalize=TextNormalizer())
+    message = str(caught.value)
+    assert "\n" not in message and len(message) < 200 and "😀" * 10 in message
+
+
 # What records the normalizer ---------------------------------------------------------------------------
 
 def test_model_json_entry_round_trip(caplog):

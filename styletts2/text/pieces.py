@@ -32,7 +32,7 @@ def text_to_token_pieces(text: str, phonemize: Callable[[str], str], tokenizer: 
     if normalize is not None:
         normalized = normalize(text)
         if text.strip() and not normalized.strip():
-            raise ValueError(f"nothing to say in {text!r} once normalized")
+            raise ValueError(f"nothing to say in {preview_text(text)} once normalized")
         text = normalized
     pieces = []
     for sentence in split_sentences(text):
