@@ -1,11 +1,14 @@
 """Text front-end: symbol table, tokenizer, nltk-compatible word splitting, espeak-ng phonemizer,
 sentence and token-window splitting."""
+import random
 import re
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from styletts2.text import phonemizer
 from styletts2.text.espeak import espeak_version
 from styletts2.text.phonemizer import EspeakPhonemizer, phonemize, split_words
 from styletts2.text.sentences import split_sentences, split_token_windows
@@ -123,6 +126,49 @@ def test_text_with_nothing_known_raises():
 ])
 def test_split_words_matches_nltk(phonemes, expected):
     assert " ".join(split_words(phonemes)) == expected
+
+
+def _period_ends_sentence_as_first_written(text, start):
+    """The rule before it was made linear (it searched all the text before each period)."""
+    rest = text[start + 1:]
+    stripped = rest.lstrip(phonemizer._CLOSERS)
+    closers = rest[: len(rest) - len(stripped)]
+    if not stripped.strip():
+        return True
+    if not stripped[0].isspace():
+        return False
+    if closers:
+        return set(closers) <= phonemizer._BOUNDARY_CLOSERS
+    first = stripped.split(maxsplit=1)[0][0]
+    return not (phonemizer._INITIAL.search(text[:start]) and (first.islower() or first in ";:,.!?"))
+
+
+def test_periods_end_sentences_as_they_did_before_splitting_was_made_linear():
+    rng = random.Random(0)
+    parts = ["ɐ", "b", "B", "ðə", "1", " ", "  ", "\n", "\x1c", "\u00a0", ".", "..", ",", ";", "?", "(", ")", '"',
+             "'", "”", "»", ":", "@", "*"]
+    for _ in range(4000):
+        text = "".join(rng.choice(parts) for _ in range(rng.randint(1, 12)))
+        for start in (m.start() for m in re.finditer(r"\.", text)):
+            expected = _period_ends_sentence_as_first_written(text, start)
+            assert phonemizer._period_ends_sentence(text, start) == expected, (text, start)
+
+
+def test_split_words_time_grows_linearly_with_periods_that_end_no_sentence():
+    """Initials ('ɐ. ðə') made splitting quadratic: 80,000 characters took 22 s. Sixteen times the
+    text must take well under 16² times as long (best of a few runs: a busy machine does not decide)."""
+    def best_time(text, runs):
+        times = []
+        for _ in range(runs):
+            begin = time.perf_counter()
+            words = split_words(text)
+            times.append(time.perf_counter() - begin)
+        return min(times), words
+
+    short = "ɐ. ðə " * 1000
+    (short_time, short_words), (long_time, long_words) = best_time(short, 5), best_time(short * 16, 3)
+    assert long_words == short_words * 16 and short_words[:2] == ["ɐ.", "ðə"]
+    assert long_time / short_time < 64, (short_time, long_time)
 
 
 # ---------------------------------------------------------------- espeak-ng phonemizer
