@@ -2,6 +2,7 @@
 model; onnxruntime: `styletts2.runtime` on test_runtime's fake exported model): control characters
 in text, option ranges, output bounds, reference clips (issue 11, items 3 and 7)."""
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -278,3 +279,58 @@ def test_windows_of_punctuation_alone_are_dropped():
     unspoken = {SYMBOL_TO_ID[c] for c in PUNCTUATION}
     assert all(not unspoken.issuperset(piece) for piece in pieces)
     assert [SYMBOL_TO_ID[c] for c in "ab"] == pieces[0][:2]
+
+
+def _longest_unspoken_run(ids):
+    from styletts2.text.symbols import PUNCTUATION, SYMBOL_TO_ID
+
+    unspoken = {SYMBOL_TO_ID[c] for c in PUNCTUATION}
+    longest = run = 0
+    for i in ids:
+        run = run + 1 if i in unspoken else 0
+        longest = max(longest, run)
+    return longest
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("text, spoken", [
+    ("No" + "!" * 60, "nˈoʊ"), ("Hmm" + "," * 60 + " okay.", "həm oʊkˈeɪ"),
+    ("Wait" + "?!" * 100 + " what", "wˈeɪt wˌʌt"), ("Hello " + "(" * 200 + "world" + ")" * 200 + ".", "həlˈoʊ wˈɜːld"),
+    ("So" + "." * 300 + " on.", "sˈoʊ ˈɔn"), ("So" + "…" * 200 + " on.", "sˈoʊ ˈɔn"),
+])
+def test_runs_of_punctuation_in_a_sentence_are_bounded(text, spoken, normalize):
+    """Sixty '!' after a word made 6.4 s of babble, two hundred brackets (dropped, their spaces
+    left) 21 s: a run of punctuation and spaces keeps at most 16 ids, spaces at most 3 in a row."""
+    from styletts2.text.normalize import TextNormalizer
+    from styletts2.text.pieces import text_to_token_pieces
+    from styletts2.text.symbols import PUNCTUATION
+    from styletts2.text.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # brackets are outside the symbol table
+        pieces = text_to_token_pieces(text, phonemize, tokenizer, 512, TextNormalizer() if normalize else None)
+    said = " ".join(map(tokenizer.decode, pieces))
+    assert "".join(c for c in said if c not in PUNCTUATION) == spoken.replace(" ", "")  # every word kept
+    assert max(map(_longest_unspoken_run, pieces)) <= 16 and "    " not in said
+    if text.startswith("Hello"):
+        assert said == "həlˈoʊ wˈɜːld ."
+
+
+@pytest.mark.parametrize("text", [
+    "Wait... what?! He said “yes.” Then", "She whispered, “Oh...?!” and left.", "“Is it?”—“Yes!”—“Oh.”",
+    "He said (“no” — or rather “never!”) ... then", "He paused... ... ... and went on.", "[1] (see ‘notes’)...",
+    "(“Hi!”) he said, (loudly!) — then…", "What?!?! No way!!! Really???", "Wait, ... , what", "It (was) (so) odd.",
+])
+def test_ordinary_punctuation_keeps_upstream_tokens(text):
+    """The bound never touches ordinary text: its tokens are upstream's (phonemes split as nltk
+    does, symbols outside the table dropped), sentence by sentence."""
+    from styletts2.text.pieces import text_to_token_pieces
+    from styletts2.text.sentences import split_sentences
+    from styletts2.text.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        upstream = [tokenizer.encode(phonemize(s), add_bos=False, add_eos=False) for s in split_sentences(text)]
+        assert text_to_token_pieces(text, phonemize, tokenizer, 512) == upstream
