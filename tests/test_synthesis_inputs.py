@@ -263,6 +263,25 @@ def test_runtime_cli_output_is_checked_before_the_model_opens(tmp_path, capsys, 
     assert err.count("\n") == 1 and fragment in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("text", ["Hello there. ___", "Hello there. _ <", "Hello there. ___ ((("])
+def test_a_sentence_with_no_phoneme_is_dropped_from_text_read_as_written(synth, text, monkeypatch):
+    """'___' (no phoneme from espeak-ng) or '___ (((' (no known symbol) failed the whole call when
+    text was read as written; normalization drops such a sentence, and so does reading as written."""
+    monkeypatch.setattr(synth, "normalizer", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # brackets are outside the symbol table
+        assert synth.text_to_token_pieces(text) == synth.text_to_token_pieces("Hello there.")
+
+
+@pytest.mark.parametrize("text", ["___", "___ (((", "___. _ !"])
+def test_text_read_as_written_with_no_phoneme_is_nothing_to_say(synth, text, monkeypatch):
+    monkeypatch.setattr(synth, "normalizer", None)
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="nothing to say") as caught:
+        warnings.simplefilter("ignore")
+        synth.text_to_token_pieces(text)
+    assert "\n" not in str(caught.value)
+
+
 @pytest.mark.parametrize("text", ["? " * 1000, "...!?", "« — »"])
 def test_punctuation_alone_is_nothing_to_say(synth, text):
     with pytest.raises(ValueError, match="nothing to say"):

@@ -39,6 +39,10 @@ _FINAL_COMMA_COLON = re.compile(r"([:,])$")
 _PADDED = re.compile(r"""[;?!”’»()\[\]{}<>"]|--""")
 
 
+class NoPhonemesError(ValueError):
+    """Text espeak-ng turns into no phoneme at all ('___')."""
+
+
 def _period_ends_sentence(text: str, start: int) -> bool:
     """Whether the single period at `text[start]` ends a sentence in nltk's eyes. Looks no further
     than the closers and whitespace after it, so splitting stays linear in the text's length."""
@@ -84,7 +88,7 @@ def split_words(phonemes: str) -> list[str]:
 def phonemize(text: str, language: str = LANGUAGE) -> str:
     """Phoneme string of `text` as the released models expect it (words joined by single spaces).
 
-    Raises ValueError for empty text or text espeak-ng turns into nothing.
+    Raises ValueError for empty text, NoPhonemesError (a ValueError) for text espeak-ng turns into nothing.
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
@@ -94,7 +98,7 @@ def phonemize(text: str, language: str = LANGUAGE) -> str:
     raw = espeak_phonemize(text, language)
     words = split_words(raw)
     if not words:
-        raise ValueError(f"espeak-ng produced no phonemes for {text!r}")
+        raise NoPhonemesError(f"espeak-ng produced no phonemes for {text!r}")
     return " ".join(words)
 
 

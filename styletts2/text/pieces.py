@@ -11,9 +11,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 
+from .phonemizer import NoPhonemesError
 from .sentences import remove_control_characters, split_sentences, split_token_windows
 from .symbols import PUNCTUATION, SPACE_ID, SYMBOL_TO_ID
-from .tokenizer import Tokenizer, preview_text
+from .tokenizer import NoKnownSymbolError, Tokenizer, preview_text
 
 # Ids of punctuation and the space: a piece of these alone has no phoneme to speak (a thousand '?'
 # made 76 s of babble), so it is dropped.
@@ -52,14 +53,24 @@ def _squeeze_spaces(ids: list[int], most: int) -> list[int]:
     return out
 
 
+def _sentence_ids(sentence: str, phonemize: Callable[[str], str], tokenizer: Tokenizer) -> list[int]:
+    """Token ids of one sentence, its runs bounded; none for a sentence with nothing to say ('___'
+    read as written), which is dropped as normalization would drop it."""
+    try:
+        ids = tokenizer.encode(phonemize(sentence.replace('"', "")), add_bos=False, add_eos=False)
+    except (NoPhonemesError, NoKnownSymbolError):
+        return []
+    return _bound_unspoken_runs(ids)
+
+
 def text_to_token_pieces(text: str, phonemize: Callable[[str], str], tokenizer: Tokenizer,
                          max_positions: int, normalize: Callable[[str], str] | None = None) -> list[list[int]]:
     """Pieces of `text`, each at most `max_positions - 1` ids long. `normalize` (None: none)
     rewrites the whole text first, so an abbreviation's period never ends a sentence. Straight
     double quotes are dropped before phonemizing, as the torch synthesizer does, so both see the
     same tokens; control characters become spaces first (a NUL would end the text for espeak-ng).
-    Pieces of punctuation alone are dropped, and long runs of punctuation and spaces shortened.
-    Raises ValueError for text with nothing to say."""
+    Pieces of punctuation alone and sentences with no phoneme are dropped, and long runs of
+    punctuation and spaces shortened. Raises ValueError for text with nothing to say."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     text = remove_control_characters(text)
@@ -70,10 +81,9 @@ def text_to_token_pieces(text: str, phonemize: Callable[[str], str], tokenizer: 
         text = normalized
     pieces = []
     for sentence in split_sentences(text):
-        ids = tokenizer.encode(phonemize(sentence.replace('"', "")), add_bos=False, add_eos=False)
-        ids = _bound_unspoken_runs(ids)
-        pieces.extend(split_token_windows(ids, max_positions, n_special=1))
+        ids = _sentence_ids(sentence, phonemize, tokenizer)
+        pieces.extend(split_token_windows(ids, max_positions, n_special=1) if ids else [])
     pieces = [piece for piece in pieces if not _UNSPOKEN_IDS.issuperset(piece)]
     if not pieces:
-        raise ValueError(f"nothing to say in {preview_text(text)}: it phonemizes to punctuation alone")
+        raise ValueError(f"nothing to say in {preview_text(text)}: it phonemizes to punctuation alone or nothing")
     return pieces

@@ -25,6 +25,10 @@ class UnknownSymbolError(ValueError):
     """A phoneme string holds characters outside the symbol table (strict mode)."""
 
 
+class NoKnownSymbolError(ValueError):
+    """A phoneme string holds no symbol of the table besides spaces ('( ( (')."""
+
+
 def describe_char(char: str) -> str:
     """`'ʧ' (U+02A7 LATIN SMALL LETTER TC DIGRAPH)`: readable even for invisible characters."""
     name = unicodedata.name(char, "unnamed")
@@ -60,7 +64,8 @@ class Tokenizer:
         """Token ids of `phonemes`; `add_bos`/`add_eos` put the pad id in front/behind.
 
         Training data uses add_bos=True, add_eos=True; upstream inference add_bos=True, add_eos=False.
-        Raises ValueError for empty or whitespace-only text, and for text with no known symbol.
+        Raises ValueError for empty or whitespace-only text, NoKnownSymbolError (a ValueError) for text
+        with no known symbol besides spaces.
         """
         if not isinstance(phonemes, str):
             raise TypeError(f"phonemes must be a str, got {type(phonemes).__name__}")
@@ -75,7 +80,7 @@ class Tokenizer:
             warnings.warn(message + "; they were dropped", UnknownSymbolWarning, stacklevel=2)
         ids = [self.symbol_to_id[c] for c in phonemes if c not in unknown]
         if not any(i != self.symbol_to_id[" "] for i in ids):
-            raise ValueError(f"phoneme text {preview_text(phonemes)} has no known symbol besides spaces")
+            raise NoKnownSymbolError(f"phoneme text {preview_text(phonemes)} has no known symbol besides spaces")
         return [self.pad_id] * add_bos + ids + [self.pad_id] * add_eos
 
     def encode_for_training(self, phonemes: str) -> list[int]:
