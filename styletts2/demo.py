@@ -122,23 +122,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .audio.io import save_wav
-    from .data.make_corpus import SAMPLE_RATE, TEXT_POOL_FILE, first_clip, speak_as_corpus
-    from .train.recipe import Recipe, RecipeError, command_line_shares, describe_stages
+def _checked_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, float]:
+    """The stages' shares of the budget, once the budget and the text are checked: before the
+    minutes of training, not after them (an unspeakable --text failed at the end)."""
+    from .train.recipe import command_line_shares
 
-    parser = _parser()
-    args = parser.parse_args(argv)
     if not args.minutes > 0:
         parser.error("--minutes must be positive")
-    try:  # before the minutes of training, not after them
+    try:
         speakable(args.text)
     except (TypeError, ValueError) as err:
         parser.error(f"--text: {err}")
     try:
-        shares = command_line_shares(args.shares, DEMO_SHARES, stage0_given=args.stage0 is not None)
+        return command_line_shares(args.shares, DEMO_SHARES, stage0_given=args.stage0 is not None)
     except ValueError as err:
         parser.error(str(err))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .audio.io import save_wav
+    from .data.make_corpus import SAMPLE_RATE, TEXT_POOL_FILE, first_clip, speak_as_corpus
+    from .train.recipe import Recipe, RecipeError, describe_stages
+
+    parser = _parser()
+    args = parser.parse_args(argv)
+    shares = _checked_arguments(parser, args)
 
     out = (Path.cwd() / args.out).resolve()
     corpus, exported, wav = out / "corpus", out / "exported", out / "demo.wav"

@@ -269,6 +269,20 @@ def split_validation(clips: Sequence[Clip], rng: np.random.Generator, fraction: 
     return {clips[i].id for i in rng.choice(len(clips), size=n_val, replace=False)}
 
 
+def _check_arguments(out: str | Path, n: int, voices: Sequence[str], val_fraction: float, sentences: str) -> None:
+    """make_corpus's arguments, each refused with a ValueError naming it (before any clip is made)."""
+    if n < 1:
+        raise ValueError(f"--n must be at least 1, got {n}")
+    if not voices:
+        raise ValueError("at least one voice is needed")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"the validation fraction must be at least 0 and below 1, got {val_fraction}")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"{out} is a file: give a folder for the corpus")
+    if sentences not in SENTENCE_POOLS:
+        raise ValueError(f"unknown sentence pool {sentences!r}; choose from {sorted(SENTENCE_POOLS)}")
+
+
 def make_corpus(
     out: str | Path,
     n: int = 64,
@@ -285,16 +299,7 @@ def make_corpus(
     phonemizer: text -> phoneme string for the list files (default: `styletts2.text`'s espeak-ng
     front-end, the one training uses).
     """
-    if n < 1:
-        raise ValueError(f"--n must be at least 1, got {n}")
-    if not voices:
-        raise ValueError("at least one voice is needed")
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"the validation fraction must be at least 0 and below 1, got {val_fraction}")
-    if Path(out).exists() and not Path(out).is_dir():
-        raise ValueError(f"{out} is a file: give a folder for the corpus")
-    if sentences not in SENTENCE_POOLS:
-        raise ValueError(f"unknown sentence pool {sentences!r}; choose from {sorted(SENTENCE_POOLS)}")
+    _check_arguments(out, n, voices, val_fraction, sentences)
     pool = SENTENCE_POOLS[sentences]
     phonemizer = phonemizer or EspeakPhonemizer()
     out = Path(out)
