@@ -5,6 +5,7 @@ shapes); the staging is exercised without a model.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -52,10 +53,20 @@ def _load(folder):
     ("mel.win_length", 4096, r"mel: field 'win_length' \(4096\) must not exceed n_fft \(2048\)"),
     ("mel.f_max", 1e9, r"0 <= f_min < f_max <= filterbank_sample_rate / 2 = 8000, got 0 and 1000000000"),
     ("mel.f_min", 9000, "0 <= f_min < f_max"),
+    ("graphs.diffusion_sampler.weights", "x",
+     "field 'graphs.diffusion_sampler.weights' must be an object with a 'file' field, got 'x'"),
 ])
 def test_bad_fields_are_named_before_loading(tmp_path, key, value, message):
     folder = _edit(make_fake_model_dir(tmp_path / "m"), **{key: value})
     with pytest.raises(ModelDirError, match=message):
+        read_model_json(folder)
+
+
+def test_a_model_json_that_is_not_utf8_is_named(tmp_path):
+    folder = make_fake_model_dir(tmp_path / "m")
+    path = folder / "model.json"
+    path.write_bytes(path.read_bytes().replace(b'"en-us"', b'"en-\xe9s"', 1))  # é as an editor's Latin-1 writes it
+    with pytest.raises(ModelDirError, match=rf"^{re.escape(str(path))} is not UTF-8 text \(byte \d+: b'\\xe9'\)"):
         read_model_json(folder)
 
 

@@ -256,6 +256,9 @@ def _load_json(directory: Path) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ModelDirError(f"{path} is not valid JSON: {err}") from err
+    except UnicodeDecodeError as err:  # e.g. saved as Latin-1 by an editor
+        bad = err.object[err.start:err.start + 1]
+        raise ModelDirError(f"{path} is not UTF-8 text (byte {err.start}: {bad!r}): save it as UTF-8") from err
     if not isinstance(data, dict):
         raise ModelDirError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
@@ -342,9 +345,11 @@ def _read_graphs(data: dict, directory: Path, multispeaker: bool, where: str) ->
         if not (directory / file).is_file():
             raise ModelDirError(f"{directory / file} not found (listed in {where} as graphs.{name})")
         if "weights" in entry:  # weights that several graphs share, stored once (export/shared_weights.py)
-            weights = _field(entry["weights"], "file", str, f"{where}: graphs.{name}.weights") \
-                if isinstance(entry["weights"], dict) else None
-            if weights is None or not (directory / weights).is_file():
+            if not isinstance(entry["weights"], dict):
+                raise ModelDirError(f"{where}: field 'graphs.{name}.weights' must be an object with a 'file' field, "
+                                    f"got {entry['weights']!r}")
+            weights = _field(entry["weights"], "file", str, f"{where}: graphs.{name}.weights")
+            if not (directory / weights).is_file():
                 raise ModelDirError(f"graphs.{name}.weights in {where}: the weights file {weights!r} is missing "
                                     f"from {directory}; copy the whole exported folder")
     check_hashes_recorded(graphs, where)
