@@ -18,7 +18,7 @@ import pytest
 from test_runtime import STEPS, S, make_fake_model_dir
 
 from conftest import REPO
-from styletts2.runtime import ModelDirError, Synthesizer, read_model_json
+from styletts2.runtime import LogMel, ModelDirError, Synthesizer, read_model_json
 
 
 def _edit(folder, **changes):
@@ -53,6 +53,14 @@ def _load(folder):
     ("mel.win_length", 4096, r"mel: field 'win_length' \(4096\) must not exceed n_fft \(2048\)"),
     ("mel.f_max", 1e9, r"0 <= f_min < f_max <= filterbank_sample_rate / 2 = 8000, got 0 and 1000000000"),
     ("mel.f_min", 9000, "0 <= f_min < f_max"),
+    ("mel.n_fft", 2 ** 26, r"mel: field 'n_fft' must be in \[512, 8192\] \(upstream's 2048 within a factor 4\), "
+                           "got 67108864"),  # its filterbank alone: 10 GiB
+    ("mel.hop_length", 1, r"mel: field 'hop_length' must be in \[75, 1200\]"),
+    ("mel.n_mels", 4000, r"mel: field 'n_mels' must be in \[20, 320\]"),
+    ("mel.log_offset", 0, "mel: field 'log_offset' must be a finite number above 0, got 0"),
+    ("mel.log_offset", -1e-5, "mel: field 'log_offset' must be a finite number above 0"),
+    ("mel.std", 1e-300, r"mel: field 'std' must be in \[0.01, 100\] \(upstream's 4\), got 1e-300"),
+    ("mel.mean", 1e300, r"mel: field 'mean' must be in \[-100, 100\]"),
     ("graphs.diffusion_sampler.weights", "x",
      "field 'graphs.diffusion_sampler.weights' must be an object with a 'file' field, got 'x'"),
 ])
@@ -60,6 +68,24 @@ def test_bad_fields_are_named_before_loading(tmp_path, key, value, message):
     folder = _edit(make_fake_model_dir(tmp_path / "m"), **{key: value})
     with pytest.raises(ModelDirError, match=message):
         read_model_json(folder)
+
+
+def test_a_mel_hop_beyond_its_window_is_named(tmp_path):
+    folder = _edit(make_fake_model_dir(tmp_path / "m"), **{"mel.win_length": 600, "mel.hop_length": 800})
+    with pytest.raises(ModelDirError, match=r"mel: field 'hop_length' \(800\) must not exceed win_length \(600\)"):
+        read_model_json(folder)
+
+
+def test_mel_settings_at_their_bounds_make_a_front_end(tmp_path):
+    """The bounds refuse edits, not models: settings at each end give finite log-mels."""
+    for name, ends in (("low", {"n_fft": 512, "win_length": 300, "hop_length": 75, "n_mels": 20, "std": 0.01,
+                                "mean": -100, "log_offset": 1e-12}),
+                       ("high", {"n_fft": 8192, "win_length": 4800, "hop_length": 1200, "n_mels": 320, "std": 100,
+                                 "mean": 100, "log_offset": 1.0})):
+        folder = _edit(make_fake_model_dir(tmp_path / name), **{f"mel.{k}": v for k, v in ends.items()})
+        config = read_model_json(folder)
+        mel = LogMel(**config.mel)(np.random.default_rng(0).standard_normal(24000).astype(np.float32) * 0.1)
+        assert mel.shape[0] == ends["n_mels"] and np.isfinite(mel).all()
 
 
 def test_a_model_json_that_is_not_utf8_is_named(tmp_path):

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from ..audio.mel_params import HOP_LENGTH, N_FFT, N_MELS, WIN_LENGTH
 from ..errors import UserError
 from ..graph_contract import (DECODER_TYPES, FORMAT_VERSION, GRAPH_INPUTS, GRAPH_OUTPUTS,  # noqa: F401 (re-exported)
                               MODEL_JSON, MULTISPEAKER_SAMPLER_INPUT, REQUIRED_GRAPHS, STYLE_ENCODER,
@@ -50,6 +51,14 @@ DEFAULT_OPTIONS = ("embedding_scale", "alpha", "beta", "speed", "blend", "tail_f
 REEXPORT = "export the model again (export/to_onnx.py)"
 # Output rates a model.json may give (a hand-edited 10**12 overflowed the wav writer).
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 192000
+# The reference-clip mel's sizes: upstream's, on which the style encoders were trained, within a factor
+# 4. Beyond that a value is an edit, not a model, and the front-end's arrays grow with it (an n_fft of
+# 2**26 tried to allocate 10 GiB when the model opened).
+MEL_SIZES = {key: (value // 4, value * 4) for key, value in
+             (("n_fft", N_FFT), ("win_length", WIN_LENGTH), ("hop_length", HOP_LENGTH), ("n_mels", N_MELS))}
+# Log-mel normalisation (upstream: mean -4, std 4, on log-mels between about -12 and 15): beyond these
+# the style encoder reads values far outside its training range (a std of 1e-300 gave NaN styles).
+MEL_MAX_ABS_MEAN, MEL_STD_RANGE = 100.0, (0.01, 100.0)
 
 
 class ModelDirError(ValueError):
@@ -304,20 +313,38 @@ def _read_defaults(data: dict, where: str) -> dict:
 
 def _read_mel(data: dict, where: str) -> dict:
     mel = _field(data, "mel", dict, where)
-    for key in ("n_fft", "win_length", "hop_length", "n_mels", "filterbank_sample_rate"):
-        _number(mel, key, f"{where}: mel", positive=True, integer=True)
-    for key in ("f_min", "f_max", "mean", "log_offset"):
-        _number(mel, key, f"{where}: mel")
-    _number(mel, "std", f"{where}: mel", positive=True)
-    _field(mel, "htk", bool, f"{where}: mel")
+    where = f"{where}: mel"
+    for key, (low, high) in MEL_SIZES.items():
+        if not low <= _number(mel, key, where, integer=True) <= high:
+            raise ModelDirError(f"{where}: field '{key}' must be in [{low}, {high}] (upstream's {low * 4} within a "
+                                f"factor 4), got {mel[key]}")
+    _number(mel, "filterbank_sample_rate", where, positive=True, integer=True)
+    _read_mel_normalisation(mel, where)
+    _field(mel, "htk", bool, where)
     if mel["win_length"] > mel["n_fft"]:
-        raise ModelDirError(f"{where}: mel: field 'win_length' ({mel['win_length']}) must not exceed "
+        raise ModelDirError(f"{where}: field 'win_length' ({mel['win_length']}) must not exceed "
                             f"n_fft ({mel['n_fft']})")
+    if mel["hop_length"] > mel["win_length"]:  # the samples between two windows would be skipped
+        raise ModelDirError(f"{where}: field 'hop_length' ({mel['hop_length']}) must not exceed "
+                            f"win_length ({mel['win_length']})")
     nyquist = mel["filterbank_sample_rate"] / 2
-    if not 0 <= mel["f_min"] < mel["f_max"] <= nyquist:
-        raise ModelDirError(f"{where}: mel: fields 'f_min' and 'f_max' must satisfy 0 <= f_min < f_max <= "
+    if not 0 <= _number(mel, "f_min", where) < _number(mel, "f_max", where) <= nyquist:
+        raise ModelDirError(f"{where}: fields 'f_min' and 'f_max' must satisfy 0 <= f_min < f_max <= "
                             f"filterbank_sample_rate / 2 = {nyquist:g}, got {mel['f_min']} and {mel['f_max']}")
     return mel
+
+
+def _read_mel_normalisation(mel: dict, where: str) -> None:
+    """`(log(log_offset + power) - mean) / std`: a log of 0 or less, or a division by almost 0, makes
+    infinite mels and NaN styles."""
+    _number(mel, "log_offset", where, positive=True)
+    mean = _number(mel, "mean", where)
+    if abs(mean) > MEL_MAX_ABS_MEAN:
+        raise ModelDirError(f"{where}: field 'mean' must be in [{-MEL_MAX_ABS_MEAN:g}, {MEL_MAX_ABS_MEAN:g}] "
+                            f"(upstream's -4), got {mean!r}")
+    low, high = MEL_STD_RANGE
+    if not low <= _number(mel, "std", where, positive=True) <= high:
+        raise ModelDirError(f"{where}: field 'std' must be in [{low:g}, {high:g}] (upstream's 4), got {mel['std']!r}")
 
 
 def _sample_rate(data: dict, where: str) -> int:
