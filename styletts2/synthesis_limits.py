@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 # name: (lowest, highest, what it is). Inclusive bounds.
 OPTION_RANGES: dict[str, tuple[float, float, str]] = {
     "speed": (0.25, 4.0, "speaking rate factor; durations are divided by it"),
@@ -67,6 +69,19 @@ def check_options(options) -> None:
     for name in OPTION_RANGES:
         if hasattr(options, name):
             check_option(name, getattr(options, name))
+
+
+def check_token_ids(ids, n_symbols: int) -> None:
+    """ValueError unless `ids` is a non-empty flat sequence of integers in [0, n_symbols): an id past
+    the symbol table fails inside the text encoder's graph, and a negative one would silently index
+    the table from its end."""
+    array = np.asarray(ids)
+    if array.ndim != 1 or array.size == 0 or array.dtype.kind not in "iu":
+        raise ValueError(f"token ids must be a non-empty flat sequence of integers, got {array.dtype} "
+                         f"of shape {array.shape}")
+    outside = array[(array < 0) | (array >= n_symbols)]
+    if outside.size:
+        raise ValueError(f"token id {int(outside[0])} is outside the model's symbol table [0, {n_symbols - 1}]")
 
 
 def check_piece_frames(frames: int) -> None:

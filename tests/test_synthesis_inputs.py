@@ -1,6 +1,7 @@
 """What the synthesizer accepts, over both kinds of executor (torch: `styletts2.inference` on the tiny
 model; onnxruntime: `styletts2.runtime` on test_runtime's fake exported model): control characters
 in text, option ranges, output bounds, reference clips (issue 11, items 3 and 7)."""
+import dataclasses
 import re
 import warnings
 
@@ -72,6 +73,29 @@ def test_options_out_of_range_name_the_option_before_any_work(synth, name, value
     monkeypatch.setattr(synth, "text_to_token_pieces", no_work)
     with pytest.raises(ValueError, match=rf"^{name} must be"):
         synth.synthesize("Hello.", **{name: value})
+
+
+@pytest.mark.parametrize("options, ids, message", [
+    ({"speed": 0.001}, [40, 41], r"^speed must be"),  # onnxruntime went for an 800 MB allocation
+    ({"tail_frames": 10 ** 6}, [40, 41], r"^tail_frames must be"),
+    ({}, [40, 999], r"token id 999 is outside the model's symbol table \[0, 177\]"),  # an onnxruntime traceback
+    ({}, [-1, 40], r"token id -1 is outside"),  # silently the table's last symbol
+    ({}, [], "non-empty flat sequence of integers"),
+    ({}, [40.0, 41.0], "non-empty flat sequence of integers, got float64"),
+])
+def test_synthesize_tokens_checks_options_and_ids_before_any_graph_runs(synth, options, ids, message, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("a graph ran before the options and ids were checked")
+
+    hand_made = dataclasses.replace(synth.options, **options)  # SynthesisOptions(...) itself checks nothing
+    monkeypatch.setattr(synth.executor, "run", no_work)
+    with pytest.raises(ValueError, match=message):
+        synth.synthesize_tokens(ids, hand_made, np.random.default_rng(0), 0)
+
+
+def test_synthesize_tokens_takes_the_table_s_first_and_last_ids(synth):
+    ids = np.array([0, len(synth.config.symbols) - 1])
+    assert synth.synthesize_tokens(ids, synth.options, np.random.default_rng(0), 0).wave.size > 0
 
 
 @pytest.mark.parametrize("steps", [0, 1, 2.5, float("nan"), 1000])

@@ -33,6 +33,7 @@ from .executor import Executor, OnnxExecutor
 from .model_dir import ModelConfig, ModelDirError, read_model_json
 from ..synthesis_limits import (INTEGER_OPTIONS, MAX_REFERENCE_PEAK, MAX_REFERENCE_SECONDS, MIN_REFERENCE_RATE,
                                SILENT_REFERENCE_PEAK, check_options, check_option, check_piece_frames)
+from ..synthesis_limits import check_token_ids
 from ..text.pieces import text_to_token_pieces
 
 TRIM_TOP_DB = 30.0  # reference clips lose leading/trailing silence below this, as upstream's demos
@@ -321,7 +322,10 @@ class Synthesizer:
                           previous_style: np.ndarray | None = None,
                           noises: tuple[np.ndarray, np.ndarray] | None = None) -> Piece:
         """One piece: token ids (no pad) -> waveform. The sampler's initial noise [1, 1, 2S] and then
-        its step noises [steps - 1, 1, 1, 2S] are drawn from `rng`, in that order, or given as `noises`."""
+        its step noises [steps - 1, 1, 1, 2S] are drawn from `rng`, in that order, or given as `noises`.
+        Options and ids are checked before any graph runs (a caller may build either by hand)."""
+        check_options(options)  # speed 0.001 had onnxruntime allocate for 1000x the frames
+        check_token_ids(ids, len(self.config.symbols))
         if self.config.multispeaker and reference_style is None:
             raise ValueError("this is a multispeaker model: give a reference style")
         tokens = np.array([[self.config.pad_id, *ids]], dtype=np.int64)
