@@ -18,6 +18,12 @@ STYLE_ENCODER = "style_encoder"  # required for multispeaker models, optional ot
 # The multispeaker samplers take the reference clip's style as one more input.
 MULTISPEAKER_SAMPLER_INPUT = "reference_style"
 DECODER_TYPES = ("istftnet", "hifigan")
+# model.json fields an export also records in a graph's ONNX metadata (metadata_props): values the
+# graph holds that no input or output shape shows (PL-BERT's position table, the sample rate of the
+# decoder's harmonic source), so that the runtime tells a model.json edited by hand from its graphs.
+GRAPH_METADATA = {"text_encoder": ("bert_max_positions",), "decoder": ("sample_rate",)}
+# What every export from before GRAPH_METADATA wrote as bert_max_positions, whatever its graph's limit.
+LEGACY_BERT_MAX_POSITIONS = 512
 
 
 def _tensor(name: str, dtype: str, shape: list) -> dict:

@@ -31,7 +31,7 @@ from styletts2.graphs import ExportableSineGen, ExportableSTFT, MaskedBiLSTM, al
 from styletts2.audio.io import load_wav
 from styletts2.audio.mel import log_mel_spectrogram
 from styletts2.checkpoint import atomic_save, make_checkpoint
-from styletts2.graph_contract import FORMAT_VERSION
+from styletts2.graph_contract import FORMAT_VERSION, GRAPH_METADATA
 from styletts2.inference import TorchSynthesizer
 from styletts2.modules.masks import packed_lstm
 from styletts2.modules.nsf import SineGen
@@ -159,6 +159,9 @@ def test_onnx_files_have_the_declared_io(which, request):
             dims = actual.type.tensor_type.shape.dim
             shape = [d.dim_param if d.dim_param else d.dim_value for d in dims]
             assert shape == declared["shape"], (name, declared["name"])
+        # the model.json fields the graph fixes, recorded in it for the runtime to compare
+        recorded = {entry.key: entry.value for entry in proto.metadata_props}
+        assert recorded == {key: str(info[key]) for key in GRAPH_METADATA.get(name, ())}, name
 
 
 def test_no_weight_is_stored_twice(single, tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from test_runtime import STEPS, S, make_fake_model_dir
 
@@ -61,6 +62,7 @@ def _load(folder):
     ("mel.log_offset", -1e-5, "mel: field 'log_offset' must be a finite number above 0"),
     ("mel.std", 1e-300, r"mel: field 'std' must be in \[0.01, 100\] \(upstream's 4\), got 1e-300"),
     ("mel.mean", 1e300, r"mel: field 'mean' must be in \[-100, 100\]"),
+    ("bert_max_positions", 1, r"field 'bert_max_positions' must be at least 2 \(the pad and one token\), got 1"),
     ("graphs.diffusion_sampler.weights", "x",
      "field 'graphs.diffusion_sampler.weights' must be an object with a 'file' field, got 'x'"),
 ])
@@ -106,6 +108,60 @@ def test_fields_that_disagree_with_the_graphs_are_named(tmp_path, key, value, fi
     read_model_json(folder)  # well-formed on its own: only the graphs tell
     with pytest.raises(ModelDirError, match=f"field '{field}' does not fit .*another export"):
         _load(folder)
+
+
+def _record_in_graph(folder, graph, **values):
+    """What an export writes into a graph's metadata_props (graph_contract.GRAPH_METADATA)."""
+    proto = onnx.load(folder / f"{graph}.onnx")
+    onnx.helper.set_model_props(proto, {key: str(value) for key, value in values.items()})
+    onnx.save(proto, folder / f"{graph}.onnx")
+    return folder
+
+
+@pytest.mark.parametrize("graph, key, recorded, value", [
+    ("text_encoder", "bert_max_positions", 512, 1000),  # a long sentence failed inside onnxruntime
+    ("text_encoder", "bert_max_positions", 512, 100),
+    ("decoder", "sample_rate", 24000, 16000),  # 24 kHz audio labelled 16 kHz plays 1.5x slow
+])
+def test_fields_that_disagree_with_what_the_graph_recorded_are_named(tmp_path, graph, key, recorded, value):
+    folder = _record_in_graph(make_fake_model_dir(tmp_path / "m"), graph, **{key: recorded})
+    _load(folder)  # as exported
+    read_model_json(_edit(folder, **{key: value}))  # well-formed on its own: only the graph tells
+    with pytest.raises(ModelDirError, match=f"field '{key}' is {value}, but {graph}.onnx was exported with {recorded}"):
+        _load(folder)
+
+
+def test_an_export_without_the_record_takes_no_more_positions_than_it_wrote(tmp_path):
+    """Exports from before the graphs recorded their limit all wrote bert_max_positions 512."""
+    folder = _edit(make_fake_model_dir(tmp_path / "m"), bert_max_positions=1000)
+    with pytest.raises(ModelDirError, match="field 'bert_max_positions' is 1000, more than the 512 this export wrote"):
+        _load(folder)
+    assert _load(_edit(folder, bert_max_positions=300)).config.bert_max_positions == 300  # shorter windows: fine
+
+
+def test_export_records_the_model_s_own_limit_and_rate_where_the_runtime_reads_them(tmp_path):
+    """model.json's bert_max_positions is the model's PL-BERT table (it was 512 whatever the model's),
+    and what the exporter stamps into a graph is what the runtime checks model.json against."""
+    from styletts2.export.common import build_random_model
+    from styletts2.export.model_card import graph_metadata, synthesis_fields
+    from styletts2.export.to_onnx import stamp_io_shapes
+
+    model = build_random_model(str(REPO / "gin/model/tiny.gin"), bindings=["PLBert.max_position_embeddings = 64"])
+    fields = synthesis_fields(model, STEPS, None)
+    assert fields["bert_max_positions"] == 64
+    assert graph_metadata(model) == {"text_encoder": {"bert_max_positions": "64"},
+                                     "decoder": {"sample_rate": str(fields["sample_rate"])}}
+    folder = make_fake_model_dir(tmp_path / "m")
+    for graph, values in graph_metadata(model).items():
+        path = folder / f"{graph}.onnx"
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        spec = {io: [{"name": t.name, "shape": t.shape} for t in getattr(session, f"get_{io}")()]
+                for io in ("inputs", "outputs")}
+        stamp_io_shapes(path, spec, values)
+    assert _load(_edit(folder, bert_max_positions=64)).config.bert_max_positions == 64
+    with pytest.raises(ModelDirError, match="field 'bert_max_positions' is 512, but text_encoder.onnx was exported "
+                                            "with 64"):
+        _load(_edit(folder, bert_max_positions=512))
 
 
 def test_a_language_espeak_does_not_have_is_named(tmp_path):
@@ -327,7 +383,7 @@ def test_export_onnx_writes_hashes_and_a_failed_re_export_leaves_the_old_folder(
         path.write_bytes(f"graph {path.name}".encode())
 
     monkeypatch.setattr(to_onnx, "export_graph", export_graph)
-    monkeypatch.setattr(to_onnx, "stamp_io_shapes", lambda path, spec: None)
+    monkeypatch.setattr(to_onnx, "stamp_io_shapes", lambda path, spec, metadata=None: None)
     monkeypatch.setattr(to_onnx, "share_folder_weights", lambda out_dir, info: None)  # no real graphs to share
     loaded = LoadedModel(build_random_model(str(REPO / "gin/model/tiny.gin"), seed=0), "random-init:tiny", "")
     fail = True

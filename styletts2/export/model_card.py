@@ -14,9 +14,8 @@ from styletts2.graphs import DECODER_NOISE_DOC
 from styletts2.audio import mel as mel_frontend
 # imported before any checkpoint's gin config is parsed, so its corpus_normalizer bindings are read
 from styletts2.data.readers import corpus_normalizer
-from styletts2.graph_contract import FORMAT_VERSION, MODEL_JSON
+from styletts2.graph_contract import FORMAT_VERSION, GRAPH_METADATA, MODEL_JSON
 from styletts2.synthesis_limits import default_tail_frames
-from styletts2.text.sentences import BERT_MAX_POSITIONS
 from styletts2.text.symbols import PAD_ID, SYMBOL_TO_ID, SYMBOLS
 
 LANGUAGE = "en-us"  # the phonemizer language the exported graphs are driven with
@@ -65,6 +64,17 @@ def mel_config() -> dict:
             "std": mel_frontend.MEL_STD, "htk": True, "log_offset": mel_frontend.LOG_OFFSET}
 
 
+def bert_max_positions(model: nn.Module) -> int:
+    """The most tokens (the pad included) the model's PL-BERT, and so its text encoder, takes."""
+    return int(model.bert.config.max_position_embeddings)
+
+
+def graph_metadata(model: nn.Module) -> dict[str, dict[str, str]]:
+    """{graph: {model.json field: value}}: what each graph records of model.json (`GRAPH_METADATA`)."""
+    values = {"bert_max_positions": bert_max_positions(model), "sample_rate": int(model.sample_rate)}
+    return {graph: {key: str(values[key]) for key in keys} for graph, keys in GRAPH_METADATA.items()}
+
+
 def synthesis_fields(model: nn.Module, steps: int, espeak_version: str | None) -> dict:
     """The fields of model.json that say how to synthesize with `model`: what the runtime's
     ModelConfig holds. An export writes them; the torch synthesizer reads a model in memory by them."""
@@ -83,7 +93,7 @@ def synthesis_fields(model: nn.Module, steps: int, espeak_version: str | None) -
         "decoder_type": model.decoder_type,
         "sigma_data": float(model.diffusion.sigma_data),
         "diffusion_steps": int(steps),
-        "bert_max_positions": BERT_MAX_POSITIONS,
+        "bert_max_positions": bert_max_positions(model),
         "defaults": {**DEFAULTS, "tail_frames": default_tail_frames(model.multispeaker)},
         "mel": mel_config(),
     }

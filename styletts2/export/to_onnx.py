@@ -33,7 +33,7 @@ import torch
 
 from styletts2.export.common import ExportError, add_arguments, dynamic_axes, load_for_export, staged_export, \
     write_graphs
-from styletts2.export.model_card import model_json, save_model_card
+from styletts2.export.model_card import graph_metadata, model_json, save_model_card
 from styletts2.export.shared_weights import share_folder_weights
 from styletts2.errors import run_guarded
 from styletts2.synthesis_limits import OPTION_RANGES
@@ -50,9 +50,11 @@ def export_graph(graph: torch.nn.Module, inputs: tuple, spec: dict, path: Path, 
                           opset_version=opset, dynamo=False, do_constant_folding=True)
 
 
-def stamp_io_shapes(path: Path, spec: dict) -> None:
+def stamp_io_shapes(path: Path, spec: dict, metadata: dict[str, str] | None = None) -> None:
     """Write the declared shapes (axis names, static sizes) onto the graph's inputs and outputs; the
-    exporter leaves some static sizes symbolic where its shape inference loses track (after gathers)."""
+    exporter leaves some static sizes symbolic where its shape inference loses track (after gathers).
+    `metadata` (model.json fields the graph fixes, `graph_metadata`) goes into its metadata_props, which
+    the runtime compares with model.json."""
     import onnx
 
     proto = onnx.load(str(path))
@@ -65,6 +67,8 @@ def stamp_io_shapes(path: Path, spec: dict) -> None:
                 dim.dim_param = size
             else:
                 dim.dim_value = size
+    if metadata:
+        onnx.helper.set_model_props(proto, metadata)
     onnx.save(proto, str(path))
 
 
@@ -136,9 +140,11 @@ def style_encoder_left_out(model, without_style_encoder: bool) -> frozenset[str]
 def _export_into(loaded, out_dir: Path, steps: int, opset: int, verify: bool, int8_decoder: bool,
                  calibration_speed: float, fp16: bool = False, leave_out: frozenset[str] = frozenset(),
                  int8_weights: bool = False) -> dict:
+    metadata = graph_metadata(loaded.model)
+
     def save(graph, inputs, spec, path):
         export_graph(graph, inputs, spec, path, opset)
-        stamp_io_shapes(path, spec)
+        stamp_io_shapes(path, spec, metadata.get(path.stem))
 
     def check(graph, spec, inputs, path):
         return compare(graph, spec, inputs, run_onnx(ort_session(path), spec, inputs))

@@ -6,7 +6,8 @@ The directory holds text_encoder.onnx, diffusion_sampler.onnx, decoder.onnx, sty
 exports from before it existed lack it) and model.json. Every problem found is raised
 as `ModelDirError` naming the file and the field, before anything is synthesized: each field's type
 and range, the model.json fields the graphs fix (style_dim, diffusion_steps, n_mels) against the
-graphs' input and output shapes, and each graph file against the sha256 model.json records for it,
+graphs' input and output shapes, those no shape shows (bert_max_positions, sample_rate) against what
+the export recorded in the graphs' metadata (`check_graph_metadata`), and each graph file against the sha256 model.json records for it,
 hashed while onnxruntime opens it (exports from before the hashes existed record none; they load
 with a note). A graph opened on first use (the guided sampler, a single-speaker model's style
 encoder) is checked then. Weights that several graphs hold are stored once, in the file their
@@ -36,8 +37,8 @@ import onnxruntime as ort
 from ..audio.mel_params import HOP_LENGTH, N_FFT, N_MELS, WIN_LENGTH
 from ..errors import UserError
 from ..graph_contract import (DECODER_TYPES, FORMAT_VERSION, GRAPH_INPUTS, GRAPH_OUTPUTS,  # noqa: F401 (re-exported)
-                              MODEL_JSON, MULTISPEAKER_SAMPLER_INPUT, REQUIRED_GRAPHS, STYLE_ENCODER,
-                              UNGUIDED_SAMPLER)
+                              GRAPH_METADATA, LEGACY_BERT_MAX_POSITIONS, MODEL_JSON, MULTISPEAKER_SAMPLER_INPUT,
+                              REQUIRED_GRAPHS, STYLE_ENCODER, UNGUIDED_SAMPLER)
 from ..synthesis_limits import OPTION_RANGES, check_option
 from ..text.normalize import NormalizerError, TextNormalizer
 from ..text.symbols import SYMBOL_TO_ID, SYMBOLS
@@ -244,7 +245,7 @@ def read_model_json(model_dir: str | os.PathLike) -> ModelConfig:
         decoder_type=decoder_type,
         sigma_data=float(_number(data, "sigma_data", where, positive=True)),
         diffusion_steps=steps,
-        bert_max_positions=_number(data, "bert_max_positions", where, positive=True, integer=True),
+        bert_max_positions=_bert_max_positions(data, where),
         defaults=defaults,
         mel=mel,
         graphs=graphs,
@@ -271,6 +272,15 @@ def _load_json(directory: Path) -> dict:
     if not isinstance(data, dict):
         raise ModelDirError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
+
+
+def _bert_max_positions(data: dict, where: str) -> int:
+    """At least the pad and one token; the graph's own limit is checked when the text encoder opens."""
+    positions = _number(data, "bert_max_positions", where, positive=True, integer=True)
+    if positions < 2:
+        raise ModelDirError(f"{where}: field 'bert_max_positions' must be at least 2 (the pad and one token), "
+                            f"got {positions}")
+    return positions
 
 
 def _read_symbols(data: dict, where: str) -> tuple[tuple[str, ...], int, int]:
@@ -467,6 +477,7 @@ class GraphSession:
         if missing:
             raise ModelDirError(f"{path}: graph outputs {self.output_names} lack {missing}")
         self.shapes = {t.name: t.shape for t in self.session.get_inputs() + self.session.get_outputs()}
+        self.metadata = self.session.get_modelmeta().custom_metadata_map  # what the export recorded
 
     @property
     def providers(self) -> list[str]:
@@ -497,6 +508,7 @@ def open_graph(config: ModelConfig, name: str, providers: list[str], options: or
                 raise
             verified.result()
     check_graph_shapes(config, graph)
+    check_graph_metadata(config, graph)
     return graph
 
 
@@ -523,3 +535,20 @@ def check_graph_shapes(config: ModelConfig, graph: GraphSession) -> None:
                     f"{config.directory / MODEL_JSON}: field '{field_name}' does not fit {graph.path.name}: its "
                     f"'{tensor}' has {actual} at axis {axis}, the field implies {size}; model.json belongs to "
                     f"another export: {REEXPORT}")
+
+
+def check_graph_metadata(config: ModelConfig, graph: GraphSession) -> None:
+    """model.json's fields against what the export recorded in the graph (`GRAPH_METADATA`): a
+    bert_max_positions above the graph's failed inside onnxruntime mid-synthesis, a sample_rate of
+    16000 labelled 24 kHz audio 1.5x slow. Exports from before the record are checked against what
+    they all wrote: bert_max_positions 512."""
+    where = config.directory / MODEL_JSON
+    for field_name in GRAPH_METADATA.get(graph.name, ()):
+        value, recorded = getattr(config, field_name), graph.metadata.get(field_name)
+        if recorded is not None and str(value) != recorded:
+            raise ModelDirError(f"{where}: field '{field_name}' is {value}, but {graph.path.name} was exported with "
+                                f"{recorded}: model.json was edited or belongs to another export; {REEXPORT}")
+    if graph.name == "text_encoder" and "bert_max_positions" not in graph.metadata \
+            and config.bert_max_positions > LEGACY_BERT_MAX_POSITIONS:
+        raise ModelDirError(f"{where}: field 'bert_max_positions' is {config.bert_max_positions}, more than the "
+                            f"{LEGACY_BERT_MAX_POSITIONS} this export wrote (its graphs record no limit)")
