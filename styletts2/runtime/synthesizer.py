@@ -358,6 +358,9 @@ class Synthesizer:
         wave = np.asarray(decoded["waveform"][0], dtype=np.float32)
         if not np.isfinite(wave).all():
             raise _not_finite("the decoder's waveform", reference_style)
+        # The durations come out of the decoder graph with the waveform (onnxruntime runs a whole graph
+        # whatever outputs are asked for): this bounds the piece's length; the option ranges and the
+        # positions bound the decoder's memory.
         check_piece_frames(int(decoded["durations"][0].sum()))
         return Piece(wave, sampled, style, decoded["durations"][0], noise_seed)
 
