@@ -7,11 +7,11 @@ exports from before it existed lack it) and model.json. Every problem found is r
 as `ModelDirError` naming the file and the field, before anything is synthesized: each field's type
 and range, the model.json fields the graphs fix (style_dim, diffusion_steps, n_mels) against the
 graphs' input and output shapes, those no shape shows (bert_max_positions, sample_rate) against what
-the export recorded in the graphs' metadata (`check_graph_metadata`), and each graph file against the sha256 model.json records for it,
-hashed while onnxruntime opens it (exports from before the hashes existed record none; they load
-with a note). A graph opened on first use (the guided sampler, a single-speaker model's style
-encoder) is checked then. Weights that several graphs hold are stored once, in the file their
-entries name as `weights` (the two samplers').
+the export recorded in the graphs' metadata (`check_graph_metadata`), and each graph file against the
+sha256 model.json records for it, hashed while onnxruntime opens it (exports from before the hashes
+existed record none; they load with a note). A graph opened on first use (the guided sampler, a
+single-speaker model's style encoder) is checked then. Weights that several graphs hold are stored
+once, in the file their entries name as `weights` (the two samplers').
 
 model.json's `text_normalizer` ({name, version, language, settings}, or null for a model whose text
 is read as written) says how text is normalized before phonemization; exports from before it

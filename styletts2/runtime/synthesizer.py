@@ -32,8 +32,8 @@ from .mel import LogMel
 from .executor import Executor, OnnxExecutor
 from .model_dir import ModelConfig, ModelDirError, read_model_json
 from ..synthesis_limits import (INTEGER_OPTIONS, MAX_REFERENCE_PEAK, MAX_REFERENCE_SECONDS, MIN_REFERENCE_RATE,
-                               SILENT_REFERENCE_PEAK, check_options, check_option, check_piece_frames)
-from ..synthesis_limits import check_token_ids
+                               SILENT_REFERENCE_PEAK, check_options, check_option, check_piece_frames,
+                               check_token_ids)
 from ..text.pieces import text_to_token_pieces
 
 TRIM_TOP_DB = 30.0  # reference clips lose leading/trailing silence below this, as upstream's demos
