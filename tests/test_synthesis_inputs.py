@@ -240,21 +240,34 @@ def test_a_style_encoder_style_that_is_not_finite_is_an_error(runtime, monkeypat
         runtime.reference_style(_voice(2))
 
 
-def test_runtime_cli_a_style_that_is_not_finite_is_one_line(tmp_path, capsys):
-    """mel.log_offset -1 takes the log of negative numbers: the reference's log-mel is NaN."""
-    import json
+def test_a_reference_log_mel_that_is_not_finite_is_an_error(runtime, monkeypatch):
+    """Finite samples whose log-mel is not (model.json's mel settings refuse the known causes, e.g. a
+    log_offset of -1): named as the log-mel of the reference, not blamed on the weights."""
+    monkeypatch.setattr(type(runtime.mel), "__call__", lambda self, wave: np.full((80, 100), np.nan, np.float32))
+    with pytest.raises(FloatingPointError, match="log-mel of the reference samples is not finite"):
+        runtime.reference_style(_voice(2))
 
+
+def test_runtime_cli_a_style_that_is_not_finite_is_one_line(tmp_path, capsys, monkeypatch):
+    """A NaN style from the style encoder ends the CLI with one line and exit 2 (a FloatingPointError
+    traceback and exit 1 before)."""
+    from styletts2.runtime import executor
     from styletts2.runtime.__main__ import main
 
+    real_run = executor.OnnxExecutor.run
+
+    def nan_style(self, graph, feeds):
+        out = real_run(self, graph, feeds)
+        return {"reference_style": np.full_like(out["reference_style"], np.nan)} if graph == "style_encoder" else out
+
+    monkeypatch.setattr(executor.OnnxExecutor, "run", nan_style)
     folder = make_fake_model_dir(tmp_path / "m")
-    info = json.loads((folder / "model.json").read_text(encoding="utf-8"))
-    info["mel"]["log_offset"] = -1
-    (folder / "model.json").write_text(json.dumps(info), encoding="utf-8")
     sf.write(tmp_path / "voice.wav", _voice(2), 24000)
     argv = ["Hello.", "-m", str(folder), "-o", str(tmp_path / "x.wav"), "--reference", str(tmp_path / "voice.wav")]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "log-mel of " + str(tmp_path / "voice.wav") + " is not finite" in err
+    assert err.count("\n") == 1 and "style encoder's style of " + str(tmp_path / "voice.wav") + " is not finite" in err
+
 
 def test_runtime_cli_bad_speed_is_one_line(tmp_path, capsys):
     from styletts2.runtime.__main__ import main

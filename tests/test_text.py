@@ -197,6 +197,15 @@ def test_phonemize_rejects_empty_text(text):
         phonemize(text)
 
 
+def test_text_with_no_phoneme_is_named_by_a_preview():
+    """The whole text was quoted (a corpus line of 20,000 underscores made a 20 KB error)."""
+    from styletts2.text.phonemizer import NoPhonemesError
+
+    with pytest.raises(NoPhonemesError) as caught:
+        phonemize("_" * 20000)
+    assert len(str(caught.value)) < 120 and "'" + "_" * 60 + "...'" in str(caught.value)
+
+
 def test_words_read_in_another_language_leave_no_language_flags():
     """espeak-ng wraps them in "(hi) ... (en-us)"; the model would speak the flags' letters."""
     assert phonemize("Hello नमस्ते world.") == "həlˈoʊ nəmˈʌsteː wˈɜːld ."

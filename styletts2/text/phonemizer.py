@@ -23,6 +23,7 @@ import re
 
 from .espeak import LANGUAGE, espeak_backend, espeak_phonemize, espeak_version
 from .sentences import remove_control_characters
+from .tokenizer import preview_text
 
 _PERIOD_RUN = re.compile(r"\.{2,}")
 _SINGLE_PERIOD = re.compile(r"(?<!\.)\.(?!\.)")
@@ -98,7 +99,7 @@ def phonemize(text: str, language: str = LANGUAGE) -> str:
     raw = espeak_phonemize(text, language)
     words = split_words(raw)
     if not words:
-        raise NoPhonemesError(f"espeak-ng produced no phonemes for {text!r}")
+        raise NoPhonemesError(f"espeak-ng produced no phonemes for {preview_text(text)}")
     return " ".join(words)
 
 
