@@ -331,3 +331,17 @@ def test_dataloader_end_to_end(records):
 
 def test_issue_formatting(tmp_path):
     assert str(Issue("silent", tmp_path / "l.txt", 7, "peak 0")) == f"{tmp_path / 'l.txt'}:7: silent: peak 0"
+
+
+def test_text_longer_than_its_clips_alignment_frames_is_rejected(tmp_path):
+    # the alignment gives every token (pads included) one frame: frames = the dataset's mel frames / 2
+    wav = write_wav(tmp_path / "a.wav", 79 * 300 / SR)
+    dataset = SpeechDataset(read_list(_list(tmp_path, [wav])))
+    frames = dataset[0].mel.shape[-1] // 2
+    fits, too_long = "a" * (frames - 2), "a" * (frames - 1)
+    lst = tmp_path / "texts.txt"
+    lst.write_text(f"a.wav|{fits}|0\na.wav|{too_long}|0\n", "utf-8")
+    report = validate_records(read_list(lst))
+    assert [r.phonemes for r in report.good] == [fits]
+    assert [(i.reason, i.line) for i in report.issues] == [("text_too_long", 2)]
+    assert f"{frames + 1} tokens" in report.issues[0].detail

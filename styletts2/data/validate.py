@@ -9,7 +9,10 @@ The readers report lines they cannot use: `malformed` (field count, speaker id),
 - `unreadable`       soundfile cannot decode it, or it holds no samples;
 - `too_short`        fewer than `min_mel_frames` mel frames at 24 kHz (the style encoders need 80),
                      counted on the clip itself, before the dataset's edge padding;
-- `silent`           peak amplitude below `silence_peak`.
+- `silent`           peak amplitude below `silence_peak`;
+- `text_too_long`    more tokens (with the two pads training adds) than the clip has alignment frames
+                     (mel frames of the edge-padded clip / 2): the monotonic alignment gives every
+                     token at least one frame, so such a clip would stop training at its first batch.
 The console summary counts every reason and shows a few examples with file and line number; the
 trainer writes every rejected entry to `<run_dir>/corpus_issues/` (`ValidationReport.write`,
 `issues_file`). Nothing here raises because of one bad clip.
@@ -29,12 +32,14 @@ import soundfile as sf
 
 from styletts2.audio.io import load_wav
 from styletts2.audio.mel import HOP_LENGTH, n_mel_frames
+from styletts2.data.dataset import EDGE_PADDING
 from styletts2.data.readers import Issue, Record, phonemize_records, read_corpus
 from styletts2.text.tokenizer import Tokenizer, describe_char
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 24000
+ALIGN_FRAME = 2  # mel frames per alignment frame: the aligner halves the mel length (train.batch_ops)
 
 
 @dataclass
@@ -87,7 +92,14 @@ def _text_issue(record: Record, tokenizer: Tokenizer) -> Issue | None:
     return None
 
 
-def _audio_issue(record: Record, min_mel_frames: int, silence_peak: float | None) -> Issue | None:
+def _alignment_frames(frames: int, samplerate: int) -> int:
+    """Alignment frames of a clip as training sees it: resampled, edge-padded, mel frames trimmed to even."""
+    samples = round(frames * SAMPLE_RATE / samplerate) + 2 * EDGE_PADDING
+    return n_mel_frames(samples, HOP_LENGTH) // ALIGN_FRAME
+
+
+def _audio_issue(record: Record, min_mel_frames: int, silence_peak: float | None,
+                 tokens: int = 0) -> Issue | None:
     def issue(reason: str, detail: str) -> Issue:
         return Issue(reason, record.source, record.line, f"{record.wav}: {detail}")
 
@@ -101,6 +113,10 @@ def _audio_issue(record: Record, min_mel_frames: int, silence_peak: float | None
         frames = n_mel_frames(int(info.frames * SAMPLE_RATE / info.samplerate), HOP_LENGTH)
         if frames < min_mel_frames:
             return issue("too_short", f"{info.duration:.2f} s = {frames} mel frames < {min_mel_frames}")
+        aligned = _alignment_frames(info.frames, info.samplerate)
+        if tokens > aligned:
+            return issue("text_too_long", f"{tokens} tokens for {info.duration:.2f} s = {aligned} alignment frames "
+                         "(the alignment needs one frame per token)")
         if silence_peak is not None:
             wave, _ = load_wav(record.wav)
             peak = float(np.abs(wave).max())
@@ -133,7 +149,8 @@ def validate_records(
             text_ok.append(record)
     # libsndfile releases the GIL, so a few threads overlap the file reads
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        audio = list(pool.map(lambda r: _audio_issue(r, min_mel_frames, silence_peak), text_ok))
+        audio = list(pool.map(lambda r: _audio_issue(r, min_mel_frames, silence_peak,
+                                                     len(tokenizer.encode_for_training(r.phonemes))), text_ok))
     good = [record for record, problem in zip(text_ok, audio) if problem is None]
     found += [problem for problem in audio if problem is not None]
     return ValidationReport(good, found)
