@@ -345,3 +345,15 @@ def test_text_longer_than_its_clips_alignment_frames_is_rejected(tmp_path):
     assert [r.phonemes for r in report.good] == [fits]
     assert [(i.reason, i.line) for i in report.issues] == [("text_too_long", 2)]
     assert f"{frames + 1} tokens" in report.issues[0].detail
+
+
+def test_speaker_ids_outside_a_sane_range_are_malformed(tmp_path):
+    lst = tmp_path / "list.txt"
+    ids = ["99999999999999999999", "-1", "2147483647"]
+    lst.write_text("".join(f"{name}.wav|{PHONEMES}|{i}\n" for name, i in zip("abc", ids)), "utf-8")
+    issues = []
+    records = read_list(lst, issues=issues)
+    assert [(i.reason, i.line) for i in issues] == [("malformed", 1), ("malformed", 2)]
+    assert "speaker id 99999999999999999999 is outside" in str(issues[0])
+    # the batch tensor Collater builds
+    assert torch.tensor([r.speaker for r in records], dtype=torch.long).tolist() == [2147483647]

@@ -67,6 +67,10 @@ class Issue:
         return f"{self.source}:{self.line}: {self.reason}: {self.detail}"
 
 
+# Speaker ids become an int64 tensor in every batch; a larger one failed there ("Overflow when unpacking long long").
+MAX_SPEAKER_ID = 2**31 - 1
+
+
 class CorpusFormatError(ValueError):
     """A corpus file has a malformed line."""
 
@@ -150,6 +154,9 @@ def read_list(path: str | Path, root: str | Path | None = None, issues: list[Iss
             speaker = int(speaker_field)
         except ValueError:
             _report(Issue("malformed", path, number, f"speaker id {speaker_field!r} is not an integer"), issues)
+            continue
+        if not 0 <= speaker <= MAX_SPEAKER_ID:
+            _report(Issue("malformed", path, number, f"speaker id {speaker} is outside 0..{MAX_SPEAKER_ID}"), issues)
             continue
         wav = fields[0].strip()
         if not allow_outside_root and _leaves_root(wav):
