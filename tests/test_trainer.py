@@ -576,3 +576,18 @@ def test_validation_mean_weighs_each_batch_by_its_size():
     trainer = SimpleNamespace(stage=Stage(), model=model, env=SimpleNamespace(device="cpu"),
                               val_loader=[Batch([0.0] * 8), Batch([1.0] * 2)])
     assert Trainer._validation_pass(trainer, epoch=1) == {"per": pytest.approx(0.2)}  # batches' mean: 0.5
+
+
+def test_a_second_run_in_a_busy_run_folder_is_refused(corpus, tmp_path):
+    import os
+
+    from styletts2.model import parse_gin
+    from styletts2.train.trainer import RunDirBusy, run_dir_lock
+
+    gin.clear_config()
+    parse_gin([str(REPO / "gin/model/tiny.gin")], toy_bindings(corpus, tmp_path / "run", epochs=1))
+    with run_dir_lock(tmp_path / "run"):  # the live run (another open of the lock file conflicts as a process would)
+        with pytest.raises(RunDirBusy, match=rf"run folder .*run is in use by another run \(pid {os.getpid()}\)"):
+            Trainer().fit()
+        assert not (tmp_path / "run" / "last.pth").exists()
+    assert Trainer().fit().status == "completed"  # released when the run ends

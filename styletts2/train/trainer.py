@@ -24,6 +24,7 @@ Failure handling:
 from __future__ import annotations
 
 import math
+import os
 import random
 import signal
 import threading
@@ -45,6 +46,7 @@ from styletts2.data.dataset import SpeechDataset
 from styletts2.data.readers import read_ood_texts
 from styletts2.data.sampler import LengthBucketBatchSampler
 from styletts2.data.validate import issues_file, scan_corpus
+from styletts2.errors import UserError
 from styletts2.model import StyleTTS2
 
 from . import distributed as dist_utils
@@ -106,6 +108,43 @@ class _WorkerSafeLoader(DataLoader):
             return super().__iter__()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+class RunDirBusy(UserError, RuntimeError):
+    """Another run holds the run folder."""
+
+
+LOCK_FILE = ".run.lock"
+
+
+@contextmanager
+def run_dir_lock(run_dir: Path):
+    """Hold `<run_dir>/.run.lock` (flock, where fcntl exists) for the run: a second run in the folder
+    would resume the live one and overwrite its checkpoints. Only rank 0 (RANK unset or 0) takes it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks
+        fcntl = None
+    if fcntl is None or os.environ.get("RANK", "0").strip() not in ("0", ""):
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK_FILE, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip()
+            raise RunDirBusy(f"run folder {run_dir} is in use by another run"
+                             + (f" (pid {holder})" if holder.isdigit() else "")
+                             + ": wait for it to end or give another --run_dir") from None
+        f.truncate(0)
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _all_finite(module: torch.nn.Module) -> bool:
@@ -478,12 +517,13 @@ class Trainer:
         return losses[self.val_metric]
 
     def fit(self) -> TrainResult:
-        self.setup()
-        try:
-            with self._signals():
-                return self._run()
-        finally:
-            self.logger.close()
+        with run_dir_lock(self.run_dir):
+            self.setup()
+            try:
+                with self._signals():
+                    return self._run()
+            finally:
+                self.logger.close()
 
     def _result(self, status: str, checkpoint: Path | None) -> TrainResult:
         return TrainResult(status, self.loop.epoch, self.loop.iters, self.skipped_total,
