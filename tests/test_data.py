@@ -357,3 +357,18 @@ def test_speaker_ids_outside_a_sane_range_are_malformed(tmp_path):
     assert "speaker id 99999999999999999999 is outside" in str(issues[0])
     # the batch tensor Collater builds
     assert torch.tensor([r.speaker for r in records], dtype=torch.long).tolist() == [2147483647]
+
+
+def test_out_of_range_and_truncated_clips_are_rejected(tmp_path):
+    wave = 0.3 * np.random.default_rng(0).uniform(-1, 1, SR)
+    sf.write(str(tmp_path / "loud.wav"), (50 * wave).astype(np.float32), SR, subtype="FLOAT")
+    sf.write(str(tmp_path / "loud_ok.wav"), (1.9 / 0.3 * wave).astype(np.float32), SR, subtype="FLOAT")
+    whole = write_wav(tmp_path / "whole.wav", 2.0).read_bytes()
+    (tmp_path / "cut.wav").write_bytes(whole[:len(whole) // 2])
+    assert sf.info(str(tmp_path / "cut.wav")).frames > 0  # soundfile reads the half without complaint
+    clips = [tmp_path / name for name in ("loud.wav", "loud_ok.wav", "whole.wav", "cut.wav")]
+    report = validate_records(read_list(_list(tmp_path, clips)))
+    assert [r.wav.name for r in report.good] == ["loud_ok.wav", "whole.wav"]
+    assert [(i.reason, i.line) for i in report.issues] == [("out_of_range", 1), ("truncated", 4)]
+    headers_only = validate_records(read_list(_list(tmp_path, clips)), silence_peak=None)
+    assert headers_only.counts() == {"truncated": 1}

@@ -591,3 +591,16 @@ def test_a_second_run_in_a_busy_run_folder_is_refused(corpus, tmp_path):
             Trainer().fit()
         assert not (tmp_path / "run" / "last.pth").exists()
     assert Trainer().fit().status == "completed"  # released when the run ends
+
+
+def test_validation_clips_that_are_training_clips_are_warned_about_once(corpus, tmp_path, capsys):
+    from styletts2.model import parse_gin
+
+    for val_list, expected in (("train_list.txt", 1), ("val_list.txt", 0)):
+        gin.clear_config()
+        parse_gin([str(REPO / "gin/model/tiny.gin")],
+                  toy_bindings(corpus, tmp_path / val_list, val_data=repr(str(corpus / val_list))))
+        Trainer().setup()
+        out = capsys.readouterr().out
+        assert out.count("validation clip(s) are also in the training data") == expected
+        assert ("warning: 6 validation clip(s)" in out) == bool(expected)  # the 6 usable clips of the list

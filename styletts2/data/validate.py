@@ -7,9 +7,11 @@ The readers report lines they cannot use: `malformed` (field count, speaker id),
 - `unknown_symbols`  phoneme characters outside the 178-symbol table;
 - `missing`          the audio file does not exist;
 - `unreadable`       soundfile cannot decode it, or it holds no samples;
+- `truncated`        a WAV file shorter than its header's data size (soundfile reads the part that is there);
 - `too_short`        fewer than `min_mel_frames` mel frames at 24 kHz (the style encoders need 80),
                      counted on the clip itself, before the dataset's edge padding;
 - `silent`           peak amplitude below `silence_peak`;
+- `out_of_range`     peak amplitude beyond `MAX_PEAK` (a float file; synthesis refuses such reference audio);
 - `text_too_long`    more tokens (with the two pads training adds) than the clip has alignment frames
                      (mel frames of the edge-padded clip / 2): the monotonic alignment gives every
                      token at least one frame, so such a clip would stop training at its first batch.
@@ -20,6 +22,7 @@ trainer writes every rejected entry to `<run_dir>/corpus_issues/` (`ValidationRe
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +42,7 @@ from styletts2.text.tokenizer import Tokenizer, describe_char
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 24000
+MAX_PEAK = 2.0  # synthesis refuses reference samples beyond +-2: training on them is no better
 ALIGN_FRAME = 2  # mel frames per alignment frame: the aligner halves the mel length (train.batch_ops)
 
 
@@ -92,6 +96,23 @@ def _text_issue(record: Record, tokenizer: Tokenizer) -> Issue | None:
     return None
 
 
+def _wav_shortfall(path: Path) -> int:
+    """Bytes a WAV file's data chunk lacks against its header (0: whole, or not a plain RIFF file).
+    libsndfile reads a truncated file as the shorter clip it holds, without a word."""
+    with open(path, "rb") as f:
+        if f.read(4) != b"RIFF" or f.read(8)[4:] != b"WAVE":
+            return 0
+        while len(header := f.read(8)) == 8:
+            size = int.from_bytes(header[4:], "little")
+            if header[:4] == b"data":
+                if size in (0, 0xFFFFFFFF):  # streaming writers leave the size unset
+                    return 0
+                available = os.fstat(f.fileno()).st_size - f.tell()
+                return max(0, size - available)
+            f.seek(size + size % 2, os.SEEK_CUR)  # chunks are padded to even sizes
+    return 0
+
+
 def _alignment_frames(frames: int, samplerate: int) -> int:
     """Alignment frames of a clip as training sees it: resampled, edge-padded, mel frames trimmed to even."""
     samples = round(frames * SAMPLE_RATE / samplerate) + 2 * EDGE_PADDING
@@ -109,6 +130,8 @@ def _audio_issue(record: Record, min_mel_frames: int, silence_peak: float | None
         info = sf.info(str(record.wav))
         if info.frames == 0:
             return issue("unreadable", "no samples")
+        if info.format == "WAV" and (missing := _wav_shortfall(record.wav)):
+            return issue("truncated", f"the file ends {missing} bytes before the data its header announces")
         # centred STFT frames the clip gets at 24 kHz
         frames = n_mel_frames(int(info.frames * SAMPLE_RATE / info.samplerate), HOP_LENGTH)
         if frames < min_mel_frames:
@@ -122,6 +145,8 @@ def _audio_issue(record: Record, min_mel_frames: int, silence_peak: float | None
             peak = float(np.abs(wave).max())
             if not np.isfinite(peak):
                 return issue("unreadable", "non-finite samples")
+            if peak > MAX_PEAK:
+                return issue("out_of_range", f"peak {peak:.3g} beyond +-{MAX_PEAK:g} (samples belong in [-1, 1])")
             if peak < silence_peak:
                 return issue("silent", f"peak {peak:.2e} < {silence_peak:.0e}")
     except Exception as err:  # any decoder failure is this clip's problem, never the run's

@@ -294,6 +294,14 @@ class Trainer:
             lengths = [lengths[i] for i in keep]
         return dataset, lengths
 
+    def _warn_shared_clips(self, train_set: Dataset, val_set: Dataset) -> None:
+        """Warn once when validation clips are training clips too: validation would measure training data."""
+        train = {record.wav.resolve() for record in getattr(train_set, "records", ())}
+        shared = sum(record.wav.resolve() in train for record in getattr(val_set, "records", ()))
+        if shared:
+            self.logger.info(f"warning: {shared} validation clip(s) are also in the training data "
+                             f"({self.train_data}): validation then measures training data")
+
     def _loader(self, dataset: Dataset, batch_sampler, collate: Callable) -> DataLoader:
         # Its own generator: the DataLoader then draws nothing from the global RNG (exact resume).
         return _WorkerSafeLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate,
@@ -323,6 +331,7 @@ class Trainer:
         if self.val_data:
             val_set, val_lengths, val_collate = self._data(self.val_data, ood)
             self.val_loader = self._loader(val_set, self._val_batches(val_lengths), val_collate)
+            self._warn_shared_clips(self.train_set, val_set)
 
         self.ctx = self._context()
         self.stage.setup(self.model, self.ctx)
