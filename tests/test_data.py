@@ -372,3 +372,36 @@ def test_out_of_range_and_truncated_clips_are_rejected(tmp_path):
     assert [(i.reason, i.line) for i in report.issues] == [("out_of_range", 1), ("truncated", 4)]
     headers_only = validate_records(read_list(_list(tmp_path, clips)), silence_peak=None)
     assert headers_only.counts() == {"truncated": 1}
+
+
+def test_phoneme_cache_that_cannot_be_written_costs_a_warning_and_no_temporary(tmp_path, monkeypatch, caplog):
+    import errno
+    import os
+
+    meta = tmp_path / "metadata.csv"
+    meta.write_text("A|Hello world.|\nB|Good bye.|\n", "utf-8")
+
+    def read_only(*args):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "replace", read_only)
+    with caplog.at_level("WARNING"):
+        for _ in range(2):  # train and val lists of one folder: one warning
+            out = phonemize_records(read_ljspeech(meta), CountingPhonemizer())
+            assert [r.phonemes for r in out] == ["olleh .dlrow", "doog .eyb"]
+    assert sum("not saved (Read-only file system)" in m for m in caplog.messages) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metadata.csv"]
+
+
+def test_phoneme_cache_gets_the_umasks_mode(tmp_path):
+    import os
+
+    meta = tmp_path / "metadata.csv"
+    meta.write_text("A|Hello world.|\n", "utf-8")
+    old = os.umask(0o027)
+    try:
+        phonemize_records(read_ljspeech(meta), CountingPhonemizer())
+    finally:
+        os.umask(old)
+    cache = cache_path(tmp_path, "en-us", "1.52.0", corpus_normalizer().key)
+    assert cache.stat().st_mode & 0o777 == 0o640  # as an ordinary file: the group can read a shared corpus's cache

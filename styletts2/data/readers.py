@@ -229,9 +229,34 @@ def _save_cache(path: Path, language: str, version: str, table: dict[str, str],
                "text_normalizer": normalizer.describe() if normalizer else None,
                "phonemes": dict(sorted(table.items()))}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(payload, f, ensure_ascii=False, indent=0)
-    os.replace(tmp, path)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide a shared corpus's cache from its other users
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(payload, f, ensure_ascii=False, indent=0)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
+_UNSAVED: set[Path] = set()  # caches already warned about
+
+
+def _try_save_cache(path: Path, *args) -> None:
+    """Save the cache; a folder that cannot take it (read-only corpus, full disk) costs a warning, not the run."""
+    try:
+        _save_cache(path, *args)
+    except OSError as err:
+        if path not in _UNSAVED:
+            _UNSAVED.add(path)
+            logger.warning("phoneme cache %s not saved (%s): going on without it; phonemization is redone "
+                           "next time", path, err.strerror or err)
 
 
 @gin.configurable
@@ -275,7 +300,7 @@ def phonemize_texts(
         except ValueError as err:
             failed[text] = str(err)
     if missing:
-        _save_cache(path, phonemizer.language, phonemizer.version, table, normalizer)
+        _try_save_cache(path, phonemizer.language, phonemizer.version, table, normalizer)
     return {t: table[t] for t in wanted if t in table}, failed
 
 
