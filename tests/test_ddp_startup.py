@@ -73,3 +73,32 @@ def test_an_error_on_rank0_reaches_the_waiting_ranks(ranks):
     assert r0["error"] == "ValueError: the corpus is unreadable"
     assert r1["error"].startswith("RuntimeError: rank 0 failed") and "the corpus is unreadable" in r1["error"]
     assert r1["error_seconds"] < 30
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"WORLD_SIZE": "2", "RANK": "5"}, "RANK=5, LOCAL_RANK=0, WORLD_SIZE=2: need 0 <= RANK < WORLD_SIZE"),
+    ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not an integer"),
+    ({"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "x"}, "LOCAL_RANK='x' is not an integer"),
+])
+def test_a_distributed_environment_no_group_can_hold_is_refused_at_once(monkeypatch, env, message):
+    from styletts2.train import distributed
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        distributed.init_distributed("cpu", timeout_minutes=0.1)
+    assert time.monotonic() - started < 2 and not torch.distributed.is_initialized()  # no rendezvous was tried
+
+
+def test_a_rank_says_it_waits_for_the_others(monkeypatch, capsys):
+    from styletts2.train import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29531")
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda *args, **kwargs: None)  # no peer comes
+    distributed.init_distributed("cpu")
+    assert capsys.readouterr().err.splitlines() == [
+        "rank 0: waiting for the other 1 rank(s) of 2 at 127.0.0.1:29531 (up to 30 min)"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -51,9 +52,11 @@ def init_distributed(device: str | torch.device | None = None, timeout_minutes: 
 
     device: None = cuda:LOCAL_RANK when CUDA is available, else cpu.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    world_size, rank, local_rank = _env_int("WORLD_SIZE", 1), _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    if world_size < 1 or not 0 <= rank < world_size or local_rank < 0:
+        # a rank no group can hold would wait out the whole timeout at the rendezvous
+        raise ValueError(f"distributed environment: RANK={rank}, LOCAL_RANK={local_rank}, WORLD_SIZE={world_size}: "
+                         "need 0 <= RANK < WORLD_SIZE (start multi-process runs with torchrun)")
     if device is None:
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
@@ -63,9 +66,23 @@ def init_distributed(device: str | torch.device | None = None, timeout_minutes: 
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
+        # nothing else is said until every rank has joined: a rank started without its peers would look hung
+        print(f"rank {rank}: waiting for the other {world_size - 1} rank(s) of {world_size} at "
+              f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')} "
+              f"(up to {timeout_minutes:g} min)", file=sys.stderr, flush=True)
         dist.init_process_group(backend, rank=rank, world_size=world_size,
                                 timeout=datetime.timedelta(minutes=timeout_minutes))
     return DistEnv(rank, world_size, local_rank, device)
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"distributed environment: {name}={value!r} is not an integer") from None
 
 
 def shutdown_distributed() -> None:
