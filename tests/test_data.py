@@ -405,3 +405,29 @@ def test_phoneme_cache_gets_the_umasks_mode(tmp_path):
         os.umask(old)
     cache = cache_path(tmp_path, "en-us", "1.52.0", corpus_normalizer().key)
     assert cache.stat().st_mode & 0o777 == 0o640  # as an ordinary file: the group can read a shared corpus's cache
+
+
+def test_brackets_in_corpus_text_are_dropped_as_synthesis_drops_them(tmp_path):
+    import dataclasses
+    import warnings
+
+    from styletts2.text.tokenizer import Tokenizer
+
+    class BracketKeeping(CountingPhonemizer):  # espeak-ng keeps ( ) [ ] { }
+        def __call__(self, text):
+            return "hiː sˈɛd ( kwˈaɪətli ) [ ænd ] { sˈoʊ } ."
+
+    meta = tmp_path / "metadata.csv"
+    meta.write_text("A|He said (quietly) [and] {so}.|\nB|Ünknown.|\n", "utf-8")
+    for name in "AB":
+        write_wav(tmp_path / "wavs" / f"{name}.wav", 2.0)
+    records = phonemize_records(read_ljspeech(meta), BracketKeeping())
+    records[1] = dataclasses.replace(records[1], phonemes="tèst")  # other unknown symbols: still rejected
+    report = validate_records(records)
+    assert [r.wav.name for r in report.good] == ["A.wav"]
+    assert [(i.reason, i.line) for i in report.issues] == [("unknown_symbols", 2)]
+    tokenizer = Tokenizer()
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        synthesized = tokenizer.encode_for_training(BracketKeeping()(""))  # synthesis drops them, with a warning
+    assert tokenizer.encode_for_training(report.good[0].phonemes) == synthesized

@@ -304,6 +304,10 @@ def phonemize_texts(
     return {t: table[t] for t in wanted if t in table}, failed
 
 
+# espeak-ng keeps brackets, which the symbol table lacks; synthesis drops them (with a warning), so the
+# training text drops them too: the same text then becomes the same tokens in both.
+BRACKETS = str.maketrans("", "", "()[]{}<>")
+
 _CONFIGURED = object()  # phonemize_records' default normalizer: corpus_normalizer() as gin binds it
 
 
@@ -323,6 +327,7 @@ def phonemize_records(
     cache_dir: where the cache file lives (default: the folder of the first record's source file).
     A text espeak-ng cannot phonemize is reported as a `phonemize_failed` issue (or raises, without
     `issues`) and its record is dropped; empty text gets empty phonemes (validation reports it).
+    Brackets in the phonemes are dropped, as synthesis drops them (`BRACKETS`).
     Records that already have phonemes pass through unchanged: neither normalized nor phonemized.
     """
     pending = [r for r in records if r.phonemes is None]
@@ -346,5 +351,5 @@ def phonemize_records(
         elif record.text in failed:
             _report(Issue("phonemize_failed", record.source, record.line, failed[record.text]), issues)
         else:
-            out.append(replace(record, phonemes=table[record.text]))
+            out.append(replace(record, phonemes=table[record.text].translate(BRACKETS)))
     return out
