@@ -431,3 +431,17 @@ def test_brackets_in_corpus_text_are_dropped_as_synthesis_drops_them(tmp_path):
         warnings.simplefilter("always")
         synthesized = tokenizer.encode_for_training(BracketKeeping()(""))  # synthesis drops them, with a warning
     assert tokenizer.encode_for_training(report.good[0].phonemes) == synthesized
+
+
+def test_text_with_nothing_speakable_and_a_folder_named_like_a_clip_are_named_for_what_they_are(tmp_path):
+    meta = tmp_path / "metadata.csv"
+    meta.write_text("A|___|\nB|\U0001F600\U0001F600|\nC|Fine text.|\n", "utf-8")
+    (tmp_path / "wavs" / "C.wav").mkdir(parents=True)
+    issues = []
+    with pytest.warns(Warning, match="cannot speak"):  # the normalizer drops the emoji
+        records = phonemize_records(read_ljspeech(meta), CountingPhonemizer(), issues=issues)
+    assert [(i.reason, i.line) for i in issues] == [("phonemize_failed", 1), ("phonemize_failed", 2)]
+    assert all("has no phoneme" in i.detail and "empty" not in i.detail for i in issues)
+    report = validate_records(records)
+    folder = tmp_path / "wavs" / "C.wav"
+    assert [(i.reason, i.detail) for i in report.issues] == [("missing", f"{folder}: a folder, not an audio file")]

@@ -33,6 +33,7 @@ import gin
 
 from styletts2.text.espeak import LANGUAGE
 from styletts2.text.normalize import TextNormalizer
+from styletts2.text.tokenizer import preview_text
 
 logger = logging.getLogger(__name__)
 
@@ -296,7 +297,11 @@ def phonemize_texts(
     missing = sorted(wanted - table.keys())
     for text in missing:
         try:
-            table[text] = phonemizer(normalizer(text) if normalizer else text)
+            spoken = normalizer(text) if normalizer else text
+            if not spoken.strip():  # the phonemizer would call it empty text, which it is not
+                raise ValueError(f"text {preview_text(text)} has no phoneme (nothing speakable is left after "
+                                 "normalization)")
+            table[text] = phonemizer(spoken)
         except ValueError as err:
             failed[text] = str(err)
     if missing:

@@ -125,7 +125,7 @@ def _audio_issue(record: Record, min_mel_frames: int, silence_peak: float | None
         return Issue(reason, record.source, record.line, f"{record.wav}: {detail}")
 
     if not record.wav.is_file():
-        return issue("missing", "no such file")
+        return issue("missing", "a folder, not an audio file" if record.wav.is_dir() else "no such file")
     try:
         info = sf.info(str(record.wav))
         if info.frames == 0:
