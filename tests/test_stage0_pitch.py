@@ -296,3 +296,16 @@ def test_experiment_files(name, epochs):
     if name != "tiny":
         assert gin.query_parameter("Trainer.batch_size") == 64
         assert gin.query_parameter("Stage0Pitch.lr") == 3e-4
+
+
+def test_f0_label_entries_get_the_umasks_mode(tmp_path):
+    import os
+
+    wav = tmp_path / "a.wav"
+    sf.write(str(wav), np.zeros(2400, np.float32), 24000)
+    old = os.umask(0o027)
+    try:
+        f0_labels.write_entry(tmp_path / "labels" / "a.npz", wav, np.zeros(9), f0_labels._fingerprint(wav))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "labels" / "a.npz").stat().st_mode & 0o777 == 0o640  # not mkstemp's 0600

@@ -231,7 +231,7 @@ def _save_cache(path: Path, language: str, version: str, table: dict[str, str],
                "phonemes": dict(sorted(table.items()))}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide a shared corpus's cache from its other users
+        os.fchmod(fd, file_mode())  # mkstemp's 0600 would hide a shared corpus's cache from its other users
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(payload, f, ensure_ascii=False, indent=0)
         os.replace(tmp, path)
@@ -240,10 +240,11 @@ def _save_cache(path: Path, language: str, version: str, table: dict[str, str],
         raise
 
 
-def _umask() -> int:
+def file_mode() -> int:
+    """The mode an ordinary new file gets (0666 less the umask), for files made by mkstemp (0600)."""
     mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 _UNSAVED: set[Path] = set()  # caches already warned about
