@@ -1,8 +1,10 @@
 """Let gin find `include 'gin/...'` files from any working directory."""
 import logging
+import tokenize
 from pathlib import Path
 
 import gin
+from gin import config_parser
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _added = False
@@ -22,3 +24,14 @@ def add_search_paths() -> None:
         gin.add_config_file_search_path(str(REPO_ROOT))
         logging.getLogger().addFilter(_not_gin_path_probe)
         _added = True
+
+
+def check_binding_syntax(binding: str) -> None:
+    """A ValueError quoting `binding` when gin cannot parse it (gin's own SyntaxError does not quote
+    it, and escapes the command lines' one-line errors). Only parsed: nothing is bound or looked up."""
+    try:
+        for _ in config_parser.ConfigParser(binding, gin.config.ParserDelegate(skip_unknown=True)):
+            pass
+    except (SyntaxError, tokenize.TokenError) as err:
+        reason = err.msg if isinstance(err, SyntaxError) else err.args[0]
+        raise ValueError(f"gin binding {binding!r} cannot be parsed: {reason}") from None

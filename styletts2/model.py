@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import tokenize
 from collections.abc import Iterable
 
 import gin
@@ -109,11 +110,20 @@ class StyleTTS2(nn.Module):
 
 
 def parse_gin(files: Iterable[str] = (), bindings: Iterable[str] = (), finalize: bool = False) -> None:
-    """Parse gin files then bindings (later ones win); gin paths resolve relative to the repo root too."""
-    from .gin_paths import add_search_paths
+    """Parse gin files then bindings (later ones win); gin paths resolve relative to the repo root too.
+    A binding or file gin cannot parse is a ValueError (a user error), not gin's SyntaxError."""
+    from .gin_paths import add_search_paths, check_binding_syntax
 
     add_search_paths()
-    gin.parse_config_files_and_bindings(list(files), list(bindings), finalize_config=finalize)
+    files, bindings = list(files), list(bindings)
+    for binding in bindings:
+        check_binding_syntax(binding)
+    try:
+        gin.parse_config_files_and_bindings(files, bindings, finalize_config=finalize)
+    except SyntaxError as err:  # a file's: gin's message names the file and line
+        raise ValueError(f"gin syntax error: {err}") from err
+    except tokenize.TokenError as err:  # an unclosed bracket at a file's end; gin names no file
+        raise ValueError(f"gin syntax error in one of {', '.join(map(str, files))}: {err.args[0]}") from err
 
 
 def build_model_from_config(config_files: Iterable[str] = (), bindings: Iterable[str] = (),

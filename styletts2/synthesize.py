@@ -7,6 +7,7 @@ import sys
 import time
 
 from .audio.io import check_audio_out, save_wav
+from .devices import resolve_device
 from .errors import add_debug_flag, run_guarded
 from .inference import DEFAULT_STEPS, TorchSynthesizer
 from .model import load_model
@@ -40,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _synthesize(args: argparse.Namespace) -> int:
     check_audio_out(args.out)  # before the checkpoint is loaded
+    device = resolve_device(args.device)
     model, meta = load_model(args.checkpoint, args.config, args.gin_param)
-    synthesizer = TorchSynthesizer(model, steps=args.steps, device=args.device, normalize=not args.no_normalize,
+    synthesizer = TorchSynthesizer(model, steps=args.steps, device=device, normalize=not args.no_normalize,
                                    espeak_version=meta.get("espeak_version"), source=args.checkpoint)
     start = time.perf_counter()
     wave = synthesizer.synthesize(args.text, reference=args.reference, seed=args.seed,

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .devices import resolve_device
 from .fidelity import fidelity_graphs
 from .graph_contract import GRAPH_OUTPUTS
 from .graphs import build_graphs
@@ -56,7 +57,7 @@ class TorchExecutor(Executor):
     def fidelity(cls, model: nn.Module, steps: int, device: str | torch.device | None = None) -> TorchExecutor:
         """Upstream's exact path over `model` (not prepared for export), moved to `device` (default:
         CUDA when available) and put in eval mode."""
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = resolve_device(device)
         model.to(device).eval()
         return cls(fidelity_graphs(model, steps), bool(model.multispeaker), name="torch", device=device)
 

@@ -95,6 +95,35 @@ def test_synthesize_checks_its_output_name_before_loading(tmp_path, capsys):
     one_line_error(capsys.readouterr().err, "python -m styletts2.synthesize: error: cannot write")
 
 
+@pytest.mark.parametrize("device, fragment", [("cuda", "no CUDA GPU"), ("cuda:0", "no CUDA GPU"),
+                                              ("gpu", "not a device name"), ("meta", "not supported")])
+def test_synthesize_checks_its_device_first(checkpoints, tmp_path, capsys, monkeypatch, device, fragment):
+    # as on a machine without a GPU: torch failed late there, with an AssertionError traceback
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "x.wav"
+    argv = ["--checkpoint", str(checkpoints["Stage2"]), "--device", device, "Hi.", "-o", str(out)]
+    assert synthesize_main(argv) == 2
+    one_line_error(capsys.readouterr().err, "python -m styletts2.synthesize: error:", f"device {device!r}", fragment)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("binding", ["bogus", "TextEncoder.channels = (1,", "x = 'unterminated"])
+def test_a_gin_binding_that_does_not_parse_is_a_user_error(checkpoints, tmp_path, capsys, binding):
+    argv = ["--checkpoint", str(checkpoints["Stage2"]), "--gin_param", binding, "Hi.", "-o", str(tmp_path / "x.wav")]
+    assert synthesize_main(argv) == 2
+    one_line_error(capsys.readouterr().err, "python -m styletts2.synthesize: error:", repr(binding), "cannot be parsed")
+
+
+def test_gin_syntax_is_checked_without_binding_anything():
+    from styletts2.gin_paths import check_binding_syntax
+
+    gin.clear_config()
+    check_binding_syntax("Unknown.setting = @nowhere()")  # parses: unknown names are gin's later concern
+    with pytest.raises(ValueError, match="'a.b = ' cannot be parsed"):
+        check_binding_syntax("a.b = ")
+    assert gin.config_str() == ""
+
+
 def test_first_stage_checkpoint_that_is_no_checkpoint(checkpoints):
     from styletts2.train.stage2 import load_first_stage
 
