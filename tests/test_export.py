@@ -469,10 +469,24 @@ def test_source_noise_reaches_the_merged_source_as_independent_draws_would(singl
 
 # Command-line errors ---------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("exporter", [to_onnx, to_torchscript])
+@pytest.mark.parametrize("steps", ["101", "1"])
+def test_steps_the_runtime_refuses_leave_an_earlier_export_alone(tmp_path, capsys, exporter, steps):
+    earlier = tmp_path / "exported"
+    earlier.mkdir()
+    (earlier / "model.json").write_text('{"earlier": true}')
+    assert exporter.main(["--random-init", str(REPO / "gin/model/tiny.gin"), "--steps", steps, "--no-verify",
+                          "--out", str(earlier)]) == 2
+    err = capsys.readouterr().err
+    assert "error: --steps: diffusion_steps must be an integer in [2, 100]" in err and "Traceback" not in err
+    assert [p.name for p in tmp_path.iterdir()] == ["exported"]
+    assert (earlier / "model.json").read_text() == '{"earlier": true}'
+
+
 def test_cli_reports_bad_arguments(tmp_path, capsys, multi):
     assert to_onnx.main(["--random-init", str(REPO / "gin/model/tiny.gin"), "--steps", "1",
                          "--out", str(tmp_path)]) == 2
-    assert "--steps must be at least 2" in capsys.readouterr().err
+    assert "--steps: diffusion_steps must be an integer in [2, 100]" in capsys.readouterr().err
     assert to_onnx.main(["--random-init", "no/such.gin", "--out", str(tmp_path)]) == 2
     assert "gin config not found: no/such.gin" in capsys.readouterr().err
     assert to_onnx.main(["--checkpoint", str(multi["checkpoint"]), "--out", str(tmp_path)]) == 2

@@ -20,6 +20,7 @@ from styletts2.graphs import build_graphs, has_style_encoders, prepare_for_expor
 from styletts2 import graph_contract
 from styletts2.graph_contract import MODEL_JSON
 from styletts2.errors import UserError, add_debug_flag
+from styletts2.synthesis_limits import check_option
 
 
 class ExportError(UserError, RuntimeError):
@@ -119,8 +120,10 @@ def load_for_export(args: argparse.Namespace) -> LoadedModel:
     from styletts2.checkpoint import CheckpointError
     from styletts2.model import load_model
 
-    if args.steps < 2:
-        raise ExportError(f"--steps must be at least 2 (one sampler step), got {args.steps}")
+    try:  # the runtime refuses an export outside the synthesizer's range: fail before any work
+        check_option("diffusion_steps", args.steps)
+    except ValueError as err:
+        raise ExportError(f"--steps: {err}") from None
     for path in args.config + ([args.random_init] if args.random_init else []):
         if not Path(path).is_file():
             raise ExportError(f"gin config not found: {path}")
