@@ -106,8 +106,42 @@ def test_matmul_rate_per_precision():
 
 
 def test_unknown_backend_is_rejected():
-    with pytest.raises(SystemExit, match="unknown backend"):
+    with pytest.raises(rtf.RtfError, match="unknown backend"):
         rtf.parse_backends("eager,tensorrt")
+
+
+RTF_ERRORS = [(["--sentences", "bogus"], "--sentences"), (["--sentences", ","], "--sentences"),
+              (["--backends", "nonsense"], "unknown backend"), (["--backends", ","], "names no backend"),
+              (["--backends", "onnxruntime,eager,onnxruntime:fp32"], "onnxruntime:fp32 twice"),
+              (["--threads", "0"], "--threads must be at least 1"), (["--repeats", "0"], "--repeats"),
+              (["--warmup", "-1"], "--warmup must be at least 0"), (["--upstream", "/nonexistent"], "no models.py"),
+              (["--speed", "0"], "speed must be"), (["--speed", "nan"], "speed must be"),
+              (["--speed", "-1"], "[0.25, 4]"), (["--speed", "fast"], "'auto' or a number"),
+              (["--json", "{tmp}"], "is a folder"), (["--json", "{tmp}/file.wav/x.json"], "is a file, not a folder"),
+              (["--json", "{tmp}/r.md"], "would overwrite it"), (["--json", "{tmp}/shadow.json"], "is a folder")]
+
+
+@pytest.mark.parametrize("args, fragment", RTF_ERRORS)
+def test_rtf_refuses_bad_settings_in_one_line_before_any_work(tmp_path, capsys, monkeypatch, args, fragment):
+    (tmp_path / "file.wav").write_bytes(b"")
+    (tmp_path / "shadow.md").mkdir()  # where the markdown copy of shadow.json would go
+
+    def no_work(*_):
+        raise AssertionError("the model was built before the settings were checked")
+
+    monkeypatch.setattr(rtf, "export_model", no_work)
+    argv = ["--random-init", str(REPO / "gin/model/tiny.gin"), "--no-flops",
+            *(a.format(tmp=tmp_path) for a in args)]
+    assert rtf.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rtf.py: error: ") and err.count("\n") == 1 and fragment in err, err
+
+
+@pytest.mark.parametrize("args", [["--backends", "torch"], ["--backends", "onnxruntime", "--speed", "auto"]])
+def test_rtf_on_an_export_refuses_what_needs_the_torch_model(tmp_path, capsys, args):
+    assert rtf.main(["--model", str(tmp_path / "nowhere"), *args]) == 2  # before the folder is read
+    err = capsys.readouterr().err
+    assert err.startswith("rtf.py: error: ") and "the torch model" in err and "nowhere" not in err
 
 
 def test_train_memory_extrapolates_linearly_and_tells_what_fits():
@@ -144,8 +178,8 @@ def test_upstream_backend_errors_name_the_cause(tmp_path):
     error output (here: no upstream code at the path) instead of hanging or a bare EOFError."""
     from styletts2.bench.backends import UpstreamError, UpstreamExecutor
 
-    with pytest.raises(SystemExit, match="not an upstream StyleTTS2 checkout"):
-        rtf.main(["--random-init", "gin/model/tiny.gin", "--upstream", str(tmp_path), "--no-flops"])
+    with pytest.raises(rtf.RtfError, match="not an upstream StyleTTS2 checkout"):
+        rtf.main(["--random-init", "gin/model/tiny.gin", "--upstream", str(tmp_path), "--no-flops", "--debug"])
     (tmp_path / "models.py").write_text("raise ImportError('this checkout is broken')\n")
     weights = tmp_path / "weights.pth"
     with pytest.raises(UpstreamError, match="exited .* during start; its output ends:[\\s\\S]*this checkout is broken"):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -37,7 +38,8 @@ import numpy as np
 
 from styletts2.bench.machine import machine_record
 from styletts2.export.metrics import log_mel_distance, snr_db
-from styletts2.errors import add_debug_flag, run_guarded
+from styletts2.errors import UserError, add_debug_flag, run_guarded
+from styletts2.synthesis_limits import check_option
 
 COMPONENTS = ("text_encoder", "diffusion_sampler", "decoder")
 UNGUIDED = "diffusion_sampler_unguided"  # the sampler's one-pass graph for embedding_scale 1, where exported
@@ -376,17 +378,29 @@ def markdown(rows: list[dict], floors: list[dict], flops: dict | None) -> str:
 
 # Main --------------------------------------------------------------------------------------------
 
+class RtfError(UserError):
+    """A setting the benchmark cannot run with; the message says which and what to give."""
+
+
+KNOWN_BACKENDS = {("torch", "fp32"), ("eager", "fp32"), ("eager", "bf16"), ("torchscript", "fp32"),
+                  ("onnxruntime", "fp32"), ("onnxruntime", "int8")}
+
+
 def parse_backends(text: str) -> list[tuple[str, str]]:
-    known = {("torch", "fp32"), ("eager", "fp32"), ("eager", "bf16"), ("torchscript", "fp32"), ("onnxruntime", "fp32"),
-             ("onnxruntime", "int8")}
-    parsed = []
+    """--backends as (name, precision) pairs: at least one, each known and named once (a second one
+    would time the same executor twice under one label)."""
+    parsed: list[tuple[str, str]] = []
+    choices = ", ".join(f"{n}:{p}" for n, p in sorted(KNOWN_BACKENDS))
     for item in filter(None, (s.strip() for s in text.split(","))):
         name, _, precision = item.partition(":")
         key = (name, precision or "fp32")
-        if key not in known:
-            raise SystemExit(f"error: unknown backend {item!r}; choose from "
-                             + ", ".join(f"{n}:{p}" for n, p in sorted(known)))
+        if key not in KNOWN_BACKENDS:
+            raise RtfError(f"unknown backend {item!r}; choose from {choices}")
+        if key in parsed:
+            raise RtfError(f"--backends names {name}:{key[1]} twice")
         parsed.append(key)
+    if not parsed:
+        raise RtfError(f"--backends {text!r} names no backend; choose from {choices}")
     return parsed
 
 
@@ -446,23 +460,73 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(threads)
 
 
-def _main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+def check_arguments(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[str]]:
+    """(backends, sentence names) of the command line; an RtfError, before any work, for a setting
+    the run could not use."""
     backends_wanted = parse_backends(args.backends)
     if args.upstream:
-        if not (Path(args.upstream) / "models.py").is_file():
-            raise SystemExit(f"error: {args.upstream} is not an upstream StyleTTS2 checkout (no models.py)")
-        config = Path(args.upstream_config or Path(args.upstream) / "Configs" / "config.yml")
-        if not config.is_file():
-            raise SystemExit(f"error: --upstream-config: no file {config} (the upstream config.yml of the model)")
-        if args.model:
-            raise SystemExit("error: the upstream backend needs the torch model: use --checkpoint or --random-init")
+        check_upstream(args)
         backends_wanted.append(("upstream", "fp32"))
+    if args.model and any(name in ("eager", "torch") for name, _ in backends_wanted):
+        raise RtfError("torch and eager backends need the torch model: use --checkpoint or --random-init")
     names = [s.strip() for s in args.sentences.split(",") if s.strip()]
     unknown = [s for s in names if s not in SENTENCES]
     if unknown or not names:
-        raise SystemExit(f"error: unknown sentence(s) {unknown}; choose from {list(SENTENCES)}")
-    if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
-        raise SystemExit("error: --repeats and --threads must be >= 1, --warmup >= 0")
+        raise RtfError(f"--sentences {args.sentences!r}: give some of {', '.join(SENTENCES)} (comma-separated)")
+    for option, value, least in (("--repeats", args.repeats, 1), ("--threads", args.threads, 1),
+                                 ("--warmup", args.warmup, 0)):
+        if value < least:
+            raise RtfError(f"{option} must be at least {least}, got {value}")
+    check_speed(args)
+    check_json(args.json)
+    return backends_wanted, names
+
+
+def check_upstream(args: argparse.Namespace) -> None:
+    if not (Path(args.upstream) / "models.py").is_file():
+        raise RtfError(f"{args.upstream} is not an upstream StyleTTS2 checkout (no models.py)")
+    config = Path(args.upstream_config or Path(args.upstream) / "Configs" / "config.yml")
+    if not config.is_file():
+        raise RtfError(f"--upstream-config: no file {config} (the upstream config.yml of the model)")
+    if args.model:
+        raise RtfError("the upstream backend needs the torch model: use --checkpoint or --random-init")
+
+
+def check_speed(args: argparse.Namespace) -> None:
+    """A number --speed is held to the runtime's range (0 or NaN failed inside onnxruntime, a negative
+    speed gave one frame per token); 'auto' calibrates on the torch model."""
+    if args.speed == "auto":
+        if args.model:
+            raise RtfError("--speed auto needs the torch model (--checkpoint or --random-init)")
+    elif args.speed is not None:
+        try:
+            check_option("speed", args.speed)
+        except ValueError as err:
+            raise RtfError(f"--speed is 'auto' or a number: {err}") from None
+
+
+def check_json(json_path: str | None) -> None:
+    """--json and the markdown table written beside it (its name with .md), checked before any work."""
+    if json_path is None:
+        return
+    path = Path(json_path)
+    if path.suffix.lower() == ".md":
+        raise RtfError(f"--json {path}: the markdown table is written beside the JSON as {path.name}, which "
+                       f"would overwrite it; give a .json name such as {path.with_suffix('.json')}")
+    for target in (path, path.with_suffix(".md")):
+        if target.is_dir():
+            raise RtfError(f"--json {path}: {target} is a folder; give a file name such as {target / 'rtf.json'}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise RtfError(f"--json {path}: cannot write there, {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK):
+        raise RtfError(f"--json {path}: cannot write there, {folder} is not writable")
+
+
+def _main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    backends_wanted, names = check_arguments(args)
 
     import torch
 
@@ -475,14 +539,12 @@ def _main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         export_dir = Path(args.export_dir or tmp)
         model = None
         if args.model:
-            if any(name in ("eager", "torch") for name, _ in backends_wanted):
-                raise SystemExit("error: torch and eager backends need the torch model: use --checkpoint or --random-init")
             model_dir = Path(args.model)
         else:
             model, model_dir = export_model(args, export_dir)
         config = read_model_json(model_dir)
         if config.multispeaker:
-            raise SystemExit("error: the benchmark sentences run without a reference clip: single-speaker models only")
+            raise RtfError("the benchmark sentences run without a reference clip: single-speaker models only")
         feeds = sentence_feeds(args, names, config, model)
         backends = make_backends(args, backends_wanted, config, model, model_dir, export_dir / "int8", feeds)
         reference = QUALITY_REFERENCE if any(b.label == QUALITY_REFERENCE for b in backends) else None
@@ -522,8 +584,8 @@ def sentence_feeds(args: argparse.Namespace, names: list[str], config, model) ->
     width = 2 * config.style_dim
     feeds = {n: base_feeds(tokens[n], width, config.diffusion_steps, args.seed + i) for i, n in enumerate(names)}
     frames_per_second = config.sample_rate / config.hop_length
-    if speed_arg == "auto" and model is None:
-        raise SystemExit("error: --speed auto needs the torch model (--checkpoint or --random-init)")
+    if speed_arg == "auto" and model is None:  # check_speed tells the command line
+        raise RtfError("--speed auto needs the torch model (--checkpoint or --random-init)")
     calibrator = eager_backend(model, config.diffusion_steps) if speed_arg == "auto" else None
     for n, feed in feeds.items():
         speed = (calibrate_speed(calibrator, feed, round(SENTENCES[n][1] * frames_per_second))
@@ -558,7 +620,7 @@ def make_backends(args: argparse.Namespace, wanted: list[tuple[str, str]], confi
             backends.append(onnx_backend(config, graphs, options, decoder_precision(config)))
         else:
             if decoder_precision(config) == "int8":
-                raise SystemExit("error: this export's decoder is int8 already: ask for the onnxruntime backend")
+                raise RtfError("this export's decoder is int8 already: ask for the onnxruntime backend")
             files = {"decoder": int8_decoder(model_dir, config, int8_dir, feeds)}
             backends.append(onnx_backend(config, graphs, options, "int8", files))
     return backends
