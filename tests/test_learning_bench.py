@@ -77,6 +77,28 @@ def test_refuses_a_binding_without_its_stage_before_training(tmp_path, capsys):
     assert not (tmp_path / "corpus").exists()
 
 
+@pytest.mark.parametrize("extra, fragment", [
+    (["--minutes", "inf"], "--minutes must be a positive number"), (["--minutes", "nan"], "got nan"),
+    (["--threads", "0"], "--threads must be at least 1"), (["--threads", "-3"], "--threads"),
+    (["--clips", "0"], "--clips must be at least 2"), (["--clips", "-5"], "--clips"),
+    (["--segments", "0"], "--segments must be at least 1"), (["--segments", "-1"], "--segments"),
+    (["--gin_param", "stage1:notgin"], "'notgin' cannot be parsed"),
+    (["--results", "{tmp}/file"], "--results {tmp}/file: is a file"),
+    (["--results", "{tmp}/file/results"], "{tmp}/file is a file"),
+    (["--out", "{tmp}/file"], "--out {tmp}/file: is a file")])
+def test_refuses_settings_the_run_cannot_use_before_any_work(tmp_path, capsys, extra, fragment):
+    (tmp_path / "file").write_text("a file where a folder is asked for")
+    out = tmp_path / "out"
+    argv = ["--minutes", "1", "--out", str(out), "--results", str(tmp_path / "results"),
+            *(a.format(tmp=tmp_path) for a in extra)]
+    with pytest.raises(SystemExit) as err:
+        parse_arguments(argv)
+    message = capsys.readouterr().err.splitlines()[-1]
+    assert err.value.code == 2 and message.startswith("bench/learning.py: error: --")
+    assert fragment.format(tmp=tmp_path) in message
+    assert not out.exists() and not (tmp_path / "results").exists()
+
+
 def test_pl_bert_reads_the_pool_unless_told_otherwise():
     assert build_parser().parse_args([]).plbert_text == "pool"
     assert build_parser().parse_args(["--plbert-text", "clips"]).plbert_text == "clips"

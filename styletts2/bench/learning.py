@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import shlex
 import subprocess
 import sys
@@ -166,8 +168,11 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, dict[st
     work for anything the run could not use."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.minutes <= 0:
-        parser.error("--minutes must be positive")
+    check_numbers(parser, args)
+    for option, folder in (("--out", args.out), ("--results", args.results)):
+        problem = folder_problem(folder)
+        if problem:
+            parser.error(f"{option} {folder}: {problem}")
     given = STAGE0_PARTS if args.stage0 is not None else ()
     try:
         shares = command_line_shares(args.shares, "", stage0_given=bool(given))
@@ -182,8 +187,6 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, dict[st
         parser.error(f"--gin_param: {', '.join(unused)} does not train with --stage0 (its part is loaded)")
     if given and args.aligner_clips is not None:
         parser.error("--aligner-clips sets the aligner's training clips; with --stage0 it does not train")
-    if args.seeds < 1:
-        parser.error("--seeds must be at least 1")
     if args.aligner_clips is not None and not 1 <= args.aligner_clips <= args.clips:
         parser.error(f"--aligner-clips must lie between 1 and --clips ({args.clips}), got {args.aligner_clips}")
     if args.aligner_check_epochs < 0:
@@ -195,6 +198,33 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, dict[st
     except RecipeError as err:
         parser.error(f"--stage0: {err}")
     return args, shares, bindings
+
+
+def check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The numeric options, each refused (a usage error) outside what the run can use: --segments 0
+    divided by zero after most of the budget was spent, and -1 skipped stage 2 and scored nothing."""
+    if not (math.isfinite(args.minutes) and args.minutes > 0):
+        parser.error(f"--minutes must be a positive number, got {args.minutes}")
+    # at least one training and one validation clip (make_corpus holds one in ten out)
+    for option, value, least in (("--threads", args.threads, 1), ("--clips", args.clips, 2),
+                                 ("--segments", args.segments, 1), ("--seeds", args.seeds, 1)):
+        if value < least:
+            parser.error(f"{option} must be at least {least}, got {value}")
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why `folder` cannot be made and written in (None when it can): checked before the hours of training
+    whose results go there."""
+    if folder.exists() and not folder.is_dir():
+        return "is a file; give a folder"
+    existing = folder.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot be made: {existing} is a file"
+    if not os.access(existing if not folder.exists() else folder, os.W_OK):
+        return "is not writable"
+    return None
 
 
 def make_recipe(args: argparse.Namespace, shares: dict[str, float], bindings: dict[str, list[str]],

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from styletts2.gin_paths import REPO_ROOT
+from styletts2.gin_paths import REPO_ROOT, check_binding_syntax
 
 # Shares of the budget before stage 2; stage 2 gets the rest (23 %). The decoder learns to speak in
 # stage 1 only (it is frozen in stage 2 before the joint phase), so stage 1 gets 60 %: with it the
@@ -144,6 +144,7 @@ def parse_stage_bindings(items: list[str]) -> dict[str, list[str]]:
                              f"got {item!r}")
         if not binding.strip():
             raise ValueError(f"no binding after {name.strip()!r}: in {item!r}")
+        check_binding_syntax(binding.strip())  # here, not in the stage's process hours later
         bindings.setdefault(name.strip(), []).append(binding.strip())
     return bindings
 
