@@ -184,3 +184,31 @@ def test_count_from_python_is_the_cpu_count_and_adds_no_row_on_the_cpu():
     peaks = measure("gin/model/tiny.gin", [], [2], 80, "fp32", "cpu", report=lambda line: None,
                     phases=["stage2"], count_from_python=True)
     assert list(peaks) == ["stage2"] and peaks["stage2"][2] > 0
+
+
+@pytest.mark.parametrize("args, fragment", [(["--device", "cuda"], "no CUDA GPU"), (["--device", "gpu"], "not a device"),
+                                            (["--model", "/nonexistent.gin"], "no such gin file"),
+                                            (["--batch_size", "0"], "batch_size of at least 1"),
+                                            (["--steps", "0"], "steps of at least 1"), (["--phases", "x"], "phases"),
+                                            (["--gin_param", "bogus"], "'bogus' cannot be parsed")])
+def test_gpu_check_user_errors_are_one_line_exit_2(monkeypatch, capsys, args, fragment):
+    """Exit 1 is the documented out-of-memory code: a user error must not read as one."""
+    from styletts2.train import gpu_check
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without a GPU
+    assert gpu_check.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python -m styletts2.train.gpu_check: error: ") and fragment in err
+
+
+def test_gpu_check_out_of_memory_still_exits_1(monkeypatch):
+    from styletts2.train import gpu_check
+
+    def out_of_memory(*_, **__):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(gpu_check, "_run_phase", out_of_memory)
+    with pytest.raises(SystemExit) as stopped:
+        gpu_check.main(["--phases", "stage1", "--device", "cpu", "--max_len", "80"])
+    assert str(stopped.value.code).startswith("gpu_check: OUT OF MEMORY in stage1 (batch 2)")  # sys.exit: code 1

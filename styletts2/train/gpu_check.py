@@ -12,7 +12,8 @@ starts from the stage-1 weights the first phases leave. `--phases` runs some of 
 Per phase it reports the peak memory (`memory.py`: the peak of live tensor bytes, from the
 accelerator's allocator or counted on the CPU), steps per second and the host-device
 synchronisations per step (`syncs.py`).
-An out-of-memory error names the phase and exits with code 1; non-finite losses exit with 2.
+An out-of-memory error names the phase and exits with code 1; non-finite losses exit with 2, as does
+a user error (a bad option, a missing gin file, a device this machine lacks), on one line.
 
 Weights are random (loss values mean nothing here); the model's size and the pretrained parts'
 structure are what matter for memory and speed, so bind the real WavLM (`load_wavlm.path`) when
@@ -38,6 +39,8 @@ from styletts2.checkpoint import atomic_save, make_checkpoint
 from styletts2.data.collate import Collater
 from styletts2.data.dataset import Sample
 from styletts2.audio.mel import LogMelSpectrogram
+from styletts2.devices import resolve_device
+from styletts2.errors import add_debug_flag, run_guarded
 from styletts2.model import StyleTTS2, parse_gin
 
 from .memory import PeakMemory
@@ -149,12 +152,13 @@ def check(model_gin: str = TINY_MODEL, bindings: list[str] = (), batch_size: int
     module docstring). Without `require_slm`, a joint phase whose SLM adversarial step did not run
     (fewer than two utterances taken) is returned as 'stage2 joint (no SLM step)' instead of stopping
     the check. `count_from_python` also counts live tensors on CUDA the CPU's way (much slower)."""
-    if steps < 1:
-        raise ValueError("gpu_check needs at least one step per phase")
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("max_len", max_len)):
+        if value < 1:
+            raise ValueError(f"gpu_check needs {name} of at least 1, got {value}")
     if precision not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"precision must be fp32, bf16 or fp16, not {precision!r}")
     chosen = chosen_phases(phases)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     from styletts2.train import trainer  # noqa: F401  (registers Trainer for experiment configs)
 
     configs = [str(REPO / c) if not Path(c).is_absolute() and (REPO / c).exists() else c
@@ -250,13 +254,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phases", default=",".join(PHASES), help=f"phases to run (default: all of {','.join(PHASES)})")
     parser.add_argument("--count_from_python", action="store_true",
                         help="on CUDA, also count live tensors the CPU's way (a check of that count; slower)")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
-    try:
-        phases = chosen_phases(args.phases.split(","))
-    except ValueError as err:
-        parser.error(str(err))
+    # A user error is one line, exit 2; an out-of-memory phase keeps its exit code 1 (a SystemExit).
+    return run_guarded(parser.prog, lambda: _check(args), debug=args.debug)
+
+
+def _check(args: argparse.Namespace) -> int:
+    if not (Path(args.model).is_file() or (REPO / args.model).is_file()):
+        raise FileNotFoundError(f"--model {args.model}: no such gin file")
     check(args.model, args.gin_param, args.batch_size, args.max_len, args.precision, args.steps, args.device,
-          phases=phases, count_from_python=args.count_from_python)
+          phases=chosen_phases(args.phases.split(",")), count_from_python=args.count_from_python)
     print(f"gpu_check: {'every phase' if args.phases == ','.join(PHASES) else args.phases} ran")
     return 0
 
