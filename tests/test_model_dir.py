@@ -402,3 +402,21 @@ def test_export_onnx_writes_hashes_and_a_failed_re_export_leaves_the_old_folder(
     assert saved["graphs"] == info["graphs"]
     for name, entry in saved["graphs"].items():
         assert entry["sha256"] == hashlib.sha256(f"graph {name}.onnx".encode()).hexdigest()
+
+
+def test_a_torchscript_export_given_to_the_runtime_is_named_with_how_to_run_it(tmp_path, capsys):
+    from styletts2.runtime.__main__ import main as runtime_main
+
+    folder = make_fake_model_dir(tmp_path / "ts")
+    info = json.loads((folder / "model.json").read_text())
+    for entry in info["graphs"].values():  # as export/to_torchscript.py writes them: .pt files
+        (folder / entry["file"]).unlink()
+        entry["file"] = entry["file"].replace(".onnx", ".pt")
+        (folder / entry["file"]).write_bytes(b"PK\x03\x04 a TorchScript zip archive")
+    (folder / "model.json").write_text(json.dumps(info))
+    with pytest.raises(ModelDirError, match=r"is a TorchScript export \(its model.json lists text_encoder.pt\)"):
+        _load(folder)
+    assert runtime_main(["-m", str(folder), "Hello.", "-o", str(tmp_path / "x.wav")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "TorchExecutor.torchscript(read_model_json(DIR))" in err
+    assert "Protobuf" not in err and not (tmp_path / "x.wav").exists()

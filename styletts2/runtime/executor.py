@@ -22,7 +22,8 @@ import numpy as np
 import onnxruntime as ort
 
 from ..graph_contract import GRAPH_INPUTS, MULTISPEAKER_SAMPLER_INPUT
-from .model_dir import CUDA, GraphSession, ModelConfig, make_session_options, open_graph, resolve_providers
+from .model_dir import CUDA, GraphSession, ModelConfig, ModelDirError, make_session_options, open_graph, \
+    resolve_providers
 
 
 def release_freed_memory() -> None:
@@ -74,6 +75,17 @@ class Executor:
         return "cpu"
 
 
+def check_not_torchscript(config: ModelConfig, files: Mapping[str, Path]) -> None:
+    """A TorchScript export (export/to_torchscript.py: its model.json lists .pt graphs) is named as
+    one, with how to run it: onnxruntime would fail on its first graph with a protobuf error."""
+    scripted = [name for name in config.graphs if Path(files.get(name) or config.graph_file(name)).suffix == ".pt"]
+    if scripted:
+        raise ModelDirError(f"{config.directory} is a TorchScript export (its model.json lists "
+                            f"{config.graphs[scripted[0]]['file']}), which onnxruntime cannot run: in Python, "
+                            "Synthesizer(DIR, executor=TorchExecutor.torchscript(read_model_json(DIR))) "
+                            "(styletts2.torch_executor) runs it; or export ONNX with export/to_onnx.py")
+
+
 class OnnxExecutor(Executor):
     """An exported folder's .onnx graphs on onnxruntime, each opened once, on `load` or first use.
 
@@ -96,10 +108,11 @@ class OnnxExecutor(Executor):
                  session_options: ort.SessionOptions | None = None, files: Mapping[str, Path] | None = None,
                  precision: str = "fp32", side_by_side: bool = True):
         self.config, self.precision, self.side_by_side = config, precision, side_by_side
+        self.files = {name: Path(path) for name, path in (files or {}).items()}
+        check_not_torchscript(config, self.files)
         self.providers = resolve_providers(providers)
         self._require_cuda = providers is not None and CUDA in self.providers  # asked for, not picked
         self.session_options = make_session_options(threads, session_options)
-        self.files = {name: Path(path) for name, path in (files or {}).items()}
         self.sessions: dict[str, GraphSession] = {}
         # Graphs opened on first use: threads making their first call at once would each open
         # (and hold in memory) a session of the same graph.
