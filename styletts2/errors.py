@@ -7,9 +7,11 @@ bugs, or for every error with `--debug`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -25,6 +27,19 @@ INTERRUPTED_EXIT_CODE = 130  # the shell's code for a process stopped by Ctrl-C 
 
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+
+
+def folder_problem(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be written in `folder`, made where missing (None when they can): the nearest
+    existing folder on its path is a file, or not writable. Command lines ask before any work."""
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK):
+        return f"{existing} is not writable"
+    return None
 
 
 def describe(err: BaseException) -> str:

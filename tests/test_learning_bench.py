@@ -83,9 +83,9 @@ def test_refuses_a_binding_without_its_stage_before_training(tmp_path, capsys):
     (["--clips", "0"], "--clips must be at least 2"), (["--clips", "-5"], "--clips"),
     (["--segments", "0"], "--segments must be at least 1"), (["--segments", "-1"], "--segments"),
     (["--gin_param", "stage1:notgin"], "'notgin' cannot be parsed"),
-    (["--results", "{tmp}/file"], "--results {tmp}/file: is a file"),
+    (["--results", "{tmp}/file"], "--results {tmp}/file: {tmp}/file is a file"),
     (["--results", "{tmp}/file/results"], "{tmp}/file is a file"),
-    (["--out", "{tmp}/file"], "--out {tmp}/file: is a file")])
+    (["--out", "{tmp}/file"], "--out {tmp}/file: {tmp}/file is a file")])
 def test_refuses_settings_the_run_cannot_use_before_any_work(tmp_path, capsys, extra, fragment):
     (tmp_path / "file").write_text("a file where a folder is asked for")
     out = tmp_path / "out"

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ..errors import folder_problem
+
 
 class AudioReadError(ValueError):
     """An audio file exists but cannot be decoded, or holds no samples."""
@@ -118,11 +120,7 @@ def check_audio_out(path: str | os.PathLike, subtype: str = "PCM_16") -> Path:
     kind = path.suffix[1:].upper()
     if kind not in sf.available_formats() or not sf.check_format(kind, subtype):
         raise ValueError(f"cannot write {path}: give a .wav or .flac file name ({subtype} audio)")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise ValueError(f"cannot write {path}: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK):
-        raise ValueError(f"cannot write {path}: {folder} is not writable")
+    problem = folder_problem(path.parent)
+    if problem:
+        raise ValueError(f"cannot write {path}: {problem}")
     return path

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shlex
 import subprocess
 import sys
@@ -44,6 +43,7 @@ import numpy as np
 
 from styletts2.bench.machine import describe, machine_record
 from styletts2.data.make_corpus import SENTENCE_POOLS, TEXT_POOL_FILE
+from styletts2.errors import folder_problem
 from styletts2.gin_paths import REPO_ROOT
 from styletts2.train.recipe import (ALIGNER_CHECK_EPOCHS, ALIGNER_STUCK_PER, SHARES, STAGE0_GIVEN_SHARES,
                                     STAGE0_PARTS, STAGES, Recipe, RecipeError, command_line_shares,
@@ -210,21 +210,6 @@ def check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
                                  ("--segments", args.segments, 1), ("--seeds", args.seeds, 1)):
         if value < least:
             parser.error(f"{option} must be at least {least}, got {value}")
-
-
-def folder_problem(folder: Path) -> str | None:
-    """Why `folder` cannot be made and written in (None when it can): checked before the hours of training
-    whose results go there."""
-    if folder.exists() and not folder.is_dir():
-        return "is a file; give a folder"
-    existing = folder.parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"cannot be made: {existing} is a file"
-    if not os.access(existing if not folder.exists() else folder, os.W_OK):
-        return "is not writable"
-    return None
 
 
 def make_recipe(args: argparse.Namespace, shares: dict[str, float], bindings: dict[str, list[str]],

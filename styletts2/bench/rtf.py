@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -38,7 +37,7 @@ import numpy as np
 
 from styletts2.bench.machine import machine_record
 from styletts2.export.metrics import log_mel_distance, snr_db
-from styletts2.errors import UserError, add_debug_flag, run_guarded
+from styletts2.errors import UserError, add_debug_flag, folder_problem, run_guarded
 from styletts2.synthesis_limits import check_option
 
 COMPONENTS = ("text_encoder", "diffusion_sampler", "decoder")
@@ -516,13 +515,9 @@ def check_json(json_path: str | None) -> None:
     for target in (path, path.with_suffix(".md")):
         if target.is_dir():
             raise RtfError(f"--json {path}: {target} is a folder; give a file name such as {target / 'rtf.json'}")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise RtfError(f"--json {path}: cannot write there, {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK):
-        raise RtfError(f"--json {path}: cannot write there, {folder} is not writable")
+    problem = folder_problem(path.parent)
+    if problem:
+        raise RtfError(f"--json {path}: cannot write there, {problem}")
 
 
 def _main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
