@@ -68,12 +68,16 @@ def text_status(corpus: Path, text: str) -> str:
 
 
 def speakable(text: str) -> None:
-    """Raise ValueError when the runtime would refuse `text` (nothing to say once phonemized)."""
+    """Raise ValueError when the runtime would refuse `text`: nothing to say once normalized (as the
+    exported model's text_normalizer will) and phonemized."""
+    from .text.normalize import TextNormalizer
     from .text.phonemizer import EspeakPhonemizer
     from .text.pieces import text_to_token_pieces
     from .text.tokenizer import Tokenizer
 
-    text_to_token_pieces(text, EspeakPhonemizer(), Tokenizer(), max_positions=512)
+    phonemizer = EspeakPhonemizer()
+    text_to_token_pieces(text, phonemizer, Tokenizer(), max_positions=512,
+                         normalize=TextNormalizer(phonemizer.language))
 
 
 def closing_lines(timings: dict[str, float], wav: Path, clip_wav: Path, exported: Path, log: Path,

@@ -1,6 +1,7 @@
 """Readers, phoneme cache, dataset, collate, sampler and validation (styletts2.data)."""
 import json
 
+import gin
 import numpy as np
 import pytest
 import soundfile as sf
@@ -345,6 +346,20 @@ def test_text_longer_than_its_clips_alignment_frames_is_rejected(tmp_path):
     assert [r.phonemes for r in report.good] == [fits]
     assert [(i.reason, i.line) for i in report.issues] == [("text_too_long", 2)]
     assert f"{frames + 1} tokens" in report.issues[0].detail
+
+
+def test_the_alignment_frame_count_follows_the_datasets_edge_padding_binding():
+    from styletts2.audio.mel import n_mel_frames
+    from styletts2.data.validate import _alignment_frames
+
+    assert _alignment_frames(24000, 24000) == n_mel_frames(24000 + 2 * 5000, 300) // 2  # upstream's padding
+    with gin.unlock_config():
+        gin.bind_parameter("SpeechDataset.edge_padding", 0)
+    try:
+        assert _alignment_frames(24000, 24000) == n_mel_frames(24000, 300) // 2
+        assert _alignment_frames(12000, 12000) == n_mel_frames(24000, 300) // 2  # resampled to 24 kHz first
+    finally:
+        gin.clear_config()
 
 
 def test_speaker_ids_outside_a_sane_range_are_malformed(tmp_path):

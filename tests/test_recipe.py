@@ -279,7 +279,8 @@ def test_stages_are_described_with_their_seconds_per_step():
 
 
 @pytest.mark.parametrize("args, message", [(["--minutes", "-1"], "--minutes must be positive"),
-                                           (["--text", "?! ..."], "--text: nothing to say")])
+                                           (["--text", "?! ..."], "--text: nothing to say"),
+                                           (["--text", "\U0001F600"], "once normalized")])
 def test_the_demo_refuses_a_bad_budget_or_text_before_any_work(tmp_path, capsys, args, message):
     from styletts2.demo import main
 

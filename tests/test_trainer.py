@@ -244,7 +244,7 @@ def test_bad_trainer_settings_are_refused():
     ("max_minutes", -5.0, "Trainer.max_minutes must be positive"),
     ("max_minutes", 0, "Trainer.max_minutes must be positive"),
     ("max_minutes", float("nan"), "Trainer.max_minutes must be positive"),
-    ("max_steps", -5, "Trainer.max_steps must be at least 1, got -5"),
+    ("max_steps", -5, "Trainer.max_steps must be at least 0, got -5"),
     ("save_every_steps", 0, "Trainer.save_every_steps must be at least 1"),
     ("log_every_steps", 0, "Trainer.log_every_steps must be at least 1"),
     ("max_mel_frames", 0, "Trainer.max_mel_frames must be at least 1"),
@@ -254,6 +254,29 @@ def test_limits_that_would_end_a_run_at_once_are_refused(setting, value, message
     """A negative budget or step count made a run of one step (or none) end in success."""
     with pytest.raises(ValueError, match=message):
         Trainer(stage=ToyStage(), train_data="x", **{setting: value})
+
+
+def test_max_steps_0_sets_up_without_training():
+    """README: `Trainer.max_steps = 0` makes the F0 labels ahead, in one process."""
+    assert Trainer(stage=ToyStage(), train_data="x", max_steps=0).max_steps == 0
+
+
+def test_a_run_folder_that_cannot_be_locked_runs_with_a_warning(tmp_path, monkeypatch):
+    """Some filesystems have no flock (ENOLCK, EOPNOTSUPP): that must not refuse the run."""
+    import errno
+    import fcntl
+
+    from styletts2.train.trainer import run_dir_lock
+
+    def no_locks(*_):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    ran = False
+    with pytest.warns(RuntimeWarning, match="cannot be locked \\(No locks available\\)"):
+        with run_dir_lock(tmp_path / "run"):
+            ran = True
+    assert ran
 
 
 def test_a_run_dir_that_is_a_file_is_refused_before_the_corpus_scan(tmp_path):

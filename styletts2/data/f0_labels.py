@@ -167,9 +167,9 @@ def write_entry(path: Path, wav: Path, f0: np.ndarray, fingerprint: tuple[int, i
     # Atomic replace: an interrupted run (or a second rank) never sees half an entry.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
-        os.fchmod(fd, file_mode())  # a cache beside a shared corpus: readable as an ordinary file is
         with os.fdopen(fd, "wb") as f:
             np.savez(f, f0=f0.astype(np.float32), size=fingerprint[0], mtime_ns=fingerprint[1], wav=str(wav))
+        os.chmod(tmp, file_mode())  # a cache beside a shared corpus: readable as an ordinary file is
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

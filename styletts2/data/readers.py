@@ -231,9 +231,9 @@ def _save_cache(path: Path, language: str, version: str, table: dict[str, str],
                "phonemes": dict(sorted(table.items()))}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
-        os.fchmod(fd, file_mode())  # mkstemp's 0600 would hide a shared corpus's cache from its other users
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(payload, f, ensure_ascii=False, indent=0)
+        os.chmod(tmp, file_mode())  # mkstemp's 0600 would hide a shared corpus's cache from its other users
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -114,8 +114,13 @@ def _wav_shortfall(path: Path) -> int:
 
 
 def _alignment_frames(frames: int, samplerate: int) -> int:
-    """Alignment frames of a clip as training sees it: resampled, edge-padded, mel frames trimmed to even."""
-    samples = round(frames * SAMPLE_RATE / samplerate) + 2 * EDGE_PADDING
+    """Alignment frames of a clip as training sees it: resampled (its length rounded up, as `resample`
+    gives it), edge-padded by the dataset's padding (gin may bind another), mel frames halved."""
+    try:
+        padding = int(gin.query_parameter("SpeechDataset.edge_padding"))
+    except ValueError:  # not bound: the dataset's default
+        padding = EDGE_PADDING
+    samples = -(-frames * SAMPLE_RATE // samplerate) + 2 * padding
     return n_mel_frames(samples, HOP_LENGTH) // ALIGN_FRAME
 
 

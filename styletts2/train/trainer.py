@@ -29,6 +29,7 @@ import random
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -138,6 +139,11 @@ def run_dir_lock(run_dir: Path):
             raise RunDirBusy(f"run folder {run_dir} is in use by another run"
                              + (f" (pid {holder})" if holder.isdigit() else "")
                              + ": wait for it to end or give another --run_dir") from None
+        except OSError as err:  # a filesystem without flock (some NFS, Lustre, FUSE mounts): run unguarded
+            warnings.warn(f"run folder {run_dir} cannot be locked ({err.strerror or err}): a second run in it "
+                          "would not be refused", RuntimeWarning, stacklevel=3)
+            yield
+            return
         f.truncate(0)
         f.write(f"{os.getpid()}\n")
         f.flush()
@@ -156,8 +162,9 @@ def _check_limits(max_minutes: float | None, num_workers: int, **counts: int | N
     """Trainer's step counts and limits: a count below 1 (or a budget of no minutes) would stop a run
     at once, or never log or save, and end it with a success."""
     for name, value in counts.items():
-        if value is not None and value < 1:
-            raise ValueError(f"Trainer.{name} must be at least 1, got {value}")
+        least = 0 if name == "max_steps" else 1  # max_steps 0: set up only (e.g. make F0 labels ahead, README)
+        if value is not None and value < least:
+            raise ValueError(f"Trainer.{name} must be at least {least}, got {value}")
     if max_minutes is not None and not max_minutes > 0:  # NaN fails too
         raise ValueError(f"Trainer.max_minutes must be positive (or None), got {max_minutes}")
     if num_workers < 0:
@@ -296,8 +303,8 @@ class Trainer:
 
     def _warn_shared_clips(self, train_set: Dataset, val_set: Dataset) -> None:
         """Warn once when validation clips are training clips too: validation would measure training data."""
-        train = {record.wav.resolve() for record in getattr(train_set, "records", ())}
-        shared = sum(record.wav.resolve() in train for record in getattr(val_set, "records", ()))
+        train = {record.wav for record in getattr(train_set, "records", ())}  # as listed: no stat per clip
+        shared = sum(record.wav in train for record in getattr(val_set, "records", ()))
         if shared:
             self.logger.info(f"warning: {shared} validation clip(s) are also in the training data "
                              f"({self.train_data}): validation then measures training data")
