@@ -73,10 +73,11 @@ def speakable(text: str) -> None:
     from .text.normalize import TextNormalizer
     from .text.phonemizer import EspeakPhonemizer
     from .text.pieces import text_to_token_pieces
+    from .text.sentences import BERT_MAX_POSITIONS
     from .text.tokenizer import Tokenizer
 
     phonemizer = EspeakPhonemizer()
-    text_to_token_pieces(text, phonemizer, Tokenizer(), max_positions=512,
+    text_to_token_pieces(text, phonemizer, Tokenizer(), max_positions=BERT_MAX_POSITIONS,
                          normalize=TextNormalizer(phonemizer.language))
 
 

@@ -177,10 +177,10 @@ def validate_records(
             found.append(problem)
         else:
             text_ok.append(record)
-    # libsndfile releases the GIL, so a few threads overlap the file reads
+    # libsndfile releases the GIL, so a few threads overlap the file reads. Tokens: one id per symbol
+    # (all known once _text_issue passed them) and the two pads training adds.
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        audio = list(pool.map(lambda r: _audio_issue(r, min_mel_frames, silence_peak,
-                                                     len(tokenizer.encode_for_training(r.phonemes))), text_ok))
+        audio = list(pool.map(lambda r: _audio_issue(r, min_mel_frames, silence_peak, len(r.phonemes) + 2), text_ok))
     good = [record for record, problem in zip(text_ok, audio) if problem is None]
     found += [problem for problem in audio if problem is not None]
     return ValidationReport(good, found)
