@@ -125,6 +125,17 @@ def test_atomic_save_keeps_the_old_file_on_failure(tmp_path):
     assert os.listdir(tmp_path) == ["last.pth"]
 
 
+def test_atomic_save_gives_the_umasks_mode(tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = atomic_save({"a": torch.ones(2)}, tmp_path / "last.pth", previous=tmp_path / "last.previous.pth")
+        atomic_save({"a": torch.ones(3)}, path, previous=tmp_path / "last.previous.pth")
+    finally:
+        os.umask(old)
+    for name in ("last.pth", "last.previous.pth"):  # as an ordinary file: the group can read a shared run's checkpoints
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, name
+
+
 def test_pretrained_helpers_load_from_their_release_layouts(tmp_path):
     model = build_tiny(modules=("text_aligner", "pitch_extractor"))
     other = build_tiny(modules=("text_aligner", "pitch_extractor"), seed=5)

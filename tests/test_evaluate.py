@@ -267,6 +267,19 @@ def test_json_that_cannot_be_written_leaves_no_temporary(tmp_path):
     assert list(tmp_path.iterdir()) == [tmp_path / "taken"]
 
 
+def test_json_gets_the_umasks_mode(tmp_path):
+    import os
+
+    from styletts2.evaluate.report import write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "scores.json", [], ("per",), {})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "scores.json").stat().st_mode & 0o777 == 0o644  # not NamedTemporaryFile's 0600
+
+
 def test_cli_missing_folder_is_one_line(tmp_path):
     (tmp_path / "list.txt").write_text("a|Hello.\n", encoding="utf-8")
     run = subprocess.run([sys.executable, "-m", "styletts2.evaluate", "--texts", str(tmp_path / "list.txt"),

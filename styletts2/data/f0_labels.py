@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from styletts2.audio.io import load_wav
 from styletts2.audio.mel_params import HOP_LENGTH
-from styletts2.data.readers import file_mode
+from styletts2.file_modes import file_mode
 
 METHODS = ("harvest", "dio")
 

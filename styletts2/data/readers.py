@@ -31,6 +31,7 @@ from pathlib import Path
 
 import gin
 
+from styletts2.file_modes import file_mode
 from styletts2.text.espeak import LANGUAGE
 from styletts2.text.normalize import TextNormalizer
 from styletts2.text.tokenizer import preview_text
@@ -238,13 +239,6 @@ def _save_cache(path: Path, language: str, version: str, table: dict[str, str],
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def file_mode() -> int:
-    """The mode an ordinary new file gets (0666 less the umask), for files made by mkstemp (0600)."""
-    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 _UNSAVED: set[Path] = set()  # caches already warned about
