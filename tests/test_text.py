@@ -210,6 +210,43 @@ def test_words_read_in_another_language_leave_no_language_flags():
     """espeak-ng wraps them in "(hi) ... (en-us)"; the model would speak the flags' letters."""
     assert phonemize("Hello नमस्ते world.") == "həlˈoʊ nəmˈʌsteː wˈɜːld ."
 
+# one word of each script: those English voices spell out, and two they read as words
+SPELLED_SAMPLES = {"Arabic": "مرحبا", "CJK": "你好", "Cyrillic": "Привет", "Greek": "Ελλάδα", "Hebrew": "שלום",
+                   "Hiragana": "こんにちは", "Katakana": "カタカナ", "Thai": "สวัสดี"}
+
+
+@pytest.mark.parametrize("script", sorted(SPELLED_SAMPLES))
+def test_scripts_that_english_spells_out_warn_and_are_spelled(script):
+    from styletts2.text.scripts import ForeignScriptWarning, foreign_scripts
+
+    word = SPELLED_SAMPLES[script]
+    assert set(foreign_scripts(word)) == {script}
+    with pytest.warns(ForeignScriptWarning, match=f"{script} x"):
+        phonemes = phonemize(f"Hello {word} world.")
+    # letter names: several phonemes a letter, where a word read as one has one or two
+    letters = sum(c.isalpha() for c in word)
+    spoken = len(phonemes) - len(phonemize("Hello world."))
+    assert spoken >= 4 * letters, (word, phonemes)
+
+
+@pytest.mark.parametrize("word", ["नमस्ते", "안녕하세요", "Café déjà vu, naïve Straße", "3 µm, 1ª"])
+def test_words_espeak_reads_as_words_pass_silently(word):
+    from styletts2.text.scripts import foreign_scripts
+
+    assert not foreign_scripts(word)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        phonemize(f"Hello {word} world.")
+
+
+def test_other_languages_are_not_checked():
+    from styletts2.text.scripts import warn_foreign_scripts
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_foreign_scripts("Привет", "ru")
+
+
 def test_phonemize_from_threads_gives_each_thread_its_own_words():
     """espeak-ng keeps one voice and one buffer per process: without the lock, threads phonemizing
     at once got each other's words or phonemizer's line-count error."""
