@@ -212,3 +212,17 @@ def test_gpu_check_out_of_memory_still_exits_1(monkeypatch):
     with pytest.raises(SystemExit) as stopped:
         gpu_check.main(["--phases", "stage1", "--device", "cpu", "--max_len", "80"])
     assert str(stopped.value.code).startswith("gpu_check: OUT OF MEMORY in stage1 (batch 2)")  # sys.exit: code 1
+
+
+def test_gpu_check_non_finite_losses_exit_3(monkeypatch, capsys):
+    """Not 2, the exit code of a user error."""
+    from styletts2.train import gpu_check
+
+    def non_finite(name, *_, **__):
+        return gpu_check.PhaseResult(name, 1.0, 0.1, 0.0, {"mel": float("nan")})
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(gpu_check, "_run_phase", non_finite)
+    with pytest.raises(SystemExit) as stopped:
+        gpu_check.main(["--phases", "stage1", "--device", "cpu", "--max_len", "80"])
+    assert stopped.value.code == 3 and "NON-FINITE" in capsys.readouterr().out

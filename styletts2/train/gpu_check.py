@@ -12,8 +12,8 @@ starts from the stage-1 weights the first phases leave. `--phases` runs some of 
 Per phase it reports the peak memory (`memory.py`: the peak of live tensor bytes, from the
 accelerator's allocator or counted on the CPU), steps per second and the host-device
 synchronisations per step (`syncs.py`).
-An out-of-memory error names the phase and exits with code 1; non-finite losses exit with 2, as does
-a user error (a bad option, a missing gin file, a device this machine lacks), on one line.
+An out-of-memory error names the phase and exits with code 1; non-finite losses exit with 3; a user
+error (a bad option, a missing gin file, a device this machine lacks) is one line, exit 2.
 
 Weights are random (loss values mean nothing here); the model's size and the pretrained parts'
 structure are what matter for memory and speed, so bind the real WavLM (`load_wavlm.path`) when
@@ -134,6 +134,7 @@ def _synchronize(device: torch.device) -> None:
 # The phases in the order they run, by the short names `phases` takes.
 PHASES = {"stage1": "stage1", "tma": "stage1 TMA", "stage2": "stage2", "diffusion": "stage2 diffusion",
           "joint": "stage2 joint (SLM)"}
+NONFINITE_EXIT = 3  # exit code of non-finite losses; not 2, which is a user error
 
 
 def chosen_phases(phases: Iterable[str] | None) -> list[str]:
@@ -206,6 +207,7 @@ def check(model_gin: str = TINY_MODEL, bindings: list[str] = (), batch_size: int
     return results
 
 
+
 def _checked_phase(name: str, stage, ctx: TrainingContext, batch, epoch: int, steps: int, device, warmup: bool,
                    report, count_from_python: bool = False) -> PhaseResult:
     """One phase's result, reported; an out-of-memory error or a non-finite loss stops the check."""
@@ -220,7 +222,7 @@ def _checked_phase(name: str, stage, ctx: TrainingContext, batch, epoch: int, st
            + ("" if result.counted_peak_gb is None else f"  (counted from Python: {result.counted_peak_gb:.2f} GB)")
            + ("" if finite else f"  NON-FINITE {result.losses}"))
     if not finite:
-        raise SystemExit(2)
+        raise SystemExit(NONFINITE_EXIT)
     return result
 
 
@@ -256,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="on CUDA, also count live tensors the CPU's way (a check of that count; slower)")
     add_debug_flag(parser)
     args = parser.parse_args(argv)
-    # A user error is one line, exit 2; an out-of-memory phase keeps its exit code 1 (a SystemExit).
+    # A user error is one line, exit 2; an out-of-memory phase keeps its exit code 1 and non-finite losses
+    # their NONFINITE_EXIT (SystemExits).
     return run_guarded(parser.prog, lambda: _check(args), debug=args.debug)
 
 
