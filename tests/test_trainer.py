@@ -316,6 +316,19 @@ def test_corpus_issues_file_and_clips_lost_mid_epoch(tmp_path, caplog, monkeypat
     assert (tmp_path / "run" / "corpus_issues" / "corpus_val_list.txt.tsv").read_text() == ""  # none rejected
 
 
+def test_a_runs_corpus_summary_is_shown_once(tmp_path, caplog, capsys):
+    """It was shown twice when the corpus had issues: as the scan's warning and in the run's log."""
+    corpus = write_corpus(tmp_path / "corpus")
+    with (corpus / "train_list.txt").open("a", encoding="utf-8") as stream:
+        stream.write("no fields here\n")
+    with caplog.at_level("INFO", logger="styletts2.data.validate"):
+        run_toy(corpus, tmp_path / "run", epochs=1)
+    out = capsys.readouterr()
+    shown = " ".join([out.out, out.err, *caplog.messages])
+    assert shown.count("clips usable") == 2  # the training list's and the validation list's
+    assert shown.count("malformed: 1") == 1
+
+
 def test_a_corpus_gone_mid_run_stops_with_a_message(tmp_path):
     from styletts2.data.dataset import SpeechDataset
     from styletts2.data.validate import scan_corpus

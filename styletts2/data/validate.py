@@ -195,14 +195,17 @@ def scan_corpus(
     silence_peak: float | None = 1e-3,
     workers: int = 4,
     allow_outside_root: bool = False,
+    log_summary: bool = True,
 ) -> ValidationReport:
     """Read a corpus (LJSpeech folder / metadata.csv, or an upstream list file), phonemize its text
     through the cache, validate it and log the summary. `report.good` is what training should use.
-    allow_outside_root: accept list entries with absolute paths or paths that leave `root`."""
+    allow_outside_root: accept list entries with absolute paths or paths that leave `root`.
+    log_summary: False for a caller that shows `report.summary()` itself (the Trainer's log)."""
     issues: list[Issue] = []
     records = read_corpus(path, root=root, issues=issues, allow_outside_root=allow_outside_root)
     records = phonemize_records(records, phonemizer, issues=issues)
     report = validate_records(records, min_mel_frames, silence_peak, workers, issues)
-    log = logger.warning if report.issues else logger.info
-    log("corpus %s: %s", path, report.summary())
+    if log_summary:
+        log = logger.warning if report.issues else logger.info
+        log("corpus %s: %s", path, report.summary())
     return report

@@ -266,7 +266,8 @@ class Trainer:
     def _scan(self, path: str):
         """Scan a corpus (phonemize, decode, check every clip) on rank 0 only; the other ranks get
         its report, waiting as long as that takes (a large corpus outlasts the group's timeout)."""
-        report = dist_utils.share_from_main(lambda: scan_corpus(path, root=self.data_root))
+        # The summary is shown once, in the run's log (the scan's own copy went to stderr beside it).
+        report = dist_utils.share_from_main(lambda: scan_corpus(path, root=self.data_root, log_summary=False))
         self.logger.info(f"corpus {path}: {report.summary()}")
         if self.env.is_main:
             self.logger.info(f"corpus {path}: every rejected entry (file:line, reason) is listed in "
