@@ -25,7 +25,7 @@ def _worker(rank: int, port: int, out: str) -> None:
     env = distributed.init_distributed("cpu", timeout_minutes=GROUP_TIMEOUT_S / 60)
     result = {}
 
-    def slow_scan(path, root=None):
+    def slow_scan(path, root=None, log_summary=True):
         with open(out / "scans.txt", "a") as f:
             f.write(f"{rank}\n")
         time.sleep(SCAN_S)
