@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from styletts2.errors import UserError
-from styletts2.file_modes import file_mode
+from styletts2.file_modes import give_ordinary_mode
 
 # Constant 0..511 buffer that transformers < 5 kept in ALBERT's state dict; the only key we drop.
 _LEGACY_BERT_BUFFER = "embeddings.position_ids"
@@ -175,7 +175,7 @@ def atomic_save(obj: Any, path: str | os.PathLike, previous: str | os.PathLike |
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, file_mode())  # mkstemp's 0600 would hide a shared run folder's checkpoints from its group
+        give_ordinary_mode(tmp)  # mkstemp's 0600 would hide a shared run folder's checkpoints from its group
         if previous is not None and path.exists():
             os.replace(path, previous)
         os.replace(tmp, path)

@@ -136,6 +136,30 @@ def test_atomic_save_gives_the_umasks_mode(tmp_path):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, name
 
 
+def test_a_filesystem_that_refuses_modes_keeps_the_checkpoint(tmp_path, monkeypatch):
+    """vfat refuses chmod: the save must not be lost for a file mode."""
+    from styletts2 import file_modes
+
+    def refuse(*_):
+        raise PermissionError("Operation not permitted")
+
+    monkeypatch.setattr(file_modes.os, "chmod", refuse)
+    path = atomic_save({"a": torch.ones(2)}, tmp_path / "last.pth")
+    assert torch.equal(torch.load(path)["a"], torch.ones(2)) and os.listdir(tmp_path) == ["last.pth"]
+
+
+def test_the_umask_is_read_without_changing_it(monkeypatch):
+    from styletts2 import file_modes
+
+    old = os.umask(0o027)
+    try:
+        monkeypatch.setattr(file_modes.os, "umask", lambda *_: pytest.fail("the umask was set"))
+        assert file_modes.file_mode() == 0o640  # from /proc/self/status, on Linux
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+
+
 def test_pretrained_helpers_load_from_their_release_layouts(tmp_path):
     model = build_tiny(modules=("text_aligner", "pitch_extractor"))
     other = build_tiny(modules=("text_aligner", "pitch_extractor"), seed=5)

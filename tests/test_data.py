@@ -422,6 +422,17 @@ def test_phoneme_cache_gets_the_umasks_mode(tmp_path):
     assert cache.stat().st_mode & 0o777 == 0o640  # as an ordinary file: the group can read a shared corpus's cache
 
 
+def test_corpus_texts_an_english_voice_spells_out_give_one_warning(tmp_path, caplog):
+    meta = tmp_path / "metadata.csv"
+    meta.write_text("A|Hello world.|\nB|Say Привет now.|\nC|Then 你好 and Москва.|\n", "utf-8")
+    with caplog.at_level("WARNING", logger="styletts2.data.readers"):
+        phonemize_records(read_ljspeech(meta), CountingPhonemizer(), normalizer=None)
+        phonemize_records(read_ljspeech(meta), CountingPhonemizer(), normalizer=None)  # cached: said once
+    [message] = [m for m in caplog.messages if "English voice" in m]
+    assert message.startswith("2 text(s) have letters") and "(Cyrillic x12, CJK x2)" in message
+    assert "the first: 'Say Привет now.'" in message
+
+
 def test_brackets_in_corpus_text_are_dropped_as_synthesis_drops_them(tmp_path):
     import dataclasses
     import warnings

@@ -210,33 +210,64 @@ def test_words_read_in_another_language_leave_no_language_flags():
     """espeak-ng wraps them in "(hi) ... (en-us)"; the model would speak the flags' letters."""
     assert phonemize("Hello नमस्ते world.") == "həlˈoʊ nəmˈʌsteː wˈɜːld ."
 
-# one word of each script: those English voices spell out, and two they read as words
-SPELLED_SAMPLES = {"Arabic": "مرحبا", "CJK": "你好", "Cyrillic": "Привет", "Greek": "Ελλάδα", "Hebrew": "שלום",
-                   "Hiragana": "こんにちは", "Katakana": "カタカナ", "Thai": "สวัสดี"}
+# a word of scripts that English voices spell out letter by letter (or as code points), and of some they
+# read as words in their own language
+SPELLED_SAMPLES = {"Arabic": "مرحبا", "CJK": "你好", "Cyrillic": "Привет", "Hebrew": "שלום", "Hiragana": "こんにちは",
+                   "Katakana": "カタカナ", "Thai": "สวัสดี", "Oriya": "ନମସ୍କାର", "Telugu": "నమస్కారం", "Ethiopic": "ሰላም",
+                   "Lao": "ສະບາຍດີ", "Khmer": "សួស្តី", "Tibetan": "བཀྲ་ཤིས", "Myanmar": "မင်္ဂလာ"}
+WORD_SAMPLES = ["नमस्ते", "ਸਤਿ ਸ੍ਰੀ", "નમસ્તે", "নমস্কার", "வணக்கம்", "ನಮಸ್ಕಾರ", "നമസ്കാരം", "ආයුබෝවන්", "안녕하세요",
+                "Բարեւ", "გამარჯობა"]
+
+
+def _pieces_warnings(text: str) -> list[str]:
+    from styletts2.text.pieces import text_to_token_pieces
+    from styletts2.text.scripts import ForeignScriptWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        text_to_token_pieces(text, EspeakPhonemizer(), Tokenizer(), max_positions=512)
+    return [str(w.message) for w in caught if issubclass(w.category, ForeignScriptWarning)]
 
 
 @pytest.mark.parametrize("script", sorted(SPELLED_SAMPLES))
 def test_scripts_that_english_spells_out_warn_and_are_spelled(script):
-    from styletts2.text.scripts import ForeignScriptWarning, foreign_scripts
+    from styletts2.text.scripts import foreign_scripts
 
     word = SPELLED_SAMPLES[script]
     assert set(foreign_scripts(word)) == {script}
-    with pytest.warns(ForeignScriptWarning, match=f"{script} x"):
-        phonemes = phonemize(f"Hello {word} world.")
-    # letter names: several phonemes a letter, where a word read as one has one or two
+    [message] = _pieces_warnings(f"Hello {word} world.")
+    assert f"({script} x" in message
+    # spelled out: several phonemes a letter, where a word read as one has about two
     letters = sum(c.isalpha() for c in word)
-    spoken = len(phonemes) - len(phonemize("Hello world."))
-    assert spoken >= 4 * letters, (word, phonemes)
+    assert len(phonemize(f"Hello {word} world.")) - len(phonemize("Hello world.")) >= 4 * letters
 
 
-@pytest.mark.parametrize("word", ["नमस्ते", "안녕하세요", "Café déjà vu, naïve Straße", "3 µm, 1ª"])
-def test_words_espeak_reads_as_words_pass_silently(word):
+@pytest.mark.parametrize("word", WORD_SAMPLES)
+def test_scripts_that_english_reads_as_words_pass_silently(word):
     from styletts2.text.scripts import foreign_scripts
 
-    assert not foreign_scripts(word)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        phonemize(f"Hello {word} world.")
+    assert not foreign_scripts(word) and not _pieces_warnings(f"Hello {word} world.")
+    letters = sum(c.isalpha() for c in word)
+    assert len(phonemize(f"Hello {word} world.")) - len(phonemize("Hello world.")) < 3.5 * letters
+
+
+@pytest.mark.parametrize("text", ["Café déjà vu, naïve Straße.", "3 µm, 1ª, the ﬁrst ℓ.", "The area is π r squared.",
+                                  "A 10 Ω resistor.", "ΔT is small, the α channel.", "Rock ʼn roll."])
+def test_latin_text_and_greek_symbols_pass_silently(text):
+    from styletts2.text.scripts import foreign_scripts
+
+    assert not foreign_scripts(text) and not _pieces_warnings(text)
+
+
+def test_half_width_kana_and_the_long_vowel_mark_are_kana():
+    from styletts2.text.scripts import foreign_scripts
+
+    assert foreign_scripts("ｶﾀｶﾅ") == {"Katakana": 4} and foreign_scripts("ー") == {"Katakana": 1}
+
+
+def test_a_text_warns_once_not_once_a_sentence():
+    [message] = _pieces_warnings("Привет мир. Как дела? Всё хорошо. Спасибо.")
+    assert "Cyrillic x" in message
 
 
 def test_other_languages_are_not_checked():
@@ -245,6 +276,7 @@ def test_other_languages_are_not_checked():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_foreign_scripts("Привет", "ru")
+        warn_foreign_scripts("Привет", None)
 
 
 def test_phonemize_from_threads_gives_each_thread_its_own_words():

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from styletts2.audio.io import load_wav
 from styletts2.audio.mel_params import HOP_LENGTH
-from styletts2.file_modes import file_mode
+from styletts2.file_modes import give_ordinary_mode
 
 METHODS = ("harvest", "dio")
 
@@ -169,7 +169,7 @@ def write_entry(path: Path, wav: Path, f0: np.ndarray, fingerprint: tuple[int, i
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, f0=f0.astype(np.float32), size=fingerprint[0], mtime_ns=fingerprint[1], wav=str(wav))
-        os.chmod(tmp, file_mode())  # a cache beside a shared corpus: readable as an ordinary file is
+        give_ordinary_mode(tmp)  # a cache beside a shared corpus: readable as an ordinary file is
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

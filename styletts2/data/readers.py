@@ -25,15 +25,17 @@ import json
 import logging
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gin
 
-from styletts2.file_modes import file_mode
+from styletts2.file_modes import give_ordinary_mode
 from styletts2.text.espeak import LANGUAGE
 from styletts2.text.normalize import TextNormalizer
+from styletts2.text.scripts import describe, foreign_scripts
 from styletts2.text.tokenizer import preview_text
 
 logger = logging.getLogger(__name__)
@@ -234,7 +236,7 @@ def _save_cache(path: Path, language: str, version: str, table: dict[str, str],
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(payload, f, ensure_ascii=False, indent=0)
-        os.chmod(tmp, file_mode())  # mkstemp's 0600 would hide a shared corpus's cache from its other users
+        give_ordinary_mode(tmp)  # mkstemp's 0600 would hide a shared corpus's cache from its other users
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -301,7 +303,21 @@ def phonemize_texts(
             failed[text] = str(err)
     if missing:
         _try_save_cache(path, phonemizer.language, phonemizer.version, table, normalizer)
+        _warn_foreign_scripts(missing, phonemizer.language)
     return {t: table[t] for t in wanted if t in table}, failed
+
+
+def _warn_foreign_scripts(texts: Sequence[str], language: str) -> None:
+    """One warning for the texts whose letters an English voice spells out (`text/scripts.py`): their
+    clips train on letter names. Only texts phonemized now: a cached corpus is not warned about again."""
+    if not language.startswith("en"):
+        return
+    found = [(text, scripts) for text in texts if (scripts := foreign_scripts(text))]
+    if found:
+        total = sum((scripts for _, scripts in found), Counter())
+        logger.warning("%d text(s) have letters an English voice does not read as words (%s), so their clips "
+                       "train on espeak-ng's letter names; the first: %s", len(found), describe(total),
+                       preview_text(found[0][0]))
 
 
 # espeak-ng keeps brackets, which the symbol table lacks; synthesis drops them (with a warning), so the

@@ -7,7 +7,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from ..file_modes import file_mode
+from ..file_modes import give_ordinary_mode
 from .scores import NUMERIC_FIELDS, ClipScores, summarize
 
 # column header and number format per field
@@ -68,7 +68,7 @@ def write_json(path: str | os.PathLike, scores: list[ClipScores], metrics: tuple
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as f:
         json.dump(payload, f, indent=1, ensure_ascii=False)
     try:
-        os.chmod(f.name, file_mode())  # a report as readable as any file written in place
+        give_ordinary_mode(f.name)  # a report as readable as any file written in place
         os.replace(f.name, path)
     except OSError:
         os.unlink(f.name)  # no stray temporary beside the file that could not be written

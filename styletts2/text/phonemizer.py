@@ -22,7 +22,6 @@ punkt's learned English abbreviations, which no IPA word matches) are not reprod
 import re
 
 from .espeak import LANGUAGE, espeak_backend, espeak_phonemize, espeak_version
-from .scripts import warn_foreign_scripts
 from .sentences import remove_control_characters
 from .tokenizer import preview_text
 
@@ -97,7 +96,6 @@ def phonemize(text: str, language: str = LANGUAGE) -> str:
     text = remove_control_characters(text).strip()  # a NUL would end the text for espeak-ng
     if not text:
         raise ValueError("cannot phonemize empty or whitespace-only text")
-    warn_foreign_scripts(text, language)
     raw = espeak_phonemize(text, language)
     words = split_words(raw)
     if not words:

@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Callable
 
 from .phonemizer import NoPhonemesError
+from .scripts import warn_foreign_scripts
 from .sentences import remove_control_characters, split_sentences, split_token_windows
 from .symbols import PUNCTUATION, SPACE_ID, SYMBOL_TO_ID
 from .tokenizer import NoKnownSymbolError, Tokenizer, preview_text
@@ -70,7 +71,9 @@ def text_to_token_pieces(text: str, phonemize: Callable[[str], str], tokenizer: 
     double quotes are dropped before phonemizing, as the torch synthesizer does, so both see the
     same tokens; control characters become spaces first (a NUL would end the text for espeak-ng).
     Pieces of punctuation alone and sentences with no phoneme are dropped, and long runs of
-    punctuation and spaces shortened. Raises ValueError for text with nothing to say."""
+    punctuation and spaces shortened. Letters an English `phonemize` (one with that `language`)
+    would spell out give one ForeignScriptWarning (`scripts.py`). Raises ValueError for text with
+    nothing to say."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     text = remove_control_characters(text)
@@ -79,6 +82,7 @@ def text_to_token_pieces(text: str, phonemize: Callable[[str], str], tokenizer: 
         if text.strip() and not normalized.strip():
             raise ValueError(f"nothing to say in {preview_text(text)} once normalized")
         text = normalized
+    warn_foreign_scripts(text, getattr(phonemize, "language", None))  # once for the text, not per sentence
     pieces = []
     for sentence in split_sentences(text):
         ids = _sentence_ids(sentence, phonemize, tokenizer)

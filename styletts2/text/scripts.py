@@ -1,7 +1,9 @@
-"""Letters of other scripts in English text. An English espeak-ng voice reads most of them as letter
-names ('你好' -> "Chinese letter, Chinese letter", 'Привет' -> six letter names), so the model says
-something other than the text, with no error; synthesis and corpus phonemization warn once per text.
-Some scripts it reads as words in their own language (Devanagari, Hangul): those pass silently.
+"""Letters of other scripts in English text. An English espeak-ng voice reads a few scripts as words,
+switching to their language (Devanagari, Tamil, Hangul, Georgian...), and Greek letters by their names,
+which is what a symbol means in English text (π, Ω, Δ). The letters of any other script it spells out
+('你好' -> "Chinese letter" twice, 'Привет' -> six letter names, Khmer as code points) or drops, so the
+model says something other than the text, with no error. Synthesis warns once per text
+(`text_to_token_pieces`), corpus phonemization once per corpus (`readers.phonemize_texts`).
 """
 from __future__ import annotations
 
@@ -11,37 +13,43 @@ from collections import Counter
 
 from .tokenizer import preview_text
 
-_LETTER_CATEGORIES = ("Lu", "Ll", "Lt", "Lo")
-# Scripts (the first word of a letter's Unicode name) that espeak-ng 1.52's English voices spell out
-# letter by letter; tests/test_text.py checks each against espeak-ng.
-SPELLED_SCRIPTS = frozenset({"ARABIC", "CJK", "CYRILLIC", "GREEK", "HEBREW", "HIRAGANA", "KATAKANA", "THAI"})
+# The first word of a letter's Unicode name, for the scripts espeak-ng 1.52's English voices read as
+# words; tests/test_text.py checks a word of each, and of several spelled-out scripts, against espeak-ng.
+READ_AS_WORDS = frozenset({"LATIN", "MODIFIER", "GREEK", "DEVANAGARI", "GURMUKHI", "GUJARATI", "BENGALI", "TAMIL",
+                           "KANNADA", "MALAYALAM", "SINHALA", "HANGUL", "ARMENIAN", "GEORGIAN"})
 
 
 class ForeignScriptWarning(UserWarning):
-    """Text for an English voice holds letters of another script, which espeak-ng reads as letter names."""
+    """Text for an English voice holds letters of a script that espeak-ng spells out or drops."""
 
 
 def _script(char: str) -> str | None:
-    """The script of a letter that English voices spell out ('CJK', 'Cyrillic'; SPELLED_SCRIPTS), else None."""
-    if unicodedata.category(char) not in _LETTER_CATEGORIES:
-        return None
-    script = unicodedata.name(char, "").split(" ", 1)[0]
-    if script not in SPELLED_SCRIPTS:
-        return None
-    return script if script == "CJK" else script.title()
+    """The script of a letter that English voices do not read as words ('CJK', 'Cyrillic'), else None."""
+    for form in unicodedata.normalize("NFKC", char):  # half-width kana, ligatures, ℓ: their usual letters
+        if not unicodedata.category(form).startswith("L"):
+            continue
+        script = unicodedata.name(form, "").split(" ", 1)[0].split("-", 1)[0]  # KATAKANA-HIRAGANA: kana
+        if script and script not in READ_AS_WORDS:
+            return script if script == "CJK" else script.title()
+    return None
 
 
 def foreign_scripts(text: str) -> Counter:
-    """Script name -> how many of `text`'s letters an English voice would spell out."""
+    """Script name -> how many of `text`'s letters an English voice would not read as words."""
+    if text.isascii():
+        return Counter()
     return Counter(script for script in map(_script, text) if script is not None)
 
 
-def warn_foreign_scripts(text: str, language: str) -> None:
-    """A ForeignScriptWarning when `language` is an English voice and `text` has letters of another script."""
-    if text.isascii() or not language.startswith("en"):
-        return
-    scripts = foreign_scripts(text)
+def describe(scripts: Counter) -> str:
+    """'Cyrillic x6, CJK x2'."""
+    return ", ".join(f"{script} x{n}" for script, n in scripts.most_common())
+
+
+def warn_foreign_scripts(text: str, language: str | None) -> None:
+    """A ForeignScriptWarning when `language` is an English voice and `text` has such letters."""
+    scripts = foreign_scripts(text) if language and language.startswith("en") else Counter()
     if scripts:
-        listing = ", ".join(f"{script} x{n}" for script, n in scripts.most_common())
-        warnings.warn(f"text {preview_text(text)} has letters an English voice does not read as words ({listing}): "
-                      "espeak-ng says their letter names", ForeignScriptWarning, stacklevel=3)
+        warnings.warn(f"text {preview_text(text)} has letters an English voice does not read as words "
+                      f"({describe(scripts)}): espeak-ng spells them out or drops them", ForeignScriptWarning,
+                      stacklevel=3)

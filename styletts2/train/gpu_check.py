@@ -207,7 +207,6 @@ def check(model_gin: str = TINY_MODEL, bindings: list[str] = (), batch_size: int
     return results
 
 
-
 def _checked_phase(name: str, stage, ctx: TrainingContext, batch, epoch: int, steps: int, device, warmup: bool,
                    report, count_from_python: bool = False) -> PhaseResult:
     """One phase's result, reported; an out-of-memory error or a non-finite loss stops the check."""

@@ -268,7 +268,7 @@ class Trainer:
         its report, waiting as long as that takes (a large corpus outlasts the group's timeout)."""
         # The summary is shown once, in the run's log (the scan's own copy went to stderr beside it).
         report = dist_utils.share_from_main(lambda: scan_corpus(path, root=self.data_root, log_summary=False))
-        self.logger.info(f"corpus {path}: {report.summary()}")
+        self.logger.info(f"{'warning: ' if report.issues else ''}corpus {path}: {report.summary()}")
         if self.env.is_main:
             self.logger.info(f"corpus {path}: every rejected entry (file:line, reason) is listed in "
                              f"{report.write(issues_file(self.run_dir, path))}")
