@@ -13,8 +13,9 @@ from collections import Counter
 
 from .tokenizer import preview_text
 
-# The first word of a letter's Unicode name, for the scripts espeak-ng 1.52's English voices read as
-# words; tests/test_text.py checks a word of each, and of several spelled-out scripts, against espeak-ng.
+# The first word of a letter's Unicode name for Latin, modifier letters (ʼ, ˈ), Greek (read as symbols'
+# names) and the scripts espeak-ng 1.52's English voices read as words; tests/test_text.py checks a word
+# of each of those scripts, and of 14 spelled-out ones, against espeak-ng.
 READ_AS_WORDS = frozenset({"LATIN", "MODIFIER", "GREEK", "DEVANAGARI", "GURMUKHI", "GUJARATI", "BENGALI", "TAMIL",
                            "KANNADA", "MALAYALAM", "SINHALA", "HANGUL", "ARMENIAN", "GEORGIAN"})
 
