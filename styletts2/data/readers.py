@@ -35,7 +35,7 @@ import gin
 from styletts2.file_modes import give_ordinary_mode
 from styletts2.text.espeak import LANGUAGE
 from styletts2.text.normalize import TextNormalizer
-from styletts2.text.scripts import describe, foreign_scripts
+from styletts2.text.scripts import describe, english_voice, foreign_scripts
 from styletts2.text.tokenizer import preview_text
 
 logger = logging.getLogger(__name__)
@@ -310,7 +310,7 @@ def phonemize_texts(
 def _warn_foreign_scripts(texts: Sequence[str], language: str) -> None:
     """One warning for the texts whose letters an English voice spells out (`text/scripts.py`): their
     clips train on letter names. Only texts phonemized now: a cached corpus is not warned about again."""
-    if not language.startswith("en"):
+    if not english_voice(language):
         return
     found = [(text, scripts) for text in texts if (scripts := foreign_scripts(text))]
     if found:

@@ -113,19 +113,24 @@ def _wav_shortfall(path: Path) -> int:
     return 0
 
 
-def _alignment_frames(frames: int, samplerate: int) -> int:
-    """Alignment frames of a clip as training sees it: resampled (its length rounded up, as `resample`
-    gives it), edge-padded by the dataset's padding (gin may bind another), mel frames halved."""
+def _edge_padding() -> int:
+    """The samples the dataset pads each clip's edges with: gin's binding, else its default."""
     try:
-        padding = int(gin.query_parameter("SpeechDataset.edge_padding"))
-    except ValueError:  # not bound: the dataset's default
-        padding = EDGE_PADDING
+        return int(gin.query_parameter("SpeechDataset.edge_padding"))
+    except ValueError:  # not bound
+        return EDGE_PADDING
+
+
+def _alignment_frames(frames: int, samplerate: int, padding: int | None = None) -> int:
+    """Alignment frames of a clip as training sees it: resampled (its length rounded up, as `resample`
+    gives it), edge-padded by the dataset's padding (None: `_edge_padding()`), mel frames halved."""
+    padding = _edge_padding() if padding is None else padding
     samples = -(-frames * SAMPLE_RATE // samplerate) + 2 * padding
     return n_mel_frames(samples, HOP_LENGTH) // ALIGN_FRAME
 
 
 def _audio_issue(record: Record, min_mel_frames: int, silence_peak: float | None,
-                 tokens: int = 0) -> Issue | None:
+                 tokens: int = 0, padding: int | None = None) -> Issue | None:
     def issue(reason: str, detail: str) -> Issue:
         return Issue(reason, record.source, record.line, f"{record.wav}: {detail}")
 
@@ -141,7 +146,7 @@ def _audio_issue(record: Record, min_mel_frames: int, silence_peak: float | None
         frames = n_mel_frames(int(info.frames * SAMPLE_RATE / info.samplerate), HOP_LENGTH)
         if frames < min_mel_frames:
             return issue("too_short", f"{info.duration:.2f} s = {frames} mel frames < {min_mel_frames}")
-        aligned = _alignment_frames(info.frames, info.samplerate)
+        aligned = _alignment_frames(info.frames, info.samplerate, padding)
         if tokens > aligned:
             return issue("text_too_long", f"{tokens} tokens for {info.duration:.2f} s = {aligned} alignment frames "
                          "(the alignment needs one frame per token)")
@@ -179,8 +184,10 @@ def validate_records(
             text_ok.append(record)
     # libsndfile releases the GIL, so a few threads overlap the file reads. Tokens: one id per symbol
     # (all known once _text_issue passed them) and the two pads training adds.
+    padding = _edge_padding()  # once for the corpus, not a gin lookup per clip
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        audio = list(pool.map(lambda r: _audio_issue(r, min_mel_frames, silence_peak, len(r.phonemes) + 2), text_ok))
+        audio = list(pool.map(lambda r: _audio_issue(r, min_mel_frames, silence_peak, len(r.phonemes) + 2, padding),
+                              text_ok))
     good = [record for record, problem in zip(text_ok, audio) if problem is None]
     found += [problem for problem in audio if problem is not None]
     return ValidationReport(good, found)

@@ -35,6 +35,11 @@ def _script(char: str) -> str | None:
     return None
 
 
+def english_voice(language: str | None) -> bool:
+    """Whether `language` is an English espeak-ng voice, the ones READ_AS_WORDS describes."""
+    return bool(language) and language.startswith("en")
+
+
 def foreign_scripts(text: str) -> Counter:
     """Script name -> how many of `text`'s letters an English voice would not read as words."""
     if text.isascii():
@@ -49,7 +54,7 @@ def describe(scripts: Counter) -> str:
 
 def warn_foreign_scripts(text: str, language: str | None) -> None:
     """A ForeignScriptWarning when `language` is an English voice and `text` has such letters."""
-    scripts = foreign_scripts(text) if language and language.startswith("en") else Counter()
+    scripts = foreign_scripts(text) if english_voice(language) else Counter()
     if scripts:
         warnings.warn(f"text {preview_text(text)} has letters an English voice does not read as words "
                       f"({describe(scripts)}): espeak-ng spells them out or drops them", ForeignScriptWarning,
